@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "extentfs",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "extentfs", targets: ["extentfs"]),
+        .library(name: "ExtentFS", targets: ["ExtentFS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+    ],
+    targets: [
+        // libfuse3 through pkg-config, with a header-only shim for macros and versioned symbols.
+        .systemLibrary(
+            name: "CFuse",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]
+        ),
+        // The engine: no FUSE in here, so mkfs, fsck, tests and the daemon share it.
+        .target(
+            name: "ExtentFS",
+            dependencies: [
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        // The adapter: fuse_lowlevel_ops -> engine calls.
+        .target(
+            name: "ExtentFSFuse",
+            dependencies: [
+                "CFuse", "ExtentFS",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "extentfs",
+            dependencies: [
+                "ExtentFS", "ExtentFSFuse",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ExtentFS", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

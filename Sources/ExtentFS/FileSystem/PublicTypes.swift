@@ -1,0 +1,158 @@
+import SystemPackage
+
+/// Inode numbers are the FUSE node ids: the root is 1, numbers are never reused while mounted.
+public typealias InodeNumber = UInt64
+
+public struct Timespec: Equatable, Sendable {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+    public init(seconds: Int64, nanoseconds: Int64) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+    public static var now: Timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timespec(seconds: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+    }
+}
+
+/// The S_IFMT bits of a mode.
+public enum FileType: UInt32, Sendable {
+    case fifo = 0o010000
+    case characterDevice = 0o020000
+    case directory = 0o040000
+    case blockDevice = 0o060000
+    case regular = 0o100000
+    case symlink = 0o120000
+    case socket = 0o140000
+
+    public static let mask: UInt32 = 0o170000
+
+    public init?(mode: UInt32) { self.init(rawValue: mode & FileType.mask) }
+}
+
+public struct FileAttributes: Equatable, Sendable {
+    public var ino: InodeNumber
+    /// Type and permission bits, as st_mode.
+    public var mode: UInt32
+    public var nlink: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var rdev: UInt64
+    public var size: UInt64
+    /// 512-byte units actually allocated (st_blocks).
+    public var blocks: UInt64
+    /// The filesystem block size (st_blksize).
+    public var blockSize: UInt32
+    public var atime: Timespec
+    public var mtime: Timespec
+    public var ctime: Timespec
+    public var generation: UInt64
+
+    public var type: FileType { FileType(mode: mode) ?? .regular }
+}
+
+public struct Credentials: Sendable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+    public static let root = Credentials(uid: 0, gid: 0)
+}
+
+public enum TimeChange: Sendable, Equatable {
+    case now
+    case set(Timespec)
+}
+
+/// What a setattr changes; nil fields stay as they are.
+public struct AttributeChanges: Sendable {
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var atime: TimeChange?
+    public var mtime: TimeChange?
+    public var ctime: Timespec?
+    public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
+                atime: TimeChange? = nil, mtime: TimeChange? = nil, ctime: Timespec? = nil) {
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.atime = atime
+        self.mtime = mtime
+        self.ctime = ctime
+    }
+}
+
+public struct DirectoryEntry: Sendable {
+    public var name: [UInt8]
+    public var ino: InodeNumber
+    public var type: FileType
+    /// The cookie to pass back to continue after this entry (the readdir offset).
+    public var nextCookie: UInt64
+}
+
+/// Linux renameat2 flags.
+public struct RenameFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let noReplace = RenameFlags(rawValue: 1)
+    public static let exchange = RenameFlags(rawValue: 2)
+    public static let whiteout = RenameFlags(rawValue: 4)
+}
+
+/// Linux setxattr flags.
+public struct XattrFlags: OptionSet, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    public static let create = XattrFlags(rawValue: 1)
+    public static let replace = XattrFlags(rawValue: 2)
+}
+
+public struct FileSystemStatistics: Sendable {
+    public var blockSize: UInt64
+    public var totalBlocks: UInt64
+    public var freeBlocks: UInt64
+    public var availableBlocks: UInt64
+    public var totalInodes: UInt64
+    public var freeInodes: UInt64
+    public var maxNameLength: UInt64
+}
+
+public enum SeekTarget: Sendable {
+    case data
+    case hole
+}
+
+public struct MountOptions: Sendable {
+    /// Page-cache memory budget in bytes; reclaim keeps the cache under it.
+    public var cacheBytes: Int = 256 << 20
+    /// Seconds between background commits of dirty metadata and data.
+    public var commitInterval: Double = 5
+    public var readOnly: Bool = false
+    public init() {}
+}
+
+public struct FormatOptions: Sendable {
+    public var blockSize: Int = 4096
+    /// Bytes; nil means the existing file's or device's size.
+    public var size: UInt64? = nil
+    /// Overwrite an image that already holds an extentfs superblock.
+    public var force: Bool = false
+    public init() {}
+}
+
+/// Errors that are not a single errno: a message for the user, one line.
+public struct ExtentFSError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public var errno: Errno
+    public init(_ description: String, errno: Errno = .ioError) {
+        self.description = description
+        self.errno = errno
+    }
+}
