@@ -1,0 +1,105 @@
+import SystemPackage
+
+/// Buffered writes with delayed allocation.
+///
+/// Rule 4 (DESIGN.md): before a page unit is dirtied, its block is allocated or reserved (a
+/// `.delayed` extent holding a reservation), so ENOSPC comes back from write() and writeback
+/// never fails for space. A short write returns what fit; a write that fits nothing is ENOSPC.
+extension FileSystem {
+    public func write(_ ino: InodeNumber, offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
+        let inode = try self.inode(ino)
+        guard let space = inode.pages else {
+            throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
+        }
+        guard data.count > 0 else { return 0 }
+        guard offset < Superblock.maxFileSize else { throw Errno.fileTooLarge }
+        var length = min(UInt64(data.count), Superblock.maxFileSize - offset)
+
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        try throttle(inode)
+
+        let shift = UInt64(geometry.blockShift)
+        let firstBlock = offset >> shift
+        let endBlock = (offset + length - 1) >> shift + 1
+        let securedEnd = metadata.transaction { reserveHoles(inode, from: firstBlock, to: endBlock) }
+        if securedEnd < endBlock {
+            guard securedEnd > firstBlock else { throw Errno.noSpace }
+            length = (securedEnd << shift) - offset
+        }
+
+        var done = 0
+        let unitSize = geometry.unitSize
+        while UInt64(done) < length {
+            let position = offset + UInt64(done)
+            let inPage = Int(position % UInt64(Page.size))
+            let count = min(Page.size - inPage, Int(length) - done)
+            let (page, created) = space.findOrCreate(position / UInt64(Page.size))
+            if !created { page.lock.lock() }
+            let firstUnit = inPage / unitSize
+            let lastUnit = (inPage + count - 1) / unitSize
+            var partial: UInt8 = 0
+            if inPage % unitSize != 0 { partial |= 1 << firstUnit }
+            if (inPage + count) % unitSize != 0 { partial |= 1 << lastUnit }
+            partial &= ~page.uptodate
+            do {
+                if partial != 0 { try fill(inode, [(page, partial)]) }
+            } catch {
+                page.lock.unlock()
+                space.release(page)
+                logger.error("read-modify-write of inode \(inode.ino) failed: \(error)")
+                if done > 0 { break }
+                throw Errno.ioError
+            }
+            (page.memory + inPage).copyMemory(from: data.baseAddress! + done, byteCount: count)
+            let units = Page.unitMask(firstUnit, lastUnit - firstUnit + 1)
+            page.setUptodate(units: units)
+            if page.setDirty(units: units) { space.noteDirty(page, becameDirty: true) }
+            page.lock.unlock()
+            space.release(page)
+            done += count
+        }
+
+        metadata.transaction {
+            let end = offset + UInt64(done)
+            if end > inode.size { inode.size = end }
+            let now = Timespec.now
+            inode.mtime = now
+            inode.ctime = now
+        }
+        return done
+    }
+
+    /// Reserves every unmapped block in [from, to) as delayed allocation, in order, as far as
+    /// space allows. Returns the block up to which the range is now backed. In a transaction.
+    func reserveHoles(_ inode: Inode, from: UInt64, to: UInt64) -> UInt64 {
+        var cursor = from
+        var holes: [(UInt64, UInt64)] = []
+        for extent in inode.extents.extents(from: from, to: to) {
+            if extent.logical > cursor { holes.append((cursor, extent.logical - cursor)) }
+            cursor = extent.logicalEnd
+        }
+        if cursor < to { holes.append((cursor, to - cursor)) }
+        for (start, count) in holes {
+            let grant = min(count, metadata.freeSpace.available)
+            if grant > 0 {
+                _ = metadata.freeSpace.reserve(grant)
+                inode.extents.insert(FileExtent(logical: start, length: grant, physical: 0, state: .delayed))
+            }
+            if grant < count { return start + grant }
+        }
+        return to
+    }
+
+    /// Keeps dirty pages under the cache's limit: write back this file first (we hold its i_rwsem,
+    /// which comes before the invalidate_lock writeback takes), then wait for the flusher.
+    private func throttle(_ inode: Inode) throws {
+        guard cache.isOverDirtyLimit else { return }
+        try writeback(inode)
+        var waits = 0
+        while cache.isOverDirtyLimit && waits < 50 {
+            cache.waitForDirtyBelowLimit(seconds: 0.1)
+            waits += 1
+        }
+    }
+}

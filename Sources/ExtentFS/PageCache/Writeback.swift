@@ -1,0 +1,181 @@
+import SystemPackage
+
+/// Writeback: dirty units go to disk, exactly those (rule 3).
+///
+/// A unit over a written block is written in place. A block that is delayed gets its physical
+/// blocks now, mapped as *unwritten*; the whole block is written (absent pages as zeros) and only
+/// then converted to written, so a checkpoint taken meanwhile maps it as reading zeros, never as
+/// holding whatever the block held before. Pages stay locked from mapping until their data is on
+/// disk. Caller must not hold the invalidate_lock; writeback takes it shared (it maps blocks).
+extension FileSystem {
+    private static let batchBytes = 1 << 20
+
+    func writebackAll() throws {
+        let dirty = metadata.withLock { metadata.inodes.values.filter { $0.pages?.hasDirtyPages ?? false } }
+        var firstError: Error?
+        for inode in dirty.sorted(by: { $0.ino < $1.ino }) {
+            do { try writeback(inode) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+
+    func writeback(_ inode: Inode) throws {
+        guard let space = inode.pages, space.hasDirtyPages else { return }
+        inode.invalidateLock.lockShared()
+        defer { inode.invalidateLock.unlock() }
+        var batch = WritebackBatch()
+        let pagesPerGroup = UInt64(geometry.pagesPerBlock)
+        var previousGroup: UInt64?
+        do {
+            for index in space.dirtyPageIndices() {
+                let group = index / pagesPerGroup
+                if group == previousGroup { continue }
+                previousGroup = group
+                try writeGroup(inode, space, firstPage: group * pagesPerGroup, into: &batch)
+                if batch.runs.totalBytes >= FileSystem.batchBytes { try flush(&batch, inode, space) }
+            }
+            try flush(&batch, inode, space)
+        } catch {
+            batch.abandon(space)
+            logger.error("writeback of inode \(inode.ino) failed: \(error)")
+            throw Errno.ioError
+        }
+    }
+
+    /// Adds one group (a page, or the pages of one block when blocks are larger) to the batch.
+    private func writeGroup(_ inode: Inode, _ space: AddressSpace, firstPage: UInt64, into batch: inout WritebackBatch) throws {
+        let pageCount = geometry.pagesPerBlock
+        var pages: [Page?] = []
+        for offset in 0..<UInt64(pageCount) {
+            let page = space.find(firstPage + offset)
+            page?.lock.lock()
+            pages.append(page)
+        }
+        let present = pages.compactMap { $0 }
+        let dirtyMasks = present.map { $0.dirty }
+        guard dirtyMasks.contains(where: { $0 != 0 }) else {
+            for page in present {
+                page.lock.unlock()
+                space.release(page)
+            }
+            return
+        }
+        batch.groups.append(WritebackBatch.Group(pages: present, cleaned: dirtyMasks))
+
+        let shift = UInt64(geometry.blockShift)
+        let unitSize = geometry.unitSize
+        let groupOffset = firstPage * UInt64(Page.size)
+        let firstBlock = groupOffset >> shift
+        let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1
+        var extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        if extents.contains(where: { $0.state == .delayed }) {
+            try allocateDelayed(inode, extents.filter { $0.state == .delayed })
+            extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        }
+        for block in firstBlock..<endBlock {
+            guard let extent = extents.first(where: { $0.logical <= block && block < $0.logicalEnd }) else {
+                preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
+            }
+            let blockDisk = (extent.physical + block - extent.logical) << shift
+            if extent.state == .written {
+                // In place: only the dirty units of this block.
+                for (slot, page) in pages.enumerated() {
+                    guard let page, page.dirty != 0 else { continue }
+                    for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
+                        let fileOffset = page.fileOffset + UInt64(unit * unitSize)
+                        guard fileOffset >> shift == block else { continue }
+                        let diskOffset = blockDisk + (fileOffset & (UInt64(geometry.blockSize) - 1))
+                        batch.runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
+                    }
+                    _ = slot
+                }
+            } else {
+                // A new block: all of it, absent pages as zeros; converted after the write.
+                let blockOffset = block << shift
+                var written = 0
+                while written < geometry.blockSize {
+                    let fileOffset = blockOffset + UInt64(written)
+                    let slot = Int(fileOffset / UInt64(Page.size) - firstPage)
+                    let inPage = Int(fileOffset % UInt64(Page.size))
+                    let length = min(geometry.blockSize - written, Page.size - inPage)
+                    let memory = pages[slot].map { $0.memory + inPage } ?? ZeroPage.memory
+                    batch.runs.append(diskOffset: blockDisk + UInt64(written), memory: memory, length: length)
+                    written += length
+                }
+                batch.conversions.append(block)
+            }
+        }
+    }
+
+    /// Gives delayed extents physical blocks, mapped unwritten, next to the file's previous
+    /// extent when possible. Their reservation becomes the allocation.
+    private func allocateDelayed(_ inode: Inode, _ delayed: [FileExtent]) throws {
+        try metadata.transaction {
+            for extent in delayed {
+                guard metadata.freeSpace.freeBlocks >= extent.length else {
+                    // Only a checkpoint that outgrew its reserve can get here; the data stays
+                    // dirty in memory and the next writeback tries again.
+                    throw ExtentFSError("no free blocks to back a reservation", errno: .noSpace)
+                }
+                var hint: UInt64 = 0
+                if extent.logical > 0, case .mapped(let previous) = inode.extents.lookup(extent.logical - 1), previous.state != .delayed {
+                    hint = previous.physical + 1
+                }
+                metadata.freeSpace.unreserve(extent.length)
+                let runs = metadata.freeSpace.allocate(extent.length, near: hint)
+                var logical = extent.logical
+                for run in runs {
+                    inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: .unwritten))
+                    logical += run.count
+                }
+            }
+        }
+    }
+
+    /// Writes the batch, converts its new blocks to written, cleans and unlocks its pages.
+    private func flush(_ batch: inout WritebackBatch, _ inode: Inode, _ space: AddressSpace) throws {
+        guard !batch.groups.isEmpty else { return }
+        try batch.runs.write(to: store)
+        if !batch.conversions.isEmpty {
+            metadata.transaction {
+                for block in batch.conversions {
+                    if case .mapped(let extent) = inode.extents.lookup(block), extent.state == .unwritten {
+                        inode.extents.replace(with: FileExtent(logical: block, length: 1, physical: extent.physical, state: .written))
+                    }
+                }
+            }
+        }
+        for group in batch.groups {
+            for (page, mask) in zip(group.pages, group.cleaned) {
+                if page.clearDirty(units: mask) { space.noteDirty(page, becameDirty: false) }
+                page.lock.unlock()
+                space.release(page)
+            }
+        }
+        batch = WritebackBatch()
+    }
+}
+
+/// Pages locked for writeback, the disk runs holding their data, and the blocks to convert.
+struct WritebackBatch {
+    struct Group {
+        var pages: [Page]
+        /// The dirty units seen when the group was mapped: the units this writeback cleans.
+        var cleaned: [UInt8]
+    }
+
+    var groups: [Group] = []
+    var runs = DiskRuns()
+    var conversions: [UInt64] = []
+
+    /// After a failed write: the pages stay dirty, are unlocked and released.
+    mutating func abandon(_ space: AddressSpace) {
+        for group in groups {
+            for page in group.pages {
+                page.lock.unlock()
+                space.release(page)
+            }
+        }
+        self = WritebackBatch()
+    }
+}
