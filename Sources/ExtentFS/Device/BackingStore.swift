@@ -58,6 +58,10 @@ public final class BackingStore: @unchecked Sendable {
         }
     }
 
+    public func unlock() {
+        _ = flock(descriptor.rawValue, LOCK_UN)
+    }
+
     public func setSize(_ newSize: UInt64) throws {
         guard !isBlockDevice else { return }
         if ftruncate(descriptor.rawValue, off_t(newSize)) != 0 {

@@ -85,9 +85,16 @@ extension FileSystem {
         }
     }
 
-    /// Inodes left with no name by a crash (open-but-unlinked files) are freed at mount.
+    /// Inodes with no name: at mount, those a crash left behind (open-but-unlinked files); at
+    /// unmount, those the kernel still referenced, since its references end with the mount.
     func freeOrphans() throws {
-        let orphans = metadata.withLock { metadata.inodes.values.filter { $0.nlink == 0 } }
+        let orphans = metadata.withLock {
+            metadata.inodes.values.filter { $0.nlink == 0 }.map { inode in
+                inode.lookupCount = 0
+                inode.openCount = 0
+                return inode
+            }
+        }
         for inode in orphans { reapIfDead(inode) }
         if !orphans.isEmpty {
             logger.info("freed \(orphans.count) orphaned inodes")

@@ -62,7 +62,10 @@ public final class FileSystem: @unchecked Sendable {
         try unmountLock.withLock {
             guard !isUnmounted else { return }
             flusher.stop()
+            try freeOrphans()
             try sync()
+            try store.flush()
+            store.unlock()
             isUnmounted = true
         }
     }

@@ -72,7 +72,7 @@ extension FileSystem {
             try allocateDelayed(inode, extents.filter { $0.state == .delayed })
             extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         }
-        for block in firstBlock..<endBlock {
+        for block in firstBlock..<endBlock where blockIsDirty(block, pages: pages, firstPage: firstPage) {
             guard let extent = extents.first(where: { $0.logical <= block && block < $0.logicalEnd }) else {
                 preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
             }
@@ -105,6 +105,18 @@ extension FileSystem {
                 batch.conversions.append(block)
             }
         }
+    }
+
+    /// Whether any unit of `block` is dirty in the group's pages (locked by the caller).
+    private func blockIsDirty(_ block: UInt64, pages: [Page?], firstPage: UInt64) -> Bool {
+        let shift = UInt64(geometry.blockShift)
+        for page in pages {
+            guard let page, page.dirty != 0 else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
+                if (page.fileOffset + UInt64(unit * geometry.unitSize)) >> shift == block { return true }
+            }
+        }
+        return false
     }
 
     /// Gives delayed extents physical blocks, mapped unwritten, next to the file's previous
