@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SystemPackage
 
 /// Inode numbers are the FUSE node ids: the root is 1, numbers are never reused while mounted.
