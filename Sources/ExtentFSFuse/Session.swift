@@ -71,8 +71,10 @@ private func newSession(_ operations: inout fuse_lowlevel_ops, options: FuseMoun
     }
 }
 
-/// libfuse's own complaint would go to the daemon's log; this one reaches the user.
-private func checkMountpoint(_ mountpoint: String) throws {
+/// Throws unless `mountpoint` is an existing directory. serve() checks too; callers may check
+/// earlier so a bad mountpoint fails before the engine loads anything. (libfuse's own complaint
+/// would only reach the daemon's log.)
+public func checkMountpoint(_ mountpoint: String) throws {
     var st = stat()
     guard stat(mountpoint, &st) == 0 else {
         throw FuseSessionError("mountpoint \(mountpoint): \(Errno(rawValue: errno))")
