@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "extentfs", targets: ["extentfs"]),
         .library(name: "ExtentFS", targets: ["ExtentFS"]),
+        // LD_PRELOAD library: standard calls -> extentfs ioctls (.build/release/libExtentFSPreload.so).
+        .library(name: "ExtentFSPreload", type: .dynamic, targets: ["CExtentFSPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -20,6 +22,9 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        // extentfs_ioctl.h: the ioctl numbers and argument structs, for the adapter and for users.
+        .target(name: "CExtentFSIoctl"),
+        .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The engine: no FUSE in here, so mkfs, fsck, tests and the daemon share it.
         .target(
             name: "ExtentFS",
@@ -32,7 +37,7 @@ let package = Package(
         .target(
             name: "ExtentFSFuse",
             dependencies: [
-                "CFuse", "ExtentFS",
+                "CFuse", "CExtentFSIoctl", "ExtentFS",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
