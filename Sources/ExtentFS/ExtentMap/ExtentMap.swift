@@ -99,6 +99,33 @@ public struct ExtentMap: Sendable {
         return old
     }
 
+    /// Moves every extent at or after `block` by `delta` blocks (collapse: negative; insert:
+    /// positive). The caller has made [block + delta, block) unmapped for a collapse, and split
+    /// any extent crossing `block`. O(extents after `block`).
+    public mutating func shift(from block: UInt64, by delta: Int64) {
+        var index = firstIndex(endingAfter: block)
+        precondition(index == extents.count || extents[index].logical >= block, "shifting across a split point")
+        let first = index
+        while index < extents.count {
+            extents[index].logical = UInt64(Int64(extents[index].logical) + delta)
+            index += 1
+        }
+        // The extents just before and at the seam may now be contiguous.
+        if first > 0, first < extents.count, extents[first - 1].canMerge(with: extents[first]) {
+            extents[first - 1].length += extents[first].length
+            extents.remove(at: first)
+        }
+    }
+
+    /// Splits the extent crossing `block`, if any, so that an extent starts at `block`.
+    public mutating func split(at block: UInt64) {
+        let index = firstIndex(endingAfter: block)
+        guard index < extents.count, extents[index].logical < block else { return }
+        let extent = extents[index]
+        extents[index] = extent.clipped(from: extent.logical, to: block)
+        extents.insert(extent.clipped(from: block, to: extent.logicalEnd), at: index + 1)
+    }
+
     /// The logical block just past the last mapped block (0 when empty).
     public var endBlock: UInt64 { extents.last?.logicalEnd ?? 0 }
 }

@@ -64,7 +64,7 @@ extension FileSystem {
                 guard stillDead else { return }
                 inode.pages?.removePages(from: 0)
                 metadata.transaction {
-                    releaseExtents(inode.extents.remove(from: 0, to: UInt64.max))
+                    unmapBlocks(inode, from: 0, to: UInt64.max)
                     metadata.inodes.removeValue(forKey: inode.ino)
                 }
             }
@@ -72,17 +72,32 @@ extension FileSystem {
         if let pages = inode.pages { cache.forget(pages) }
     }
 
-    /// Returns unmapped extents' space: delayed reservations now, blocks after the next commit.
-    /// Caller is inside a transaction.
+    /// Returns unmapped extents' space: delayed reservations now; blocks, once no other extent
+    /// shares them, after the next commit. Caller is inside a transaction.
     func releaseExtents(_ extents: [FileExtent]) {
         for extent in extents {
             switch extent.state {
             case .delayed:
                 metadata.freeSpace.unreserve(extent.length)
             case .written, .unwritten:
-                metadata.freeSpace.freeAfterCommit(extent.physicalRun)
+                for run in metadata.referenceCounts.decrement(extent.physicalRun) {
+                    metadata.freeSpace.freeAfterCommit(run)
+                }
             }
         }
+    }
+
+    /// Unmaps [from, to) of a file and drops its copy-on-write reservations there. In a transaction.
+    func unmapBlocks(_ inode: Inode, from: UInt64, to: UInt64) {
+        releaseExtents(inode.extents.remove(from: from, to: to))
+        releaseCowReservations(inode, from: from, to: to)
+    }
+
+    func releaseCowReservations(_ inode: Inode, from: UInt64, to: UInt64) {
+        guard !inode.cowReserved.isEmpty else { return }
+        let gone = inode.cowReserved.filter { $0 >= from && $0 < to }
+        inode.cowReserved.subtract(gone)
+        metadata.freeSpace.unreserve(UInt64(gone.count))
     }
 
     /// Inodes with no name: at mount, those a crash left behind (open-but-unlinked files); at

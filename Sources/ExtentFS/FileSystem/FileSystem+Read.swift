@@ -94,6 +94,7 @@ extension FileSystem {
             for page in readahead { space.release(page) }
         }
         do {
+            if !toFill.isEmpty { pausePoint(.readBeforeFill) }
             try fill(inode, toFill)
         } catch {
             for page in pages { space.release(page) }

@@ -20,30 +20,59 @@ extension FileSystem {
         // The rest of the last block stays allocated: zero it, so bytes past EOF are zero on disk
         // and a later extension reads zeros.
         if blockEnd > newSize { try zeroCached(inode, space, from: newSize, to: min(blockEnd, oldSize)) }
-        let pageSize = UInt64(Page.size)
-        space.removePages(from: (blockEnd + pageSize - 1) / pageSize)
-        if blockEnd % pageSize != 0, let page = space.find(blockEnd / pageSize) {
-            let firstGone = Int(blockEnd % pageSize) / geometry.unitSize
-            page.lock.withLock {
-                let wasDirty = page.isDirty
-                page.discard(units: Page.unitMask(firstGone, geometry.unitsPerPage - firstGone), unitSize: geometry.unitSize)
-                if wasDirty && !page.isDirty { space.noteDirty(page, becameDirty: false) }
-            }
-            space.release(page)
-        }
+        dropCached(space, from: blockEnd, to: UInt64.max)
         metadata.transaction {
-            releaseExtents(inode.extents.remove(from: blockEnd / blockSize, to: UInt64.max))
+            unmapBlocks(inode, from: blockEnd / blockSize, to: UInt64.max)
             inode.size = newSize
         }
     }
 
-    /// Zeros [from, to) through the cache. Units whose blocks are mapped become dirty (they own
-    /// space already); units in holes only get zeroed memory, never dirtied, so no dirty unit is
-    /// without space (rule 4). Caller holds the inode's lock and its invalidate_lock exclusively.
+    /// Removes the cache's pages and units in [from, to), both block-aligned (to may be
+    /// UInt64.max). Caller holds the invalidate_lock exclusively, so nothing brings them back
+    /// before the blocks change (rule 1).
+    func dropCached(_ space: AddressSpace, from: UInt64, to: UInt64) {
+        guard from < to else { return }
+        let pageSize = UInt64(Page.size)
+        let firstWhole = (from + pageSize - 1) / pageSize
+        let endWhole = to == UInt64.max ? UInt64.max : to / pageSize
+        if firstWhole < endWhole { space.removePages(from: firstWhole, to: endWhole) }
+        // Pages only partly in the range exist only when blocks are smaller than pages.
+        for index in Set([from / pageSize, to == UInt64.max ? from / pageSize : to / pageSize]) {
+            let pageStart = index * pageSize
+            let start = max(from, pageStart)
+            let end = min(to, pageStart + pageSize)
+            guard start < end, start > pageStart || end < pageStart + pageSize, let page = space.find(index) else { continue }
+            let firstUnit = Int(start - pageStart) / geometry.unitSize
+            let endUnit = Int(end - pageStart) / geometry.unitSize
+            page.lock.withLock {
+                let wasDirty = page.isDirty
+                page.discard(units: Page.unitMask(firstUnit, endUnit - firstUnit), unitSize: geometry.unitSize)
+                if wasDirty && !page.isDirty { space.noteDirty(page, becameDirty: false) }
+            }
+            space.release(page)
+        }
+    }
+
+    /// Zeros [from, to) through the cache. Units whose blocks are mapped become dirty (shared
+    /// ones after a copy-on-write reservation, ENOSPC if none can be had); units in holes only
+    /// get zeroed memory, never dirtied, so no dirty unit is without space (rule 4).
+    /// Caller holds the inode's lock and its invalidate_lock exclusively.
     func zeroCached(_ inode: Inode, _ space: AddressSpace, from: UInt64, to: UInt64) throws {
         guard from < to else { return }
         let shift = UInt64(geometry.blockShift)
-        let extents = metadata.withLock { inode.extents.extents(from: from >> shift, to: (to - 1) >> shift + 1) }
+        let firstBlock = from >> shift
+        let endBlock = (to - 1) >> shift + 1
+        let extents = try metadata.transaction { () -> [FileExtent] in
+            let mapped = inode.extents.extents(from: firstBlock, to: endBlock)
+            var cursor = firstBlock
+            for extent in mapped where extent.state == .written {
+                guard reserveForDirtying(inode, from: max(cursor, extent.logical), to: extent.logicalEnd) == extent.logicalEnd else {
+                    throw Errno.noSpace
+                }
+                cursor = extent.logicalEnd
+            }
+            return inode.extents.extents(from: firstBlock, to: endBlock)
+        }
         let unitSize = geometry.unitSize
         var position = from
         while position < to {

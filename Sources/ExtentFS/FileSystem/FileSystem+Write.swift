@@ -22,7 +22,7 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let firstBlock = offset >> shift
         let endBlock = (offset + length - 1) >> shift + 1
-        let securedEnd = metadata.transaction { reserveHoles(inode, from: firstBlock, to: endBlock) }
+        let securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
         if securedEnd < endBlock {
             guard securedEnd > firstBlock else { throw Errno.noSpace }
             length = (securedEnd << shift) - offset
@@ -70,25 +70,39 @@ extension FileSystem {
         return done
     }
 
-    /// Reserves every unmapped block in [from, to) as delayed allocation, in order, as far as
-    /// space allows. Returns the block up to which the range is now backed. In a transaction.
-    func reserveHoles(_ inode: Inode, from: UInt64, to: UInt64) -> UInt64 {
+    /// Secures space for dirtying blocks [from, to), in order, as far as space allows: unmapped
+    /// blocks become delayed allocations, shared blocks get a copy-on-write reservation. Returns
+    /// the block up to which the range is backed. In a transaction.
+    func reserveForDirtying(_ inode: Inode, from: UInt64, to: UInt64) -> UInt64 {
         var cursor = from
-        var holes: [(UInt64, UInt64)] = []
         for extent in inode.extents.extents(from: from, to: to) {
-            if extent.logical > cursor { holes.append((cursor, extent.logical - cursor)) }
+            if extent.logical > cursor {
+                let granted = reserveHole(inode, start: cursor, count: extent.logical - cursor)
+                if granted < extent.logical { return granted }
+            }
+            if extent.state == .written, !metadata.referenceCounts.isEmpty {
+                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) where piece.count > 1 {
+                    let firstLogical = extent.logical + (piece.run.start - extent.physical)
+                    for block in firstLogical..<firstLogical + piece.run.count where !inode.cowReserved.contains(block) {
+                        guard metadata.freeSpace.reserve(1) else { return block }
+                        inode.cowReserved.insert(block)
+                    }
+                }
+            }
             cursor = extent.logicalEnd
         }
-        if cursor < to { holes.append((cursor, to - cursor)) }
-        for (start, count) in holes {
-            let grant = min(count, metadata.freeSpace.available)
-            if grant > 0 {
-                _ = metadata.freeSpace.reserve(grant)
-                inode.extents.insert(FileExtent(logical: start, length: grant, physical: 0, state: .delayed))
-            }
-            if grant < count { return start + grant }
-        }
+        if cursor < to { return reserveHole(inode, start: cursor, count: to - cursor) }
         return to
+    }
+
+    /// Reserves as much of a hole as space allows; returns the block where the grant ends.
+    private func reserveHole(_ inode: Inode, start: UInt64, count: UInt64) -> UInt64 {
+        let grant = min(count, metadata.freeSpace.available)
+        if grant > 0 {
+            _ = metadata.freeSpace.reserve(grant)
+            inode.extents.insert(FileExtent(logical: start, length: grant, physical: 0, state: .delayed))
+        }
+        return start + grant
     }
 
     /// Keeps dirty pages under the cache's limit: write back this file first (we hold its i_rwsem,

@@ -32,6 +32,9 @@ public final class Inode: @unchecked Sendable {
     var xattrs: [[UInt8]: [UInt8]] = [:]
     var symlinkTarget: [UInt8] = []
     var directory: Directory?
+    /// Logical blocks whose next writeback must copy a shared block (copy on write) and that hold
+    /// a reservation for the copy, taken when they were dirtied (rule 4).
+    var cowReserved = Set<UInt64>()
     /// Kernel lookup references (FUSE nlookup) and open handles: an unlinked inode is freed only
     /// when both reach zero.
     var lookupCount: UInt64 = 0

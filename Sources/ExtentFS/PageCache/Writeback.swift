@@ -36,6 +36,9 @@ extension FileSystem {
             }
             try flush(&batch, inode, space)
         } catch {
+            if !batch.cowRemaps.isEmpty {
+                metadata.transaction { for remap in batch.cowRemaps { metadata.freeSpace.free(BlockRun(start: remap.newPhysical, count: 1)) } }
+            }
             batch.abandon(space)
             logger.error("writeback of inode \(inode.ino) failed: \(error)")
             throw Errno.ioError
@@ -76,35 +79,87 @@ extension FileSystem {
             guard let extent = extents.first(where: { $0.logical <= block && block < $0.logicalEnd }) else {
                 preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
             }
-            let blockDisk = (extent.physical + block - extent.logical) << shift
+            let physical = extent.physical + block - extent.logical
             if extent.state == .written {
-                // In place: only the dirty units of this block.
-                for (slot, page) in pages.enumerated() {
-                    guard let page, page.dirty != 0 else { continue }
-                    for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
-                        let fileOffset = page.fileOffset + UInt64(unit * unitSize)
-                        guard fileOffset >> shift == block else { continue }
-                        let diskOffset = blockDisk + (fileOffset & (UInt64(geometry.blockSize) - 1))
-                        batch.runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
-                    }
-                    _ = slot
+                let shared = metadata.withLock { () -> Bool in
+                    let shared = metadata.referenceCounts.count(of: physical) > 1
+                    if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+                    return shared
+                }
+                if shared {
+                    try copyOnWrite(inode, block: block, from: physical, pages: pages, firstPage: firstPage, into: &batch)
+                } else {
+                    appendDirtyUnits(of: block, at: physical << shift, pages: pages, into: &batch)
                 }
             } else {
-                // A new block: all of it, absent pages as zeros; converted after the write.
-                let blockOffset = block << shift
-                var written = 0
-                while written < geometry.blockSize {
-                    let fileOffset = blockOffset + UInt64(written)
-                    let slot = Int(fileOffset / UInt64(Page.size) - firstPage)
-                    let inPage = Int(fileOffset % UInt64(Page.size))
-                    let length = min(geometry.blockSize - written, Page.size - inPage)
-                    let memory = pages[slot].map { $0.memory + inPage } ?? ZeroPage.memory
-                    batch.runs.append(diskOffset: blockDisk + UInt64(written), memory: memory, length: length)
-                    written += length
-                }
+                appendWholeBlock(block, at: physical << shift, pages: pages, firstPage: firstPage, into: &batch)
                 batch.conversions.append(block)
             }
         }
+    }
+
+    /// In place: only the dirty units of `block`.
+    private func appendDirtyUnits(of block: UInt64, at blockDisk: UInt64, pages: [Page?], into batch: inout WritebackBatch) {
+        let shift = UInt64(geometry.blockShift)
+        let unitSize = geometry.unitSize
+        for page in pages {
+            guard let page, page.dirty != 0 else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
+                let fileOffset = page.fileOffset + UInt64(unit * unitSize)
+                guard fileOffset >> shift == block else { continue }
+                let diskOffset = blockDisk + (fileOffset & (UInt64(geometry.blockSize) - 1))
+                batch.runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
+            }
+        }
+    }
+
+    /// A block that holds no data on disk yet: all of it, absent pages as zeros.
+    private func appendWholeBlock(_ block: UInt64, at blockDisk: UInt64, pages: [Page?], firstPage: UInt64, into batch: inout WritebackBatch) {
+        let blockOffset = block << UInt64(geometry.blockShift)
+        var written = 0
+        while written < geometry.blockSize {
+            let fileOffset = blockOffset + UInt64(written)
+            let slot = Int(fileOffset / UInt64(Page.size) - firstPage)
+            let inPage = Int(fileOffset % UInt64(Page.size))
+            let length = min(geometry.blockSize - written, Page.size - inPage)
+            let memory = pages[slot].map { $0.memory + inPage } ?? ZeroPage.memory
+            batch.runs.append(diskOffset: blockDisk + UInt64(written), memory: memory, length: length)
+            written += length
+        }
+    }
+
+    /// A shared block: its new contents go to a new block, which replaces it in this file's map
+    /// after the write; the old block loses a reference. The space comes from the reservation
+    /// taken when the block was dirtied.
+    private func copyOnWrite(_ inode: Inode, block: UInt64, from oldPhysical: UInt64, pages: [Page?], firstPage: UInt64,
+                             into batch: inout WritebackBatch) throws {
+        let newPhysical = try metadata.transaction { () -> UInt64 in
+            if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+            guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
+                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1).first else {
+                throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
+            }
+            return run.start
+        }
+        batch.cowRemaps.append(WritebackBatch.Remap(block: block, newPhysical: newPhysical))
+        let shift = UInt64(geometry.blockShift)
+        if geometry.blockSize <= Page.size {
+            // The block is one unit, dirty and so wholly uptodate.
+            appendDirtyUnits(of: block, at: newPhysical << shift, pages: pages, into: &batch)
+            return
+        }
+        // The block spans pages: old contents under whatever the cache holds.
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
+        batch.temporaries.append(buffer)
+        try store.read(into: buffer, count: geometry.blockSize, at: oldPhysical << shift)
+        for (slot, page) in pages.enumerated() {
+            guard let page else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.uptodate & (1 << unit) != 0 {
+                (buffer + slot * Page.size + unit * geometry.unitSize)
+                    .copyMemory(from: page.memory + unit * geometry.unitSize, byteCount: geometry.unitSize)
+            }
+        }
+        batch.runs.append(diskOffset: newPhysical << shift, memory: buffer, length: geometry.blockSize)
     }
 
     /// Whether any unit of `block` is dirty in the group's pages (locked by the caller).
@@ -147,15 +202,20 @@ extension FileSystem {
     /// Writes the batch, converts its new blocks to written, cleans and unlocks its pages.
     private func flush(_ batch: inout WritebackBatch, _ inode: Inode, _ space: AddressSpace) throws {
         guard !batch.groups.isEmpty else { return }
+        pausePoint(.writebackBeforeWrite)
         try batch.runs.write(to: store)
-        if !batch.conversions.isEmpty {
+        if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {
                 for block in batch.conversions {
                     if case .mapped(let extent) = inode.extents.lookup(block), extent.state == .unwritten {
                         inode.extents.replace(with: FileExtent(logical: block, length: 1, physical: extent.physical, state: .written))
                     }
                 }
+                for remap in batch.cowRemaps {
+                    releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
+                }
             }
+            batch.cowRemaps = []
         }
         for group in batch.groups {
             for (page, mask) in zip(group.pages, group.cleaned) {
@@ -164,6 +224,7 @@ extension FileSystem {
                 space.release(page)
             }
         }
+        batch.freeTemporaries()
         batch = WritebackBatch()
     }
 }
@@ -176,12 +237,27 @@ struct WritebackBatch {
         var cleaned: [UInt8]
     }
 
+    /// A copy-on-write: `block` moves to `newPhysical` once the data is written.
+    struct Remap {
+        var block: UInt64
+        var newPhysical: UInt64
+    }
+
     var groups: [Group] = []
     var runs = DiskRuns()
     var conversions: [UInt64] = []
+    var cowRemaps: [Remap] = []
+    /// Block images built for copy-on-write of blocks larger than a page; freed with the batch.
+    var temporaries: [UnsafeMutableRawPointer] = []
+
+    mutating func freeTemporaries() {
+        for buffer in temporaries { buffer.deallocate() }
+        temporaries = []
+    }
 
     /// After a failed write: the pages stay dirty, are unlocked and released.
     mutating func abandon(_ space: AddressSpace) {
+        freeTemporaries()
         for group in groups {
             for page in group.pages {
                 page.lock.unlock()
