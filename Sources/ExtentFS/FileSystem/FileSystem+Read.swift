@@ -8,11 +8,14 @@ import SystemPackage
 extension FileSystem {
     static let maxReadaheadPages = 256
 
-    public func read(_ ino: InodeNumber, offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) throws {
+    /// `direct` (O_DIRECT): the cache is bypassed coherently (FileSystem+DirectIO.swift).
+    public func read(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
+                     _ body: (UnsafeRawBufferPointer) -> Void) throws {
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
         }
+        if direct { return try readDirect(inode, offset: offset, count: count, body) }
         inode.invalidateLock.lockShared()
         defer { inode.invalidateLock.unlock() }
         let size = metadata.withLock { inode.size }

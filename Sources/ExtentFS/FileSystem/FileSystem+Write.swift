@@ -6,7 +6,8 @@ import SystemPackage
 /// `.delayed` extent holding a reservation), so ENOSPC comes back from write() and writeback
 /// never fails for space. A short write returns what fit; a write that fits nothing is ENOSPC.
 extension FileSystem {
-    public func write(_ ino: InodeNumber, offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
+    /// `direct` (O_DIRECT): the data is on disk when this returns and the range is not cached.
+    public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer) throws -> Int {
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
@@ -67,6 +68,7 @@ extension FileSystem {
             inode.mtime = now
             inode.ctime = now
         }
+        if direct { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
         return done
     }
 

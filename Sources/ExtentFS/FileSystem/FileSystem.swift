@@ -22,9 +22,6 @@ public final class FileSystem: @unchecked Sendable {
     let options: MountOptions
     let logger = Logger(label: "extentfs.engine")
     let flusher: Flusher
-    /// Tests install this to stop threads at pause points (Support/PausePoints.swift). Set it
-    /// before any concurrent use.
-    public var pauseHook: ((PausePoint) -> Void)?
     private let unmountLock = Mutex()
     private var isUnmounted = false
 

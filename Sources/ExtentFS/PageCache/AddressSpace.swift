@@ -123,6 +123,7 @@ final class AddressSpace: @unchecked Sendable {
                 }
                 guard page.references == 0, page.lock.tryLock() else { continue }
                 if !page.isDirty {
+                    cache.pauseHook?(.evictAfterUnusedCheck)
                     pages.removeValue(forKey: index)
                     evicted.append(page)
                 }

@@ -20,6 +20,8 @@ final class PageCache: @unchecked Sendable {
     private var spareMemory: [UnsafeMutableRawPointer] = []
     /// Called when dirty pages pass the limit: wakes the flusher.
     var onDirtyPressure: (() -> Void)?
+    /// Test-only (Support/PausePoints.swift).
+    var pauseHook: ((PausePoint) -> Void)?
 
     init(budgetBytes: Int) {
         budgetPages = max(64, budgetBytes / Page.size)

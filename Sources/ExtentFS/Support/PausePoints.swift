@@ -12,11 +12,19 @@ public enum PausePoint: String, Sendable {
     case dedupeAfterCompare
     /// Writeback: pages of a batch locked and mapped, data not yet written.
     case writebackBeforeWrite
+    /// Eviction: a page found unused (under the index lock), not yet removed from the index.
+    case evictAfterUnusedCheck
 }
 
 extension FileSystem {
+    /// Tests install this to stop threads at pause points. Set it before any concurrent use.
+    public var pauseHook: ((PausePoint) -> Void)? {
+        get { cache.pauseHook }
+        set { cache.pauseHook = newValue }
+    }
+
     @inline(__always)
     func pausePoint(_ point: PausePoint) {
-        if let hook = pauseHook { hook(point) }
+        if let hook = cache.pauseHook { hook(point) }
     }
 }
