@@ -93,11 +93,16 @@ final class AddressSpace: @unchecked Sendable {
         for page in victims {
             page.lock.lock()
             let wasDirty = page.isDirty
-            indexLock.withLock {
+            // Reclaim may have evicted it since the snapshot (it takes no invalidate_lock): then
+            // it is not ours to free.
+            let stillIndexed = indexLock.withLock { () -> Bool in
+                guard pages[page.index] === page else { return false }
                 pages.removeValue(forKey: page.index)
                 dirtyIndices.remove(page.index)
+                return true
             }
             page.lock.unlock()
+            guard stillIndexed else { continue }
             if wasDirty { cache.adjustDirty(-1) }
             waitUntilUnreferenced(page)
             cache.pageRemoved(page)
