@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "extentfs",
             dependencies: [
-                "ExtentFS", "ExtentFSFuse",
+                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,8 +2,8 @@ import CFuse
 import ExtentFS
 import SystemPackage
 
-/// Open files and their data. Files need no handle of ours: the engine pins the inode from
-/// open/create until release, and every call names the inode.
+/// Open files and their data. The engine pins the inode from open/create until release, and
+/// every call names the inode; the handle only remembers the open flags (for ioctls).
 func installFileOps(_ ops: inout fuse_lowlevel_ops) {
     ops.open = { req, ino, fi in
         handle(req) { fs in
@@ -11,6 +11,7 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             // Pages the kernel cached stay valid across opens: every change it does not make
             // itself is followed by an explicit invalidation (DESIGN.md, "The kernel in between").
             cfuse_fi_set_keep_cache(fi, 1)
+            OpenFlags.remember(in: fi)
             if fuse_reply_open(req, fi) != 0 {
                 fs.release(ino)  // the kernel never saw the open, so no RELEASE will come
             }
@@ -21,6 +22,7 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             let attributes = try fs.create(parent: parent, name: nameBytes(name), mode: mode,
                                            flags: cfuse_fi_flags(fi), owner: caller(req))
             cfuse_fi_set_keep_cache(fi, 1)
+            OpenFlags.remember(in: fi)
             var entry = entryParam(attributes)
             if fuse_reply_create(req, &entry, fi) != 0 {
                 fs.release(attributes.ino)

@@ -5,8 +5,11 @@ import Logging
 /// What every request handler reaches through `fuse_req_userdata`: the engine and the session.
 final class Server {
     let fileSystem: FileSystem
-    /// Set once the session exists; the kernel-cache invalidation calls will need it.
+    /// Set once the session exists; the kernel-cache invalidation calls need it.
     var session: OpaquePointer?
+    /// st_dev of the mount, set once it is live: a clone or dedupe source with another st_dev
+    /// is on another filesystem (EXDEV).
+    var mountDevice: UInt?
 
     init(fileSystem: FileSystem) {
         self.fileSystem = fileSystem

@@ -35,6 +35,7 @@ public func serve(fileSystem: FileSystem, mountpoint: String, options: FuseMount
 private func runSession(_ server: Server, mountpoint: String, options: FuseMountOptions,
                         onReady: () -> Void) throws -> Int32 {
     try checkMountpoint(mountpoint)
+    let listedMountpoint = canonicalMountpoint(mountpoint)
     var operations = lowLevelOperations()
     guard let session = newSession(&operations, options: options, userdata: Unmanaged.passUnretained(server).toOpaque())
     else {
@@ -53,6 +54,12 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
     defer { fuse_session_unmount(session) }
 
     server.session = session
+    // From mountinfo, not stat(): nothing serves requests yet, so a stat of the mountpoint
+    // would wait forever for our own GETATTR reply.
+    server.mountDevice = mountedDevice(at: listedMountpoint)
+    if server.mountDevice == nil {
+        log.error("\(listedMountpoint) is missing from /proc/self/mountinfo; clone and dedupe will answer EXDEV")
+    }
     onReady()
     return cfuse_session_loop_mt(session, UInt32(max(1, options.maxThreads)))
 }

@@ -24,8 +24,7 @@ func installVolumeOps(_ ops: inout fuse_lowlevel_ops) {
     }
 }
 
-/// Every operation extentfs serves. fallocate, ioctl and copy_file_range stay NULL for now:
-/// the kernel then answers ENOSYS/EOPNOTSUPP itself.
+/// Every operation extentfs serves.
 func lowLevelOperations() -> fuse_lowlevel_ops {
     var ops = fuse_lowlevel_ops()
     installVolumeOps(&ops)
@@ -33,5 +32,7 @@ func lowLevelOperations() -> fuse_lowlevel_ops {
     installFileOps(&ops)
     installDirectoryOps(&ops)
     installXattrOps(&ops)
+    installSpaceOps(&ops)
+    installIoctlOps(&ops)
     return ops
 }

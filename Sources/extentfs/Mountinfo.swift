@@ -6,6 +6,8 @@ struct MountEntry {
     var fileSystemType: String
     /// For extentfs, the fsname: the absolute image path.
     var source: String
+    /// "major:minor", the st_dev of files on the mount.
+    var device: String
 
     /// The topmost mount on `mountpoint` (later lines stack over earlier ones), if any.
     static func current(at mountpoint: String) throws -> MountEntry? {
@@ -23,7 +25,7 @@ struct MountEntry {
         guard fields.count >= 10, let dash = fields[6...].firstIndex(of: "-"), dash + 2 < fields.count
         else { return nil }
         return MountEntry(mountpoint: unescape(fields[4]), fileSystemType: unescape(fields[dash + 1]),
-                          source: unescape(fields[dash + 2]))
+                          source: unescape(fields[dash + 2]), device: String(fields[2]))
     }
 
     /// The kernel writes space, tab, newline and backslash as \ooo octal escapes.

@@ -8,9 +8,14 @@
  * into these, so unmodified programs reach them.
  *
  * Errors are the errno values the standard calls give (fallocate(2), ioctl_ficlonerange(2),
- * ioctl_fideduperange(2)). A source file descriptor must be open for reading in the calling
- * process and be on the same extentfs mount (else EXDEV); the file the ioctl is issued on is the
- * destination and must be open for writing (else EBADF).
+ * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
+ * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
+ * (else EISDIR or EINVAL) and open for reading (else EBADF). The file the ioctl is issued on is
+ * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
+ * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
+ * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
+ * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
+ * An unknown command is ENOTTY, as on any filesystem.
  *
  * Include this header from C or C++; it needs only <linux/ioctl.h> and <stdint.h>.
  */
@@ -29,7 +34,8 @@ struct extentfs_range_args {
 };
 
 /* Clone [src_offset, src_offset + length) of src_fd to dest_offset of the ioctl's file, sharing
- * blocks. length 0 means through the end of the source (FICLONE is all zeros). */
+ * blocks. length 0 means through the end of the source (FICLONE is all zeros). Nothing comes
+ * back: success is the ioctl returning 0. */
 struct extentfs_clone_args {
     int64_t src_fd;
     uint64_t src_offset;
@@ -38,8 +44,11 @@ struct extentfs_clone_args {
 };
 
 /* Dedupe one destination (the ioctl's file) against src_fd: compares the ranges and shares the
- * source's blocks only if they are identical, atomically. On return status is 0 (shared, and
- * bytes_deduped says how much), 1 (EXTENTFS_DEDUPE_DIFFERS: nothing changed) or a negative errno. */
+ * source's blocks only if they are identical, atomically. As with FIDEDUPERANGE, whose source is
+ * the file its ioctl is issued on, a problem with the source (src_fd) fails the ioctl itself;
+ * once the source is accepted the ioctl returns 0 and status tells the rest: 0 (shared, and
+ * bytes_deduped says how much), 1 (EXTENTFS_DEDUPE_DIFFERS: nothing changed) or a negative
+ * errno about the destination or the ranges (EPERM, EINVAL, ...). Set reserved to 0. */
 struct extentfs_dedupe_args {
     int64_t src_fd;
     uint64_t src_offset;
@@ -54,7 +63,10 @@ struct extentfs_dedupe_args {
 
 /* Extent map of [offset, offset + length): up to EXTENTFS_MAP_MAX extents per call; on return
  * count says how many were filled. Call again from the end of the last one to continue; the
- * file's final extent carries EXTENTFS_EXTENT_LAST. Offsets and lengths in bytes. */
+ * file's final extent carries EXTENTFS_EXTENT_LAST, and count 0 means nothing more in the range.
+ * Holes are not listed. Offsets and lengths in bytes. Needs only a descriptor open for reading.
+ * The map shows what the daemon holds: pages dirtied through mmap and not yet written back are
+ * not in it (msync or fsync first). */
 #define EXTENTFS_MAP_MAX 64
 #define EXTENTFS_EXTENT_UNWRITTEN 0x1 /* allocated, reads as zeros */
 #define EXTENTFS_EXTENT_SHARED 0x2    /* blocks shared with another extent (clone, dedupe) */
@@ -75,6 +87,8 @@ struct extentfs_map_args {
     struct extentfs_extent extents[EXTENTFS_MAP_MAX];
 };
 
+/* Every struct has the same layout for 32-bit and 64-bit callers (no padding anywhere), so the
+ * numbers are the same for both. */
 #define EXTENTFS_IOC_COLLAPSE_RANGE _IOW(EXTENTFS_IOC_MAGIC, 1, struct extentfs_range_args)
 #define EXTENTFS_IOC_INSERT_RANGE   _IOW(EXTENTFS_IOC_MAGIC, 2, struct extentfs_range_args)
 #define EXTENTFS_IOC_UNSHARE_RANGE  _IOW(EXTENTFS_IOC_MAGIC, 3, struct extentfs_range_args)
