@@ -12,6 +12,7 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             // itself is followed by an explicit invalidation (DESIGN.md, "The kernel in between").
             cfuse_fi_set_keep_cache(fi, 1)
             OpenFlags.remember(in: fi)
+            if OpenFlags(handleOf: fi).isDirect { cfuse_fi_set_direct_io(fi, 1) }
             if fuse_reply_open(req, fi) != 0 {
                 fs.release(ino)  // the kernel never saw the open, so no RELEASE will come
             }
@@ -23,6 +24,7 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
                                            flags: cfuse_fi_flags(fi), owner: caller(req))
             cfuse_fi_set_keep_cache(fi, 1)
             OpenFlags.remember(in: fi)
+            if OpenFlags(handleOf: fi).isDirect { cfuse_fi_set_direct_io(fi, 1) }
             var entry = entryParam(attributes)
             if fuse_reply_create(req, &entry, fi) != 0 {
                 fs.release(attributes.ino)
@@ -30,13 +32,14 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             }
         }
     }
-    ops.read = { req, ino, size, offset, _ in
+    ops.read = { req, ino, size, offset, fi in
         guard offset >= 0 else { return replyError(req, Errno.invalidArgument) }
         var replied = false
         do {
             // The reply goes out while the engine still holds the invalidate_lock shared, so no
             // truncate or punch can slip in between reading the pages and the kernel getting them.
-            try Server.of(req).fileSystem.read(ino, offset: UInt64(offset), count: size) { bytes in
+            let direct = OpenFlags(handleOf: fi).isDirect
+            try Server.of(req).fileSystem.read(ino, offset: UInt64(offset), count: size, direct: direct) { bytes in
                 guard !replied else { return }
                 replied = true
                 fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
@@ -50,10 +53,11 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             }
         }
     }
-    ops.write = { req, ino, buffer, size, offset, _ in
+    ops.write = { req, ino, buffer, size, offset, fi in
         guard offset >= 0 else { return replyError(req, Errno.invalidArgument) }
         handle(req) { fs in
-            let written = try fs.write(ino, offset: UInt64(offset), UnsafeRawBufferPointer(start: buffer, count: size))
+            let written = try fs.write(ino, offset: UInt64(offset), direct: OpenFlags(handleOf: fi).isDirect,
+                                       UnsafeRawBufferPointer(start: buffer, count: size))
             fuse_reply_write(req, written)
         }
     }

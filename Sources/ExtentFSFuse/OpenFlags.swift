@@ -22,7 +22,16 @@ struct OpenFlags {
     var isReadable: Bool { rawValue & O_ACCMODE != O_WRONLY && rawValue & openPath == 0 }
     var isWritable: Bool { rawValue & O_ACCMODE == O_WRONLY || rawValue & O_ACCMODE == O_RDWR }
     var isAppend: Bool { rawValue & O_APPEND != 0 }
+    /// O_DIRECT: the kernel bypasses its cache for this file (direct_io) and so does the engine.
+    var isDirect: Bool { rawValue & openDirect != 0 }
 }
+
+/// O_DIRECT (x86_64 and arm64 differ; <fcntl.h> hides it without _GNU_SOURCE).
+#if arch(arm64)
+let openDirect: Int32 = 0o200000
+#else
+let openDirect: Int32 = 0o40000
+#endif
 
 /// O_PATH (Linux, every architecture extentfs runs on); <fcntl.h> hides it without _GNU_SOURCE.
 let openPath: Int32 = 0o10000000
