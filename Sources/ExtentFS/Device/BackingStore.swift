@@ -101,36 +101,17 @@ public final class BackingStore: @unchecked Sendable {
 
     /// Gathered write of page-sized (or smaller) pieces that are contiguous on disk.
     public func write(vectors: [iovec], at offset: UInt64) throws {
-        var total = 0
-        for vector in vectors { total += vector.iov_len }
-        var written = 0
-        var vectors = vectors
-        var first = 0
-        while written < total {
-            let result = vectors[first...].withUnsafeBufferPointer { pointer in
-                pwritev(descriptor.rawValue, pointer.baseAddress, Int32(min(pointer.count, 1024)), off_t(offset) + off_t(written))
-            }
-            if result < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw Errno(rawValue: Glibc.errno)
-            }
-            written += result
-            var advance = result
-            while advance > 0 && first < vectors.count {
-                if advance >= vectors[first].iov_len {
-                    advance -= vectors[first].iov_len
-                    first += 1
-                } else {
-                    vectors[first].iov_base += advance
-                    vectors[first].iov_len -= advance
-                    advance = 0
-                }
-            }
-        }
+        try transfer(vectors, at: offset) { pwritev(descriptor.rawValue, $0, $1, $2) }
     }
 
     /// Scattered read into page-sized (or smaller) pieces that are contiguous on disk.
     public func read(vectors: [iovec], at offset: UInt64) throws {
+        try transfer(vectors, at: offset) { preadv(descriptor.rawValue, $0, $1, $2) }
+    }
+
+    /// Runs preadv or pwritev until every vector is done, resuming after short transfers.
+    private func transfer(_ vectors: [iovec], at offset: UInt64,
+                          _ call: (UnsafePointer<iovec>?, Int32, off_t) -> Int) throws {
         var total = 0
         for vector in vectors { total += vector.iov_len }
         var done = 0
@@ -138,7 +119,7 @@ public final class BackingStore: @unchecked Sendable {
         var first = 0
         while done < total {
             let result = vectors[first...].withUnsafeBufferPointer { pointer in
-                preadv(descriptor.rawValue, pointer.baseAddress, Int32(min(pointer.count, 1024)), off_t(offset) + off_t(done))
+                call(pointer.baseAddress, Int32(min(pointer.count, 1024)), off_t(offset) + off_t(done))
             }
             if result < 0 {
                 if Glibc.errno == EINTR { continue }

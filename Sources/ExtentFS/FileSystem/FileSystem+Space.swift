@@ -157,31 +157,13 @@ extension FileSystem {
             dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
             metadata.transaction {
                 metadata.freeSpace.unreserve(reserved)
-                var keep: [FileExtent] = []
-                for extent in inode.extents.extents(from: first, to: wholeEnd) where extent.state != .delayed {
-                    var logical = extent.logical
-                    for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
-                        if piece.count == 1 {
-                            keep.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: .unwritten))
-                        }
-                        logical += piece.run.count
-                    }
+                let keep = inode.extents.extents(from: first, to: wholeEnd).flatMap { sharing($0, shared: false) }.map {
+                    FileExtent(logical: $0.logical, length: $0.length, physical: $0.physical, state: .unwritten)
                 }
                 // Owned blocks stay where they are; the rest are released and allocated anew.
                 let removed = inode.extents.remove(from: first, to: wholeEnd)
                 releaseCowReservations(inode, from: first, to: wholeEnd)
-                releaseExtents(removed.flatMap { extent -> [FileExtent] in
-                    guard extent.state != .delayed else { return [extent] }
-                    var shared: [FileExtent] = []
-                    var logical = extent.logical
-                    for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
-                        if piece.count > 1 {
-                            shared.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: extent.state))
-                        }
-                        logical += piece.run.count
-                    }
-                    return shared
-                })
+                releaseExtents(removed.flatMap { $0.state == .delayed ? [$0] : sharing($0, shared: true) })
                 for extent in keep { inode.extents.insert(extent) }
                 try? allocateUnwritten(inode, holesIn: first, wholeEnd)
             }
@@ -191,6 +173,21 @@ extension FileSystem {
             inode.mtime = .now
             inode.ctime = inode.mtime
         }
+    }
+
+    /// The parts of an allocated extent whose blocks are shared (or, with `shared` false, owned
+    /// by this extent alone). Delayed extents have no blocks: none. Caller holds Metadata.lock.
+    private func sharing(_ extent: FileExtent, shared: Bool) -> [FileExtent] {
+        guard extent.state != .delayed else { return [] }
+        var result: [FileExtent] = []
+        var logical = extent.logical
+        for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+            if (piece.count > 1) == shared {
+                result.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: extent.state))
+            }
+            logical += piece.run.count
+        }
+        return result
     }
 
     /// COLLAPSE_RANGE: removes [offset, offset + length) and shifts the rest down. Block-aligned,
@@ -262,19 +259,8 @@ extension FileSystem {
         guard offset < size else { return }
         let (first, end) = blockRange(offset, min(length, size - offset))
         let shift = UInt64(geometry.blockShift)
-        let shared = metadata.withLock { () -> [FileExtent] in
-            inode.extents.extents(from: first, to: end).flatMap { extent -> [FileExtent] in
-                guard extent.state != .delayed else { return [] }
-                var result: [FileExtent] = []
-                var logical = extent.logical
-                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
-                    if piece.count > 1 {
-                        result.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: extent.state))
-                    }
-                    logical += piece.run.count
-                }
-                return result
-            }
+        let shared = metadata.withLock {
+            inode.extents.extents(from: first, to: end).flatMap { sharing($0, shared: true) }
         }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
         defer { buffer.deallocate() }
