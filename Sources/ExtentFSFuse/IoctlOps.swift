@@ -15,7 +15,9 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
             switch command {
             case ExtentFSIoctl.collapseRange: try call.changeRange(.collapseRange)
             case ExtentFSIoctl.insertRange: try call.changeRange(.insertRange)
-            case ExtentFSIoctl.unshareRange: try call.changeRange(.unshareRange)
+            // The ioctl unshares only; the size change of an unshare without KEEP_SIZE is the
+            // preload's following mode-0 fallocate, as the header says.
+            case ExtentFSIoctl.unshareRange: try call.changeRange([.unshareRange, .keepSize])
             case ExtentFSIoctl.cloneRange: try call.clone()
             case ExtentFSIoctl.dedupeRange: try call.dedupe()
             case ExtentFSIoctl.map: try call.map()

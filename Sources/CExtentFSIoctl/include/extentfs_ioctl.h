@@ -27,7 +27,10 @@
 
 #define EXTENTFS_IOC_MAGIC 0xE5
 
-/* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: the fallocate(2) modes of the same names. */
+/* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: the fallocate(2) modes of the same names.
+ * UNSHARE_RANGE acts as FALLOC_FL_UNSHARE_RANGE|FALLOC_FL_KEEP_SIZE does on XFS (private copies
+ * of shared blocks, holes of the range preallocated, size unchanged); without KEEP_SIZE, follow it
+ * with a mode-0 fallocate(2) of the same range, as libExtentFSPreload does. */
 struct extentfs_range_args {
     uint64_t offset;
     uint64_t length;

@@ -102,41 +102,46 @@ extension FileSystem {
         return try body(sourceInode, destinationInode)
     }
 
-    /// The checks of the kernel's generic_remap_checks, as XFS applies them. Returns the length
-    /// to remap (length 0 means through the source's EOF; dedupe shortens to what both files hold).
+    /// The kernel's generic_remap_checks (fs/remap_range.c), which XFS applies to clone and
+    /// dedupe. Returns the length to remap: length 0 means through the source's EOF; dedupe may
+    /// shorten an unaligned tail to whole blocks (REMAP_FILE_CAN_SHORTEN), clone may not.
     private func checkRemap(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
                             _ requested: UInt64, dedupe: Bool) throws -> UInt64 {
         let blockSize = UInt64(geometry.blockSize)
         let (sourceSize, destinationSize) = metadata.withLock { (source.size, destination.size) }
+        var count = requested
+        if count == 0 {
+            guard sourceOffset <= sourceSize else { throw Errno.invalidArgument }
+            count = sourceSize - sourceOffset
+            if count == 0 { return 0 }
+        }
         guard sourceOffset % blockSize == 0, destinationOffset % blockSize == 0 else { throw Errno.invalidArgument }
-        guard sourceOffset <= sourceSize else { throw Errno.invalidArgument }
-        var length = requested == 0 ? sourceSize - sourceOffset : requested
-        if dedupe {
-            length = min(length, sourceSize - sourceOffset)
-            if destinationOffset >= destinationSize { return 0 }
-            length = min(length, destinationSize - destinationOffset)
-        } else if sourceOffset + length > sourceSize {
+        guard sourceOffset <= UInt64.max - count, destinationOffset <= UInt64.max - count else { throw Errno.invalidArgument }
+        if dedupe && (sourceOffset >= sourceSize || sourceOffset + count > sourceSize ||
+                      destinationOffset >= destinationSize || destinationOffset + count > destinationSize) {
             throw Errno.invalidArgument
         }
-        guard length > 0 else { return 0 }
-        guard destinationOffset <= Superblock.maxFileSize, length <= Superblock.maxFileSize - destinationOffset else {
+        guard sourceOffset < sourceSize else { throw Errno.invalidArgument }
+        count = min(count, sourceSize - sourceOffset)
+        guard destinationOffset <= Superblock.maxFileSize, count <= Superblock.maxFileSize - destinationOffset else {
             throw Errno.fileTooLarge
         }
-        if length % blockSize != 0 {
-            // An unaligned tail is allowed only where the source ends, and only if it does not
-            // cut into data the destination keeps past the range.
-            let endsAtSource = sourceOffset + length == sourceSize
-            let endsAtDestination = destinationOffset + length >= destinationSize
-            if !(endsAtSource && endsAtDestination) {
-                guard dedupe else { throw Errno.invalidArgument }
-                length = length / blockSize * blockSize
-                guard length > 0 else { return 0 }
-            }
+        // Linking to the source's EOF rounds up to the block for the overlap check; otherwise the
+        // count must be whole blocks.
+        let blockCount: UInt64
+        if sourceOffset + count == sourceSize && (!dedupe || destinationOffset + count == destinationSize) {
+            blockCount = (sourceSize + blockSize - 1) / blockSize * blockSize - sourceOffset
+        } else {
+            count = count / blockSize * blockSize
+            blockCount = count
         }
-        if source === destination, sourceOffset < destinationOffset + length, destinationOffset < sourceOffset + length {
+        if source === destination, destinationOffset + blockCount > sourceOffset, destinationOffset < sourceOffset + blockCount {
             throw Errno.invalidArgument
         }
-        return length
+        if count != requested && requested != 0 && !dedupe { throw Errno.invalidArgument }
+        // A partial last block may not cut into data the destination keeps past the range.
+        if count % blockSize != 0, destinationOffset + count < destinationSize { throw Errno.invalidArgument }
+        return count
     }
 
     /// Compares through the page cache. The caller holds both invalidate_locks exclusively: the

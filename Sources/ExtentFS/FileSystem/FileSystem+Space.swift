@@ -27,7 +27,9 @@ extension FileSystem {
         case .zeroRange:
             try zeroRange(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
         case .unshareRange:
+            // As XFS: unshare, then preallocate the range (holes become unwritten).
             try unshare(inode, offset: offset, length: length)
+            try preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
         case .collapseRange where !mode.contains(.keepSize):
             try collapse(inode, offset: offset, length: length)
         case .insertRange where !mode.contains(.keepSize):
@@ -55,8 +57,10 @@ extension FileSystem {
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
         let (first, end) = blockRange(offset, length)
-        try metadata.transaction {
-            try allocateUnwritten(inode, holesIn: first, end)
+        try retryingAfterFreeing {
+            try metadata.transaction { try allocateUnwritten(inode, holesIn: first, end) }
+        }
+        metadata.transaction {
             let newEnd = offset + length
             if !keepSize && newEnd > inode.size { inode.size = newEnd }
             inode.ctime = .now
@@ -131,7 +135,7 @@ extension FileSystem {
         // Reserve what the whole blocks need beyond what they own alone.
         var reserved: UInt64 = 0
         if first < wholeEnd {
-            reserved = try metadata.transaction { () -> UInt64 in
+            reserved = try retryingAfterFreeing { try metadata.transaction { () -> UInt64 in
                 var owned: UInt64 = 0
                 var delayed: UInt64 = 0
                 for extent in inode.extents.extents(from: first, to: wholeEnd) {
@@ -145,7 +149,7 @@ extension FileSystem {
                 let fromFree = needed > delayed ? needed - delayed : 0
                 guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
                 return fromFree
-            }
+            } }
         }
         if first > wholeEnd {
             try zeroCached(inode, space, from: offset, to: min(end, max(size, end)))
@@ -265,10 +269,10 @@ extension FileSystem {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
         defer { buffer.deallocate() }
         for extent in shared {
-            let runs = try metadata.transaction { () -> [BlockRun] in
+            let runs = try retryingAfterFreeing { try metadata.transaction { () -> [BlockRun] in
                 guard extent.length <= metadata.freeSpace.available else { throw Errno.noSpace }
                 return metadata.freeSpace.allocate(extent.length, near: extent.physical)
-            }
+            } }
             var logical = extent.logical
             for run in runs {
                 if extent.state == .written {

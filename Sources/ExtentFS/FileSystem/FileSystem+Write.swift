@@ -23,7 +23,10 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let firstBlock = offset >> shift
         let endBlock = (offset + length - 1) >> shift + 1
-        let securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+        var securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+        if securedEnd < endBlock, commitToReleaseFrees() {
+            securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+        }
         if securedEnd < endBlock {
             guard securedEnd > firstBlock else { throw Errno.noSpace }
             length = (securedEnd << shift) - offset

@@ -76,6 +76,30 @@ public final class FileSystem: @unchecked Sendable {
         try journal.commit()
     }
 
+    /// Space freed since the last commit is not reusable until a commit records the frees. When
+    /// an allocation falls short and such space exists, commit now (as ext4 and XFS force a log
+    /// flush) and say so, so the caller tries again. Safe without writeback: a checkpoint never
+    /// maps a block as written before its data is.
+    func commitToReleaseFrees() -> Bool {
+        guard metadata.withLock({ metadata.freeSpace.pendingFreeBlocks > 0 }) else { return false }
+        do {
+            try journal.commit()
+            return true
+        } catch {
+            logger.error("commit to release freed space failed: \(error)")
+            return false
+        }
+    }
+
+    /// Runs `body` again once after a commit when it fails with ENOSPC while freed space waits.
+    func retryingAfterFreeing<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch Errno.noSpace where commitToReleaseFrees() {
+            return try body()
+        }
+    }
+
     private func backgroundFlush() {
         do {
             try sync()

@@ -9,6 +9,8 @@ import SystemPackage
 /// disk. Caller must not hold the invalidate_lock; writeback takes it shared (it maps blocks).
 extension FileSystem {
     private static let batchBytes = 1 << 20
+    /// The most blocks one delayed allocation converts at once.
+    static let maxDelayedAllocation: UInt64 = 1 << 16
 
     func writebackAll() throws {
         let dirty = metadata.withLock { metadata.inodes.values.filter { $0.pages?.hasDirtyPages ?? false } }
@@ -72,7 +74,16 @@ extension FileSystem {
         let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1
         var extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         if extents.contains(where: { $0.state == .delayed }) {
-            try allocateDelayed(inode, extents.filter { $0.state == .delayed })
+            // The whole delayed extent from here on, not just this group, so the file's blocks come
+            // out contiguous (as XFS converts whole delalloc extents). The blocks past this group
+            // are mapped unwritten until their own pages are written: safe at any crash.
+            let delayed = metadata.withLock {
+                extents.filter { $0.state == .delayed }.map { extent -> FileExtent in
+                    guard case .mapped(let whole) = inode.extents.lookup(extent.logical) else { return extent }
+                    return whole.clipped(from: whole.logical, to: whole.logical + min(whole.length, FileSystem.maxDelayedAllocation))
+                }
+            }
+            try allocateDelayed(inode, delayed)
             extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         }
         for block in firstBlock..<endBlock where blockIsDirty(block, pages: pages, firstPage: firstPage) {
