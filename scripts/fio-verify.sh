@@ -102,7 +102,7 @@ fsck_clean() {
     out="$("$BIN" fsck "$image" 2>&1)" || status=$?
     printf '%s\n' "$out"
     ((status == 0)) || die "fsck $image exited with status $status"
-    grep -q 'clean' <<<"$out" || die "fsck $image did not report clean"
+    grep -Eq '(^|[^[:alpha:]])clean([^[:alpha:]]|$)' <<<"$out" || die "fsck $image did not report clean"
 }
 
 mount_image() {

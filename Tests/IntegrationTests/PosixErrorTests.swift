@@ -52,8 +52,9 @@ final class PosixErrorTests: XCTestCase {
             let used = (Int(before.f_bfree) - Int(after.f_bfree)) * unit
             XCTAssertGreaterThanOrEqual(used, size, "\(context): writing 10 MiB took only \(used) bytes off f_bfree")
             XCTAssertLessThanOrEqual(used, size + (2 << 20), "\(context): writing 10 MiB took \(used) bytes off f_bfree")
-            let blocks = Int(try fileStatus(volume.path("ten-mib")).st_blocks)
-            XCTAssertEqual(blocks * 512, size, "\(context): st_blocks of a dense 10 MiB file")
+            let allocated = Int(try fileStatus(volume.path("ten-mib")).st_blocks) * 512
+            XCTAssertTrue(allocated >= size && allocated <= size + (1 << 20),
+                          "\(context): st_blocks of a dense 10 MiB file says \(allocated) bytes")
 
             try volume.unmount()
             try volume.requireClean(context)

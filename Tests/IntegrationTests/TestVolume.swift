@@ -86,7 +86,10 @@ final class TestVolume {
     /// fsck must exit 0 and say the image is clean.
     func requireClean(_ context: String = "") throws {
         let result = try fsck()
-        guard result.succeeded, (result.stdout + result.stderr).contains("clean") else {
+        let output = result.stdout + result.stderr
+        // "clean" as a word: "unclean" does not count.
+        let saysClean = output.range(of: "(^|[^A-Za-z])clean([^A-Za-z]|$)", options: .regularExpression) != nil
+        guard result.succeeded, saysClean else {
             throw HarnessError("fsck \(context.isEmpty ? "" : "(\(context)) ")is not clean: \(result)")
         }
     }
