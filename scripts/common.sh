@@ -34,6 +34,14 @@ is_mounted() {
     awk -v d="$dir" '$5 == d { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
+# The source (device or image) of the mount at $1, empty when it is not a mount point.
+mount_source() {
+    local dir
+    dir="$(realpath -m "$1")"
+    # After the " - " separator: filesystem type, then source.
+    awk -v d="$dir" '$5 == d { for (i = 6; i <= NF; i++) if ($i == "-") { src = $(i + 2) } } END { print src }' /proc/self/mountinfo
+}
+
 # Waits up to $2 seconds (default 30) for $1 to stop being a mount point.
 wait_unmounted() {
     local dir="$1" limit="${2:-30}" waited=0

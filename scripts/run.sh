@@ -16,7 +16,12 @@ BIN="$(extentfs_bin release)"
 [[ -x "$BIN" ]] || die "build did not produce $BIN"
 
 if is_mounted "$MOUNTPOINT"; then
-    die "$MOUNTPOINT is already mounted; unmount it first: $BIN umount $MOUNTPOINT"
+    if [[ "$(mount_source "$MOUNTPOINT")" == "$(realpath -m "$IMAGE")" ]]; then
+        log "$IMAGE is already mounted on $MOUNTPOINT"
+        printf '\nTo unmount:  %s umount %s\n   or:       fusermount3 -u %s\n' "$BIN" "$MOUNTPOINT" "$MOUNTPOINT"
+        exit 0
+    fi
+    die "$MOUNTPOINT is already mounted (from $(mount_source "$MOUNTPOINT")); unmount it first"
 fi
 
 if [[ -e "$IMAGE" ]]; then
