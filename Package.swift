@@ -7,12 +7,13 @@ let package = Package(
     products: [
         .executable(name: "extentfs", targets: ["extentfs"]),
         .library(name: "ExtentFS", targets: ["ExtentFS"]),
+        // LD_PRELOAD library: standard calls -> extentfs ioctls (.build/release/libExtentFSPreload.so).
+        .library(name: "ExtentFSPreload", type: .dynamic, targets: ["CExtentFSPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // libfuse3 through pkg-config, with a header-only shim for macros and versioned symbols.
@@ -21,20 +22,22 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        // extentfs_ioctl.h: the ioctl numbers and argument structs, for the adapter and for users.
+        .target(name: "CExtentFSIoctl"),
+        .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The engine: no FUSE in here, so mkfs, fsck, tests and the daemon share it.
         .target(
             name: "ExtentFS",
             dependencies: [
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Collections", package: "swift-collections"),
             ]
         ),
         // The adapter: fuse_lowlevel_ops -> engine calls.
         .target(
             name: "ExtentFSFuse",
             dependencies: [
-                "CFuse", "ExtentFS",
+                "CFuse", "CExtentFSIoctl", "ExtentFS",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -42,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "extentfs",
             dependencies: [
-                "ExtentFS", "ExtentFSFuse",
+                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

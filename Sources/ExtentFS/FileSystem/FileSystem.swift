@@ -1,77 +1,165 @@
+import Logging
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A mounted extentfs volume: the engine's whole public surface. Thread-safe: libfuse calls it
 /// from many threads at once. Names are raw bytes, as Linux gives them. Every method throws
 /// `Errno` for the errno the caller should see.
 public final class FileSystem: @unchecked Sendable {
-    public let blockSize: Int
     public static let rootInode: InodeNumber = 1
+    public static let maxNameLength = 255
+    public static let maxSymlinkLength = 4095
+    static let maxLinks: UInt32 = 65000
 
-    init(blockSize: Int) { self.blockSize = blockSize }
+    public let blockSize: Int
+    let geometry: Geometry
+    let store: BackingStore
+    let metadata: Metadata
+    let journal: Journal
+    let cache: PageCache
+    let options: MountOptions
+    let logger = Logger(label: "extentfs.engine")
+    let flusher: Flusher
+    private let unmountLock = Mutex()
+    private var isUnmounted = false
 
-    /// Opens and locks the image, checks the superblock, loads metadata, starts writeback.
+    private init(store: BackingStore, superblock: Superblock, loaded: LoadedCheckpoint, cache: PageCache, options: MountOptions) {
+        self.store = store
+        self.cache = cache
+        self.options = options
+        metadata = Metadata(superblock: superblock, loaded: loaded)
+        geometry = metadata.geometry
+        blockSize = geometry.blockSize
+        journal = Journal(store: store, metadata: metadata)
+        flusher = Flusher(interval: options.commitInterval)
+    }
+
+    /// Opens and locks the image, checks the superblock and the metadata, frees orphans left by
+    /// a crash, starts background writeback.
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
-        throw Errno.notSupported
-    }
-    /// Writes back everything, commits, releases the image lock. Idempotent.
-    public func unmount() throws {}
-
-    // Lookup references: every call that returns FileAttributes for a name (lookup, create,
-    // mknod, mkdir, symlink, link, readdir with plus) takes one reference, dropped by forget.
-    public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes { throw Errno.notSupported }
-    public func forget(_ ino: InodeNumber, count: UInt64) {}
-    public func getattr(_ ino: InodeNumber) throws -> FileAttributes { throw Errno.notSupported }
-    public func setattr(_ ino: InodeNumber, _ changes: AttributeChanges) throws -> FileAttributes { throw Errno.notSupported }
-
-    public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes { throw Errno.notSupported }
-    public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes { throw Errno.notSupported }
-    public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes { throw Errno.notSupported }
-    public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes { throw Errno.notSupported }
-    public func unlink(parent: InodeNumber, name: [UInt8]) throws { throw Errno.notSupported }
-    public func rmdir(parent: InodeNumber, name: [UInt8]) throws { throw Errno.notSupported }
-    public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags) throws { throw Errno.notSupported }
-    public func readlink(_ ino: InodeNumber) throws -> [UInt8] { throw Errno.notSupported }
-
-    /// open and create pin the inode until release (an unlinked open file lives until then).
-    public func open(_ ino: InodeNumber, flags: Int32) throws { throw Errno.notSupported }
-    /// Creates a regular file and opens it; EEXIST if the name exists.
-    public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes { throw Errno.notSupported }
-    public func release(_ ino: InodeNumber) {}
-
-    /// Reads up to count bytes (fewer at EOF). `body` runs while the invalidate_lock is still
-    /// held shared, so the adapter replies from inside it (DESIGN.md rule 1).
-    public func read(_ ino: InodeNumber, offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) throws { throw Errno.notSupported }
-    /// Returns the bytes written; ENOSPC only when nothing could be written.
-    public func write(_ ino: InodeNumber, offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int { throw Errno.notSupported }
-    public func flush(_ ino: InodeNumber) throws {}
-    public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {}
-
-    public func opendir(_ ino: InodeNumber) throws { throw Errno.notSupported }
-    /// Emits entries after `cookie` (0 = from the start, "." and ".." first) until `emit` returns
-    /// false. With `plus`, attributes come along and each accepted entry other than "." and ".."
-    /// takes a lookup reference.
-    public func readdir(_ ino: InodeNumber, after cookie: UInt64, plus: Bool, _ emit: (DirectoryEntry, FileAttributes?) -> Bool) throws { throw Errno.notSupported }
-    public func fsyncdir(_ ino: InodeNumber) throws {}
-
-    public func statistics() -> FileSystemStatistics {
-        FileSystemStatistics(blockSize: UInt64(blockSize), totalBlocks: 0, freeBlocks: 0, availableBlocks: 0, totalInodes: 0, freeInodes: 0, maxNameLength: 255)
+        let store = try BackingStore(path: image, writable: !options.readOnly)
+        try store.lock(.exclusive)
+        let choice = try VolumeLoader.readSuperblock(store)
+        let cache = PageCache(budgetBytes: options.cacheBytes)
+        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: choice.superblock, cache: cache)
+        let problems = Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }
+        if let first = problems.first {
+            throw ExtentFSError("\(image) is a damaged extentfs image: \(first.message)" +
+                                (problems.count > 1 ? " (and \(problems.count - 1) more problems)" : "") +
+                                "; run extentfs fsck \(image)", errno: .ioError)
+        }
+        let fileSystem = FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
+        try fileSystem.freeOrphans()
+        cache.onDirtyPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
+        fileSystem.flusher.start { [weak fileSystem] in fileSystem?.backgroundFlush() }
+        return fileSystem
     }
 
-    public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags) throws { throw Errno.notSupported }
-    public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] { throw Errno.notSupported }
-    public func listxattr(_ ino: InodeNumber) throws -> [[UInt8]] { throw Errno.notSupported }
-    public func removexattr(_ ino: InodeNumber, name: [UInt8]) throws { throw Errno.notSupported }
-
-    /// SEEK_DATA / SEEK_HOLE; ENXIO past the end.
-    public func seek(_ ino: InodeNumber, offset: UInt64, to target: SeekTarget) throws -> UInt64 { throw Errno.notSupported }
+    /// Writes back everything, commits, stops the flusher, releases the image. Idempotent.
+    public func unmount() throws {
+        try unmountLock.withLock {
+            guard !isUnmounted else { return }
+            flusher.stop()
+            try freeOrphans()
+            try sync()
+            try store.flush()
+            store.unlock()
+            isUnmounted = true
+        }
+    }
 
     /// Writes back every dirty page and commits metadata.
-    public func sync() throws {}
+    public func sync() throws {
+        try writebackAll()
+        try journal.commit()
+    }
+
+    private func backgroundFlush() {
+        do {
+            try sync()
+        } catch {
+            logger.error("background writeback failed: \(error)")
+        }
+    }
+
+    func inode(_ ino: InodeNumber) throws -> Inode {
+        try metadata.withLock { try metadata.inode(ino) }
+    }
+
+    public func statistics() -> FileSystemStatistics {
+        metadata.withLock {
+            let space = metadata.freeSpace
+            let held = space.reserved + space.metadataReserve
+            let free = space.freeBlocks + space.pendingFreeBlocks
+            let usable = free > held ? free - held : 0
+            let usedInodes = UInt64(metadata.inodes.count)
+            return FileSystemStatistics(
+                blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstDataBlock,
+                freeBlocks: usable, availableBlocks: usable, totalInodes: geometry.maxInodes,
+                freeInodes: geometry.maxInodes > usedInodes ? geometry.maxInodes - usedInodes : 0,
+                maxNameLength: UInt64(FileSystem.maxNameLength))
+        }
+    }
 }
 
-/// mkfs and fsck entry points (no mount needed).
-public enum Volume {
-    public static func format(image: String, options: FormatOptions) throws { throw Errno.notSupported }
-    /// Problems found, one line each; empty when clean. Throws when the image cannot be read as extentfs.
-    public static func check(image: String) throws -> [String] { throw Errno.notSupported }
+/// The background thread that writes back and commits every `interval` seconds, or sooner when
+/// woken (dirty pages over the limit).
+final class Flusher: @unchecked Sendable {
+    private let mutex = Mutex()
+    private let condition: Condition
+    private let interval: Double
+    private var running = false
+    private var wakeRequested = false
+    private var thread: pthread_t?
+    private var work: (() -> Void)?
+
+    init(interval: Double) {
+        self.interval = interval
+        condition = Condition(mutex)
+    }
+
+    func start(_ work: @escaping () -> Void) {
+        self.work = work
+        running = true
+        let unmanaged = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        pthread_create(&handle, nil, { argument in
+            let flusher = Unmanaged<Flusher>.fromOpaque(argument!).takeRetainedValue()
+            flusher.loop()
+            return nil
+        }, unmanaged.toOpaque())
+        thread = handle
+    }
+
+    func wake() {
+        mutex.withLock {
+            wakeRequested = true
+            condition.signal()
+        }
+    }
+
+    func stop() {
+        let wasRunning = mutex.withLock { () -> Bool in
+            let was = running
+            running = false
+            condition.signal()
+            return was
+        }
+        if wasRunning, let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    private func loop() {
+        while true {
+            let keepGoing = mutex.withLock { () -> Bool in
+                if running && !wakeRequested { condition.wait(seconds: interval) }
+                wakeRequested = false
+                return running
+            }
+            guard keepGoing else { return }
+            work?()
+        }
+    }
 }

@@ -1,0 +1,99 @@
+/*
+ * extentfs ioctls: space operations that the kernel does not pass to a FUSE filesystem.
+ *
+ * The kernel hands a FUSE daemon fallocate only for KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE, and
+ * answers FICLONE, FICLONERANGE, FIDEDUPERANGE and FS_IOC_FIEMAP itself (EOPNOTSUPP). extentfs
+ * serves the rest through these ioctls on files of an extentfs mount. Every argument struct has
+ * a fixed size (FUSE passes only such ioctls). libExtentFSPreload.so turns the standard calls
+ * into these, so unmodified programs reach them.
+ *
+ * Errors are the errno values the standard calls give (fallocate(2), ioctl_ficlonerange(2),
+ * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
+ * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
+ * (else EISDIR or EINVAL) and open for reading (else EBADF). The file the ioctl is issued on is
+ * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
+ * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
+ * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
+ * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
+ * An unknown command is ENOTTY, as on any filesystem.
+ *
+ * Include this header from C or C++; it needs only <linux/ioctl.h> and <stdint.h>.
+ */
+#ifndef EXTENTFS_IOCTL_H
+#define EXTENTFS_IOCTL_H
+
+#include <stdint.h>
+#include <linux/ioctl.h>
+
+#define EXTENTFS_IOC_MAGIC 0xE5
+
+/* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: the fallocate(2) modes of the same names. */
+struct extentfs_range_args {
+    uint64_t offset;
+    uint64_t length;
+};
+
+/* Clone [src_offset, src_offset + length) of src_fd to dest_offset of the ioctl's file, sharing
+ * blocks. length 0 means through the end of the source (FICLONE is all zeros). Nothing comes
+ * back: success is the ioctl returning 0. */
+struct extentfs_clone_args {
+    int64_t src_fd;
+    uint64_t src_offset;
+    uint64_t length;
+    uint64_t dest_offset;
+};
+
+/* Dedupe one destination (the ioctl's file) against src_fd: compares the ranges and shares the
+ * source's blocks only if they are identical, atomically. As with FIDEDUPERANGE, whose source is
+ * the file its ioctl is issued on, a problem with the source (src_fd) fails the ioctl itself;
+ * once the source is accepted the ioctl returns 0 and status tells the rest: 0 (shared, and
+ * bytes_deduped says how much), 1 (EXTENTFS_DEDUPE_DIFFERS: nothing changed) or a negative
+ * errno about the destination or the ranges (EPERM, EINVAL, ...). Set reserved to 0. */
+struct extentfs_dedupe_args {
+    int64_t src_fd;
+    uint64_t src_offset;
+    uint64_t length;
+    uint64_t dest_offset;
+    int32_t status;
+    uint32_t reserved;
+    uint64_t bytes_deduped;
+};
+#define EXTENTFS_DEDUPE_SAME 0
+#define EXTENTFS_DEDUPE_DIFFERS 1
+
+/* Extent map of [offset, offset + length): up to EXTENTFS_MAP_MAX extents per call; on return
+ * count says how many were filled. Call again from the end of the last one to continue; the
+ * file's final extent carries EXTENTFS_EXTENT_LAST, and count 0 means nothing more in the range.
+ * Holes are not listed. Offsets and lengths in bytes. Needs only a descriptor open for reading.
+ * The map shows what the daemon holds: pages dirtied through mmap and not yet written back are
+ * not in it (msync or fsync first). */
+#define EXTENTFS_MAP_MAX 64
+#define EXTENTFS_EXTENT_UNWRITTEN 0x1 /* allocated, reads as zeros */
+#define EXTENTFS_EXTENT_SHARED 0x2    /* blocks shared with another extent (clone, dedupe) */
+#define EXTENTFS_EXTENT_DELALLOC 0x4  /* dirty data not yet given blocks; physical is 0 */
+#define EXTENTFS_EXTENT_LAST 0x8      /* the file's last extent */
+struct extentfs_extent {
+    uint64_t logical;
+    uint64_t physical;
+    uint64_t length;
+    uint32_t flags;
+    uint32_t reserved;
+};
+struct extentfs_map_args {
+    uint64_t offset;
+    uint64_t length;
+    uint32_t count;
+    uint32_t reserved;
+    struct extentfs_extent extents[EXTENTFS_MAP_MAX];
+};
+
+/* Every struct has the same layout for 32-bit and 64-bit callers (no padding anywhere), so the
+ * numbers are the same for both. */
+#define EXTENTFS_IOC_COLLAPSE_RANGE _IOW(EXTENTFS_IOC_MAGIC, 1, struct extentfs_range_args)
+#define EXTENTFS_IOC_INSERT_RANGE   _IOW(EXTENTFS_IOC_MAGIC, 2, struct extentfs_range_args)
+#define EXTENTFS_IOC_UNSHARE_RANGE  _IOW(EXTENTFS_IOC_MAGIC, 3, struct extentfs_range_args)
+#define EXTENTFS_IOC_CLONE_RANGE    _IOW(EXTENTFS_IOC_MAGIC, 4, struct extentfs_clone_args)
+#define EXTENTFS_IOC_DEDUPE_RANGE   _IOWR(EXTENTFS_IOC_MAGIC, 5, struct extentfs_dedupe_args)
+#define EXTENTFS_IOC_MAP            _IOWR(EXTENTFS_IOC_MAGIC, 6, struct extentfs_map_args)
+
+#endif

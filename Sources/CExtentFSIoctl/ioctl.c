@@ -1,0 +1,1 @@
+/* Header-only target: extentfs_ioctl.h. */

@@ -1,0 +1,88 @@
+/// A directory's entries: a hash index by name (O(1) lookup at any size) and the entries in
+/// creation order by cookie for readdir (binary search to resume; cookies are stable across
+/// unmount, so a readdir offset stays valid). Guarded by Metadata.lock.
+public struct Directory: Sendable {
+    public struct Entry: Equatable, Sendable {
+        public var ino: InodeNumber
+        public var type: FileType
+        public var cookie: UInt64
+    }
+
+    /// Cookies 1 and 2 are "." and ".."; entries start at 3.
+    static let firstEntryCookie: UInt64 = 3
+
+    public private(set) var byName: [[UInt8]: Entry] = [:]
+    /// Cookies in ascending order, some possibly of removed entries (skipped, compacted lazily).
+    private var cookies: [UInt64] = []
+    private var nameByCookie: [UInt64: [UInt8]] = [:]
+    public private(set) var nextCookie: UInt64 = firstEntryCookie
+
+    public init() {}
+
+    public var count: Int { byName.count }
+    public var isEmpty: Bool { byName.isEmpty }
+
+    public func entry(named name: [UInt8]) -> Entry? { byName[name] }
+
+    public mutating func add(name: [UInt8], ino: InodeNumber, type: FileType) {
+        let entry = Entry(ino: ino, type: type, cookie: nextCookie)
+        nextCookie += 1
+        insert(name: name, entry: entry)
+    }
+
+    /// Re-adds an entry with its stored cookie (checkpoint load; cookies arrive in any order).
+    mutating func restore(name: [UInt8], entry: Entry) {
+        insert(name: name, entry: entry)
+        nextCookie = max(nextCookie, entry.cookie + 1)
+    }
+
+    private mutating func insert(name: [UInt8], entry: Entry) {
+        byName[name] = entry
+        nameByCookie[entry.cookie] = name
+        if let last = cookies.last, last > entry.cookie {
+            let index = firstCookieIndex(after: entry.cookie)
+            cookies.insert(entry.cookie, at: index)
+        } else {
+            cookies.append(entry.cookie)
+        }
+    }
+
+    @discardableResult
+    public mutating func remove(name: [UInt8]) -> Entry? {
+        guard let entry = byName.removeValue(forKey: name) else { return nil }
+        nameByCookie.removeValue(forKey: entry.cookie)
+        if cookies.count > 64, cookies.count > 2 * byName.count {
+            cookies = cookies.filter { nameByCookie[$0] != nil }
+        }
+        return entry
+    }
+
+    /// Points an existing name at another inode, keeping its cookie.
+    mutating func retarget(name: [UInt8], ino: InodeNumber, type: FileType) {
+        guard var entry = byName[name] else { return }
+        entry.ino = ino
+        entry.type = type
+        byName[name] = entry
+    }
+
+    private func firstCookieIndex(after cookie: UInt64) -> Int {
+        var low = 0
+        var high = cookies.count
+        while low < high {
+            let mid = (low + high) / 2
+            if cookies[mid] <= cookie { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// Entries with a cookie greater than `cookie`, in order, until `body` returns false.
+    public func forEach(after cookie: UInt64, _ body: ([UInt8], Entry) -> Bool) {
+        var index = firstCookieIndex(after: cookie)
+        while index < cookies.count {
+            if let name = nameByCookie[cookies[index]], let entry = byName[name] {
+                if !body(name, entry) { return }
+            }
+            index += 1
+        }
+    }
+}

@@ -1,0 +1,131 @@
+/// A file's logical-to-physical map: disjoint extents sorted by logical block. Lookup is a binary
+/// search, O(log n); changes cost what they touch plus one array shift. Guarded by Metadata.lock.
+public struct ExtentMap: Sendable {
+    public private(set) var extents: [FileExtent] = []
+    /// Blocks mapped in any state (written, unwritten, delayed): what st_blocks counts.
+    public private(set) var mappedBlocks: UInt64 = 0
+
+    public init() {}
+
+    init(validated extents: [FileExtent]) {
+        self.extents = extents
+        mappedBlocks = extents.reduce(0) { $0 + $1.length }
+    }
+
+    /// Index of the first extent whose end is past `block`.
+    func firstIndex(endingAfter block: UInt64) -> Int {
+        var low = 0
+        var high = extents.count
+        while low < high {
+            let mid = (low + high) / 2
+            if extents[mid].logicalEnd <= block { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    public enum Mapping: Equatable {
+        /// `length` blocks from the queried block are this (clipped) extent.
+        case mapped(FileExtent)
+        /// A hole from the queried block for `length` blocks (UInt64.max - block when unbounded).
+        case hole(length: UInt64)
+    }
+
+    public func lookup(_ block: UInt64) -> Mapping {
+        let index = firstIndex(endingAfter: block)
+        guard index < extents.count else { return .hole(length: UInt64.max - block) }
+        let extent = extents[index]
+        if extent.logical <= block { return .mapped(extent.clipped(from: block, to: extent.logicalEnd)) }
+        return .hole(length: extent.logical - block)
+    }
+
+    /// Extents (clipped) overlapping [from, to), in order.
+    public func extents(from: UInt64, to: UInt64) -> [FileExtent] {
+        var result: [FileExtent] = []
+        var index = firstIndex(endingAfter: from)
+        while index < extents.count, extents[index].logical < to {
+            result.append(extents[index].clipped(from: from, to: to))
+            index += 1
+        }
+        return result
+    }
+
+    /// Unmaps [from, to) and returns what was mapped there (clipped), for the caller to free.
+    @discardableResult
+    public mutating func remove(from: UInt64, to: UInt64) -> [FileExtent] {
+        guard from < to else { return [] }
+        let first = firstIndex(endingAfter: from)
+        var last = first
+        while last < extents.count, extents[last].logical < to { last += 1 }
+        guard first < last else { return [] }
+        var removed: [FileExtent] = []
+        var keep: [FileExtent] = []
+        for extent in extents[first..<last] {
+            removed.append(extent.clipped(from: from, to: to))
+            if extent.logical < from { keep.append(extent.clipped(from: extent.logical, to: from)) }
+            if extent.logicalEnd > to { keep.append(extent.clipped(from: to, to: extent.logicalEnd)) }
+        }
+        extents.replaceSubrange(first..<last, with: keep)
+        for extent in removed { mappedBlocks -= extent.length }
+        return removed
+    }
+
+    /// Maps a range that is a hole now; merges with contiguous neighbours.
+    public mutating func insert(_ extent: FileExtent) {
+        guard extent.length > 0 else { return }
+        let index = firstIndex(endingAfter: extent.logical)
+        precondition(index == extents.count || extents[index].logical >= extent.logicalEnd,
+                     "inserting over a mapped range")
+        mappedBlocks += extent.length
+        var merged = extent
+        var lower = index
+        var upper = index
+        if lower > 0, extents[lower - 1].canMerge(with: merged) {
+            lower -= 1
+            merged = FileExtent(logical: extents[lower].logical, length: extents[lower].length + merged.length,
+                                physical: extents[lower].physical, state: merged.state)
+        }
+        if upper < extents.count, merged.canMerge(with: extents[upper]) {
+            merged.length += extents[upper].length
+            upper += 1
+        }
+        extents.replaceSubrange(lower..<upper, with: [merged])
+    }
+
+    /// Replaces whatever maps [extent.logical, extent.logicalEnd) with `extent`; returns the old.
+    @discardableResult
+    public mutating func replace(with extent: FileExtent) -> [FileExtent] {
+        let old = remove(from: extent.logical, to: extent.logicalEnd)
+        insert(extent)
+        return old
+    }
+
+    /// Moves every extent at or after `block` by `delta` blocks (collapse: negative; insert:
+    /// positive). The caller has made [block + delta, block) unmapped for a collapse, and split
+    /// any extent crossing `block`. O(extents after `block`).
+    public mutating func shift(from block: UInt64, by delta: Int64) {
+        var index = firstIndex(endingAfter: block)
+        precondition(index == extents.count || extents[index].logical >= block, "shifting across a split point")
+        let first = index
+        while index < extents.count {
+            extents[index].logical = UInt64(Int64(extents[index].logical) + delta)
+            index += 1
+        }
+        // The extents just before and at the seam may now be contiguous.
+        if first > 0, first < extents.count, extents[first - 1].canMerge(with: extents[first]) {
+            extents[first - 1].length += extents[first].length
+            extents.remove(at: first)
+        }
+    }
+
+    /// Splits the extent crossing `block`, if any, so that an extent starts at `block`.
+    public mutating func split(at block: UInt64) {
+        let index = firstIndex(endingAfter: block)
+        guard index < extents.count, extents[index].logical < block else { return }
+        let extent = extents[index]
+        extents[index] = extent.clipped(from: extent.logical, to: block)
+        extents.insert(extent.clipped(from: block, to: extent.logicalEnd), at: index + 1)
+    }
+
+    /// The logical block just past the last mapped block (0 when empty).
+    public var endBlock: UInt64 { extents.last?.logicalEnd ?? 0 }
+}

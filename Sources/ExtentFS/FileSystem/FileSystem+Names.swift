@@ -1,0 +1,119 @@
+import SystemPackage
+
+/// Name validation and inode creation shared by every operation that makes a name.
+extension FileSystem {
+    static func validate(name: [UInt8]) throws {
+        guard !name.isEmpty else { throw Errno.noSuchFileOrDirectory }
+        guard name.count <= maxNameLength else { throw Errno.fileNameTooLong }
+        guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
+    }
+
+    static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
+        name == [0x2E] || name == [0x2E, 0x2E]
+    }
+
+    /// Caller holds Metadata.lock. The directory `ino`, or ENOTDIR / ENOENT.
+    func directoryInode(_ ino: InodeNumber) throws -> Inode {
+        let inode = try metadata.inode(ino)
+        guard inode.type == .directory else { throw Errno.notDirectory }
+        return inode
+    }
+
+    /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
+    /// as ext4 and XFS do; takes one lookup reference. Caller is inside a transaction.
+    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials,
+                  configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
+        try FileSystem.validate(name: name)
+        let directory = try directoryInode(parent)
+        guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+        if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
+        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
+        if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
+        var mode = mode
+        var gid = owner.gid
+        if directory.mode & UInt32(0o2000) != 0 {
+            gid = directory.gid
+            if type == .directory { mode |= 0o2000 }
+        }
+        let now = Timespec.now
+        let inode = Inode(ino: metadata.nextInode, mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
+        metadata.nextInode += 1
+        inode.generation = UInt64(now.nanoseconds)
+        try configure(inode)
+        metadata.inodes[inode.ino] = inode
+        directory.directory!.add(name: name, ino: inode.ino, type: type)
+        if type == .directory {
+            inode.parent = parent
+            directory.nlink += 1
+        }
+        directory.mtime = now
+        directory.ctime = now
+        inode.lookupCount = 1
+        return inode
+    }
+
+    /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops
+    /// its pages under the invalidate_lock, then its extents in one transaction.
+    func reapIfDead(_ inode: Inode) {
+        let dead = metadata.withLock { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
+        guard dead else { return }
+        inode.lock.withExclusive {
+            inode.invalidateLock.withExclusive {
+                let stillDead = metadata.withLock { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
+                guard stillDead else { return }
+                inode.pages?.removePages(from: 0)
+                metadata.transaction {
+                    unmapBlocks(inode, from: 0, to: UInt64.max)
+                    metadata.inodes.removeValue(forKey: inode.ino)
+                }
+            }
+        }
+        if let pages = inode.pages { cache.forget(pages) }
+    }
+
+    /// Returns unmapped extents' space: delayed reservations now; blocks, once no other extent
+    /// shares them, after the next commit. Caller is inside a transaction.
+    func releaseExtents(_ extents: [FileExtent]) {
+        for extent in extents {
+            switch extent.state {
+            case .delayed:
+                metadata.freeSpace.unreserve(extent.length)
+            case .written, .unwritten:
+                for run in metadata.referenceCounts.decrement(extent.physicalRun) {
+                    metadata.freeSpace.freeAfterCommit(run)
+                }
+            }
+        }
+    }
+
+    /// Unmaps [from, to) of a file and drops its copy-on-write reservations there. In a transaction.
+    func unmapBlocks(_ inode: Inode, from: UInt64, to: UInt64) {
+        releaseExtents(inode.extents.remove(from: from, to: to))
+        releaseCowReservations(inode, from: from, to: to)
+    }
+
+    func releaseCowReservations(_ inode: Inode, from: UInt64, to: UInt64) {
+        guard !inode.cowReserved.isEmpty else { return }
+        let gone = inode.cowReserved.filter { $0 >= from && $0 < to }
+        inode.cowReserved.subtract(gone)
+        metadata.freeSpace.unreserve(UInt64(gone.count))
+    }
+
+    /// Inodes with no name: at mount, those a crash left behind (open-but-unlinked files); at
+    /// unmount, those the kernel still referenced, since its references end with the mount.
+    func freeOrphans() throws {
+        let orphans = metadata.withLock {
+            metadata.inodes.values.filter { $0.nlink == 0 }.map { inode in
+                inode.lookupCount = 0
+                inode.openCount = 0
+                return inode
+            }
+        }
+        for inode in orphans { reapIfDead(inode) }
+        if !orphans.isEmpty {
+            logger.info("freed \(orphans.count) orphaned inodes")
+            try journal.commit()
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import SystemPackage
+
+/// Lookup, creation, links, removal and rename.
+extension FileSystem {
+    public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes {
+        guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
+        return try metadata.withLock {
+            let directory = try directoryInode(parent)
+            let ino: InodeNumber
+            if name == [0x2E] {
+                ino = parent
+            } else if name == [0x2E, 0x2E] {
+                ino = directory.parent
+            } else {
+                guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+                ino = entry.ino
+            }
+            let inode = try metadata.inode(ino)
+            inode.lookupCount += 1
+            return inode.attributes(blockSize: blockSize)
+        }
+    }
+
+    public func forget(_ ino: InodeNumber, count: UInt64) {
+        let inode: Inode? = metadata.withLock {
+            guard let inode = metadata.inodes[ino] else { return nil }
+            inode.lookupCount -= min(count, inode.lookupCount)
+            return inode
+        }
+        if let inode { reapIfDead(inode) }
+    }
+
+    public func getattr(_ ino: InodeNumber) throws -> FileAttributes {
+        try metadata.withLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
+    }
+
+    public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {
+        guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
+        return try metadata.transaction {
+            try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
+        }
+    }
+
+    public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
+        try metadata.transaction {
+            try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
+                .attributes(blockSize: blockSize)
+        }
+    }
+
+    public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes {
+        guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
+        guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
+        return try metadata.transaction {
+            try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner) {
+                $0.symlinkTarget = target
+            }.attributes(blockSize: blockSize)
+        }
+    }
+
+    public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
+        try metadata.withLock {
+            let inode = try metadata.inode(ino)
+            guard inode.type == .symlink else { throw Errno.invalidArgument }
+            return inode.symlinkTarget
+        }
+    }
+
+    public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
+        try metadata.transaction {
+            try FileSystem.validate(name: newName)
+            let inode = try metadata.inode(ino)
+            guard inode.type != .directory else { throw Errno.notPermitted }
+            guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+            guard inode.nlink < FileSystem.maxLinks else { throw Errno.tooManyLinks }
+            let directory = try directoryInode(newParent)
+            guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+            if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
+            let now = Timespec.now
+            directory.directory!.add(name: newName, ino: ino, type: inode.type)
+            directory.mtime = now
+            directory.ctime = now
+            inode.nlink += 1
+            inode.ctime = now
+            inode.lookupCount += 1
+            return inode.attributes(blockSize: blockSize)
+        }
+    }
+
+    public func unlink(parent: InodeNumber, name: [UInt8]) throws {
+        let victim: Inode = try metadata.transaction {
+            try FileSystem.validate(name: name)
+            let directory = try directoryInode(parent)
+            guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            let inode = try metadata.inode(entry.ino)
+            guard inode.type != .directory else { throw Errno.isDirectory }
+            directory.directory!.remove(name: name)
+            let now = Timespec.now
+            directory.mtime = now
+            directory.ctime = now
+            inode.nlink -= 1
+            inode.ctime = now
+            return inode
+        }
+        reapIfDead(victim)
+    }
+
+    public func rmdir(parent: InodeNumber, name: [UInt8]) throws {
+        if name == [0x2E] { throw Errno.invalidArgument }
+        if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
+        let victim: Inode = try metadata.transaction {
+            try FileSystem.validate(name: name)
+            let directory = try directoryInode(parent)
+            guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            let inode = try metadata.inode(entry.ino)
+            guard inode.type == .directory else { throw Errno.notDirectory }
+            guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
+            directory.directory!.remove(name: name)
+            let now = Timespec.now
+            directory.mtime = now
+            directory.ctime = now
+            directory.nlink -= 1
+            inode.nlink = 0
+            inode.ctime = now
+            return inode
+        }
+        reapIfDead(victim)
+    }
+}

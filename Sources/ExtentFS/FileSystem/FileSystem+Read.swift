@@ -1,0 +1,137 @@
+import SystemPackage
+
+/// Buffered reads: page-cache fill from the extent map, readahead on sequential reads.
+///
+/// Rule 1 (DESIGN.md): the invalidate_lock is held shared from before pages are added or blocks
+/// mapped until the reply has been handed over, so a punch or truncate (exclusive) can never
+/// drop pages, free their blocks and then have a reader bring back a page with the old data.
+extension FileSystem {
+    static let maxReadaheadPages = 256
+
+    /// `direct` (O_DIRECT): the cache is bypassed coherently (FileSystem+DirectIO.swift).
+    public func read(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
+                     _ body: (UnsafeRawBufferPointer) -> Void) throws {
+        let inode = try self.inode(ino)
+        guard let space = inode.pages else {
+            throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
+        }
+        if direct { return try readDirect(inode, offset: offset, count: count, body) }
+        inode.invalidateLock.lockShared()
+        defer { inode.invalidateLock.unlock() }
+        let size = metadata.withLock { inode.size }
+        guard count > 0, offset < size else {
+            body(UnsafeRawBufferPointer(start: nil, count: 0))
+            return
+        }
+        let end = min(offset + UInt64(count), size)
+        let firstPage = offset / UInt64(Page.size)
+        let lastPage = (end - 1) / UInt64(Page.size)
+        let readaheadEnd = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)
+        let pages = try uptodatePages(inode, space, firstPage...lastPage, readaheadTo: readaheadEnd)
+        defer { for page in pages { space.release(page) } }
+
+        let length = Int(end - offset)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
+        defer { buffer.deallocate() }
+        var copied = 0
+        for page in pages {
+            let start = max(offset, page.fileOffset)
+            let stop = min(end, page.fileOffset + UInt64(Page.size))
+            let inPage = Int(start - page.fileOffset)
+            let bytes = Int(stop - start)
+            page.lock.withLock {
+                (buffer.baseAddress! + copied).copyMemory(from: page.memory + inPage, byteCount: bytes)
+            }
+            copied += bytes
+        }
+        body(UnsafeRawBufferPointer(buffer))
+    }
+
+    /// The last page to read ahead to: grows while reads are sequential, resets otherwise.
+    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64, lastPage: UInt64, size: UInt64) -> UInt64 {
+        let window: Int = space.indexLock.withLock {
+            if space.lastReadEnd == offset && offset > 0 {
+                space.readaheadPages = min(space.readaheadPages * 2, FileSystem.maxReadaheadPages)
+            } else {
+                space.readaheadPages = 4
+            }
+            space.lastReadEnd = end
+            return offset == 0 ? 4 : space.readaheadPages
+        }
+        return min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size))
+    }
+
+    /// Referenced pages for `range`, uptodate where the file has data; pages past the range up to
+    /// `readaheadTo` are created and filled too when absent. Caller holds the invalidate_lock.
+    func uptodatePages(_ inode: Inode, _ space: AddressSpace, _ range: ClosedRange<UInt64>, readaheadTo: UInt64) throws -> [Page] {
+        let allUnits = Page.unitMask(0, geometry.unitsPerPage)
+        var pages: [Page] = []
+        var readahead: [Page] = []
+        var toFill: [(Page, UInt8)] = []
+        pages.reserveCapacity(range.count)
+        for index in range.lowerBound...max(range.upperBound, readaheadTo) {
+            let (page, created) = space.findOrCreate(index)
+            if index > range.upperBound {
+                if created {
+                    toFill.append((page, allUnits))
+                    readahead.append(page)
+                } else {
+                    space.release(page)
+                }
+                continue
+            }
+            pages.append(page)
+            if created {
+                toFill.append((page, allUnits))
+            } else {
+                page.lock.lock()
+                if page.isUptodate(units: allUnits) {
+                    page.lock.unlock()
+                } else {
+                    toFill.append((page, allUnits & ~page.uptodate))
+                }
+            }
+        }
+        defer {
+            for (page, _) in toFill { page.lock.unlock() }
+            for page in readahead { space.release(page) }
+        }
+        do {
+            if !toFill.isEmpty { pausePoint(.readBeforeFill) }
+            try fill(inode, toFill)
+        } catch {
+            for page in pages { space.release(page) }
+            logger.error("read of inode \(inode.ino) failed: \(error)")
+            throw Errno.ioError
+        }
+        return pages
+    }
+
+    /// Reads the given units of locked pages from disk (zeros for holes, unwritten and delayed
+    /// blocks) and marks them uptodate. Caller holds the pages' locks and the invalidate_lock.
+    func fill(_ inode: Inode, _ pages: [(Page, UInt8)]) throws {
+        guard let firstPage = pages.first?.0, let lastPage = pages.last?.0 else { return }
+        let shift = UInt64(geometry.blockShift)
+        let firstBlock = firstPage.fileOffset >> shift
+        let endBlock = (lastPage.fileOffset + UInt64(Page.size) - 1) >> shift + 1
+        let extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        var runs = DiskRuns()
+        var cursor = 0
+        let unitSize = geometry.unitSize
+        for (page, mask) in pages {
+            for unit in 0..<geometry.unitsPerPage where mask & (1 << unit) != 0 {
+                let fileOffset = page.fileOffset + UInt64(unit * unitSize)
+                let block = fileOffset >> shift
+                while cursor < extents.count, extents[cursor].logicalEnd <= block { cursor += 1 }
+                guard cursor < extents.count, extents[cursor].logical <= block, extents[cursor].state == .written else {
+                    continue
+                }
+                let extent = extents[cursor]
+                let diskOffset = ((extent.physical + block - extent.logical) << shift) + (fileOffset & (UInt64(geometry.blockSize) - 1))
+                runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
+            }
+        }
+        try runs.read(from: store)
+        for (page, mask) in pages { page.setUptodate(units: mask) }
+    }
+}

@@ -1,0 +1,246 @@
+import SystemPackage
+
+/// Clone, dedupe and copy_file_range: sharing blocks between files (or within one) through
+/// reference counts. Locking (rule 2): both inodes' locks, lower inode number first; both files
+/// written back; both invalidate_locks exclusive, lower first; then compare (dedupe) and remap
+/// before any lock drops.
+extension FileSystem {
+    public func clone(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
+                      destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
+        try remapOperation(source, destination) { sourceInode, destinationInode in
+            let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: false)
+            guard length > 0 else { return 0 }
+            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length)
+            return length
+        }
+    }
+
+    public func dedupe(from source: InodeNumber, sourceOffset: UInt64, length: UInt64,
+                       to destination: InodeNumber, destinationOffset: UInt64) throws -> DedupeStatus {
+        try remapOperation(source, destination) { sourceInode, destinationInode in
+            let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: true)
+            guard length > 0 else { return .same(bytes: 0) }
+            guard try rangesEqual(sourceInode, sourceOffset, destinationInode, destinationOffset, length) else { return .differs }
+            pausePoint(.dedupeAfterCompare)
+            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length)
+            return .same(bytes: length)
+        }
+    }
+
+    /// Whole blocks are shared when both offsets sit at the same place within a block; the
+    /// unaligned head and tail (or everything, when they do not) are copied.
+    public func copyFileRange(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
+                              destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
+        let sourceInode = try inode(source)
+        let destinationInode = try inode(destination)
+        guard sourceInode.type == .regular, destinationInode.type == .regular else {
+            throw sourceInode.type == .directory || destinationInode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
+        }
+        let sourceSize = metadata.withLock { sourceInode.size }
+        guard sourceOffset < sourceSize, length > 0 else { return 0 }
+        var remaining = min(length, sourceSize - sourceOffset)
+        guard destinationOffset <= Superblock.maxFileSize, remaining <= Superblock.maxFileSize - destinationOffset else {
+            throw Errno.fileTooLarge
+        }
+        if source == destination, sourceOffset < destinationOffset + remaining, destinationOffset < sourceOffset + remaining {
+            throw Errno.invalidArgument
+        }
+        let blockSize = UInt64(geometry.blockSize)
+        var copied: UInt64 = 0
+        if sourceOffset % blockSize == destinationOffset % blockSize {
+            let head = min(remaining, (blockSize - sourceOffset % blockSize) % blockSize)
+            copied += try copyBytes(source, sourceOffset, destination, destinationOffset, head)
+            remaining -= head
+            let whole = remaining / blockSize * blockSize
+            if whole > 0 {
+                copied += try clone(from: source, sourceOffset: sourceOffset + copied, to: destination,
+                                    destinationOffset: destinationOffset + copied, length: whole)
+                remaining -= whole
+            }
+        }
+        copied += try copyBytes(source, sourceOffset + copied, destination, destinationOffset + copied, remaining)
+        return copied
+    }
+
+    private func copyBytes(_ source: InodeNumber, _ sourceOffset: UInt64, _ destination: InodeNumber,
+                           _ destinationOffset: UInt64, _ length: UInt64) throws -> UInt64 {
+        var done: UInt64 = 0
+        while done < length {
+            let chunk = Int(min(length - done, 1 << 20))
+            var failure: Error?
+            var got = 0
+            try read(source, offset: sourceOffset + done, count: chunk) { bytes in
+                got = bytes.count
+                do {
+                    if !bytes.isEmpty { got = try write(destination, offset: destinationOffset + done, bytes) }
+                } catch {
+                    failure = error
+                }
+            }
+            if let failure { if done > 0 { return done }; throw failure }
+            if got == 0 { break }
+            done += UInt64(got)
+        }
+        return done
+    }
+
+    /// Locks both files (or one, for a same-file operation) in order, writes them back, takes
+    /// both invalidate_locks exclusively, runs `body`, then updates times.
+    private func remapOperation<T>(_ source: InodeNumber, _ destination: InodeNumber,
+                                   _ body: (Inode, Inode) throws -> T) throws -> T {
+        let sourceInode = try inode(source)
+        let destinationInode = try inode(destination)
+        for inode in [sourceInode, destinationInode] where inode.type != .regular {
+            throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
+        }
+        let ordered = source == destination ? [sourceInode] : [sourceInode, destinationInode].sorted { $0.ino < $1.ino }
+        for inode in ordered { inode.lock.lockExclusive() }
+        defer { for inode in ordered.reversed() { inode.lock.unlock() } }
+        for inode in ordered { try writeback(inode) }
+        for inode in ordered { inode.invalidateLock.lockExclusive() }
+        defer { for inode in ordered.reversed() { inode.invalidateLock.unlock() } }
+        return try body(sourceInode, destinationInode)
+    }
+
+    /// The checks of the kernel's generic_remap_checks, as XFS applies them. Returns the length
+    /// to remap (length 0 means through the source's EOF; dedupe shortens to what both files hold).
+    private func checkRemap(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
+                            _ requested: UInt64, dedupe: Bool) throws -> UInt64 {
+        let blockSize = UInt64(geometry.blockSize)
+        let (sourceSize, destinationSize) = metadata.withLock { (source.size, destination.size) }
+        guard sourceOffset % blockSize == 0, destinationOffset % blockSize == 0 else { throw Errno.invalidArgument }
+        guard sourceOffset <= sourceSize else { throw Errno.invalidArgument }
+        var length = requested == 0 ? sourceSize - sourceOffset : requested
+        if dedupe {
+            length = min(length, sourceSize - sourceOffset)
+            if destinationOffset >= destinationSize { return 0 }
+            length = min(length, destinationSize - destinationOffset)
+        } else if sourceOffset + length > sourceSize {
+            throw Errno.invalidArgument
+        }
+        guard length > 0 else { return 0 }
+        guard destinationOffset <= Superblock.maxFileSize, length <= Superblock.maxFileSize - destinationOffset else {
+            throw Errno.fileTooLarge
+        }
+        if length % blockSize != 0 {
+            // An unaligned tail is allowed only where the source ends, and only if it does not
+            // cut into data the destination keeps past the range.
+            let endsAtSource = sourceOffset + length == sourceSize
+            let endsAtDestination = destinationOffset + length >= destinationSize
+            if !(endsAtSource && endsAtDestination) {
+                guard dedupe else { throw Errno.invalidArgument }
+                length = length / blockSize * blockSize
+                guard length > 0 else { return 0 }
+            }
+        }
+        if source === destination, sourceOffset < destinationOffset + length, destinationOffset < sourceOffset + length {
+            throw Errno.invalidArgument
+        }
+        return length
+    }
+
+    /// Compares through the page cache. The caller holds both invalidate_locks exclusively: the
+    /// fill here does not take them again (rule 2, as read_mapping_page does in the kernel).
+    private func rangesEqual(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
+                             _ length: UInt64) throws -> Bool {
+        var compared: UInt64 = 0
+        let chunk: UInt64 = 256 * UInt64(Page.size)
+        while compared < length {
+            let count = Int(min(chunk, length - compared))
+            let left = try cachedBytes(source, sourceOffset + compared, count)
+            let right = try cachedBytes(destination, destinationOffset + compared, count)
+            if left != right { return false }
+            compared += UInt64(count)
+        }
+        return true
+    }
+
+    private func cachedBytes(_ inode: Inode, _ offset: UInt64, _ count: Int) throws -> [UInt8] {
+        guard let space = inode.pages else { throw Errno.invalidArgument }
+        let firstPage = offset / UInt64(Page.size)
+        let lastPage = (offset + UInt64(count) - 1) / UInt64(Page.size)
+        let pages = try uptodatePages(inode, space, firstPage...lastPage, readaheadTo: lastPage)
+        defer { for page in pages { space.release(page) } }
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { buffer in
+            var copied = 0
+            for page in pages {
+                let start = max(offset, page.fileOffset)
+                let stop = min(offset + UInt64(count), page.fileOffset + UInt64(Page.size))
+                page.lock.withLock {
+                    (buffer.baseAddress! + copied).copyMemory(from: page.memory + Int(start - page.fileOffset), byteCount: Int(stop - start))
+                }
+                copied += Int(stop - start)
+            }
+        }
+        return bytes
+    }
+
+    /// Maps the destination range to the source's blocks. Both files are written back and both
+    /// invalidate_locks held exclusively by the caller.
+    private func remap(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
+                       _ length: UInt64) throws {
+        let blockSize = UInt64(geometry.blockSize)
+        let shift = UInt64(geometry.blockShift)
+        let sourceFirst = sourceOffset >> shift
+        let count = (length + blockSize - 1) / blockSize
+        let destinationFirst = destinationOffset >> shift
+        if let space = destination.pages {
+            dropCached(space, from: destinationFirst * blockSize, to: (destinationFirst + count) * blockSize)
+        }
+        metadata.transaction {
+            let shared = source.extents.extents(from: sourceFirst, to: sourceFirst + count)
+            unmapBlocks(destination, from: destinationFirst, to: destinationFirst + count)
+            for extent in shared where extent.state != .delayed {
+                metadata.referenceCounts.increment(extent.physicalRun)
+                destination.extents.insert(FileExtent(logical: extent.logical - sourceFirst + destinationFirst, length: extent.length,
+                                                      physical: extent.physical, state: extent.state))
+            }
+            let end = destinationOffset + length
+            if end > destination.size { destination.size = end }
+            let now = Timespec.now
+            destination.mtime = now
+            destination.ctime = now
+        }
+    }
+
+    public func extentMap(_ ino: InodeNumber, offset: UInt64, length: UInt64) throws -> [MappedExtent] {
+        let inode = try self.inode(ino)
+        guard inode.type == .regular else { throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument }
+        guard length > 0 else { return [] }
+        let shift = UInt64(geometry.blockShift)
+        let first = offset >> shift
+        let end = offset > UInt64.max - length ? UInt64.max : (offset + length - 1) >> shift + 1
+        return metadata.withLock {
+            let lastBlock = inode.extents.endBlock
+            var result: [MappedExtent] = []
+            for extent in inode.extents.extents(from: first, to: end) {
+                var flags: MappedExtent.Flags = []
+                if extent.state == .unwritten { flags.insert(.unwritten) }
+                guard extent.state != .delayed else {
+                    result.append(MappedExtent(logical: extent.logical << shift, physical: 0, length: extent.length << shift,
+                                               flags: extent.logicalEnd == lastBlock ? [.delayed, .last] : .delayed))
+                    continue
+                }
+                var logical = extent.logical
+                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+                    var pieceFlags = flags
+                    if piece.count > 1 { pieceFlags.insert(.shared) }
+                    if logical + piece.run.count == lastBlock { pieceFlags.insert(.last) }
+                    let mapped = MappedExtent(logical: logical << shift, physical: piece.run.start << shift,
+                                              length: piece.run.count << shift, flags: pieceFlags)
+                    if var previous = result.last, previous.flags == pieceFlags.subtracting(.last),
+                       previous.logical + previous.length == mapped.logical, previous.physical + previous.length == mapped.physical {
+                        previous.length += mapped.length
+                        previous.flags = pieceFlags
+                        result[result.count - 1] = previous
+                    } else {
+                        result.append(mapped)
+                    }
+                    logical += piece.run.count
+                }
+            }
+            return result
+        }
+    }
+}

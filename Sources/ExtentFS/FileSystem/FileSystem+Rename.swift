@@ -1,0 +1,101 @@
+import SystemPackage
+
+/// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE), with the errors POSIX and Linux give.
+extension FileSystem {
+    public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags) throws {
+        if flags.contains(.whiteout) || (flags.contains(.exchange) && flags.contains(.noReplace)) { throw Errno.invalidArgument }
+        let victim: Inode? = try metadata.transaction {
+            try FileSystem.validate(name: name)
+            try FileSystem.validate(name: newName)
+            if FileSystem.isDotOrDotDot(name) || FileSystem.isDotOrDotDot(newName) { throw Errno.invalidArgument }
+            let source = try directoryInode(parent)
+            let target = try directoryInode(newParent)
+            guard let sourceEntry = source.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            let moving = try metadata.inode(sourceEntry.ino)
+            let targetEntry = target.directory!.entry(named: newName)
+            let now = Timespec.now
+
+            if flags.contains(.exchange) {
+                guard let targetEntry else { throw Errno.noSuchFileOrDirectory }
+                let other = try metadata.inode(targetEntry.ino)
+                if other === moving { return nil }
+                if moving.type == .directory { try checkNotAncestor(moving.ino, of: newParent) }
+                if other.type == .directory { try checkNotAncestor(other.ino, of: parent) }
+                source.directory!.retarget(name: name, ino: other.ino, type: other.type)
+                target.directory!.retarget(name: newName, ino: moving.ino, type: moving.type)
+                if source !== target {
+                    if moving.type == .directory {
+                        moving.parent = target.ino
+                        source.nlink -= 1
+                        target.nlink += 1
+                    }
+                    if other.type == .directory {
+                        other.parent = source.ino
+                        target.nlink -= 1
+                        source.nlink += 1
+                    }
+                }
+                for inode in [source, target] {
+                    inode.mtime = now
+                    inode.ctime = now
+                }
+                moving.ctime = now
+                other.ctime = now
+                return nil
+            }
+
+            if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
+            if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
+            if moving.type == .directory {
+                try checkNotAncestor(moving.ino, of: newParent)
+                if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
+            }
+            var replaced: Inode?
+            if let targetEntry {
+                let old = try metadata.inode(targetEntry.ino)
+                if moving.type == .directory {
+                    guard old.type == .directory else { throw Errno.notDirectory }
+                    guard old.directory!.isEmpty else { throw Errno.directoryNotEmpty }
+                } else if old.type == .directory {
+                    throw Errno.isDirectory
+                }
+                target.directory!.remove(name: newName)
+                if old.type == .directory {
+                    old.nlink = 0
+                    target.nlink -= 1
+                } else {
+                    old.nlink -= 1
+                }
+                old.ctime = now
+                replaced = old
+            }
+            source.directory!.remove(name: name)
+            target.directory!.add(name: newName, ino: moving.ino, type: moving.type)
+            if moving.type == .directory && source !== target {
+                moving.parent = target.ino
+                source.nlink -= 1
+                target.nlink += 1
+            }
+            for inode in [source, target] {
+                inode.mtime = now
+                inode.ctime = now
+            }
+            moving.ctime = now
+            return replaced
+        }
+        if let victim { reapIfDead(victim) }
+    }
+
+    /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.
+    /// Caller holds Metadata.lock.
+    private func checkNotAncestor(_ ino: InodeNumber, of directory: InodeNumber) throws {
+        var current = directory
+        var steps = 0
+        while true {
+            if current == ino { throw Errno.invalidArgument }
+            guard current != FileSystem.rootInode, let inode = metadata.inodes[current], steps < 1 << 20 else { return }
+            current = inode.parent
+            steps += 1
+        }
+    }
+}

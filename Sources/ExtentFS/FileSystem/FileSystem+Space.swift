@@ -1,0 +1,302 @@
+import SystemPackage
+
+/// fallocate(2). Every mode that moves or removes blocks holds the inode lock, then the
+/// invalidate_lock exclusively, from before its pages go until the extent map has changed
+/// (rule 1). Validation follows the VFS and XFS: EOPNOTSUPP for unknown or unsupported mode
+/// combinations, EINVAL for bad ranges, EFBIG past the largest file.
+extension FileSystem {
+    public func fallocate(_ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode) throws {
+        let known: FallocateMode = [.keepSize, .punchHole, .collapseRange, .zeroRange, .insertRange, .unshareRange]
+        guard mode.isSubset(of: known) else { throw Errno.notSupported }
+        let inode = try self.inode(ino)
+        switch inode.type {
+        case .regular: break
+        case .directory: throw Errno.isDirectory
+        case .fifo: throw Errno.illegalSeek
+        default: throw Errno(rawValue: 19)  // ENODEV
+        }
+        guard length > 0 else { throw Errno.invalidArgument }
+        guard offset <= Superblock.maxFileSize, length <= Superblock.maxFileSize - offset else { throw Errno.fileTooLarge }
+        let exclusive: [FallocateMode] = [.collapseRange, .insertRange]
+        switch mode.subtracting(.keepSize) {
+        case []:
+            try preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+        case .punchHole:
+            guard mode.contains(.keepSize) else { throw Errno.notSupported }
+            try punchHole(inode, offset: offset, length: length)
+        case .zeroRange:
+            try zeroRange(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+        case .unshareRange:
+            try unshare(inode, offset: offset, length: length)
+        case .collapseRange where !mode.contains(.keepSize):
+            try collapse(inode, offset: offset, length: length)
+        case .insertRange where !mode.contains(.keepSize):
+            try insert(inode, offset: offset, length: length)
+        default:
+            _ = exclusive
+            throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
+        }
+    }
+
+    private func blockRange(_ offset: UInt64, _ length: UInt64) -> (first: UInt64, end: UInt64) {
+        let shift = UInt64(geometry.blockShift)
+        return (offset >> shift, (offset + length - 1) >> shift + 1)
+    }
+
+    /// Whole blocks inside [offset, offset + length): [first, end) in blocks, maybe empty.
+    private func wholeBlocks(_ offset: UInt64, _ length: UInt64) -> (first: UInt64, end: UInt64) {
+        let blockSize = UInt64(geometry.blockSize)
+        return ((offset + blockSize - 1) / blockSize, (offset + length) / blockSize)
+    }
+
+    /// Mode 0 and KEEP_SIZE: unwritten extents over every unmapped block of the range; all or
+    /// nothing (ENOSPC before any change).
+    private func preallocate(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        let (first, end) = blockRange(offset, length)
+        try metadata.transaction {
+            try allocateUnwritten(inode, holesIn: first, end)
+            let newEnd = offset + length
+            if !keepSize && newEnd > inode.size { inode.size = newEnd }
+            inode.ctime = .now
+        }
+    }
+
+    /// Maps every hole of [first, end) unwritten. In a transaction; ENOSPC changes nothing.
+    func allocateUnwritten(_ inode: Inode, holesIn first: UInt64, _ end: UInt64) throws {
+        var holes: [(UInt64, UInt64)] = []
+        var cursor = first
+        for extent in inode.extents.extents(from: first, to: end) {
+            if extent.logical > cursor { holes.append((cursor, extent.logical - cursor)) }
+            cursor = extent.logicalEnd
+        }
+        if cursor < end { holes.append((cursor, end - cursor)) }
+        let needed = holes.reduce(0) { $0 + $1.1 }
+        guard needed <= metadata.freeSpace.available else { throw Errno.noSpace }
+        for (start, count) in holes {
+            var hint: UInt64 = 0
+            if start > 0, case .mapped(let previous) = inode.extents.lookup(start - 1), previous.state != .delayed {
+                hint = previous.physical + 1
+            }
+            var logical = start
+            for run in metadata.freeSpace.allocate(count, near: hint) {
+                inode.extents.insert(FileExtent(logical: logical, length: run.count, physical: run.start, state: .unwritten))
+                logical += run.count
+            }
+        }
+    }
+
+    /// PUNCH_HOLE|KEEP_SIZE: partial blocks at the ends are zeroed, whole blocks unmapped.
+    private func punchHole(_ inode: Inode, offset: UInt64, length: UInt64) throws {
+        guard let space = inode.pages else { throw Errno.invalidArgument }
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        inode.invalidateLock.lockExclusive()
+        defer { inode.invalidateLock.unlock() }
+        let size = metadata.withLock { inode.size }
+        let end = offset + length
+        let (first, wholeEnd) = wholeBlocks(offset, length)
+        let blockSize = UInt64(geometry.blockSize)
+        if first > wholeEnd {
+            // Inside one block.
+            try zeroCached(inode, space, from: offset, to: min(end, size))
+        } else {
+            try zeroCached(inode, space, from: offset, to: min(first * blockSize, size))
+            try zeroCached(inode, space, from: max(wholeEnd * blockSize, offset), to: min(end, size))
+        }
+        if first < wholeEnd {
+            pausePoint(.punchAfterDroppingPages)
+            dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
+            pausePoint(.punchBeforeUnmapping)
+            metadata.transaction { unmapBlocks(inode, from: first, to: wholeEnd) }
+        }
+        metadata.transaction { inode.mtime = .now; inode.ctime = inode.mtime }
+    }
+
+    /// ZERO_RANGE: partial blocks zeroed through the cache; whole blocks become unwritten (in
+    /// place when the file owns them alone, else newly allocated), so they read as zeros and stay
+    /// allocated. Space is reserved before any change.
+    private func zeroRange(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
+        guard let space = inode.pages else { throw Errno.invalidArgument }
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        inode.invalidateLock.lockExclusive()
+        defer { inode.invalidateLock.unlock() }
+        let size = metadata.withLock { inode.size }
+        let end = offset + length
+        let (first, wholeEnd) = wholeBlocks(offset, length)
+        let blockSize = UInt64(geometry.blockSize)
+
+        // Reserve what the whole blocks need beyond what they own alone.
+        var reserved: UInt64 = 0
+        if first < wholeEnd {
+            reserved = try metadata.transaction { () -> UInt64 in
+                var owned: UInt64 = 0
+                var delayed: UInt64 = 0
+                for extent in inode.extents.extents(from: first, to: wholeEnd) {
+                    if extent.state == .delayed {
+                        delayed += extent.length
+                    } else {
+                        owned += metadata.referenceCounts.pieces(of: extent.physicalRun).filter { $0.count == 1 }.reduce(0) { $0 + $1.run.count }
+                    }
+                }
+                let needed = (wholeEnd - first) - owned
+                let fromFree = needed > delayed ? needed - delayed : 0
+                guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
+                return fromFree
+            }
+        }
+        if first > wholeEnd {
+            try zeroCached(inode, space, from: offset, to: min(end, max(size, end)))
+        } else {
+            try zeroCached(inode, space, from: offset, to: first * blockSize)
+            try zeroCached(inode, space, from: max(wholeEnd * blockSize, offset), to: end)
+        }
+        if first < wholeEnd {
+            dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
+            metadata.transaction {
+                metadata.freeSpace.unreserve(reserved)
+                var keep: [FileExtent] = []
+                for extent in inode.extents.extents(from: first, to: wholeEnd) where extent.state != .delayed {
+                    var logical = extent.logical
+                    for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+                        if piece.count == 1 {
+                            keep.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: .unwritten))
+                        }
+                        logical += piece.run.count
+                    }
+                }
+                // Owned blocks stay where they are; the rest are released and allocated anew.
+                let removed = inode.extents.remove(from: first, to: wholeEnd)
+                releaseCowReservations(inode, from: first, to: wholeEnd)
+                releaseExtents(removed.flatMap { extent -> [FileExtent] in
+                    guard extent.state != .delayed else { return [extent] }
+                    var shared: [FileExtent] = []
+                    var logical = extent.logical
+                    for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+                        if piece.count > 1 {
+                            shared.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: extent.state))
+                        }
+                        logical += piece.run.count
+                    }
+                    return shared
+                })
+                for extent in keep { inode.extents.insert(extent) }
+                try? allocateUnwritten(inode, holesIn: first, wholeEnd)
+            }
+        }
+        metadata.transaction {
+            if !keepSize && end > inode.size { inode.size = end }
+            inode.mtime = .now
+            inode.ctime = inode.mtime
+        }
+    }
+
+    /// COLLAPSE_RANGE: removes [offset, offset + length) and shifts the rest down. Block-aligned,
+    /// and the range must end before EOF (EINVAL otherwise), as on XFS.
+    private func collapse(_ inode: Inode, offset: UInt64, length: UInt64) throws {
+        let blockSize = UInt64(geometry.blockSize)
+        guard offset % blockSize == 0, length % blockSize == 0 else { throw Errno.invalidArgument }
+        try shiftingOperation(inode) { space, size in
+            guard offset + length < size else { throw Errno.invalidArgument }
+            dropCached(space, from: offset, to: UInt64.max)
+            metadata.transaction {
+                let first = offset / blockSize
+                let count = length / blockSize
+                unmapBlocks(inode, from: first, to: first + count)
+                inode.extents.shift(from: first + count, by: -Int64(count))
+                inode.size = size - length
+            }
+        }
+    }
+
+    /// INSERT_RANGE: a hole of `length` at `offset`, the rest shifted up. Block-aligned, offset
+    /// below EOF (EINVAL otherwise), the new size within the largest file (EFBIG).
+    private func insert(_ inode: Inode, offset: UInt64, length: UInt64) throws {
+        let blockSize = UInt64(geometry.blockSize)
+        guard offset % blockSize == 0, length % blockSize == 0 else { throw Errno.invalidArgument }
+        try shiftingOperation(inode) { space, size in
+            guard offset < size else { throw Errno.invalidArgument }
+            guard length <= Superblock.maxFileSize - size else { throw Errno.fileTooLarge }
+            dropCached(space, from: offset, to: UInt64.max)
+            metadata.transaction {
+                let first = offset / blockSize
+                inode.extents.split(at: first)
+                inode.extents.shift(from: first, by: Int64(length / blockSize))
+                inode.size = size + length
+            }
+        }
+    }
+
+    /// Collapse and insert move data between pages: write back everything first (so no dirty
+    /// page or delayed block needs moving), then drop pages from the offset on under the
+    /// invalidate_lock and shift the map.
+    private func shiftingOperation(_ inode: Inode, _ body: (AddressSpace, UInt64) throws -> Void) throws {
+        guard let space = inode.pages else { throw Errno.invalidArgument }
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        try writeback(inode)
+        inode.invalidateLock.lockExclusive()
+        defer { inode.invalidateLock.unlock() }
+        let size = metadata.withLock { () -> UInt64 in
+            // After a full writeback no copy-on-write reservation is needed any more.
+            releaseCowReservations(inode, from: 0, to: UInt64.max)
+            return inode.size
+        }
+        try body(space, size)
+        metadata.transaction {
+            inode.mtime = .now
+            inode.ctime = inode.mtime
+        }
+    }
+
+    /// UNSHARE_RANGE: every shared block of the range gets a private copy; contents unchanged.
+    private func unshare(_ inode: Inode, offset: UInt64, length: UInt64) throws {
+        inode.lock.lockExclusive()
+        defer { inode.lock.unlock() }
+        try writeback(inode)
+        inode.invalidateLock.lockExclusive()
+        defer { inode.invalidateLock.unlock() }
+        let size = metadata.withLock { inode.size }
+        guard offset < size else { return }
+        let (first, end) = blockRange(offset, min(length, size - offset))
+        let shift = UInt64(geometry.blockShift)
+        let shared = metadata.withLock { () -> [FileExtent] in
+            inode.extents.extents(from: first, to: end).flatMap { extent -> [FileExtent] in
+                guard extent.state != .delayed else { return [] }
+                var result: [FileExtent] = []
+                var logical = extent.logical
+                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+                    if piece.count > 1 {
+                        result.append(FileExtent(logical: logical, length: piece.run.count, physical: piece.run.start, state: extent.state))
+                    }
+                    logical += piece.run.count
+                }
+                return result
+            }
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
+        defer { buffer.deallocate() }
+        for extent in shared {
+            let runs = try metadata.transaction { () -> [BlockRun] in
+                guard extent.length <= metadata.freeSpace.available else { throw Errno.noSpace }
+                return metadata.freeSpace.allocate(extent.length, near: extent.physical)
+            }
+            var logical = extent.logical
+            for run in runs {
+                if extent.state == .written {
+                    for index in 0..<run.count {
+                        let source = extent.physical + (logical - extent.logical) + index
+                        try store.read(into: buffer, count: geometry.blockSize, at: source << shift)
+                        try store.write(from: buffer, count: geometry.blockSize, at: (run.start + index) << shift)
+                    }
+                }
+                metadata.transaction {
+                    releaseExtents(inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: extent.state)))
+                }
+                logical += run.count
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// mkfs and fsck: whole-volume operations that need no mount.
+public enum Volume {
+    /// Smallest volume: the superblock area plus room for data and checkpoints.
+    static let minimumBlocks: UInt64 = 128
+
+    public static func format(image: String, options: FormatOptions) throws {
+        let blockSize = options.blockSize
+        guard blockSize >= 512, blockSize <= 65536, blockSize & (blockSize - 1) == 0 else {
+            throw ExtentFSError("block size \(blockSize) is not a power of two from 512 to 65536", errno: .invalidArgument)
+        }
+        if access(image, F_OK) != 0 {
+            guard options.size != nil else {
+                throw ExtentFSError("\(image) does not exist; give --size to create it", errno: .noSuchFileOrDirectory)
+            }
+            do {
+                let created = try FileDescriptor.open(FilePath(image), .writeOnly, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                try created.close()
+            } catch let error as Errno {
+                throw ExtentFSError("cannot create \(image): \(error)", errno: error)
+            }
+        }
+        let store = try BackingStore(path: image, writable: true)
+        try store.lock(.exclusive)
+        if !options.force, store.size >= Superblock.reservedBytes {
+            for offset in Superblock.slotOffsets {
+                if case .notExtentFS = Superblock.decode(try store.read(Superblock.encodedSize, at: offset)) { continue }
+                throw ExtentFSError("\(image) already holds an extentfs filesystem; use --force to overwrite it", errno: .fileExists)
+            }
+        }
+        var size = store.size
+        if let requested = options.size {
+            if store.isBlockDevice {
+                guard requested <= store.size else {
+                    throw ExtentFSError("--size \(requested) is larger than the device (\(store.size) bytes)", errno: .invalidArgument)
+                }
+            } else {
+                try store.setSize(requested)
+            }
+            size = requested
+        }
+        let blockCount = size / UInt64(blockSize)
+        var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: blockCount,
+                                    maxInodes: max(1024, size / 8192), uuid: randomUUID(), sequence: 0,
+                                    checkpoint: CheckpointRoot(indexBlock: 0, indexBlockCount: 0, indexBytes: 0, indexChecksum: 0, payloadBytes: 0, payloadChecksum: 0))
+        guard blockCount >= superblock.firstDataBlock + minimumBlocks else {
+            throw ExtentFSError("\(size) bytes is too small for an extentfs volume with \(blockSize)-byte blocks (need \((superblock.firstDataBlock + minimumBlocks) * UInt64(blockSize)))", errno: .invalidArgument)
+        }
+        superblock.sequence = 0
+        try store.write([UInt8](repeating: 0, count: Int(Superblock.reservedBytes)), at: 0)
+
+        let root = Inode(ino: FileSystem.rootInode, mode: FileType.directory.rawValue | 0o755, uid: getuid(), gid: getgid(), time: .now, cache: nil)
+        root.parent = FileSystem.rootInode
+        let loaded = LoadedCheckpoint(nextInode: FileSystem.rootInode + 1, inodes: [root], referenceCounts: ReferenceCounts(), checkpointRuns: [])
+        let metadata = Metadata(superblock: superblock, loaded: loaded)
+        metadata.isDirty = true
+        try Journal(store: store, metadata: metadata).commit()
+    }
+
+    /// Problems found, one line each; empty when clean. Throws (one line) when the image cannot
+    /// be read as extentfs at all: not extentfs, a newer version, damaged beyond reading, in use.
+    public static func check(image: String) throws -> [String] {
+        let store = try BackingStore(path: image, writable: false)
+        try store.lock(.shared)
+        let choice = try VolumeLoader.readSuperblock(store)
+        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: choice.superblock, cache: nil)
+        return choice.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).map(\.message)
+    }
+
+    private static func randomUUID() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+}

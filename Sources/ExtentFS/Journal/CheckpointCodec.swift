@@ -1,0 +1,221 @@
+/// Encodes and decodes the checkpoint payload: every inode with its attributes, xattrs, extents,
+/// symlink target or directory entries, then the reference counts. Layout in docs/FORMAT.md.
+/// Decoding checks structure and ranges and throws on anything malformed; cross-checks between
+/// records (overlaps, link counts, reachability) are the Checker's.
+struct LoadedCheckpoint {
+    var nextInode: InodeNumber
+    var inodes: [Inode]
+    var referenceCounts: ReferenceCounts
+    /// Blocks holding this checkpoint (index and payload).
+    var checkpointRuns: [BlockRun]
+}
+
+enum CheckpointCodec {
+    static let payloadMagic: [UInt8] = Array("EXCKPT01".utf8)
+
+    /// Caller holds Metadata.lock.
+    static func encode(_ metadata: Metadata) -> [UInt8] {
+        var writer = ByteWriter(capacity: 4096 + metadata.inodes.count * 160)
+        writer.raw(payloadMagic)
+        writer.u64(metadata.nextInode)
+        writer.u64(UInt64(metadata.inodes.count))
+        for ino in metadata.inodes.keys.sorted() {
+            encode(metadata.inodes[ino]!, into: &writer)
+        }
+        writer.u64(UInt64(metadata.referenceCounts.entries.count))
+        for entry in metadata.referenceCounts.entries {
+            writer.u64(entry.run.start)
+            writer.u64(entry.run.count)
+            writer.u32(entry.count)
+        }
+        return writer.bytes
+    }
+
+    private static func encode(_ inode: Inode, into writer: inout ByteWriter) {
+        writer.u64(inode.ino)
+        writer.u32(inode.mode)
+        writer.u32(inode.nlink)
+        writer.u32(inode.uid)
+        writer.u32(inode.gid)
+        writer.u64(inode.rdev)
+        writer.u64(inode.size)
+        for time in [inode.atime, inode.mtime, inode.ctime] {
+            writer.i64(time.seconds)
+            writer.u32(UInt32(time.nanoseconds))
+        }
+        writer.u64(inode.generation)
+        writer.u64(inode.parent)
+        writer.u64(UInt64(inode.xattrs.count))
+        for name in inode.xattrs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            writer.blob16(name)
+            writer.blob32(inode.xattrs[name]!)
+        }
+        switch inode.type {
+        case .regular:
+            let durable = inode.extents.extents.filter { $0.state != .delayed }
+            writer.u64(UInt64(durable.count))
+            for extent in durable {
+                writer.u64(extent.logical)
+                writer.u64(extent.length)
+                writer.u64(extent.physical)
+                writer.u8(extent.state.rawValue)
+            }
+        case .symlink:
+            writer.blob16(inode.symlinkTarget)
+        case .directory:
+            let directory = inode.directory ?? Directory()
+            writer.u64(directory.nextCookie)
+            writer.u64(UInt64(directory.count))
+            directory.forEach(after: 0) { name, entry in
+                writer.u64(entry.ino)
+                writer.u64(entry.cookie)
+                writer.u8(UInt8(entry.type.rawValue >> 12))
+                writer.blob16(name)
+                return true
+            }
+        default:
+            break
+        }
+    }
+
+    static func decode(_ bytes: [UInt8], superblock: Superblock, cache: PageCache?) throws -> (InodeNumber, [Inode], ReferenceCounts) {
+        var reader = ByteReader(bytes)
+        guard try reader.raw(8) == payloadMagic else { throw DecodingError(description: "checkpoint payload has a bad magic number") }
+        let nextInode = try reader.u64()
+        let inodeCount = try reader.count(minimumItemSize: 96)
+        guard UInt64(inodeCount) <= superblock.maxInodes else {
+            throw DecodingError(description: "checkpoint lists \(inodeCount) inodes, more than the volume's \(superblock.maxInodes)")
+        }
+        var inodes: [Inode] = []
+        inodes.reserveCapacity(inodeCount)
+        for _ in 0..<inodeCount {
+            inodes.append(try decodeInode(&reader, superblock: superblock, cache: cache))
+        }
+        let refcountCount = try reader.count(minimumItemSize: 20)
+        var entries: [ReferenceCounts.Entry] = []
+        for _ in 0..<refcountCount {
+            let run = BlockRun(start: try reader.u64(), count: try reader.u64())
+            let count = try reader.u32()
+            guard run.count > 0, count >= 2 else { throw DecodingError(description: "reference count entry \(run) is malformed") }
+            if let last = entries.last, last.run.end > run.start {
+                throw DecodingError(description: "reference count entries overlap or are out of order at \(run)")
+            }
+            entries.append(ReferenceCounts.Entry(run: run, count: count))
+        }
+        guard reader.remaining == 0 else { throw DecodingError(description: "checkpoint payload has \(reader.remaining) trailing bytes") }
+        return (nextInode, inodes, ReferenceCounts(validated: entries))
+    }
+
+    private static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
+        let ino = try reader.u64()
+        let mode = try reader.u32()
+        guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
+        let nlink = try reader.u32()
+        let uid = try reader.u32()
+        let gid = try reader.u32()
+        let rdev = try reader.u64()
+        let size = try reader.u64()
+        var times: [Timespec] = []
+        for _ in 0..<3 {
+            let seconds = try reader.i64()
+            let nanoseconds = try reader.u32()
+            guard nanoseconds < 1_000_000_000 else { throw DecodingError(description: "inode \(ino) has an invalid timestamp") }
+            times.append(Timespec(seconds: seconds, nanoseconds: Int64(nanoseconds)))
+        }
+        let inode = Inode(ino: ino, mode: mode, uid: uid, gid: gid, time: times[0], cache: cache)
+        inode.nlink = nlink
+        inode.rdev = rdev
+        inode.size = size
+        inode.mtime = times[1]
+        inode.ctime = times[2]
+        inode.generation = try reader.u64()
+        inode.parent = try reader.u64()
+        guard size <= Superblock.maxFileSize else { throw DecodingError(description: "inode \(ino) has size \(size), past the largest file") }
+        let xattrCount = try reader.count(minimumItemSize: 6)
+        for _ in 0..<xattrCount {
+            let name = try reader.blob16()
+            inode.xattrs[name] = try reader.blob32()
+        }
+        switch type {
+        case .regular:
+            let count = try reader.count(minimumItemSize: 25)
+            var extents: [FileExtent] = []
+            extents.reserveCapacity(count)
+            let maxLogical = Superblock.maxFileSize / UInt64(superblock.blockSize)
+            for _ in 0..<count {
+                let logical = try reader.u64()
+                let length = try reader.u64()
+                let physical = try reader.u64()
+                let rawState = try reader.u8()
+                guard let state = FileExtent.State(rawValue: rawState), state != .delayed else {
+                    throw DecodingError(description: "inode \(ino) has an extent with invalid state \(rawState)")
+                }
+                guard length > 0, logical <= maxLogical, length <= maxLogical - logical,
+                      physical >= superblock.firstDataBlock, physical < superblock.blockCount,
+                      length <= superblock.blockCount - physical else {
+                    throw DecodingError(description: "inode \(ino) has an extent out of range (logical \(logical), physical \(physical), length \(length))")
+                }
+                if let last = extents.last, last.logicalEnd > logical {
+                    throw DecodingError(description: "inode \(ino) has overlapping or unsorted extents at logical block \(logical)")
+                }
+                extents.append(FileExtent(logical: logical, length: length, physical: physical, state: state))
+            }
+            inode.extents = ExtentMap(validated: extents)
+        case .symlink:
+            inode.symlinkTarget = try reader.blob16()
+        case .directory:
+            var directory = Directory()
+            let nextCookie = try reader.u64()
+            let count = try reader.count(minimumItemSize: 19)
+            for _ in 0..<count {
+                let child = try reader.u64()
+                let cookie = try reader.u64()
+                let rawType = try reader.u8()
+                let name = try reader.blob16()
+                guard let childType = FileType(mode: UInt32(rawType) << 12) else {
+                    throw DecodingError(description: "directory \(ino) has an entry of invalid type \(rawType)")
+                }
+                guard cookie >= Directory.firstEntryCookie, cookie < nextCookie, directory.entry(named: name) == nil else {
+                    throw DecodingError(description: "directory \(ino) has a malformed or duplicate entry")
+                }
+                directory.restore(name: name, entry: Directory.Entry(ino: child, type: childType, cookie: cookie))
+            }
+            inode.directory = directory
+        default:
+            break
+        }
+        return inode
+    }
+}
+
+/// The index of a checkpoint: the runs of blocks holding its payload, in order.
+enum CheckpointIndex {
+    static let magic: [UInt8] = Array("EXINDX01".utf8)
+
+    static func encode(payloadRuns: [BlockRun]) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.raw(magic)
+        writer.u64(UInt64(payloadRuns.count))
+        for run in payloadRuns {
+            writer.u64(run.start)
+            writer.u64(run.count)
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], superblock: Superblock) throws -> [BlockRun] {
+        var reader = ByteReader(bytes)
+        guard try reader.raw(8) == magic else { throw DecodingError(description: "checkpoint index has a bad magic number") }
+        let count = try reader.count(minimumItemSize: 16)
+        var runs: [BlockRun] = []
+        for _ in 0..<count {
+            let run = BlockRun(start: try reader.u64(), count: try reader.u64())
+            guard run.count > 0, run.start >= superblock.firstDataBlock, run.start < superblock.blockCount,
+                  run.count <= superblock.blockCount - run.start else {
+                throw DecodingError(description: "checkpoint index run \(run) is out of range")
+            }
+            runs.append(run)
+        }
+        return runs
+    }
+}

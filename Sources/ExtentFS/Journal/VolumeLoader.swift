@@ -1,0 +1,85 @@
+import SystemPackage
+
+/// Reads a volume from its backing store: picks the newest valid superblock copy, reads and
+/// verifies the checkpoint it points at. Every failure is one clear line.
+enum VolumeLoader {
+    struct SuperblockChoice {
+        var superblock: Superblock
+        /// Problems with the other copy (reported by fsck; mount uses the good copy).
+        var warnings: [String]
+    }
+
+    static func readSuperblock(_ store: BackingStore) throws -> SuperblockChoice {
+        guard store.size >= Superblock.reservedBytes else {
+            throw ExtentFSError("\(store.path) is not an extentfs image (only \(store.size) bytes)", errno: .invalidArgument)
+        }
+        var valid: [Superblock] = []
+        var newer: UInt32?
+        var damage: [String] = []
+        for (slot, offset) in Superblock.slotOffsets.enumerated() {
+            switch Superblock.decode(try store.read(Superblock.encodedSize, at: offset)) {
+            case .valid(let superblock): valid.append(superblock)
+            case .newerVersion(let version): newer = version
+            case .damaged(let reason): damage.append("superblock copy \(slot) (byte \(offset)): \(reason)")
+            case .notExtentFS: break
+            }
+        }
+        if let version = newer {
+            throw ExtentFSError("\(store.path) is extentfs format version \(version); this extentfs reads version \(Superblock.currentVersion) and older", errno: .invalidArgument)
+        }
+        guard let newest = valid.max(by: { $0.sequence < $1.sequence }) else {
+            if damage.isEmpty {
+                throw ExtentFSError("\(store.path) is not an extentfs image (no extentfs superblock found)", errno: .invalidArgument)
+            }
+            throw ExtentFSError("\(store.path) is a damaged extentfs image: \(damage.joined(separator: "; "))", errno: .ioError)
+        }
+        let needed = newest.blockCount * UInt64(newest.blockSize)
+        guard needed <= store.size else {
+            throw ExtentFSError("\(store.path) is a damaged extentfs image: the superblock describes \(needed) bytes but the image has \(store.size) (truncated?)", errno: .ioError)
+        }
+        return SuperblockChoice(superblock: newest, warnings: damage)
+    }
+
+    static func loadCheckpoint(_ store: BackingStore, superblock: Superblock, cache: PageCache?) throws -> LoadedCheckpoint {
+        let root = superblock.checkpoint
+        let blockSize = UInt64(superblock.blockSize)
+        func damaged(_ reason: String) -> ExtentFSError {
+            ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
+        }
+        guard root.indexBlock >= superblock.firstDataBlock, root.indexBlockCount > 0,
+              root.indexBlockCount <= superblock.blockCount, root.indexBlock <= superblock.blockCount - root.indexBlockCount,
+              root.indexBytes <= root.indexBlockCount * blockSize else {
+            throw damaged("the checkpoint index location is out of range")
+        }
+        let index = try store.read(Int(root.indexBytes), at: root.indexBlock * blockSize)
+        guard CRC32C.checksum(index) == root.indexChecksum else { throw damaged("checkpoint index checksum mismatch") }
+        let payloadRuns: [BlockRun]
+        do {
+            payloadRuns = try CheckpointIndex.decode(index, superblock: superblock)
+        } catch {
+            throw damaged("\(error)")
+        }
+        let capacity = payloadRuns.reduce(UInt64(0)) { $0 + $1.count } * blockSize
+        guard root.payloadBytes <= capacity, root.payloadBytes < UInt64(Int.max) else {
+            throw damaged("checkpoint payload length exceeds its blocks")
+        }
+        var payload = [UInt8](repeating: 0, count: Int(root.payloadBytes))
+        var offset = 0
+        try payload.withUnsafeMutableBytes { bytes in
+            for run in payloadRuns where offset < bytes.count {
+                let length = min(Int(run.count * blockSize), bytes.count - offset)
+                try store.read(into: bytes.baseAddress! + offset, count: length, at: run.start * blockSize)
+                offset += length
+            }
+        }
+        guard CRC32C.checksum(payload) == root.payloadChecksum else { throw damaged("checkpoint payload checksum mismatch") }
+        do {
+            let (nextInode, inodes, referenceCounts) = try CheckpointCodec.decode(payload, superblock: superblock, cache: cache)
+            let indexRun = BlockRun(start: root.indexBlock, count: root.indexBlockCount)
+            return LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts,
+                                    checkpointRuns: payloadRuns + [indexRun])
+        } catch {
+            throw damaged("\(error)")
+        }
+    }
+}

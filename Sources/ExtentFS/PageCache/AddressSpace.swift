@@ -1,0 +1,144 @@
+/// The cached pages of one file: an index from page number to page.
+///
+/// `indexLock` is the lock every lookup takes to find a page and take a reference to it, and
+/// eviction checks "nobody holds this page" and removes it from the index under the same lock,
+/// so no lookup can take a reference between the check and the removal (DESIGN.md rule 5).
+final class AddressSpace: @unchecked Sendable {
+    let ino: InodeNumber
+    unowned let cache: PageCache
+    let indexLock = Mutex()
+
+    // Guarded by indexLock.
+    private var pages: [UInt64: Page] = [:]
+    private var dirtyIndices = Set<UInt64>()
+    /// Registered with the cache for reclaim at its first page; unregistered when the file dies.
+    private var registered = false
+    /// Where the last read ended, to detect sequential reads for readahead.
+    var lastReadEnd: UInt64 = 0
+    var readaheadPages = 4
+
+    init(ino: InodeNumber, cache: PageCache) {
+        self.ino = ino
+        self.cache = cache
+    }
+
+    var pageCount: Int { indexLock.withLock { pages.count } }
+    var hasDirtyPages: Bool { indexLock.withLock { !dirtyIndices.isEmpty } }
+
+    /// A referenced page if it is cached.
+    func find(_ index: UInt64) -> Page? {
+        indexLock.withLock {
+            guard let page = pages[index] else { return nil }
+            page.references += 1
+            page.recentlyUsed = true
+            return page
+        }
+    }
+
+    /// The referenced page at `index`, created (zeroed, nothing uptodate, LOCKED) when absent.
+    /// `created` tells which: a created page is returned locked so that whoever looks it up next
+    /// waits on the page lock until its creator has filled it.
+    func findOrCreate(_ index: UInt64) -> (page: Page, created: Bool) {
+        indexLock.lock()
+        if let page = pages[index] {
+            page.references += 1
+            page.recentlyUsed = true
+            indexLock.unlock()
+            return (page, false)
+        }
+        indexLock.unlock()
+        let memory = cache.allocatePageMemory()
+        let fresh = Page(index: index, memory: memory)
+        fresh.lock.lock()
+        fresh.references = 1
+        indexLock.lock()
+        if let page = pages[index] {
+            page.references += 1
+            indexLock.unlock()
+            fresh.lock.unlock()
+            cache.releasePageMemory(memory)
+            return (page, false)
+        }
+        pages[index] = fresh
+        let firstPage = !registered
+        registered = true
+        indexLock.unlock()
+        cache.pageAdded(self, registering: firstPage)
+        return (fresh, true)
+    }
+
+    func release(_ page: Page) {
+        indexLock.withLock { page.references -= 1 }
+    }
+
+    /// Caller holds the page lock and has just made it dirty or clean.
+    func noteDirty(_ page: Page, becameDirty: Bool) {
+        indexLock.withLock {
+            if becameDirty { dirtyIndices.insert(page.index) } else { dirtyIndices.remove(page.index) }
+        }
+        cache.adjustDirty(becameDirty ? 1 : -1)
+    }
+
+    func dirtyPageIndices() -> [UInt64] {
+        indexLock.withLock { dirtyIndices.sorted() }
+    }
+
+    /// Removes the pages at or after `firstIndex` (all with `firstIndex` 0), waiting for each
+    /// page's lock (writeback and fill hold it). The caller holds the inode's invalidate_lock
+    /// exclusively, so no new page can appear in the range meanwhile (rule 1).
+    func removePages(from firstIndex: UInt64, to endIndex: UInt64 = UInt64.max) {
+        let victims: [Page] = indexLock.withLock {
+            pages.values.filter { $0.index >= firstIndex && $0.index < endIndex }.sorted { $0.index < $1.index }
+        }
+        for page in victims {
+            page.lock.lock()
+            let wasDirty = page.isDirty
+            // Reclaim may have evicted it since the snapshot (it takes no invalidate_lock): then
+            // it is not ours to free.
+            let stillIndexed = indexLock.withLock { () -> Bool in
+                guard pages[page.index] === page else { return false }
+                pages.removeValue(forKey: page.index)
+                dirtyIndices.remove(page.index)
+                return true
+            }
+            page.lock.unlock()
+            guard stillIndexed else { continue }
+            if wasDirty { cache.adjustDirty(-1) }
+            waitUntilUnreferenced(page)
+            cache.pageRemoved(page)
+        }
+    }
+
+    /// Someone may still hold a reference taken before removal (a writeback that found the page
+    /// and is waiting for its lock); the memory is returned only after they let go.
+    private func waitUntilUnreferenced(_ page: Page) {
+        while indexLock.withLock({ page.references > 0 }) { sched_yield() }
+    }
+
+    /// Evicts clean, unreferenced, unlocked pages not used since the last pass (second chance).
+    /// The check and the removal happen under indexLock (rule 5). Returns the evicted pages.
+    func evictClean(limit: Int) -> [Page] {
+        indexLock.withLock {
+            var evicted: [Page] = []
+            for (index, page) in pages {
+                if evicted.count >= limit { break }
+                if page.recentlyUsed {
+                    page.recentlyUsed = false
+                    continue
+                }
+                guard page.references == 0, page.lock.tryLock() else { continue }
+                if !page.isDirty {
+                    cache.pauseHook?(.evictAfterUnusedCheck)
+                    pages.removeValue(forKey: index)
+                    evicted.append(page)
+                }
+                page.lock.unlock()
+            }
+            return evicted
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

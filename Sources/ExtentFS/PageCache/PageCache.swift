@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The volume's page cache: the memory budget, page memory, dirty accounting and reclaim.
+/// `lock` is a leaf: nothing else is taken while it is held.
+final class PageCache: @unchecked Sendable {
+    let budgetPages: Int
+    /// Writers wait (after writing back their own file) while more pages than this are dirty.
+    let dirtyLimit: Int
+    private let lock = Mutex()
+    private let dirtyBelowLimit: Condition
+
+    // Guarded by `lock`.
+    private var pageCount = 0
+    private(set) var dirtyCount = 0
+    private var spaces: [InodeNumber: AddressSpace] = [:]
+    private var spaceOrder: [InodeNumber] = []
+    private var reclaimCursor = 0
+    private var spareMemory: [UnsafeMutableRawPointer] = []
+    /// Called when dirty pages pass the limit: wakes the flusher.
+    var onDirtyPressure: (() -> Void)?
+    /// Test-only (Support/PausePoints.swift).
+    var pauseHook: ((PausePoint) -> Void)?
+
+    init(budgetBytes: Int) {
+        budgetPages = max(64, budgetBytes / Page.size)
+        dirtyLimit = max(16, budgetPages / 2)
+        dirtyBelowLimit = Condition(lock)
+    }
+
+    deinit {
+        for memory in spareMemory { free(memory) }
+    }
+
+    var cachedPages: Int { lock.withLock { pageCount } }
+    var dirtyPages: Int { lock.withLock { dirtyCount } }
+
+    func allocatePageMemory() -> UnsafeMutableRawPointer {
+        if let memory = lock.withLock({ spareMemory.popLast() }) {
+            memory.initializeMemory(as: UInt8.self, repeating: 0, count: Page.size)
+            return memory
+        }
+        var pointer: UnsafeMutableRawPointer?
+        guard posix_memalign(&pointer, Page.size, Page.size) == 0, let memory = pointer else {
+            fatalError("out of memory allocating a page")
+        }
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: Page.size)
+        return memory
+    }
+
+    func releasePageMemory(_ memory: UnsafeMutableRawPointer) {
+        let keep = lock.withLock { () -> Bool in
+            guard spareMemory.count < 256 else { return false }
+            spareMemory.append(memory)
+            return true
+        }
+        if !keep { free(memory) }
+    }
+
+    func pageAdded(_ space: AddressSpace, registering: Bool) {
+        let over = lock.withLock { () -> Bool in
+            pageCount += 1
+            if registering, spaces[space.ino] == nil {
+                spaces[space.ino] = space
+                spaceOrder.append(space.ino)
+            }
+            return pageCount > budgetPages
+        }
+        if over { reclaim() }
+    }
+
+    func pageRemoved(_ page: Page) {
+        lock.withLock { pageCount -= 1 }
+        releasePageMemory(page.memory)
+    }
+
+    func adjustDirty(_ delta: Int) {
+        lock.withLock {
+            dirtyCount += delta
+            if dirtyCount <= dirtyLimit { dirtyBelowLimit.broadcast() }
+        }
+    }
+
+    func forget(_ space: AddressSpace) {
+        lock.withLock {
+            spaces.removeValue(forKey: space.ino)
+            spaceOrder.removeAll { $0 == space.ino }
+        }
+    }
+
+    var isOverDirtyLimit: Bool { lock.withLock { dirtyCount > dirtyLimit } }
+
+    /// Blocks until dirty pages are under the limit or `seconds` pass. The caller holds no page
+    /// lock and no invalidate_lock, so the flusher can make progress.
+    func waitForDirtyBelowLimit(seconds: Double) {
+        onDirtyPressure?()
+        lock.withLock {
+            if dirtyCount > dirtyLimit { dirtyBelowLimit.wait(seconds: seconds) }
+        }
+    }
+
+    /// Evicts clean unused pages, round robin over files, until the cache is an eighth below
+    /// budget or a full pass finds nothing. Never blocks on a page or an inode: it only
+    /// try-locks pages, so any thread may call it whatever it holds, except an indexLock.
+    func reclaim() {
+        let target = budgetPages - budgetPages / 8
+        var idlePasses = 0
+        while idlePasses < 2 {
+            let (candidates, excess) = lock.withLock { () -> ([AddressSpace], Int) in
+                guard pageCount > target, !spaceOrder.isEmpty else { return ([], 0) }
+                if reclaimCursor >= spaceOrder.count { reclaimCursor = 0 }
+                let order = Array(spaceOrder[reclaimCursor...] + spaceOrder[..<reclaimCursor])
+                reclaimCursor += 1
+                return (order.compactMap { spaces[$0] }, pageCount - target)
+            }
+            guard excess > 0 else { return }
+            var freed = 0
+            for space in candidates where freed < excess {
+                let evicted = space.evictClean(limit: excess - freed)
+                for page in evicted { pageRemoved(page) }
+                freed += evicted.count
+            }
+            if freed == 0 {
+                idlePasses += 1
+                if dirtyPages > 0 { onDirtyPressure?() }
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import SystemPackage
+
+/// Writeback: dirty units go to disk, exactly those (rule 3).
+///
+/// A unit over a written block is written in place. A block that is delayed gets its physical
+/// blocks now, mapped as *unwritten*; the whole block is written (absent pages as zeros) and only
+/// then converted to written, so a checkpoint taken meanwhile maps it as reading zeros, never as
+/// holding whatever the block held before. Pages stay locked from mapping until their data is on
+/// disk. Caller must not hold the invalidate_lock; writeback takes it shared (it maps blocks).
+extension FileSystem {
+    private static let batchBytes = 1 << 20
+
+    func writebackAll() throws {
+        let dirty = metadata.withLock { metadata.inodes.values.filter { $0.pages?.hasDirtyPages ?? false } }
+        var firstError: Error?
+        for inode in dirty.sorted(by: { $0.ino < $1.ino }) {
+            do { try writeback(inode) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+
+    func writeback(_ inode: Inode) throws {
+        guard let space = inode.pages, space.hasDirtyPages else { return }
+        inode.invalidateLock.lockShared()
+        defer { inode.invalidateLock.unlock() }
+        var batch = WritebackBatch()
+        let pagesPerGroup = UInt64(geometry.pagesPerBlock)
+        var previousGroup: UInt64?
+        do {
+            for index in space.dirtyPageIndices() {
+                let group = index / pagesPerGroup
+                if group == previousGroup { continue }
+                previousGroup = group
+                try writeGroup(inode, space, firstPage: group * pagesPerGroup, into: &batch)
+                if batch.runs.totalBytes >= FileSystem.batchBytes { try flush(&batch, inode, space) }
+            }
+            try flush(&batch, inode, space)
+        } catch {
+            if !batch.cowRemaps.isEmpty {
+                metadata.transaction { for remap in batch.cowRemaps { metadata.freeSpace.free(BlockRun(start: remap.newPhysical, count: 1)) } }
+            }
+            batch.abandon(space)
+            logger.error("writeback of inode \(inode.ino) failed: \(error)")
+            throw Errno.ioError
+        }
+    }
+
+    /// Adds one group (a page, or the pages of one block when blocks are larger) to the batch.
+    private func writeGroup(_ inode: Inode, _ space: AddressSpace, firstPage: UInt64, into batch: inout WritebackBatch) throws {
+        let pageCount = geometry.pagesPerBlock
+        var pages: [Page?] = []
+        for offset in 0..<UInt64(pageCount) {
+            let page = space.find(firstPage + offset)
+            page?.lock.lock()
+            pages.append(page)
+        }
+        let present = pages.compactMap { $0 }
+        let dirtyMasks = present.map { $0.dirty }
+        guard dirtyMasks.contains(where: { $0 != 0 }) else {
+            for page in present {
+                page.lock.unlock()
+                space.release(page)
+            }
+            return
+        }
+        batch.groups.append(WritebackBatch.Group(pages: present, cleaned: dirtyMasks))
+
+        let shift = UInt64(geometry.blockShift)
+        let unitSize = geometry.unitSize
+        let groupOffset = firstPage * UInt64(Page.size)
+        let firstBlock = groupOffset >> shift
+        let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1
+        var extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        if extents.contains(where: { $0.state == .delayed }) {
+            try allocateDelayed(inode, extents.filter { $0.state == .delayed })
+            extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        }
+        for block in firstBlock..<endBlock where blockIsDirty(block, pages: pages, firstPage: firstPage) {
+            guard let extent = extents.first(where: { $0.logical <= block && block < $0.logicalEnd }) else {
+                preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
+            }
+            let physical = extent.physical + block - extent.logical
+            if extent.state == .written {
+                let shared = metadata.withLock { () -> Bool in
+                    let shared = metadata.referenceCounts.count(of: physical) > 1
+                    if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+                    return shared
+                }
+                if shared {
+                    try copyOnWrite(inode, block: block, from: physical, pages: pages, firstPage: firstPage, into: &batch)
+                } else {
+                    appendDirtyUnits(of: block, at: physical << shift, pages: pages, into: &batch)
+                }
+            } else {
+                appendWholeBlock(block, at: physical << shift, pages: pages, firstPage: firstPage, into: &batch)
+                batch.conversions.append(block)
+            }
+        }
+    }
+
+    /// In place: only the dirty units of `block`.
+    private func appendDirtyUnits(of block: UInt64, at blockDisk: UInt64, pages: [Page?], into batch: inout WritebackBatch) {
+        let shift = UInt64(geometry.blockShift)
+        let unitSize = geometry.unitSize
+        for page in pages {
+            guard let page, page.dirty != 0 else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
+                let fileOffset = page.fileOffset + UInt64(unit * unitSize)
+                guard fileOffset >> shift == block else { continue }
+                let diskOffset = blockDisk + (fileOffset & (UInt64(geometry.blockSize) - 1))
+                batch.runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
+            }
+        }
+    }
+
+    /// A block that holds no data on disk yet: all of it, absent pages as zeros.
+    private func appendWholeBlock(_ block: UInt64, at blockDisk: UInt64, pages: [Page?], firstPage: UInt64, into batch: inout WritebackBatch) {
+        let blockOffset = block << UInt64(geometry.blockShift)
+        var written = 0
+        while written < geometry.blockSize {
+            let fileOffset = blockOffset + UInt64(written)
+            let slot = Int(fileOffset / UInt64(Page.size) - firstPage)
+            let inPage = Int(fileOffset % UInt64(Page.size))
+            let length = min(geometry.blockSize - written, Page.size - inPage)
+            let memory = pages[slot].map { $0.memory + inPage } ?? ZeroPage.memory
+            batch.runs.append(diskOffset: blockDisk + UInt64(written), memory: memory, length: length)
+            written += length
+        }
+    }
+
+    /// A shared block: its new contents go to a new block, which replaces it in this file's map
+    /// after the write; the old block loses a reference. The space comes from the reservation
+    /// taken when the block was dirtied.
+    private func copyOnWrite(_ inode: Inode, block: UInt64, from oldPhysical: UInt64, pages: [Page?], firstPage: UInt64,
+                             into batch: inout WritebackBatch) throws {
+        let newPhysical = try metadata.transaction { () -> UInt64 in
+            if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+            guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
+                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1).first else {
+                throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
+            }
+            return run.start
+        }
+        batch.cowRemaps.append(WritebackBatch.Remap(block: block, newPhysical: newPhysical))
+        let shift = UInt64(geometry.blockShift)
+        if geometry.blockSize <= Page.size {
+            // The block is one unit, dirty and so wholly uptodate.
+            appendDirtyUnits(of: block, at: newPhysical << shift, pages: pages, into: &batch)
+            return
+        }
+        // The block spans pages: old contents under whatever the cache holds.
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
+        batch.temporaries.append(buffer)
+        try store.read(into: buffer, count: geometry.blockSize, at: oldPhysical << shift)
+        for (slot, page) in pages.enumerated() {
+            guard let page else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.uptodate & (1 << unit) != 0 {
+                (buffer + slot * Page.size + unit * geometry.unitSize)
+                    .copyMemory(from: page.memory + unit * geometry.unitSize, byteCount: geometry.unitSize)
+            }
+        }
+        batch.runs.append(diskOffset: newPhysical << shift, memory: buffer, length: geometry.blockSize)
+    }
+
+    /// Whether any unit of `block` is dirty in the group's pages (locked by the caller).
+    private func blockIsDirty(_ block: UInt64, pages: [Page?], firstPage: UInt64) -> Bool {
+        let shift = UInt64(geometry.blockShift)
+        for page in pages {
+            guard let page, page.dirty != 0 else { continue }
+            for unit in 0..<geometry.unitsPerPage where page.dirty & (1 << unit) != 0 {
+                if (page.fileOffset + UInt64(unit * geometry.unitSize)) >> shift == block { return true }
+            }
+        }
+        return false
+    }
+
+    /// Gives delayed extents physical blocks, mapped unwritten, next to the file's previous
+    /// extent when possible. Their reservation becomes the allocation.
+    private func allocateDelayed(_ inode: Inode, _ delayed: [FileExtent]) throws {
+        try metadata.transaction {
+            for extent in delayed {
+                guard metadata.freeSpace.freeBlocks >= extent.length else {
+                    // Only a checkpoint that outgrew its reserve can get here; the data stays
+                    // dirty in memory and the next writeback tries again.
+                    throw ExtentFSError("no free blocks to back a reservation", errno: .noSpace)
+                }
+                var hint: UInt64 = 0
+                if extent.logical > 0, case .mapped(let previous) = inode.extents.lookup(extent.logical - 1), previous.state != .delayed {
+                    hint = previous.physical + 1
+                }
+                metadata.freeSpace.unreserve(extent.length)
+                let runs = metadata.freeSpace.allocate(extent.length, near: hint)
+                var logical = extent.logical
+                for run in runs {
+                    inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: .unwritten))
+                    logical += run.count
+                }
+            }
+        }
+    }
+
+    /// Writes the batch, converts its new blocks to written, cleans and unlocks its pages.
+    private func flush(_ batch: inout WritebackBatch, _ inode: Inode, _ space: AddressSpace) throws {
+        guard !batch.groups.isEmpty else { return }
+        pausePoint(.writebackBeforeWrite)
+        try batch.runs.write(to: store)
+        if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
+            metadata.transaction {
+                for block in batch.conversions {
+                    if case .mapped(let extent) = inode.extents.lookup(block), extent.state == .unwritten {
+                        inode.extents.replace(with: FileExtent(logical: block, length: 1, physical: extent.physical, state: .written))
+                    }
+                }
+                for remap in batch.cowRemaps {
+                    releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
+                }
+            }
+            batch.cowRemaps = []
+        }
+        for group in batch.groups {
+            for (page, mask) in zip(group.pages, group.cleaned) {
+                if page.clearDirty(units: mask) { space.noteDirty(page, becameDirty: false) }
+                page.lock.unlock()
+                space.release(page)
+            }
+        }
+        batch.freeTemporaries()
+        batch = WritebackBatch()
+    }
+}
+
+/// Pages locked for writeback, the disk runs holding their data, and the blocks to convert.
+struct WritebackBatch {
+    struct Group {
+        var pages: [Page]
+        /// The dirty units seen when the group was mapped: the units this writeback cleans.
+        var cleaned: [UInt8]
+    }
+
+    /// A copy-on-write: `block` moves to `newPhysical` once the data is written.
+    struct Remap {
+        var block: UInt64
+        var newPhysical: UInt64
+    }
+
+    var groups: [Group] = []
+    var runs = DiskRuns()
+    var conversions: [UInt64] = []
+    var cowRemaps: [Remap] = []
+    /// Block images built for copy-on-write of blocks larger than a page; freed with the batch.
+    var temporaries: [UnsafeMutableRawPointer] = []
+
+    mutating func freeTemporaries() {
+        for buffer in temporaries { buffer.deallocate() }
+        temporaries = []
+    }
+
+    /// After a failed write: the pages stay dirty, are unlocked and released.
+    mutating func abandon(_ space: AddressSpace) {
+        freeTemporaries()
+        for group in groups {
+            for page in group.pages {
+                page.lock.unlock()
+                space.release(page)
+            }
+        }
+        self = WritebackBatch()
+    }
+}

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Locks on the request path are pthread primitives: libfuse calls us on its own threads, and
+// these must never suspend a Swift task or allocate.
+//
+// Lock order, outermost first (DESIGN.md); take them in this order only:
+//   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Metadata.lock
+// Metadata.lock is today one level standing for "extent map -> allocator/refcounts -> journal":
+// it guards every piece of metadata, is held only for in-memory work (never across I/O, except
+// by a commit serializing a checkpoint), and no other lock is taken while it is held.
+// Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
+
+public final class Mutex: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    public init() { pthread_mutex_init(mutex, nil) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+
+    @inline(__always)
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+
+    fileprivate var raw: UnsafeMutablePointer<pthread_mutex_t> { mutex }
+}
+
+/// A condition variable bound to one Mutex.
+public final class Condition: @unchecked Sendable {
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    public let mutex: Mutex
+
+    public init(_ mutex: Mutex) {
+        self.mutex = mutex
+        pthread_cond_init(cond, nil)
+    }
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+    /// Caller holds `mutex`.
+    public func wait() { pthread_cond_wait(cond, mutex.raw) }
+    /// Caller holds `mutex`. Returns false on timeout.
+    @discardableResult
+    public func wait(seconds: Double) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let total = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+        var deadline = timespec()
+        deadline.tv_sec = Int(total)
+        deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
+        return pthread_cond_timedwait(cond, mutex.raw, &deadline) == 0
+    }
+    public func signal() { pthread_cond_signal(cond) }
+    public func broadcast() { pthread_cond_broadcast(cond) }
+}
+
+/// A reader-writer lock (the shape of the kernel's rw_semaphore). Writer-preferring so that a
+/// stream of readers cannot starve a hole punch waiting for the invalidate_lock.
+public final class ReadWriteLock: @unchecked Sendable {
+    private let rwlock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+
+    public init() {
+        var attr = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attr)
+        pthread_rwlockattr_setkind_np(&attr, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(rwlock, &attr)
+        pthread_rwlockattr_destroy(&attr)
+    }
+    deinit {
+        pthread_rwlock_destroy(rwlock)
+        rwlock.deallocate()
+    }
+    public func lockShared() { pthread_rwlock_rdlock(rwlock) }
+    public func lockExclusive() { pthread_rwlock_wrlock(rwlock) }
+    public func tryLockShared() -> Bool { pthread_rwlock_tryrdlock(rwlock) == 0 }
+    public func unlock() { pthread_rwlock_unlock(rwlock) }
+
+    @inline(__always)
+    public func withShared<T>(_ body: () throws -> T) rethrows -> T {
+        lockShared()
+        defer { unlock() }
+        return try body()
+    }
+    @inline(__always)
+    public func withExclusive<T>(_ body: () throws -> T) rethrows -> T {
+        lockExclusive()
+        defer { unlock() }
+        return try body()
+    }
+}

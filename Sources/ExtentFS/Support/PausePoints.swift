@@ -1,0 +1,30 @@
+/// Test-only pause points: places inside a race window named by a seed, where a test can stop a
+/// thread (its hook blocks) while another thread runs, to show the window is closed. Production
+/// never installs a hook; the cost is one load of an optional per passage.
+public enum PausePoint: String, Sendable {
+    /// Read: pages created (locked), blocks not yet mapped for the fill.
+    case readBeforeFill
+    /// Punch: the range's pages dropped, the extents not yet unmapped.
+    case punchAfterDroppingPages
+    /// Punch: extents about to be unmapped.
+    case punchBeforeUnmapping
+    /// Dedupe: ranges compared equal, not yet remapped.
+    case dedupeAfterCompare
+    /// Writeback: pages of a batch locked and mapped, data not yet written.
+    case writebackBeforeWrite
+    /// Eviction: a page found unused (under the index lock), not yet removed from the index.
+    case evictAfterUnusedCheck
+}
+
+extension FileSystem {
+    /// Tests install this to stop threads at pause points. Set it before any concurrent use.
+    public var pauseHook: ((PausePoint) -> Void)? {
+        get { cache.pauseHook }
+        set { cache.pauseHook = newValue }
+    }
+
+    @inline(__always)
+    func pausePoint(_ point: PausePoint) {
+        if let hook = cache.pauseHook { hook(point) }
+    }
+}

@@ -1,0 +1,157 @@
+import CExtentFSIoctl
+import CFuse
+import ExtentFS
+import SystemPackage
+
+/// The extentfs ioctls (extentfs_ioctl.h): the space operations the kernel does not pass to a
+/// FUSE filesystem. They are restricted ioctls: the kernel copies in the _IOC_SIZE bytes of the
+/// argument and, for _IOWR, copies back as many as we reply with.
+func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
+    ops.ioctl = { req, ino, command, _, fi, flags, input, inputSize, outputSize in
+        let call = IoctlCall(req: req, ino: ino, fi: fi, onDirectory: flags & UInt32(FUSE_IOCTL_DIR) != 0,
+                             input: UnsafeRawBufferPointer(start: input, count: input == nil ? 0 : inputSize),
+                             outputSize: outputSize)
+        handle(req) { _ in
+            switch command {
+            case ExtentFSIoctl.collapseRange: try call.changeRange(.collapseRange)
+            case ExtentFSIoctl.insertRange: try call.changeRange(.insertRange)
+            case ExtentFSIoctl.unshareRange: try call.changeRange(.unshareRange)
+            case ExtentFSIoctl.cloneRange: try call.clone()
+            case ExtentFSIoctl.dedupeRange: try call.dedupe()
+            case ExtentFSIoctl.map: try call.map()
+            default: throw Errno.inappropriateIOCTLForDevice  // ENOTTY: "not ours", as any filesystem says
+            }
+        }
+    }
+}
+
+/// One ioctl request: its file (the destination of every operation), argument and reply.
+private struct IoctlCall {
+    var req: fuse_req_t?
+    var ino: InodeNumber
+    var fi: UnsafeMutablePointer<fuse_file_info>?
+    var onDirectory: Bool
+    var input: UnsafeRawBufferPointer
+    var outputSize: Int
+
+    var server: Server { Server.of(req) }
+
+    /// COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: fallocate(2) with that mode.
+    func changeRange(_ mode: FallocateMode) throws {
+        let range = try argument(extentfs_range_args.self)
+        try requireWritable()
+        // fallocate(2) rejects an empty range before anything else.
+        guard range.length > 0 else { throw Errno.invalidArgument }
+        try checkRange(offset: range.offset, length: range.length)
+        try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode)
+        replyDone()
+    }
+
+    /// CLONE_RANGE: src_fd's blocks shared into this file.
+    func clone() throws {
+        let clone = try argument(extentfs_clone_args.self)
+        let source = try resolveCallerDescriptor(clone.src_fd, of: req, server: server)
+        // As FICLONERANGE: an appending descriptor may not write anywhere but the end.
+        let flags = OpenFlags(handleOf: fi)
+        guard flags.isWritable, !flags.isAppend else { throw Errno.badFileDescriptor }
+        try checkRange(offset: clone.src_offset, length: clone.length)
+        try checkRange(offset: clone.dest_offset, length: clone.length)
+        let fs = server.fileSystem
+        try server.changingKernelCache(KernelRange(ino: ino, offset: clone.dest_offset, length: clone.length),
+                                       source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length)) {
+            _ = try fs.clone(from: source, sourceOffset: clone.src_offset, to: ino,
+                             destinationOffset: clone.dest_offset, length: clone.length)
+        }
+        replyDone()
+    }
+
+    /// DEDUPE_RANGE. Like FIDEDUPERANGE, whose source is the file the ioctl is issued on: a
+    /// problem with the source fails the ioctl; everything about this destination and the
+    /// ranges, the engine's errors included, comes back in `status` of a successful ioctl.
+    func dedupe() throws {
+        var dedupe = try argument(extentfs_dedupe_args.self, returned: true)
+        let source = try resolveCallerDescriptor(dedupe.src_fd, of: req, server: server)
+        dedupe.bytes_deduped = 0
+        do {
+            // As FIDEDUPERANGE: reserved fields must be 0, so they can gain a meaning later.
+            guard dedupe.reserved == 0 else { throw Errno.invalidArgument }
+            try requireMayDedupe()
+            try checkRange(offset: dedupe.src_offset, length: dedupe.length)
+            try checkRange(offset: dedupe.dest_offset, length: dedupe.length)
+            let fs = server.fileSystem
+            let (sourceOffset, destinationOffset, length) = (dedupe.src_offset, dedupe.dest_offset, dedupe.length)
+            let result = try server.changingKernelCache(KernelRange(ino: ino, offset: destinationOffset, length: length),
+                                                        source: KernelRange(ino: source, offset: sourceOffset, length: length)) {
+                try fs.dedupe(from: source, sourceOffset: sourceOffset, length: length, to: ino,
+                              destinationOffset: destinationOffset)
+            }
+            switch result {
+            case .same(let bytes):
+                dedupe.status = EXTENTFS_DEDUPE_SAME
+                dedupe.bytes_deduped = bytes
+            case .differs:
+                dedupe.status = EXTENTFS_DEDUPE_DIFFERS
+            }
+        } catch {
+            dedupe.status = -errnoValue(for: error)
+        }
+        reply(&dedupe)
+    }
+
+    /// MAP: up to EXTENTFS_MAP_MAX extents from `offset`; the caller continues after the last.
+    func map() throws {
+        var map = try argument(extentfs_map_args.self, returned: true)
+        let extents = try server.fileSystem.extentMap(ino, offset: map.offset, length: map.length)
+        let filled = min(extents.count, Int(EXTENTFS_MAP_MAX))
+        withUnsafeMutableBytes(of: &map.extents) { raw in
+            let slots = raw.bindMemory(to: extentfs_extent.self)
+            for (slot, extent) in zip(slots.indices, extents.prefix(filled)) {
+                slots[slot] = extentfs_extent(logical: extent.logical, physical: extent.physical,
+                                              length: extent.length, flags: extent.flags.rawValue, reserved: 0)
+            }
+        }
+        map.count = UInt32(filled)
+        reply(&map)
+    }
+
+    /// The argument struct, once its size is checked; `returned` when the kernel copies it back.
+    private func argument<Argument>(_: Argument.Type, returned: Bool = false) throws -> Argument {
+        // Every extentfs operation needs a regular file.
+        guard !onDirectory else { throw Errno.isDirectory }
+        let size = MemoryLayout<Argument>.size
+        guard input.count == size, !returned || outputSize >= size else { throw Errno.invalidArgument }
+        return input.loadUnaligned(as: Argument.self)
+    }
+
+    /// The file the ioctl is issued on must be open for writing, as for fallocate(2).
+    private func requireWritable() throws {
+        guard OpenFlags(handleOf: fi).isWritable else { throw Errno.badFileDescriptor }
+    }
+
+    /// FIDEDUPERANGE's rule (allow_file_dedupe): the destination open for writing, or the caller
+    /// owns it or is root. duperemove dedupes through read-only descriptors.
+    private func requireMayDedupe() throws {
+        guard !OpenFlags(handleOf: fi).isWritable else { return }
+        let uid = caller(req).uid
+        guard uid != 0 else { return }
+        guard try server.fileSystem.getattr(ino).uid == uid else { throw Errno.notPermitted }
+    }
+
+    /// Offsets and lengths travel unsigned; as the signed loff_t of the standard calls, a
+    /// negative one is EINVAL and a range past the largest file offset EFBIG.
+    private func checkRange(offset: UInt64, length: UInt64) throws {
+        let limit = UInt64(Int64.max)
+        guard offset <= limit, length <= limit else { throw Errno.invalidArgument }
+        guard offset + length <= limit else { throw Errno.fileTooLarge }
+    }
+
+    private func replyDone() {
+        _ = fuse_reply_ioctl(req, 0, nil, 0)
+    }
+
+    private func reply<Argument>(_ argument: inout Argument) {
+        withUnsafeBytes(of: &argument) { bytes in
+            _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import CFuse
+import ExtentFS
+import Logging
+
+/// What every request handler reaches through `fuse_req_userdata`: the engine and the session.
+final class Server {
+    let fileSystem: FileSystem
+    /// Set once the session exists; the kernel-cache invalidation calls need it.
+    var session: OpaquePointer?
+    /// st_dev of the mount, set once it is live: a clone or dedupe source with another st_dev
+    /// is on another filesystem (EXDEV).
+    var mountDevice: UInt?
+
+    init(fileSystem: FileSystem) {
+        self.fileSystem = fileSystem
+    }
+
+    static func of(_ req: fuse_req_t?) -> Server {
+        Unmanaged<Server>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+}
+
+let log = Logger(label: "extentfs.fuse")
+
+/// Seconds the kernel may cache names and attributes before asking again.
+let attributeTimeout = 1.0
+let entryTimeout = 1.0
+/// The largest READ or WRITE payload the kernel sends us.
+let maxTransferBytes: UInt32 = 1 << 20

@@ -1,0 +1,63 @@
+import CFuse
+import ExtentFS
+import SystemPackage
+
+/// fallocate and copy_file_range as the kernel passes them. (lseek is with the file ops; the
+/// space operations the kernel keeps to itself arrive as extentfs ioctls, IoctlOps.swift.)
+func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
+    ops.fallocate = { req, ino, rawMode, offset, length, _ in
+        // The kernel checks both, but nothing else stands between a raw /dev/fuse client and us.
+        guard offset >= 0, length > 0 else { return replyError(req, Errno.invalidArgument) }
+        let mode = FallocateMode(rawValue: rawMode)
+        // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
+        // knows is served, so a kernel that passes more needs nothing new here.
+        guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
+        handle(req) { _ in
+            try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
+            replyOK(req)
+        }
+    }
+    ops.copy_file_range = { req, sourceIno, sourceOffset, _, destinationIno, destinationOffset, _, length, flags in
+        // The kernel has checked the access modes and that both files are ours.
+        guard flags == 0, sourceOffset >= 0, destinationOffset >= 0 else {
+            return replyError(req, Errno.invalidArgument)
+        }
+        // The reply carries the count in 32 bits; callers loop on a short copy.
+        let length = UInt64(min(length, maxCopyLength))
+        handle(req) { fs in
+            let destination = KernelRange(ino: destinationIno, offset: UInt64(destinationOffset), length: length)
+            let source = KernelRange(ino: sourceIno, offset: UInt64(sourceOffset), length: length)
+            let copied = try Server.of(req).changingKernelCache(destination, source: source) {
+                try fs.copyFileRange(from: sourceIno, sourceOffset: source.offset, to: destinationIno,
+                                     destinationOffset: destination.offset, length: length)
+            }
+            fuse_reply_write(req, Int(min(copied, length)))
+        }
+    }
+}
+
+/// fallocate(2) in any mode, from the FUSE request or a range ioctl. Modes that change what the
+/// file reads as go through the kernel-cache protocol (KernelCache.swift); preallocation and
+/// unshare leave every byte as it was, and after a FUSE fallocate that grows the file the
+/// kernel sets the new size itself.
+func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode) throws {
+    let fs = server.fileSystem
+    let operation = { try fs.fallocate(ino, offset: offset, length: length, mode: mode) }
+    if !mode.isDisjoint(with: [.collapseRange, .insertRange]) {
+        // Everything from offset on moves.
+        try server.changingKernelCache(.toEnd(of: ino, from: offset), operation)
+    } else if !mode.isDisjoint(with: [.punchHole, .zeroRange]) {
+        try server.changingKernelCache(KernelRange(ino: ino, offset: offset, length: length), operation)
+    } else {
+        try operation()
+    }
+}
+
+extension FallocateMode {
+    /// Every flag FallocateMode names; the engine rejects combinations it does not serve.
+    static let engineModes: FallocateMode = [.keepSize, .punchHole, .collapseRange, .zeroRange,
+                                             .insertRange, .unshareRange]
+}
+
+/// The largest count a copy_file_range reply can carry, page-aligned as the kernel limits it.
+private let maxCopyLength = Int(UInt32.max) & ~4095

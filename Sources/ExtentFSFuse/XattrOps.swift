@@ -1,0 +1,46 @@
+import CFuse
+import ExtentFS
+import SystemPackage
+
+func installXattrOps(_ ops: inout fuse_lowlevel_ops) {
+    ops.setxattr = { req, ino, name, value, size, flags in
+        handle(req) { fs in
+            let bytes = [UInt8](UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size))
+            try fs.setxattr(ino, name: nameBytes(name), value: bytes, flags: XattrFlags(rawValue: flags))
+            replyOK(req)
+        }
+    }
+    ops.getxattr = { req, ino, name, size in
+        handle(req) { fs in
+            try replySized(req, try fs.getxattr(ino, name: nameBytes(name)), limit: size)
+        }
+    }
+    ops.listxattr = { req, ino, size in
+        handle(req) { fs in
+            var list: [UInt8] = []
+            for name in try fs.listxattr(ino) {
+                list += name
+                list.append(0)
+            }
+            try replySized(req, list, limit: size)
+        }
+    }
+    ops.removexattr = { req, ino, name in
+        handle(req) { fs in
+            try fs.removexattr(ino, name: nameBytes(name))
+            replyOK(req)
+        }
+    }
+}
+
+/// The xattr size protocol: a limit of 0 asks only for the size; a smaller limit is ERANGE.
+private func replySized(_ req: fuse_req_t?, _ value: [UInt8], limit: Int) throws {
+    if limit == 0 {
+        fuse_reply_xattr(req, value.count)
+        return
+    }
+    guard value.count <= limit else { throw Errno.outOfRange }
+    value.withUnsafeBytes { bytes in
+        _ = fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
+    }
+}

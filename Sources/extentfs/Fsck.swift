@@ -1,0 +1,25 @@
+import ArgumentParser
+import ExtentFS
+
+struct Fsck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check an unmounted extentfs image; exits 1 if it has problems.")
+
+    @Argument(help: "The image file or block device.")
+    var image: String
+
+    func run() throws {
+        let problems: [String]
+        do {
+            problems = try naming(image) { try Volume.check(image: image) }
+        } catch {
+            throw failure("fsck", error)
+        }
+        guard !problems.isEmpty else {
+            print("\(image): clean")
+            return
+        }
+        problems.forEach { print($0) }
+        throw ExitCode.failure
+    }
+}

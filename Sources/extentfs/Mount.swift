@@ -1,0 +1,118 @@
+import ArgumentParser
+import ExtentFS
+import ExtentFSFuse
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount an extentfs image on a directory.",
+        discussion: """
+            Without -f, returns once the mount is live (exit 0) or has failed (one line on \
+            stderr, exit 1); the daemon keeps serving in the background until `extentfs umount`.
+            """)
+
+    @Argument(help: "The image file or block device.")
+    var image: String
+
+    @Argument(help: "An existing directory to mount on.")
+    var mountpoint: String
+
+    @Flag(name: [.customShort("f"), .long], help: "Serve in the foreground instead of starting a daemon.")
+    var foreground = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp(
+        "Comma-separated mount options passed to FUSE (may repeat); \"ro\" also makes the engine read-only.",
+        valueName: "options"))
+    var options: [String] = []
+
+    @Flag(help: "Let users other than the one mounting access the mount.")
+    var allowOther = false
+
+    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix.")
+    var cacheSize = ByteSize(bytes: 256 << 20)
+
+    @Option(help: ArgumentHelp(
+        "Where the daemon's log goes (default: discarded). With -f, the log moves there once the mount is live.",
+        valueName: "file"))
+    var log: String?
+
+    /// Set only on the daemon that a plain `mount` starts: where it reports readiness.
+    @Option(help: .hidden)
+    var readyFd: Int32?
+
+    func run() throws {
+        let image = absolutePath(self.image)
+        let mountpoint = absolutePath(self.mountpoint)
+        if foreground {
+            try serveHere(image: image, mountpoint: mountpoint)
+        } else {
+            try reportingErrors("mount") {
+                try checkMountpoint(mountpoint)
+                try startDaemon(image: image, mountpoint: mountpoint, mount: self)
+            }
+        }
+    }
+
+    /// The daemon's own arguments: this command again, in the foreground, reporting on fd 3.
+    func daemonArguments(image: String, mountpoint: String, readyFd: Int32) -> [String] {
+        var arguments = ["mount", image, mountpoint, "--foreground", "--ready-fd", String(readyFd),
+                         "--cache-size", String(cacheSize.bytes)]
+        for group in options { arguments += ["-o", group] }
+        if allowOther { arguments.append("--allow-other") }
+        return arguments
+    }
+
+    private func serveHere(image: String, mountpoint: String) throws {
+        let ready = ReadyChannel(readyFd)
+        if readyFd != nil {
+            // A daemon must not keep the directory it was started from busy.
+            _ = chdir("/")
+        }
+        do {
+            let logFile = try readyFd == nil ? log.map(openLog) : nil
+            try checkMountpoint(mountpoint)
+            let fileSystem = try mountEngine(image: image)
+            try serve(fileSystem: fileSystem, mountpoint: mountpoint, options: fuseOptions(image: image)) {
+                if let logFile { redirectStandardError(to: logFile) }
+                ready.succeed()
+            }
+        } catch {
+            let text = errorMessage(error)
+            ready.fail(text)
+            printError("mount", text)
+            throw ExitCode.failure
+        }
+    }
+
+    private func mountEngine(image: String) throws -> FileSystem {
+        var engineOptions = MountOptions()
+        engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
+        engineOptions.readOnly = options.flatMap { $0.split(separator: ",") }.contains("ro")
+        return try naming(image) { try FileSystem.mount(image: image, options: engineOptions) }
+    }
+
+    private func fuseOptions(image: String) -> FuseMountOptions {
+        var fuseOptions = FuseMountOptions(fsName: image)
+        fuseOptions.allowOther = allowOther
+        fuseOptions.extraOptions = options
+        return fuseOptions
+    }
+}
+
+func openLog(_ path: String) throws -> FileDescriptor {
+    do {
+        return try FileDescriptor.open(path, .writeOnly, options: [.create, .append, .closeOnExec],
+                                       permissions: [.ownerReadWrite, .groupRead, .otherRead])
+    } catch let errno as Errno {
+        throw CommandFailure("log file \(path): \(errno)")
+    }
+}
+
+private func redirectStandardError(to file: FileDescriptor) {
+    _ = dup2(file.rawValue, STDERR_FILENO)
+    try? file.close()
+}

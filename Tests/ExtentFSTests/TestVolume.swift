@@ -1,0 +1,90 @@
+import XCTest
+@testable import ExtentFS
+
+/// A fresh image in a temporary directory, mounted in-process.
+final class TestVolume {
+    let directory: String
+    let image: String
+    let blockSize: Int
+    var fs: FileSystem!
+    var options: MountOptions
+
+    init(blockSize: Int = 4096, size: UInt64 = 64 << 20, cacheBytes: Int = 8 << 20) throws {
+        var template = Array("/tmp/extentfs-test-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        image = directory + "/disk.img"
+        self.blockSize = blockSize
+        var format = FormatOptions()
+        format.blockSize = blockSize
+        format.size = size
+        try Volume.format(image: image, options: format)
+        options = MountOptions()
+        options.cacheBytes = cacheBytes
+        options.commitInterval = 3600
+        fs = try FileSystem.mount(image: image, options: options)
+    }
+
+    func remount() throws {
+        try fs.unmount()
+        fs = nil
+        fs = try FileSystem.mount(image: image, options: options)
+    }
+
+    func unmountAndCheck(file: StaticString = #filePath, line: UInt = #line) throws {
+        try fs.unmount()
+        fs = nil
+        let problems = try Volume.check(image: image)
+        XCTAssertEqual(problems, [], "fsck found problems", file: file, line: line)
+    }
+
+    deinit {
+        try? fs?.unmount()
+        unlink(image)
+        rmdir(directory)
+    }
+
+    // Conveniences over the engine API.
+    func create(_ name: String, in parent: InodeNumber = FileSystem.rootInode, mode: UInt32 = 0o644) throws -> InodeNumber {
+        let attributes = try fs.create(parent: parent, name: Array(name.utf8), mode: mode, flags: 0, owner: .root)
+        return attributes.ino
+    }
+
+    @discardableResult
+    func write(_ ino: InodeNumber, _ bytes: [UInt8], at offset: UInt64) throws -> Int {
+        try bytes.withUnsafeBytes { try fs.write(ino, offset: offset, $0) }
+    }
+
+    func read(_ ino: InodeNumber, _ count: Int, at offset: UInt64) throws -> [UInt8] {
+        var result: [UInt8] = []
+        try fs.read(ino, offset: offset, count: count) { result = Array($0) }
+        return result
+    }
+
+    func lookup(_ name: String, in parent: InodeNumber = FileSystem.rootInode) throws -> FileAttributes {
+        try fs.lookup(parent: parent, name: Array(name.utf8))
+    }
+}
+
+/// Deterministic bytes: the same seed gives the same data.
+func pattern(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<count).map { _ in
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
+}
+
+func errno(of body: () throws -> Void) -> Errno? {
+    do {
+        try body()
+        return nil
+    } catch let error as Errno {
+        return error
+    } catch {
+        return nil
+    }
+}
+
+import SystemPackage
