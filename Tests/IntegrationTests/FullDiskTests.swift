@@ -48,7 +48,14 @@ final class FullDiskTests: XCTestCase {
 
             let refill = WrittenFile(name: "refill", seed: 424_242, acknowledged: FullDiskTests.fileSize / 2)
             let fd = try openFile(volume.path(refill.name), O_WRONLY | O_CREAT | O_EXCL)
-            try writeAll(fd, TestContent.bytes(seed: refill.seed, count: refill.acknowledged), path: refill.name)
+            do {
+                try writeAll(fd, TestContent.bytes(seed: refill.seed, count: refill.acknowledged), path: refill.name)
+            } catch {
+                close(fd)
+                let now = try fileSystemStatus(volume.mountPoint)
+                throw HarnessError("\(context): writing \(refill.acknowledged) bytes after deleting a 1 MiB file failed (\(error)) "
+                                   + "although statfs reports \(Int(now.f_bfree) * Int(now.f_frsize)) bytes free")
+            }
             try sys("\(context): fsync refill", fsync(fd))
             try closeFile(fd)
             written.append(refill)
