@@ -13,18 +13,19 @@
 # Overridable: FILE_SIZE (1G), IMAGE_SIZE (2G), RUNTIME (20), FILESYSTEMS ("extentfs fuse2fs"),
 # EXTENTFS_BIN, WORK_DIR. Needs root (fuse2fs mounts, drop_caches).
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 FILE_SIZE="${FILE_SIZE:-1G}"
 IMAGE_SIZE="${IMAGE_SIZE:-2G}"
 RUNTIME="${RUNTIME:-20}"
-FILESYSTEMS="${FILESYSTEMS:-extentfs fuse2fs}"
+read -r -a FILESYSTEMS <<<"${FILESYSTEMS:-extentfs fuse2fs}"
 BLOCK_SIZE=4096
 BIN="$(extentfs_bin release)"
 
 [[ $(id -u) -eq 0 ]] || die "run as root: fuse2fs mounts and dropping caches need it"
 bash "$REPO_ROOT/scripts/install-deps.sh"
-if [[ " $FILESYSTEMS " == *" extentfs "* && -z "${EXTENTFS_BIN:-}" ]]; then
+if [[ " ${FILESYSTEMS[*]} " == *" extentfs "* && -z "${EXTENTFS_BIN:-}" ]]; then
     log "building extentfs (release)"
     (cd "$REPO_ROOT" && swift build -c release)
 fi
@@ -81,7 +82,9 @@ unmount_fs() {
         extentfs) "$BIN" umount "$MNT" ;;
         fuse2fs)
             umount "$MNT"
-            [[ -n "$FUSE2FS_PID" ]] && wait "$FUSE2FS_PID" 2>/dev/null || true
+            if [[ -n "$FUSE2FS_PID" ]]; then
+                wait "$FUSE2FS_PID" 2>/dev/null || true
+            fi
             FUSE2FS_PID=""
             ;;
     esac
@@ -103,7 +106,7 @@ run_job() {
         || { cat "$WORK/$fs-$job.stderr" >&2; die "fio $job on $fs failed"; }
 }
 
-for fs in $FILESYSTEMS; do
+for fs in "${FILESYSTEMS[@]}"; do
     case "$fs" in
         extentfs) [[ -x "$BIN" ]] || die "extentfs binary not found at $BIN" ;;
         fuse2fs) command -v fuse2fs >/dev/null || die "fuse2fs is not installed" ;;
@@ -125,7 +128,7 @@ for fs in $FILESYSTEMS; do
     rm -f "$image"
 done
 
-python3 - "$WORK" $FILESYSTEMS <<'PY' | tee "$WORK/results.txt"
+python3 - "$WORK" "${FILESYSTEMS[@]}" <<'PY' | tee "$WORK/results.txt"
 import json, os, sys
 work, filesystems = sys.argv[1], sys.argv[2:]
 jobs = [("seq-write", "write", "sequential write 1M"), ("seq-read", "read", "sequential read 1M"),

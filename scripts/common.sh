@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in this directory: sourced, never run.
 # Provides REPO_ROOT, logging, binary lookup and FUSE mount helpers.
 

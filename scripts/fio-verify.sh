@@ -4,6 +4,7 @@
 # verified again (verify_only), so the data has to survive the unmount, not just the page cache.
 # Overridable: EXTENTFS_BIN, BLOCK_SIZES, IMAGE_SIZE, FIO_SIZE, WORK_DIR.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 BLOCK_SIZES="${BLOCK_SIZES:-1024 4096}"

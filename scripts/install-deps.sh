@@ -2,6 +2,7 @@
 # Installs the Debian packages extentfs builds, runs and tests with, and makes sure /dev/fuse
 # exists. Safe to run again: it installs only what is missing.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # fuse3/libfuse3-dev/pkg-config: the daemon; fio, fuse2fs, e2fsprogs, attr, xfsprogs: tests and

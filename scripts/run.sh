@@ -2,6 +2,7 @@
 # Installs what is missing, builds extentfs (release), makes the default image unless it exists,
 # and mounts it. Override with IMAGE, MOUNTPOINT, SIZE (mkfs size of a new image, e.g. 8G).
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 IMAGE="${IMAGE:-/var/tmp/extentfs.img}"

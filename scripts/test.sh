@@ -3,6 +3,7 @@
 # the integration tests that mount real images), then the fio data-verification run.
 # Anything that cannot run (no /dev/fuse, a missing tool) fails; nothing is skipped.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
