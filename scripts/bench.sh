@@ -100,9 +100,9 @@ run_job() {
     local fs="$1" job="$2"
     shift 2
     log "$fs: $job"
-    fio --output-format=json --output="$WORK/$fs-$job.json" --name="$job" \
+    (cd "$WORK" && fio --output-format=json --output="$WORK/$fs-$job.json" --name="$job" \
         --filename="$MNT/bench.dat" --size="$FILE_SIZE" --ioengine=psync --direct=0 \
-        --numjobs=1 "$@" 2>"$WORK/$fs-$job.stderr" \
+        --numjobs=1 "$@" 2>"$WORK/$fs-$job.stderr") \
         || { cat "$WORK/$fs-$job.stderr" >&2; die "fio $job on $fs failed"; }
 }
 

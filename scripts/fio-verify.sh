@@ -67,7 +67,8 @@ JOB
 run_fio() {
     local job="$1" name="$2" status=0
     log "fio: $name"
-    fio --output-format=json --output="$WORK/$name.json" "$job" 2> "$WORK/$name.stderr" || status=$?
+    # From $WORK: fio drops *-verify.state files into its working directory.
+    (cd "$WORK" && fio --output-format=json --output="$WORK/$name.json" "$job" 2> "$WORK/$name.stderr") || status=$?
     if ((status != 0)); then
         cat "$WORK/$name.stderr" >&2
         die "fio $name exited with status $status"
