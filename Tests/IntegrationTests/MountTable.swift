@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads /proc/self/mountinfo.
+enum MountTable {
+    struct Entry {
+        var mountPoint: String
+        var fileSystemType: String
+        var source: String
+    }
+
+    static func entries() -> [Entry] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let halves = line.components(separatedBy: " - ")
+            guard halves.count >= 2 else { return nil }
+            let head = halves[0].split(separator: " ")
+            let tail = halves[1].split(separator: " ")
+            guard head.count >= 5, tail.count >= 2 else { return nil }
+            return Entry(mountPoint: unescape(String(head[4])), fileSystemType: String(tail[0]), source: unescape(String(tail[1])))
+        }
+    }
+
+    static func entry(at path: String) -> Entry? {
+        let target = canonical(path)
+        return entries().last { $0.mountPoint == target }
+    }
+
+    static func isMounted(_ path: String) -> Bool { entry(at: path) != nil }
+
+    static func mountPoints(under directory: String) -> [String] {
+        let prefix = canonical(directory) + "/"
+        return entries().map(\.mountPoint).filter { $0.hasPrefix(prefix) }
+    }
+
+    /// Resolves the parent only: resolving the mount point itself would ask its daemon, which
+    /// may be hung or gone.
+    static func canonical(_ path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        let parent = url.deletingLastPathComponent().path
+        guard let resolved = realpath(parent, nil) else { return url.standardized.path }
+        defer { free(resolved) }
+        let resolvedParent = String(cString: resolved)
+        return (resolvedParent == "/" ? "" : resolvedParent) + "/" + url.lastPathComponent
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as octal.
+    private static func unescape(_ field: String) -> String {
+        field.replacingOccurrences(of: "\\040", with: " ")
+            .replacingOccurrences(of: "\\011", with: "\t")
+            .replacingOccurrences(of: "\\012", with: "\n")
+            .replacingOccurrences(of: "\\134", with: "\\")
+    }
+}
