@@ -6,8 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # fuse3/libfuse3-dev/pkg-config: the daemon; fio, fuse2fs, e2fsprogs, attr, xfsprogs: tests and
-# benchmark; python3: parses fio's JSON; kmod: modprobe; util-linux: mountpoint, mount, umount.
-PACKAGES=(fuse3 libfuse3-dev pkg-config fio fuse2fs e2fsprogs attr xfsprogs python3 kmod
+# benchmark; duperemove: scripts/tools-test.sh; python3: parses fio's JSON and models XFS; kmod: modprobe; util-linux: mountpoint, mount, umount.
+PACKAGES=(fuse3 libfuse3-dev pkg-config fio fuse2fs e2fsprogs attr xfsprogs python3 kmod duperemove
           util-linux coreutils procps)
 
 missing=()

@@ -45,6 +45,15 @@ cleanup_test_mounts
 log "running fio verification"
 bash scripts/fio-verify.sh || failures+=("scripts/fio-verify.sh failed (exit $?)")
 
+log "running the standard tools (xfs_io, fallocate, cp --reflink, duperemove) through the preload library"
+bash scripts/tools-test.sh || failures+=("scripts/tools-test.sh failed (exit $?)")
+
+# xfstests' fsx, when the user names one; the project never builds it.
+if [[ -n "${FSX:-}" ]]; then
+    log "running fsx ($FSX)"
+    bash scripts/fsx.sh || failures+=("scripts/fsx.sh failed (exit $?)")
+fi
+
 if ((${#failures[@]} > 0)); then
     printf 'FAILED: %s\n' "${failures[@]}" >&2
     exit 1

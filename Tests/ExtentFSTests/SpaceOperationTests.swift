@@ -117,6 +117,36 @@ final class SpaceOperationTests: XCTestCase {
         }
     }
 
+    /// A clone shares unwritten (preallocated) extents too, as XFS does; writing one side must copy
+    /// the block, never write it in place under the other file.
+    func testWritingASharedUnwrittenBlockCopiesIt() throws {
+        for blockSize in Self.blockSizes {
+            let volume = try TestVolume(blockSize: blockSize)
+            let bs = UInt64(blockSize)
+            let source = try volume.create("src")
+            try volume.fs.fallocate(source, offset: 0, length: 4 * bs, mode: [])
+            let destination = try volume.create("dst")
+            _ = try volume.fs.clone(from: source, sourceOffset: 0, to: destination, destinationOffset: 0, length: 0)
+            XCTAssertTrue(try volume.fs.extentMap(source, offset: 0, length: 4 * bs).allSatisfy { $0.flags.contains(.shared) && $0.flags.contains(.unwritten) })
+            let data = pattern(blockSize + 100, seed: 9)
+            try volume.write(destination, data, at: bs - 50)
+            try volume.fs.sync()
+            let other = pattern(100, seed: 10)
+            try volume.write(source, other, at: bs + 7)
+            try volume.fs.sync()
+            var expectedSource = [UInt8](repeating: 0, count: 4 * blockSize)
+            expectedSource.replaceSubrange(blockSize + 7..<blockSize + 107, with: other)
+            var expected = [UInt8](repeating: 0, count: 4 * blockSize)
+            expected.replaceSubrange(blockSize - 50..<2 * blockSize + 50, with: data)
+            for _ in 0..<2 {
+                XCTAssertEqual(try volume.read(source, 4 * blockSize, at: 0), expectedSource, "block size \(blockSize)")
+                XCTAssertEqual(try volume.read(destination, 4 * blockSize, at: 0), expected, "block size \(blockSize)")
+                try volume.remount()
+            }
+            try volume.unmountAndCheck()
+        }
+    }
+
     func testDedupeSharesOnlyIdenticalRanges() throws {
         for blockSize in Self.blockSizes {
             let volume = try TestVolume(blockSize: blockSize, size: 64 << 20)

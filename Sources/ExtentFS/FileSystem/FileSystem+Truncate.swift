@@ -65,7 +65,7 @@ extension FileSystem {
         let extents = try metadata.transaction { () -> [FileExtent] in
             let mapped = inode.extents.extents(from: firstBlock, to: endBlock)
             var cursor = firstBlock
-            for extent in mapped where extent.state == .written {
+            for extent in mapped where extent.state != .delayed {
                 guard reserveForDirtying(inode, from: max(cursor, extent.logical), to: extent.logicalEnd) == extent.logicalEnd else {
                     throw Errno.noSpace
                 }

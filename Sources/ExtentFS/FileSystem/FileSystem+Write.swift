@@ -85,7 +85,7 @@ extension FileSystem {
                 let granted = reserveHole(inode, start: cursor, count: extent.logical - cursor)
                 if granted < extent.logical { return granted }
             }
-            if extent.state == .written, !metadata.referenceCounts.isEmpty {
+            if extent.state != .delayed, !metadata.referenceCounts.isEmpty {
                 for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) where piece.count > 1 {
                     let firstLogical = extent.logical + (piece.run.start - extent.physical)
                     for block in firstLogical..<firstLogical + piece.run.count where !inode.cowReserved.contains(block) {

@@ -91,17 +91,17 @@ extension FileSystem {
                 preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
             }
             let physical = extent.physical + block - extent.logical
-            if extent.state == .written {
-                let shared = metadata.withLock { () -> Bool in
-                    let shared = metadata.referenceCounts.count(of: physical) > 1
-                    if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
-                    return shared
-                }
-                if shared {
-                    try copyOnWrite(inode, block: block, from: physical, pages: pages, firstPage: firstPage, into: &batch)
-                } else {
-                    appendDirtyUnits(of: block, at: physical << shift, pages: pages, into: &batch)
-                }
+            let shared = metadata.withLock { () -> Bool in
+                let shared = metadata.referenceCounts.count(of: physical) > 1
+                if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+                return shared
+            }
+            if shared {
+                // Written or unwritten alike: another file maps this block, so it is never written.
+                try copyOnWrite(inode, block: block, from: physical, oldIsWritten: extent.state == .written,
+                                pages: pages, firstPage: firstPage, into: &batch)
+            } else if extent.state == .written {
+                appendDirtyUnits(of: block, at: physical << shift, pages: pages, into: &batch)
             } else {
                 appendWholeBlock(block, at: physical << shift, pages: pages, firstPage: firstPage, into: &batch)
                 batch.conversions.append(block)
@@ -142,8 +142,8 @@ extension FileSystem {
     /// A shared block: its new contents go to a new block, which replaces it in this file's map
     /// after the write; the old block loses a reference. The space comes from the reservation
     /// taken when the block was dirtied.
-    private func copyOnWrite(_ inode: Inode, block: UInt64, from oldPhysical: UInt64, pages: [Page?], firstPage: UInt64,
-                             into batch: inout WritebackBatch) throws {
+    private func copyOnWrite(_ inode: Inode, block: UInt64, from oldPhysical: UInt64, oldIsWritten: Bool, pages: [Page?],
+                             firstPage: UInt64, into batch: inout WritebackBatch) throws {
         let newPhysical = try metadata.transaction { () -> UInt64 in
             if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
             guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
@@ -159,10 +159,14 @@ extension FileSystem {
             appendDirtyUnits(of: block, at: newPhysical << shift, pages: pages, into: &batch)
             return
         }
-        // The block spans pages: old contents under whatever the cache holds.
+        // The block spans pages: old contents (zeros if it was unwritten) under what the cache holds.
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
         batch.temporaries.append(buffer)
-        try store.read(into: buffer, count: geometry.blockSize, at: oldPhysical << shift)
+        if oldIsWritten {
+            try store.read(into: buffer, count: geometry.blockSize, at: oldPhysical << shift)
+        } else {
+            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: geometry.blockSize)
+        }
         for (slot, page) in pages.enumerated() {
             guard let page else { continue }
             for unit in 0..<geometry.unitsPerPage where page.uptodate & (1 << unit) != 0 {

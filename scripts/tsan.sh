@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The engine's tests under ThreadSanitizer (swift test --sanitize=thread): the rule proofs, the
+# stress run and the rest of Tests/ExtentFSTests, in a build folder of their own. Fails on any test
+# failure or any ThreadSanitizer report.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$REPO_ROOT"
+bash scripts/install-deps.sh
+log "engine tests under ThreadSanitizer (build folder .build-tsan)"
+log_file="$(mktemp /tmp/extentfs-tsan.XXXXXX)"
+status=0
+EXTENTFS_STRESS_SECONDS="${EXTENTFS_STRESS_SECONDS:-4}" TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" \
+    timeout --kill-after=60 "${TSAN_TIMEOUT:-40m}" \
+    swift test --sanitize=thread --scratch-path .build-tsan --filter 'ExtentFSTests\.' 2>&1 | tee "$log_file" || status=$?
+if grep -q "WARNING: ThreadSanitizer" "$log_file"; then
+    die "ThreadSanitizer reported a race (see $log_file)"
+fi
+((status == 0)) || die "swift test under ThreadSanitizer failed (exit $status, log $log_file)"
+log "no ThreadSanitizer reports"
