@@ -49,14 +49,12 @@ extension FileSystem {
 
     /// The last page to read ahead to: grows while reads are sequential, resets otherwise.
     private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64, lastPage: UInt64, size: UInt64) -> UInt64 {
+        // Random reads read nothing ahead; a read starting where the last ended doubles the window.
         let window: Int = space.indexLock.withLock {
-            if space.lastReadEnd == offset && offset > 0 {
-                space.readaheadPages = min(space.readaheadPages * 2, FileSystem.maxReadaheadPages)
-            } else {
-                space.readaheadPages = 4
-            }
+            let sequential = space.lastReadEnd == offset
+            space.readaheadPages = sequential ? min(max(space.readaheadPages * 2, 4), FileSystem.maxReadaheadPages) : 0
             space.lastReadEnd = end
-            return offset == 0 ? 4 : space.readaheadPages
+            return space.readaheadPages
         }
         return min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size))
     }

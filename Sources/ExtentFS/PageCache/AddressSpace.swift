@@ -9,7 +9,7 @@ final class AddressSpace: @unchecked Sendable {
     let indexLock = Mutex()
 
     // Guarded by indexLock.
-    private var pages: [UInt64: Page] = [:]
+    private var pages = PageIndex()
     private var dirtyIndices = Set<UInt64>()
     /// Registered with the cache for reclaim at its first page; unregistered when the file dies.
     private var registered = false
@@ -59,7 +59,7 @@ final class AddressSpace: @unchecked Sendable {
             cache.releasePageMemory(memory)
             return (page, false)
         }
-        pages[index] = fresh
+        pages.insert(fresh)
         let firstPage = !registered
         registered = true
         indexLock.unlock()
@@ -88,7 +88,7 @@ final class AddressSpace: @unchecked Sendable {
     /// exclusively, so no new page can appear in the range meanwhile (rule 1).
     func removePages(from firstIndex: UInt64, to endIndex: UInt64 = UInt64.max) {
         let victims: [Page] = indexLock.withLock {
-            pages.values.filter { $0.index >= firstIndex && $0.index < endIndex }.sorted { $0.index < $1.index }
+            pages.pages(from: firstIndex, to: endIndex).sorted { $0.index < $1.index }
         }
         for page in victims {
             page.lock.lock()
@@ -97,7 +97,7 @@ final class AddressSpace: @unchecked Sendable {
             // it is not ours to free.
             let stillIndexed = indexLock.withLock { () -> Bool in
                 guard pages[page.index] === page else { return false }
-                pages.removeValue(forKey: page.index)
+                pages.remove(page.index)
                 dirtyIndices.remove(page.index)
                 return true
             }
@@ -120,19 +120,21 @@ final class AddressSpace: @unchecked Sendable {
     func evictClean(limit: Int) -> [Page] {
         indexLock.withLock {
             var evicted: [Page] = []
-            for (index, page) in pages {
-                if evicted.count >= limit { break }
-                if page.recentlyUsed {
-                    page.recentlyUsed = false
-                    continue
+            for chunk in pages.allChunks {
+                for case let page? in chunk.slots {
+                    if evicted.count >= limit { return evicted }
+                    if page.recentlyUsed {
+                        page.recentlyUsed = false
+                        continue
+                    }
+                    guard page.references == 0, page.lock.tryLock() else { continue }
+                    if !page.isDirty {
+                        cache.pauseHook?(.evictAfterUnusedCheck)
+                        pages.remove(page.index)
+                        evicted.append(page)
+                    }
+                    page.lock.unlock()
                 }
-                guard page.references == 0, page.lock.tryLock() else { continue }
-                if !page.isDirty {
-                    cache.pauseHook?(.evictAfterUnusedCheck)
-                    pages.removeValue(forKey: index)
-                    evicted.append(page)
-                }
-                page.lock.unlock()
             }
             return evicted
         }
