@@ -67,9 +67,9 @@ public enum Exercise {
     }
 
     private static func execute(_ settings: ExerciseSettings, count: Int, makeTarget: @escaping TargetFactory,
-                                report: (String) -> Void, next: (Model, Int) -> Operation) -> ExerciseOutcome {
+                                report: (String) -> Void, next: (Model, Int) -> ExerciseOperation) -> ExerciseOutcome {
         let start = monotonicSeconds()
-        var operations: [Operation] = []
+        var operations: [ExerciseOperation] = []
         operations.reserveCapacity(count)
         var failure: ExerciseFailure?
         var diagnostics = ""
@@ -85,7 +85,7 @@ public enum Exercise {
                     let operation = next(runner.model, index)
                     operations.append(operation)
                     try runner.step(operation, index: index)
-                    if index + 1 == nextReport, index + 1 < count {
+                    if index + 1 == nextReport, index + 1 < count, count >= 1000 {
                         let elapsed = monotonicSeconds() - start
                         report("exercise: \((index + 1) * 100 / count)% (\(index + 1) operations, \(Int(Double(index + 1) / elapsed)) ops/s)")
                         nextReport += max(1, count / 10)

@@ -19,11 +19,11 @@ public struct ExerciseFailure: Error, CustomStringConvertible, Codable, Sendable
     /// Index of the operation in the sequence; the sequence's length for the final checks.
     public var index: Int
     /// Nil for the final checks.
-    public var operation: Operation?
+    public var operation: ExerciseOperation?
     public var kind: Kind
     public var message: String
 
-    public init(index: Int, operation: Operation?, kind: Kind, message: String) {
+    public init(index: Int, operation: ExerciseOperation?, kind: Kind, message: String) {
         self.index = index
         self.operation = operation
         self.kind = kind

@@ -1,7 +1,7 @@
 /// What happens after a failure: the end of the operation log and the failure, a replay file
 /// with every operation up to it, then shrinking and a second replay file with the short one.
 enum FailureReport {
-    static func handle(_ failure: ExerciseFailure, operations: [Operation], diagnostics: String, settings: ExerciseSettings,
+    static func handle(_ failure: ExerciseFailure, operations: [ExerciseOperation], diagnostics: String, settings: ExerciseSettings,
                        makeTarget: @escaping TargetFactory, outcome: inout ExerciseOutcome, report: (String) -> Void) {
         let failing = failure.operation == nil ? operations : Array(operations[...min(failure.index, operations.count - 1)])
         report("exercise: FAILED after \(failing.count) operations (seed \(settings.seed), block size \(settings.blockSize), \(settings.mode))")
@@ -32,7 +32,7 @@ enum FailureReport {
         outcome.shrunkReplayPath = write(shrunk.operations, shrunk.failure, settings, to: shrunkPath(path), report: report)
     }
 
-    static func printLog(_ operations: [Operation], last count: Int, report: (String) -> Void) {
+    static func printLog(_ operations: [ExerciseOperation], last count: Int, report: (String) -> Void) {
         let first = max(0, operations.count - count)
         if first > 0 { report("  ... \(first) earlier operations in the replay file") }
         for index in first..<operations.count {
@@ -40,7 +40,7 @@ enum FailureReport {
         }
     }
 
-    private static func write(_ operations: [Operation], _ failure: ExerciseFailure, _ settings: ExerciseSettings,
+    private static func write(_ operations: [ExerciseOperation], _ failure: ExerciseFailure, _ settings: ExerciseSettings,
                               to path: String, report: (String) -> Void) -> String? {
         let file = ReplayFile(seed: settings.seed, blockSize: settings.blockSize, files: settings.files,
                               cacheBytes: settings.cacheBytes, mode: settings.mode, failure: failure, operations: operations)

@@ -1,3 +1,8 @@
+import CExerciseSyscalls
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What the exerciser knows of one file: every byte, and which blocks are surely unmapped.
 public struct FileModel: Sendable {
     /// The file's bytes; `contents.count` is the size.
@@ -37,7 +42,12 @@ public struct FileModel: Sendable {
     }
 
     public mutating func growWithZeros(to size: Int) {
-        if size > contents.count { contents.append(contentsOf: repeatElement(0, count: size - contents.count)) }
+        var missing = size - contents.count
+        while missing > 0 {
+            let chunk = min(missing, ZeroBytes.count)
+            contents.append(contentsOf: UnsafeBufferPointer(rebasing: ZeroBytes.buffer[0..<chunk]))
+            missing -= chunk
+        }
     }
 
     public mutating func truncate(to size: Int) {
@@ -45,7 +55,7 @@ public struct FileModel: Sendable {
             growWithZeros(to: size)
             return
         }
-        contents.removeSubrange(size...)
+        contents.removeLast(contents.count - size)
         // The EOF block keeps its blocks (its tail is zeroed); every block after it is unmapped.
         let firstWhole = (size + blockSize - 1) / blockSize
         if unmapped.count > firstWhole { unmapped.removeSubrange(firstWhole...) }
@@ -54,7 +64,12 @@ public struct FileModel: Sendable {
 
     /// Collapse: [offset, offset + length) disappears, everything after moves down. Aligned.
     public mutating func remove(_ offset: Int, _ length: Int) {
-        contents.removeSubrange(offset..<offset + length)
+        let size = contents.count
+        contents.withUnsafeMutableBytes { bytes in
+            let base = bytes.baseAddress!
+            base.advanced(by: offset).copyMemory(from: base + offset + length, byteCount: size - offset - length)
+        }
+        contents.removeLast(length)
         let first = offset / blockSize
         let end = (offset + length) / blockSize
         coverBlocks(end)
@@ -63,10 +78,26 @@ public struct FileModel: Sendable {
 
     /// Insert: a hole of `length` at `offset`, everything after moves up. Aligned.
     public mutating func insertHole(_ offset: Int, _ length: Int) {
-        contents.insert(contentsOf: repeatElement(0, count: length), at: offset)
+        let oldSize = contents.count
+        growWithZeros(to: oldSize + length)
+        contents.withUnsafeMutableBytes { bytes in
+            let base = bytes.baseAddress!
+            (base + offset + length).copyMemory(from: base + offset, byteCount: oldSize - offset)
+            _ = (base + offset).initializeMemory(as: UInt8.self, repeating: 0, count: length)
+        }
         let first = offset / blockSize
         coverBlocks(first)
         unmapped.insert(contentsOf: repeatElement(true, count: length / blockSize), at: first)
+    }
+
+    /// Whether [offset, offset + count) here holds the same bytes as [otherOffset, ...) of `other`.
+    public func bytesEqual(_ offset: Int, _ other: FileModel, _ otherOffset: Int, count: Int) -> Bool {
+        guard count > 0 else { return true }
+        return contents.withUnsafeBufferPointer { mine in
+            other.contents.withUnsafeBufferPointer { theirs in
+                memcmp(mine.baseAddress! + offset, theirs.baseAddress! + otherOffset, count) == 0
+            }
+        }
     }
 
     // MARK: Block knowledge
@@ -98,4 +129,15 @@ public struct FileModel: Sendable {
     private mutating func coverBlocks(_ count: Int) {
         if unmapped.count < count { unmapped.append(contentsOf: repeatElement(true, count: count - unmapped.count)) }
     }
+}
+
+/// A megabyte of zeros to grow files from: appending from contiguous memory is a memcpy even in
+/// debug builds, where appending repeated elements goes byte by byte.
+enum ZeroBytes {
+    static let count = 1 << 20
+    nonisolated(unsafe) static let buffer: UnsafeBufferPointer<UInt8> = {
+        let memory = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count)
+        memory.initialize(repeating: 0)
+        return UnsafeBufferPointer(memory)
+    }()
 }

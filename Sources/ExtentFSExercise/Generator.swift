@@ -44,7 +44,7 @@ public struct Generator {
         nextTag = UInt32(truncatingIfNeeded: seed) | 1
     }
 
-    public mutating func next(_ model: Model) -> Operation {
+    public mutating func next(_ model: Model) -> ExerciseOperation {
         let pick = Double.random(in: 0..<cumulativeWeights.last!, using: &random)
         let kind = kinds[cumulativeWeights.firstIndex { pick < $0 } ?? kinds.count - 1]
         let file = random.below(settings.files)
@@ -137,13 +137,13 @@ public struct Generator {
         return min(maxFile, size + UInt64(length(atMost: settings.maxLength)))
     }
 
-    private mutating func fallocate(_ file: Int, _ size: UInt64, _ mode: AllocationMode) -> Operation {
+    private mutating func fallocate(_ file: Int, _ size: UInt64, _ mode: AllocationMode) -> ExerciseOperation {
         let (offset, length) = extendingRange(size)
         return .fallocate(file: file, offset: offset, length: UInt64(length), mode: mode)
     }
 
     /// Mostly valid: aligned, ending before EOF. Else something XFS refuses with EINVAL.
-    private mutating func collapse(_ file: Int, _ size: UInt64) -> Operation {
+    private mutating func collapse(_ file: Int, _ size: UInt64) -> ExerciseOperation {
         let blocks = size / blockSize
         if random.chance(0.85), size > blockSize, (size - 1) / blockSize >= 1 {
             let first = UInt64.random(in: 0..<(size - 1) / blockSize, using: &random)
@@ -155,7 +155,7 @@ public struct Generator {
     }
 
     /// Mostly valid: aligned, at an offset within EOF, staying under the cap.
-    private mutating func insert(_ file: Int, _ size: UInt64) -> Operation {
+    private mutating func insert(_ file: Int, _ size: UInt64) -> ExerciseOperation {
         let blocks = size / blockSize
         let room = (maxFile - min(size, maxFile)) / blockSize
         if random.chance(0.85), size > 0, room >= 1 {
@@ -166,7 +166,7 @@ public struct Generator {
         return invalidShift(file, size, blocks, .insertRange)
     }
 
-    private mutating func invalidShift(_ file: Int, _ size: UInt64, _ blocks: UInt64, _ mode: AllocationMode) -> Operation {
+    private mutating func invalidShift(_ file: Int, _ size: UInt64, _ blocks: UInt64, _ mode: AllocationMode) -> ExerciseOperation {
         switch random.below(3) {
         case 0:  // misaligned offset
             return .fallocate(file: file, offset: offset(below: size + 1) | 1, length: blockSize, mode: mode)
@@ -184,7 +184,7 @@ public struct Generator {
 
     /// Mostly valid clones: aligned source within EOF, either whole blocks or through the
     /// source's EOF (length 0 sometimes); the destination anywhere up to a little past its EOF.
-    private mutating func clone(_ model: Model) -> Operation {
+    private mutating func clone(_ model: Model) -> ExerciseOperation {
         let source = random.below(settings.files)
         let destination = random.below(settings.files)
         let sourceSize = model.size(source)
@@ -212,7 +212,7 @@ public struct Generator {
 
     /// Mostly over a range that was cloned or copied and still holds equal bytes (the block-aligned
     /// part of it), so that many dedupes share blocks; else anywhere aligned (usually differing).
-    private mutating func dedupe(_ model: Model) -> Operation {
+    private mutating func dedupe(_ model: Model) -> ExerciseOperation {
         if random.chance(0.7), let equal = equalRange(model) {
             return .dedupe(source: equal.source, sourceOffset: equal.sourceOffset, destination: equal.destination,
                            destinationOffset: equal.destinationOffset, length: equal.length)
@@ -237,17 +237,14 @@ public struct Generator {
             let destinationSize = model.size(copy.destination)
             guard sourceOffset < sourceSize, destinationOffset < destinationSize else { continue }
             let length = min(copy.length - skip, sourceSize - sourceOffset, destinationSize - destinationOffset)
-            let source = model.files[copy.source].contents
-            let destination = model.files[copy.destination].contents
-            let equal = source[Int(sourceOffset)..<Int(sourceOffset + length)]
-                .elementsEqual(destination[Int(destinationOffset)..<Int(destinationOffset + length)])
-            if equal { return (copy.source, sourceOffset, copy.destination, destinationOffset, length) }
+            if model.files[copy.source].bytesEqual(Int(sourceOffset), model.files[copy.destination], Int(destinationOffset),
+                                                   count: Int(length)) { return (copy.source, sourceOffset, copy.destination, destinationOffset, length) }
         }
         return nil
     }
 
     /// Anywhere; often offsets at the same place within a block, where extentfs shares blocks.
-    private mutating func copyRange(_ model: Model) -> Operation {
+    private mutating func copyRange(_ model: Model) -> ExerciseOperation {
         let source = random.below(settings.files)
         let destination = random.below(settings.files)
         let sourceOffset = offset(below: model.size(source) + blockSize)

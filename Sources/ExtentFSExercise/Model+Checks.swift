@@ -1,3 +1,4 @@
+import CExerciseSyscalls
 import ExtentFS
 import SystemPackage
 
@@ -84,7 +85,8 @@ extension Model {
     private func firstNonzero(_ model: FileModel, _ from: Int, _ to: Int) -> Int? {
         guard from < to else { return nil }
         return model.contents.withUnsafeBufferPointer { bytes in
-            (from..<to).first { bytes[$0] != 0 }
+            let found = exercise_first_nonzero(bytes.baseAddress! + from, to - from)
+            return found < to - from ? from + found : nil
         }
     }
 

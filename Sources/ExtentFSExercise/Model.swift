@@ -31,7 +31,7 @@ public struct Model: Sendable {
     public func size(_ file: Int) -> UInt64 { files[file].size }
 
     /// `data` holds the bytes of a write or map write (DataPattern), nil for other operations.
-    public mutating func apply(_ operation: Operation, data: UnsafeRawBufferPointer?) -> Expectation {
+    public mutating func apply(_ operation: ExerciseOperation, data: UnsafeRawBufferPointer?) -> Expectation {
         switch operation {
         case .write(let file, let offset, _, _):
             files[file].write(data!, at: Int(offset))
@@ -141,13 +141,14 @@ public struct Model: Sendable {
         if source == destination, sourceOffset < destinationOffset + length, destinationOffset < sourceOffset + length {
             return .failure(.invalidArgument)
         }
-        let sourceBytes = files[source].contents[sourceOffset..<sourceOffset + length]
         if dedupe {
-            guard sourceBytes.elementsEqual(files[destination].contents[destinationOffset..<destinationOffset + length]) else {
+            guard files[source].bytesEqual(sourceOffset, files[destination], destinationOffset, count: length) else {
                 return .dedupe(.differs)
             }
         } else {
-            Array(sourceBytes).withUnsafeBytes { files[destination].write($0, at: destinationOffset) }
+            Array(files[source].contents[sourceOffset..<sourceOffset + length]).withUnsafeBytes {
+                files[destination].write($0, at: destinationOffset)
+            }
         }
         let sourceModel = files[source]
         files[destination].copyBlockKnowledge(from: sourceModel, block: sourceOffset / blockSize, to: destinationOffset / blockSize,

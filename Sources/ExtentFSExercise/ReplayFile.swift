@@ -17,9 +17,9 @@ public struct ReplayFile: Codable, Sendable {
     public var mode: String
     /// What the sequence failed with when it was written.
     public var failure: ExerciseFailure?
-    public var operations: [Operation]
+    public var operations: [ExerciseOperation]
 
-    public init(seed: UInt64, blockSize: Int, files: Int, cacheBytes: Int, mode: String, failure: ExerciseFailure?, operations: [Operation]) {
+    public init(seed: UInt64, blockSize: Int, files: Int, cacheBytes: Int, mode: String, failure: ExerciseFailure?, operations: [ExerciseOperation]) {
         self.seed = seed
         self.blockSize = blockSize
         self.files = files

@@ -13,7 +13,7 @@ public struct Replayer {
         self.fullCheckInterval = fullCheckInterval
     }
 
-    public func run(_ operations: [Operation]) -> ExerciseFailure? {
+    public func run(_ operations: [ExerciseOperation]) -> ExerciseFailure? {
         let target: ExerciseTarget
         do {
             target = try makeTarget()

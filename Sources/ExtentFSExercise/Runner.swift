@@ -32,7 +32,7 @@ public final class Runner {
     }
 
     /// Runs one operation and its checks; throws the failure if anything is wrong.
-    public func step(_ operation: Operation, index: Int) throws {
+    public func step(_ operation: ExerciseOperation, index: Int) throws {
         let oldSizes = model.files.map(\.size)
         var data: UnsafeRawBufferPointer?
         if case .write(_, let offset, let length, let tag) = operation {
@@ -120,7 +120,7 @@ public final class Runner {
         readBuffer = .allocate(byteCount: count, alignment: 4096)
     }
 
-    private func perform(_ operation: Operation, data: UnsafeRawBufferPointer?) throws -> Observed {
+    private func perform(_ operation: ExerciseOperation, data: UnsafeRawBufferPointer?) throws -> Observed {
         switch operation {
         case .write(let file, let offset, _, _):
             try target.write(file, offset: offset, data!)
@@ -162,7 +162,7 @@ public final class Runner {
         return .success
     }
 
-    private func count(_ operation: Operation, _ observed: Observed) {
+    private func count(_ operation: ExerciseOperation, _ observed: Observed) {
         var entry = statistics[operation.kind] ?? (0, 0)
         switch observed {
         case .failure, .dedupe(.differs), .dedupe(.same(bytes: 0)), .copied(0): entry.refused += 1
@@ -173,7 +173,7 @@ public final class Runner {
 
     // MARK: Judging
 
-    private func judge(_ operation: Operation, index: Int, expected: Expectation, observed: Observed) throws {
+    private func judge(_ operation: ExerciseOperation, index: Int, expected: Expectation, observed: Observed) throws {
         func fail(_ kind: ExerciseFailure.Kind, _ message: String) -> ExerciseFailure {
             ExerciseFailure(index: index, operation: operation, kind: kind, message: message)
         }
@@ -246,7 +246,7 @@ public final class Runner {
 
     // MARK: Checking
 
-    private func checkSize(_ file: Int, index: Int, operation: Operation?) throws {
+    private func checkSize(_ file: Int, index: Int, operation: ExerciseOperation?) throws {
         let size: UInt64
         do {
             size = try target.size(file)
@@ -259,7 +259,7 @@ public final class Runner {
         }
     }
 
-    private func checkEverything(index: Int, operation: Operation?) throws {
+    private func checkEverything(index: Int, operation: ExerciseOperation?) throws {
         for file in 0..<model.files.count {
             try checkSize(file, index: index, operation: operation)
             try compare(file, 0..<model.size(file), index: index, operation: operation)
@@ -268,7 +268,7 @@ public final class Runner {
 
     /// The bytes an operation may have changed, widened to whole blocks and pages on both sides
     /// (a read-modify-write gone wrong spoils its neighbours), within the new EOF.
-    private func touchedRange(_ operation: Operation, old: UInt64, new: UInt64) -> Range<UInt64> {
+    private func touchedRange(_ operation: ExerciseOperation, old: UInt64, new: UInt64) -> Range<UInt64> {
         var low: UInt64
         var high: UInt64
         switch operation {
@@ -294,7 +294,7 @@ public final class Runner {
     }
 
     /// What a read returned (in readBuffer) against the model.
-    private func compareRead(_ file: Int, _ offset: UInt64, _ count: Int, index: Int, operation: Operation) throws {
+    private func compareRead(_ file: Int, _ offset: UInt64, _ count: Int, index: Int, operation: ExerciseOperation) throws {
         let actual = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
         if let why = Mismatch.describe(expected: model.files[file].contents, at: Int(offset), actual: actual) {
             throw ExerciseFailure(index: index, operation: operation, kind: .contents, message: "f\(file): " + why)
@@ -302,7 +302,7 @@ public final class Runner {
     }
 
     /// Reads [range) from the target in chunks and compares with the model.
-    private func compare(_ file: Int, _ range: Range<UInt64>, index: Int, operation: Operation?) throws {
+    private func compare(_ file: Int, _ range: Range<UInt64>, index: Int, operation: ExerciseOperation?) throws {
         var offset = range.lowerBound
         while offset < range.upperBound {
             let count = Int(min(UInt64(readBuffer.count), range.upperBound - offset))
@@ -336,7 +336,7 @@ private extension Expectation {
     }
 }
 
-private extension Operation {
+private extension ExerciseOperation {
     var mapReadOffset: UInt64 {
         if case .mapRead(_, let offset, _) = self { return offset }
         return 0

@@ -18,7 +18,7 @@ public struct Shrinker {
     }
 
     public struct Result {
-        public var operations: [Operation]
+        public var operations: [ExerciseOperation]
         public var failure: ExerciseFailure
         public var attempts: Int
         public var timedOut: Bool
@@ -26,7 +26,7 @@ public struct Shrinker {
 
     /// `operations` must end where `failure` was seen (or be the whole run for final-check
     /// failures). `onProgress` hears the length of each shorter failing sequence found.
-    public func shrink(_ operations: [Operation], failure: ExerciseFailure, onProgress: (Int) -> Void = { _ in }) -> Result {
+    public func shrink(_ operations: [ExerciseOperation], failure: ExerciseFailure, onProgress: (Int) -> Void = { _ in }) -> Result {
         let deadline = monotonicSeconds() + timeLimit
         var best = (operations: operations, failure: failure)
         var attempts = 0
@@ -34,7 +34,7 @@ public struct Shrinker {
 
         /// Replays a candidate; keeps it (cut after its failure) when it fails the same way.
         /// Candidates are shorter, or as long with one operation simplified.
-        func tryCandidate(_ candidate: [Operation]) -> Bool {
+        func tryCandidate(_ candidate: [ExerciseOperation]) -> Bool {
             guard !candidate.isEmpty, candidate.count <= best.operations.count else { return false }
             if monotonicSeconds() > deadline {
                 timedOut = true

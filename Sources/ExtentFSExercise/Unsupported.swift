@@ -5,7 +5,7 @@ import SystemPackage
 /// EOPNOTSUPP from a fallocate mode or copy_file_range the model expects to work. These are
 /// reported as failures with a clear cause, never skipped.
 enum Unsupported {
-    static func explain(_ operation: Operation, _ errno: Errno) -> String? {
+    static func explain(_ operation: ExerciseOperation, _ errno: Errno) -> String? {
         let kind = operation.kind
         if OperationKind.throughIoctls.contains(kind), errno == .inappropriateIOCTLForDevice || errno == .noFunction {
             return "the mount answered \(errno) (errno \(errno.rawValue)) to the extentfs ioctl for \(kind.rawValue): it does not " +

@@ -77,6 +77,7 @@ struct ExerciseCommand: ParsableCommand {
         }
         guard files >= 1, files <= 16 else { throw ValidationError("--files must be from 1 to 16") }
         guard ops >= 0 else { throw ValidationError("--ops must not be negative") }
+        guard maxFileSize.bytes >= 4 * bytes else { throw ValidationError("--max-file-size must be at least four blocks") }
         guard fullCheckEvery >= 1 else { throw ValidationError("--full-check-every must be at least 1") }
         guard !(inProcess && (mount || mountBinary != nil)) else {
             throw ValidationError("--in-process and --mount/--mount-binary exclude one another")

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <extentfs_ioctl.h>
+#include "exercise_bytes.h"
 
 static inline int exercise_range_ioctl(int fd, unsigned long request, uint64_t offset, uint64_t length) {
     struct extentfs_range_args args = { .offset = offset, .length = length };

@@ -1,7 +1,7 @@
 /// One step of an exercise. Files are numbered 0..<files; written data is not stored but derived
 /// from `tag` and the file offset (DataPattern), so a replay file of a million operations stays
 /// small. Codable for replay files.
-public enum Operation: Codable, Equatable, Sendable {
+public enum ExerciseOperation: Codable, Equatable, Sendable {
     case write(file: Int, offset: UInt64, length: Int, tag: UInt32)
     case read(file: Int, offset: UInt64, length: Int)
     /// Through a MAP_SHARED mapping, then msync. A range past EOF first extends the file with a

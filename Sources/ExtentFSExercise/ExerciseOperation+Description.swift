@@ -1,6 +1,6 @@
 /// One line per operation for the failure log, in the spirit of fsx's: offsets in hex, ranges as
 /// start..end (end exclusive) and the length.
-extension Operation: CustomStringConvertible {
+extension ExerciseOperation: CustomStringConvertible {
     public var description: String {
         switch self {
         case .write(let file, let offset, let length, let tag):

@@ -1,8 +1,8 @@
 /// Smaller versions of an operation, for the shrinker's second pass: once no operation can go,
 /// each one tries to get shorter or rounder, so the sequence a human reads is as plain as the
 /// failure allows.
-extension Operation {
-    func simplifications(blockSize: Int) -> [Operation] {
+extension ExerciseOperation {
+    func simplifications(blockSize: Int) -> [ExerciseOperation] {
         let block = UInt64(blockSize)
         func rounder(_ value: UInt64) -> [UInt64] {
             var values: [UInt64] = []
