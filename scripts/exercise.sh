@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs `extentfs exercise` for a fixed budget with fixed seeds at block sizes 512, 1024, 4096 and
-# 65536: in-process against the engine, and through a real mount (needs /dev/fuse and root or
-# fusermount3). A 256 KiB page cache keeps reclaim running all the time. Failures leave their
-# replay files (full and shrunk) in $EXERCISE_OUT. Ends with "N passed, M failed"; exits 1 if any
-# run failed.
+# 65536: in-process against the engine (deterministic), in-process with two threads reading all
+# the time (racing reclaim against the operations, as kernel readahead does through a mount; not
+# deterministic), and through a real mount (needs /dev/fuse and root or fusermount3). A 256 KiB
+# page cache keeps reclaim running all the time. Failures leave their replay files (full and
+# shrunk) in $EXERCISE_OUT. Ends with "N passed, M failed"; exits 1 if any run failed.
 #
 #   scripts/exercise.sh [--in-process-only | --mount-only] [extra extentfs exercise options...]
 #
@@ -14,9 +15,9 @@ set -u
 
 cd "$(dirname "$0")/.."
 
-modes="in-process mount"
+modes="in-process racing mount"
 case "${1:-}" in
-    --in-process-only) modes="in-process"; shift ;;
+    --in-process-only) modes="in-process racing"; shift ;;
     --mount-only) modes="mount"; shift ;;
 esac
 
@@ -36,13 +37,17 @@ failures=()
 for mode in $modes; do
     for block_size in 512 1024 4096 65536; do
         # A fixed seed per block size and mode, so a failure here is a failure everywhere.
-        if [ "$mode" = mount ]; then
-            seed=$((block_size + 7))
-            mode_options=(--mount --ops "$ops_mount")
-        else
-            seed=$block_size
-            mode_options=(--in-process --ops "$ops_in_process")
-        fi
+        case $mode in
+            mount)
+                seed=$((block_size + 7))
+                mode_options=(--mount --ops "$ops_mount") ;;
+            racing)
+                seed=$((block_size + 3))
+                mode_options=(--in-process --ops "$ops_in_process" --background-readers 2) ;;
+            *)
+                seed=$block_size
+                mode_options=(--in-process --ops "$ops_in_process") ;;
+        esac
         replay="$out/$mode-bs$block_size-seed$seed.json"
         echo "== $mode, block size $block_size, seed $seed"
         if "$EXTENTFS" exercise "${mode_options[@]}" --block-size "$block_size" --seed "$seed" \
@@ -50,7 +55,11 @@ for mode in $modes; do
             passed=$((passed + 1))
         else
             failed=$((failed + 1))
-            failures+=("$mode block size $block_size (replay: $replay)")
+            if [ -e "$replay" ]; then
+                failures+=("$mode block size $block_size (replay: $replay)")
+            else
+                failures+=("$mode block size $block_size (no replay file: the run died; rerun the command above)")
+            fi
         fi
     done
 done

@@ -16,6 +16,11 @@ public final class EngineTarget: ExerciseTarget {
         public var imageBytes: UInt64 = 512 << 20
         /// Long, so runs replay deterministically (dirty pressure still wakes the flusher).
         public var commitInterval: Double = 3600
+        /// Threads reading random ranges all the time (BackgroundReaders), as kernel readahead
+        /// does through a mount; 0 keeps runs deterministic.
+        public var backgroundReaders = 0
+        /// How far into the files the background readers read.
+        public var backgroundReadSpan: UInt64 = 2 << 20
         public init(blockSize: Int, files: Int) {
             self.blockSize = blockSize
             self.files = files
@@ -28,6 +33,8 @@ public final class EngineTarget: ExerciseTarget {
     private let image: String
     private var fileSystem: FileSystem?
     private var inodes: [InodeNumber] = []
+    private var readers: BackgroundReaders?
+    private var readerSeed: UInt64 = 1
 
     public init(_ configuration: Configuration) throws {
         self.configuration = configuration
@@ -44,6 +51,20 @@ public final class EngineTarget: ExerciseTarget {
                                                    flags: O_RDWR, owner: .root)
             inodes.append(attributes.ino)
         }
+        startReaders()
+    }
+
+    private func startReaders() {
+        guard configuration.backgroundReaders > 0, let fileSystem else { return }
+        let readers = BackgroundReaders(fileSystem: fileSystem, inodes: inodes, maxOffset: configuration.backgroundReadSpan)
+        readers.start(count: configuration.backgroundReaders, seed: readerSeed)
+        readerSeed &+= 0x9E37_79B9
+        self.readers = readers
+    }
+
+    private func stopReaders() {
+        readers?.stop()
+        readers = nil
     }
 
     static func name(_ index: Int) -> [UInt8] { Array("f\(index)".utf8) }
@@ -132,6 +153,9 @@ public final class EngineTarget: ExerciseTarget {
         try fs.fsync(inodes[file], dataOnly: false)
     }
 
+    /// In-process there is no cache above the engine's own (which reclaims all the time anyway).
+    public func dropCache(_ file: Int) throws {}
+
     public func reopen(_ file: Int) throws {
         let fs = try self.fs
         fs.release(inodes[file])
@@ -140,6 +164,8 @@ public final class EngineTarget: ExerciseTarget {
 
     /// Unmount and mount again; the files are looked up by name, as after a real remount.
     public func remount() throws {
+        stopReaders()
+        defer { startReaders() }
         let old = try fs
         for ino in inodes { old.release(ino) }
         try old.unmount()
@@ -153,6 +179,7 @@ public final class EngineTarget: ExerciseTarget {
     }
 
     public func finish() throws -> [String] {
+        stopReaders()
         let fs = try self.fs
         for ino in inodes { fs.release(ino) }
         try fs.unmount()
@@ -161,6 +188,7 @@ public final class EngineTarget: ExerciseTarget {
     }
 
     public func discard() {
+        stopReaders()
         try? fileSystem?.unmount()
         fileSystem = nil
         unlink(image)

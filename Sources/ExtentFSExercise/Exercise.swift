@@ -14,6 +14,9 @@ public struct ExerciseSettings: Sendable {
     public var replayPath: String?
     /// "in-process" or "mount", recorded in replay files.
     public var mode = "in-process"
+    /// In-process threads racing the operations with reads (EngineTarget), recorded in replay
+    /// files; the caller's target factory is what starts them.
+    public var backgroundReaders = 0
     /// How many operations of the log a failure report prints (the replay file has them all).
     public var logLines = 60
 

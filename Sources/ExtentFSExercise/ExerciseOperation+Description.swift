@@ -27,6 +27,8 @@ extension ExerciseOperation: CustomStringConvertible {
             return "map        f\(file)"
         case .fsync(let file):
             return "fsync      f\(file)"
+        case .dropCache(let file):
+            return "dropcache  f\(file)"
         case .reopen(let file):
             return "reopen     f\(file)"
         case .remount:

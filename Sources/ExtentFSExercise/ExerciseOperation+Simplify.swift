@@ -37,7 +37,7 @@ extension ExerciseOperation {
         case .copyRange(let source, let sourceOffset, let destination, let destinationOffset, let length):
             return shorter(length).map { .copyRange(source: source, sourceOffset: sourceOffset, destination: destination,
                                                     destinationOffset: destinationOffset, length: $0) }
-        case .read, .mapRead, .seek, .extentMap, .fsync, .reopen, .remount:
+        case .read, .mapRead, .seek, .extentMap, .fsync, .dropCache, .reopen, .remount:
             return []
         }
     }

@@ -18,6 +18,10 @@ public enum ExerciseOperation: Codable, Equatable, Sendable {
     case seek(file: Int, offset: UInt64, whence: SeekWhence)
     case extentMap(file: Int)
     case fsync(file: Int)
+    /// Drop the kernel's clean cached pages of the file (POSIX_FADV_DONTNEED), so that later
+    /// reads come from the daemon: the kernel's copy can hide a wrong one there. Nothing
+    /// in-process, where there is no second cache.
+    case dropCache(file: Int)
     /// Close the file and open it again.
     case reopen(file: Int)
     /// Unmount the whole volume and mount it again.
@@ -30,7 +34,7 @@ public enum ExerciseOperation: Codable, Equatable, Sendable {
             return [file]
         case .clone(_, _, let destination, _, _), .dedupe(_, _, let destination, _, _), .copyRange(_, _, let destination, _, _):
             return [destination]
-        case .read, .mapRead, .seek, .extentMap, .fsync, .reopen, .remount:
+        case .read, .mapRead, .seek, .extentMap, .fsync, .dropCache, .reopen, .remount:
             return []
         }
     }
@@ -40,7 +44,7 @@ public enum ExerciseOperation: Codable, Equatable, Sendable {
         switch self {
         case .write(let file, _, _, _), .read(let file, _, _), .mapWrite(let file, _, _, _), .mapRead(let file, _, _),
              .truncate(let file, _), .fallocate(let file, _, _, _), .seek(let file, _, _), .extentMap(let file),
-             .fsync(let file), .reopen(let file):
+             .fsync(let file), .dropCache(let file), .reopen(let file):
             return [file]
         case .clone(let source, _, let destination, _, _), .dedupe(let source, _, let destination, _, _),
              .copyRange(let source, _, let destination, _, _):
@@ -66,6 +70,7 @@ public enum ExerciseOperation: Codable, Equatable, Sendable {
         case .seek(_, _, .hole): return .seekHole
         case .extentMap: return .extentMap
         case .fsync: return .fsync
+        case .dropCache: return .dropCache
         case .reopen: return .reopen
         case .remount: return .remount
         }
@@ -124,7 +129,7 @@ public enum OperationKind: String, CaseIterable, Codable, Sendable {
     case write, read, mapWrite = "mapwrite", mapRead = "mapread", truncate
     case preallocate, punch, zero, collapse, insert, unshare, badFallocate = "badfallocate"
     case clone, dedupe, copyRange = "copyrange", seekData = "seekdata", seekHole = "seekhole"
-    case extentMap = "map", fsync, reopen, remount
+    case extentMap = "map", fsync, dropCache = "dropcache", reopen, remount
 
     /// What reaches a mount only through the extentfs ioctls (the kernel never passes these to
     /// a FUSE filesystem as standard calls).

@@ -5,6 +5,9 @@ enum FailureReport {
                        makeTarget: @escaping TargetFactory, outcome: inout ExerciseOutcome, report: (String) -> Void) {
         let failing = failure.operation == nil ? operations : Array(operations[...min(failure.index, operations.count - 1)])
         report("exercise: FAILED after \(failing.count) operations (seed \(settings.seed), block size \(settings.blockSize), \(settings.mode))")
+        if settings.backgroundReaders > 0 {
+            report("note: \(settings.backgroundReaders) background readers raced this run: replays may need several tries to fail again")
+        }
         report("operation log (the last \(min(settings.logLines, failing.count)) of \(failing.count)):")
         printLog(failing, last: settings.logLines, report: report)
         report(failure.description)
@@ -27,7 +30,7 @@ enum FailureReport {
         }
         outcome.shrunk = shrunk
         report("shrunk to \(shrunk.operations.count) operations in \(shrunk.attempts) replays\(shrunk.timedOut ? " (time limit reached)" : ""):")
-        printLog(shrunk.operations, last: shrunk.operations.count, report: report)
+        printLog(shrunk.operations, last: settings.logLines, report: report)
         report(shrunk.failure.description)
         outcome.shrunkReplayPath = write(shrunk.operations, shrunk.failure, settings, to: shrunkPath(path), report: report)
     }
@@ -42,8 +45,9 @@ enum FailureReport {
 
     private static func write(_ operations: [ExerciseOperation], _ failure: ExerciseFailure, _ settings: ExerciseSettings,
                               to path: String, report: (String) -> Void) -> String? {
-        let file = ReplayFile(seed: settings.seed, blockSize: settings.blockSize, files: settings.files,
+        var file = ReplayFile(seed: settings.seed, blockSize: settings.blockSize, files: settings.files,
                               cacheBytes: settings.cacheBytes, mode: settings.mode, failure: failure, operations: operations)
+        if settings.backgroundReaders > 0 { file.backgroundReaders = settings.backgroundReaders }
         do {
             try file.write(to: path)
             report("replay file: \(path)  (extentfs exercise --replay \(path))")

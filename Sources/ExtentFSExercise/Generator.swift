@@ -24,7 +24,7 @@ public struct Generator {
         .write: 20, .read: 10, .mapWrite: 5, .mapRead: 5, .truncate: 5,
         .preallocate: 4, .punch: 5, .zero: 5, .collapse: 4, .insert: 4, .unshare: 3, .badFallocate: 0.5,
         .clone: 5, .dedupe: 4, .copyRange: 5, .seekData: 4, .seekHole: 4, .extentMap: 2,
-        .fsync: 1.5, .reopen: 1, .remount: 0.1,
+        .fsync: 1.5, .dropCache: 2, .reopen: 1, .remount: 0.1,
     ]
 
     private let settings: Settings
@@ -89,6 +89,8 @@ public struct Generator {
             return .extentMap(file: file)
         case .fsync:
             return .fsync(file: file)
+        case .dropCache:
+            return .dropCache(file: file)
         case .reopen:
             return .reopen(file: file)
         case .remount:

@@ -45,7 +45,7 @@ public struct Model: Sendable {
             let pagesEnd = (Int(offset) + data!.count + page - 1) / page * page
             files[file].markMapped(Int(offset) / page * page, min(pagesEnd, Int(files[file].size)))
             return .success
-        case .read, .mapRead, .fsync, .reopen, .remount:
+        case .read, .mapRead, .fsync, .dropCache, .reopen, .remount:
             return .success
         case .truncate(let file, let size):
             files[file].truncate(to: Int(size))

@@ -215,6 +215,11 @@ public final class MountTarget: ExerciseTarget {
         _ = try check(Int(Glibc.fsync(descriptors[file])))
     }
 
+    public func dropCache(_ file: Int) throws {
+        let result = posix_fadvise(descriptors[file], 0, 0, POSIX_FADV_DONTNEED)
+        guard result == 0 else { throw Errno(rawValue: result) }
+    }
+
     public func reopen(_ file: Int) throws {
         close(descriptors[file])
         descriptors[file] = -1

@@ -15,6 +15,8 @@ public struct ReplayFile: Codable, Sendable {
     public var cacheBytes: Int
     /// "in-process" or "mount".
     public var mode: String
+    /// Threads that raced the operations with reads (in-process); absent means none.
+    public var backgroundReaders: Int?
     /// What the sequence failed with when it was written.
     public var failure: ExerciseFailure?
     public var operations: [ExerciseOperation]
@@ -33,7 +35,7 @@ public struct ReplayFile: Codable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let header = Header(version: version, seed: seed, blockSize: blockSize, files: files, cacheBytes: cacheBytes,
-                            mode: mode, failure: failure)
+                            mode: mode, backgroundReaders: backgroundReaders, failure: failure)
         // The header's object, reopened to take the operations, one per line.
         let text = String(decoding: try encoder.encode(header), as: UTF8.self).dropLast()
         let lines = try operations.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
@@ -48,6 +50,7 @@ public struct ReplayFile: Codable, Sendable {
         var files: Int
         var cacheBytes: Int
         var mode: String
+        var backgroundReaders: Int?
         var failure: ExerciseFailure?
     }
 

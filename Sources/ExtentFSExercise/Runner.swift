@@ -56,7 +56,7 @@ public final class Runner {
         switch operation {
         case .remount:
             try checkEverything(index: index, operation: operation)
-        case .reopen(let file):
+        case .reopen(let file), .dropCache(let file):
             try compare(file, 0..<model.size(file), index: index, operation: operation)
         default:
             if steps % fullCheckInterval == 0 { try checkEverything(index: index, operation: operation) }
@@ -154,6 +154,8 @@ public final class Runner {
             return .extents(try target.extentMap(file))
         case .fsync(let file):
             try target.fsync(file)
+        case .dropCache(let file):
+            try target.dropCache(file)
         case .reopen(let file):
             try target.reopen(file)
         case .remount:

@@ -24,6 +24,8 @@ public protocol ExerciseTarget: AnyObject {
     func extentMap(_ file: Int) throws -> [Extent]
     func size(_ file: Int) throws -> UInt64
     func fsync(_ file: Int) throws
+    /// Drops the kernel's clean cached pages of the file, where there is such a cache.
+    func dropCache(_ file: Int) throws
     func reopen(_ file: Int) throws
     func remount() throws
     /// Unmounts and checks the volume; returns fsck's problems (empty when clean). The target

@@ -67,6 +67,9 @@ struct ExerciseCommand: ParsableCommand {
                                valueName: "kinds"))
     var leaveOut: [String] = []
 
+    @Option(help: "In-process: threads that read random ranges all the time, racing the checked operations as kernel readahead does through a mount (runs are then not deterministic).")
+    var backgroundReaders: Int?
+
     @Flag(help: "Print how often each kind of operation succeeded and how often it was refused.")
     var stats = false
 
@@ -78,6 +81,10 @@ struct ExerciseCommand: ParsableCommand {
         guard files >= 1, files <= 16 else { throw ValidationError("--files must be from 1 to 16") }
         guard ops >= 0 else { throw ValidationError("--ops must not be negative") }
         guard maxFileSize.bytes >= 4 * bytes else { throw ValidationError("--max-file-size must be at least four blocks") }
+        guard (backgroundReaders ?? 0) >= 0, (backgroundReaders ?? 0) <= 16 else { throw ValidationError("--background-readers must be from 0 to 16") }
+        guard (backgroundReaders ?? 0) == 0 || !(mount || mountBinary != nil) else {
+            throw ValidationError("--background-readers is for in-process runs (through a mount, the kernel's readahead races already)")
+        }
         guard fullCheckEvery >= 1 else { throw ValidationError("--full-check-every must be at least 1") }
         guard !(inProcess && (mount || mountBinary != nil)) else {
             throw ValidationError("--in-process and --mount/--mount-binary exclude one another")
@@ -95,6 +102,9 @@ struct ExerciseCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Line by line even into a pipe: an engine bug may crash the process, and the log up to
+        // there is what tells what happened.
+        setvbuf(stdout, nil, _IOLBF, 0)
         var settings: ExerciseSettings
         var replayFile: ReplayFile?
         if let replay {
@@ -109,11 +119,13 @@ struct ExerciseCommand: ParsableCommand {
             settings.files = file.files
             settings.cacheBytes = file.cacheBytes
             settings.mode = mountRequested ? "mount" : inProcess ? "in-process" : file.mode
+            settings.backgroundReaders = backgroundReaders ?? file.backgroundReaders ?? 0
         } else {
             settings = ExerciseSettings(seed: seed ?? randomSeed(), blockSize: Int(blockSize.bytes), operations: ops)
             settings.files = files
             settings.cacheBytes = Int(clamping: cacheSize.bytes)
             settings.mode = mountRequested ? "mount" : "in-process"
+            settings.backgroundReaders = backgroundReaders ?? 0
         }
         settings.maxFileBytes = Int(clamping: maxFileSize.bytes)
         settings.leaveOut = try leftOutKinds()
@@ -123,7 +135,8 @@ struct ExerciseCommand: ParsableCommand {
 
         let makeTarget = targetFactory(settings)
         print("exercise: \(replay.map { "replaying \($0): " } ?? "")\(settings.operations) operations, seed \(settings.seed), " +
-              "block size \(settings.blockSize), \(settings.files) files, cache \(ByteSize(bytes: UInt64(settings.cacheBytes))), \(settings.mode)")
+              "block size \(settings.blockSize), \(settings.files) files, cache \(ByteSize(bytes: UInt64(settings.cacheBytes))), \(settings.mode)" +
+              (settings.backgroundReaders > 0 ? ", \(settings.backgroundReaders) background readers" : ""))
         let report: (String) -> Void = { line in print(line) }
         let outcome = replayFile.map { Exercise.replay($0, settings: settings, makeTarget: makeTarget, report: report) }
             ?? Exercise.run(settings, makeTarget: makeTarget, report: report)
@@ -151,6 +164,8 @@ struct ExerciseCommand: ParsableCommand {
         }
         var configuration = EngineTarget.Configuration(blockSize: settings.blockSize, files: settings.files)
         configuration.cacheBytes = settings.cacheBytes
+        configuration.backgroundReaders = settings.backgroundReaders
+        configuration.backgroundReadSpan = UInt64(settings.maxFileBytes)
         return { try EngineTarget(configuration) }
     }
 

@@ -50,6 +50,7 @@ final class FaultyTarget: ExerciseTarget {
     func extentMap(_ file: Int) throws -> [Extent] { try inner.extentMap(file) }
     func size(_ file: Int) throws -> UInt64 { try inner.size(file) }
     func fsync(_ file: Int) throws { try inner.fsync(file) }
+    func dropCache(_ file: Int) throws { try inner.dropCache(file) }
     func reopen(_ file: Int) throws { try inner.reopen(file) }
     func remount() throws { try inner.remount() }
     func finish() throws -> [String] { try inner.finish() }

@@ -3,7 +3,9 @@ import ExtentFSExercise
 
 /// The exerciser against the engine in-process, for a fixed budget with fixed seeds, at every
 /// block size class: smaller than a page (per-block page state), a page, larger than a page.
-/// The page-cache budget is 256 KiB, so reclaim and dirty throttling run all the time.
+/// The page-cache budget is 256 KiB, so reclaim and dirty throttling run all the time. Runs
+/// with background readers (racing reclaim) are in scripts/exercise.sh, where a crash of one
+/// run, from memory the engine corrupts, does not take the other tests down with it.
 final class InProcessExerciseTests: XCTestCase {
     static let operations = 3000
     static let runs: [(blockSize: Int, seed: UInt64)] = [(512, 1), (1024, 2), (4096, 3), (65536, 4)]

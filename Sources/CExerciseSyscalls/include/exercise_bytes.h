@@ -10,11 +10,15 @@
 #include <stdint.h>
 #include <string.h>
 
-/* DataPattern: byte i is a function of the file offset and the write's tag. */
+/* DataPattern: byte i is a hash of the file offset and the write's tag (a SplitMix64 round),
+ * so no two writes or offsets share a run of bytes by structure. */
 static inline void exercise_fill_pattern(uint8_t *bytes, size_t count, uint64_t file_offset, uint32_t tag) {
-    uint64_t salt = (uint64_t)tag * 0xD6E8FEB86659FD93ull;
+    uint64_t salt = ((uint64_t)tag << 32 | tag) * 0xD6E8FEB86659FD93ull;
     for (size_t i = 0; i < count; i++) {
-        bytes[i] = (uint8_t)((((file_offset + i) ^ salt) * 0x9E3779B97F4A7C15ull) >> 56);
+        uint64_t x = (file_offset + i) * 0x9E3779B97F4A7C15ull + salt;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+        bytes[i] = (uint8_t)(x >> 56);
     }
 }
 
