@@ -42,16 +42,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What Swift cannot call directly for the exerciser's mount mode: variadic ioctl() with the
+        // extentfs argument structs, and mmap's MAP_FAILED.
+        .target(name: "CExerciseSyscalls", dependencies: ["CExtentFSIoctl"]),
+        // fsx for extentfs: random operations checked against an in-memory model, in-process or
+        // through a mount; replay files and shrinking on failure.
+        .target(
+            name: "ExtentFSExercise",
+            dependencies: [
+                "ExtentFS", "CExerciseSyscalls",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "extentfs",
             dependencies: [
-                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl",
+                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl", "ExtentFSExercise",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS"]),
+        // Replays/ holds sequences that once failed; the tests read them from the source tree.
+        .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ExtentFS", .product(name: "SystemPackage", package: "swift-system")]

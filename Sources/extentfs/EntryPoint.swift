@@ -13,6 +13,6 @@ struct Extentfs: ParsableCommand {
             """,
         subcommands: [Mkfs.self, Mount.self, Umount.self, Fsck.self,
                       Punch.self, Zero.self, Collapse.self, Insert.self, Unshare.self, Prealloc.self,
-                      Clone.self, Dedupe.self, Map.self]
+                      Clone.self, Dedupe.self, Map.self, ExerciseCommand.self]
     )
 }

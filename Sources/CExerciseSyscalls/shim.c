@@ -1,0 +1,1 @@
+/* Header-only target: exercise_syscalls.h. */
