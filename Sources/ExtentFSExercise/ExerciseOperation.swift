@@ -100,7 +100,8 @@ public enum AllocationMode: String, Codable, Sendable, CaseIterable {
         case .zeroRangeKeepSize: return 0x10 | 0x01
         case .collapseRange: return 0x08
         case .insertRange: return 0x20
-        case .unshareRange: return 0x40
+        // As the extentfs ioctl serves it: UNSHARE|KEEP_SIZE (XFS also preallocates the range).
+        case .unshareRange: return 0x40 | 0x01
         case .punchHoleWithoutKeepSize: return 0x02
         case .collapseRangeKeepSize: return 0x08 | 0x01
         }

@@ -99,7 +99,9 @@ public struct Model: Sendable {
             guard aligned, offset < size else { return .failure(.invalidArgument) }
             files[file].insertHole(offset, length)
         case .unshareRange:
-            break
+            // UNSHARE|KEEP_SIZE: contents and size stay; as on XFS (xfs_alloc_file_space after
+            // the unshare), the whole range is preallocated, past EOF too.
+            files[file].markMapped(offset, end)
         case .punchHoleWithoutKeepSize:
             return .failure(.notSupported)
         case .collapseRangeKeepSize:
@@ -110,37 +112,41 @@ public struct Model: Sendable {
         return .success
     }
 
-    /// Clone and dedupe: the checks of the kernel's generic_remap_checks as XFS applies them.
-    /// Offsets block-aligned; the length too, except a tail that ends at the source's EOF when
-    /// the destination range reaches the destination's EOF (dedupe shortens instead of failing).
+    /// Clone and dedupe: the kernel's generic_remap_checks (fs/remap_range.c) as XFS applies them.
+    /// Offsets block-aligned; dedupe needs both ranges inside EOF; an unaligned tail only where
+    /// the source ends (and, for dedupe, the destination too); dedupe may shorten to whole blocks,
+    /// clone may not; no overlap within one file.
     private mutating func remap(_ source: Int, _ sourceOffset: Int, _ destination: Int, _ destinationOffset: Int,
                                 _ requested: Int, dedupe: Bool) -> Expectation {
         let sourceSize = Int(files[source].size)
         let destinationSize = Int(files[destination].size)
-        guard sourceOffset % blockSize == 0, destinationOffset % blockSize == 0, sourceOffset <= sourceSize else {
+        let done: Expectation = dedupe ? .dedupe(.same(bytes: 0)) : .success
+        var length = requested
+        if length == 0 {
+            guard sourceOffset <= sourceSize else { return .failure(.invalidArgument) }
+            length = sourceSize - sourceOffset
+            if length == 0 { return done }
+        }
+        guard sourceOffset % blockSize == 0, destinationOffset % blockSize == 0 else { return .failure(.invalidArgument) }
+        if dedupe && (sourceOffset >= sourceSize || sourceOffset + length > sourceSize ||
+                      destinationOffset >= destinationSize || destinationOffset + length > destinationSize) {
             return .failure(.invalidArgument)
         }
-        var length = requested == 0 ? sourceSize - sourceOffset : requested
-        if dedupe {
-            length = min(length, sourceSize - sourceOffset)
-            if destinationOffset >= destinationSize { return .dedupe(.same(bytes: 0)) }
-            length = min(length, destinationSize - destinationOffset)
-        } else if sourceOffset + length > sourceSize {
+        guard sourceOffset < sourceSize else { return .failure(.invalidArgument) }
+        length = min(length, sourceSize - sourceOffset)
+        let span: Int
+        if sourceOffset + length == sourceSize && (!dedupe || destinationOffset + length == destinationSize) {
+            span = (sourceSize + blockSize - 1) / blockSize * blockSize - sourceOffset
+        } else {
+            length = length / blockSize * blockSize
+            span = length
+        }
+        if source == destination, destinationOffset + span > sourceOffset, destinationOffset < sourceOffset + span {
             return .failure(.invalidArgument)
         }
-        guard length > 0 else { return dedupe ? .dedupe(.same(bytes: 0)) : .success }
-        if length % blockSize != 0 {
-            let endsAtSource = sourceOffset + length == sourceSize
-            let reachesDestinationEnd = destinationOffset + length >= destinationSize
-            if !(endsAtSource && reachesDestinationEnd) {
-                guard dedupe else { return .failure(.invalidArgument) }
-                length = length / blockSize * blockSize
-                guard length > 0 else { return .dedupe(.same(bytes: 0)) }
-            }
-        }
-        if source == destination, sourceOffset < destinationOffset + length, destinationOffset < sourceOffset + length {
-            return .failure(.invalidArgument)
-        }
+        if length != requested && requested != 0 && !dedupe { return .failure(.invalidArgument) }
+        if length % blockSize != 0, destinationOffset + length < destinationSize { return .failure(.invalidArgument) }
+        guard length > 0 else { return done }
         if dedupe {
             guard files[source].bytesEqual(sourceOffset, files[destination], destinationOffset, count: length) else {
                 return .dedupe(.differs)
