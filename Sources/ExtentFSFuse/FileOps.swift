@@ -12,7 +12,6 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             // itself is followed by an explicit invalidation (DESIGN.md, "The kernel in between").
             cfuse_fi_set_keep_cache(fi, 1)
             OpenFlags.remember(in: fi)
-            if OpenFlags(handleOf: fi).isDirect { cfuse_fi_set_direct_io(fi, 1) }
             if fuse_reply_open(req, fi) != 0 {
                 fs.release(ino)  // the kernel never saw the open, so no RELEASE will come
             }
@@ -24,7 +23,6 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
                                            flags: cfuse_fi_flags(fi), owner: caller(req))
             cfuse_fi_set_keep_cache(fi, 1)
             OpenFlags.remember(in: fi)
-            if OpenFlags(handleOf: fi).isDirect { cfuse_fi_set_direct_io(fi, 1) }
             var entry = entryParam(attributes)
             if fuse_reply_create(req, &entry, fi) != 0 {
                 fs.release(attributes.ino)
@@ -38,6 +36,9 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
         do {
             // The reply goes out while the engine still holds the invalidate_lock shared, so no
             // truncate or punch can slip in between reading the pages and the kernel getting them.
+            // O_DIRECT: the kernel's own direct path for FUSE writes back and invalidates its cache
+            // and sends the request here; the engine then bypasses its cache too. (Not direct_io on
+            // the open file: that would forbid mmap of an O_DIRECT descriptor, which XFS allows.)
             let direct = OpenFlags(handleOf: fi).isDirect
             try Server.of(req).fileSystem.read(ino, offset: UInt64(offset), count: size, direct: direct) { bytes in
                 guard !replied else { return }
