@@ -103,7 +103,7 @@ private struct IoctlCall {
     /// MAP: up to EXTENTFS_MAP_MAX extents from `offset`; the caller continues after the last.
     func map() throws {
         var map = try argument(extentfs_map_args.self, returned: true)
-        let extents = try server.fileSystem.extentMap(ino, offset: map.offset, length: map.length)
+        let extents = try server.fileSystem.extentMap(ino, offset: map.offset, length: map.length, limit: Int(EXTENTFS_MAP_MAX))
         let filled = min(extents.count, Int(EXTENTFS_MAP_MAX))
         withUnsafeMutableBytes(of: &map.extents) { raw in
             let slots = raw.bindMemory(to: extentfs_extent.self)

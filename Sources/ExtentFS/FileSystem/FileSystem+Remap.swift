@@ -209,7 +209,8 @@ extension FileSystem {
         }
     }
 
-    public func extentMap(_ ino: InodeNumber, offset: UInt64, length: UInt64) throws -> [MappedExtent] {
+    /// At most `limit` entries, so a caller paging through a huge map pays for what it gets.
+    public func extentMap(_ ino: InodeNumber, offset: UInt64, length: UInt64, limit: Int = Int.max) throws -> [MappedExtent] {
         let inode = try self.inode(ino)
         guard inode.type == .regular else { throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument }
         guard length > 0 else { return [] }
@@ -219,7 +220,10 @@ extension FileSystem {
         return metadata.withLock {
             let lastBlock = inode.extents.endBlock
             var result: [MappedExtent] = []
-            for extent in inode.extents.extents(from: first, to: end) {
+            var index = inode.extents.firstIndex(endingAfter: first)
+            while index < inode.extents.extents.count, inode.extents.extents[index].logical < end, result.count < limit {
+                let extent = inode.extents.extents[index].clipped(from: first, to: end)
+                index += 1
                 var flags: MappedExtent.Flags = []
                 if extent.state == .unwritten { flags.insert(.unwritten) }
                 guard extent.state != .delayed else {
@@ -245,7 +249,7 @@ extension FileSystem {
                     logical += piece.run.count
                 }
             }
-            return result
+            return result.count > limit ? Array(result.prefix(limit)) : result
         }
     }
 }
