@@ -45,6 +45,9 @@ cleanup_test_mounts
 log "running fio verification"
 bash scripts/fio-verify.sh || failures+=("scripts/fio-verify.sh failed (exit $?)")
 
+log "running the block-device backing test (a loop device)"
+bash scripts/blockdev-test.sh || failures+=("scripts/blockdev-test.sh failed (exit $?)")
+
 log "running the standard tools (xfs_io, fallocate, cp --reflink, duperemove) through the preload library"
 bash scripts/tools-test.sh || failures+=("scripts/tools-test.sh failed (exit $?)")
 
