@@ -31,10 +31,13 @@ final class DamagedImageTests: XCTestCase {
             let sequences = try DamagedImageTests.superblockCopies.map { try superblockSequence(volume.image, at: $0) }
             let older = sequences[0] < sequences[1] ? 0 : 1
             try overwrite(volume.image, at: DamagedImageTests.superblockCopies[older], seed: 0xBAD)
+            try assertFsckReportsProblem(volume, "\(context), older superblock copy corrupt")
             try volume.mount()
             XCTAssertEqual(try readWholeFile(volume.path("a.bin")), first, "\(context): a.bin with the older superblock copy damaged")
             XCTAssertEqual(try readWholeFile(volume.path("dir/b.bin")), second, "\(context): dir/b.bin with the older superblock copy damaged")
             try volume.unmount()
+            // The mount rewrote the damaged copy at its commit.
+            try volume.requireClean("\(context), after a mount healed the damaged superblock copy")
 
             // Both copies damaged: nothing to mount.
             for (index, offset) in DamagedImageTests.superblockCopies.enumerated() {

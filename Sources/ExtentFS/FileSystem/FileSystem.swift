@@ -51,6 +51,11 @@ public final class FileSystem: @unchecked Sendable {
                                 "; run extentfs fsck \(image)", errno: .ioError)
         }
         let fileSystem = FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
+        if !choice.warnings.isEmpty {
+            // The next commit (sequence + 1) goes to the other slot, the damaged one: it heals.
+            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it at the next commit") }
+            fileSystem.metadata.withLock { fileSystem.metadata.isDirty = true }
+        }
         try fileSystem.freeOrphans()
         cache.onDirtyPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
         fileSystem.flusher.start { [weak fileSystem] in fileSystem?.backgroundFlush() }

@@ -33,6 +33,12 @@ enum VolumeLoader {
             }
             throw ExtentFSError("\(store.path) is a damaged extentfs image: \(damage.joined(separator: "; "))", errno: .ioError)
         }
+        // From the second commit on, both copies hold a superblock (sequences s and s - 1): a copy
+        // that does not is damaged even if its magic number is gone too.
+        if newest.sequence >= 2, valid.count < 2, damage.isEmpty {
+            let other = Superblock.slotOffsets[Int((newest.sequence + 1) % 2)]
+            damage.append("superblock copy \(Int((newest.sequence + 1) % 2)) (byte \(other)) is missing or unreadable; the other copy (sequence \(newest.sequence)) is in use")
+        }
         let needed = newest.blockCount * UInt64(newest.blockSize)
         guard needed <= store.size else {
             throw ExtentFSError("\(store.path) is a damaged extentfs image: the superblock describes \(needed) bytes but the image has \(store.size) (truncated?)", errno: .ioError)
