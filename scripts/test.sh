@@ -54,6 +54,9 @@ bash scripts/tools-test.sh || failures+=("scripts/tools-test.sh failed (exit $?)
 log "running the exerciser (in-process, racing readers, through a mount; block sizes 512 to 65536)"
 EXTENTFS="$EXTENTFS_BIN" bash scripts/exercise.sh || failures+=("scripts/exercise.sh failed (exit $?)")
 
+log "running the stress run through a mount"
+bash scripts/stress-mount.sh || failures+=("scripts/stress-mount.sh failed (exit $?)")
+
 # xfstests' fsx, when the user names one; the project never builds it.
 if [[ -n "${FSX:-}" ]]; then
     log "running fsx ($FSX)"
