@@ -1,5 +1,6 @@
 import ArgumentParser
 import SystemPackage
+import ExtentFSFuse
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +19,7 @@ struct Umount: ParsableCommand {
     func run() throws {
         try reportingErrors("umount") {
             let path = absolutePathNotFollowingLast(mountpoint)
-            guard let entry = try MountEntry.current(at: path), entry.fileSystemType == "fuse.extentfs" else {
+            guard let entry = try MountEntry.current(at: path), entry.isExtentFS else {
                 throw CommandFailure("\(path) is not an extentfs mount")
             }
             // Opened before the unmount: afterwards nothing else names the image for us.

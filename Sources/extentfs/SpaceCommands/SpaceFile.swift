@@ -1,5 +1,6 @@
 import ArgumentParser
 import SystemPackage
+import ExtentFSFuse
 
 #if canImport(Glibc)
 import Glibc
@@ -72,7 +73,7 @@ func isOnExtentFSMount(device: UInt) throws -> Bool {
     let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
     let minor = (device & 0xff) | ((device >> 12) & ~0xff)
     let name = "\(major):\(minor)"
-    return try MountEntry.all().contains { $0.device == name && $0.fileSystemType == "fuse.extentfs" }
+    return try MountEntry.all().contains { $0.device == name && $0.isExtentFS }
 }
 
 /// Runs one space command: any error is one line on stderr and exit status `errorStatus`.

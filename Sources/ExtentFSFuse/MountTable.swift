@@ -1,22 +1,24 @@
 import SystemPackage
 
-/// One line of /proc/self/mountinfo, the fields extentfs needs.
-struct MountEntry {
-    var mountpoint: String
-    var fileSystemType: String
+/// One line of /proc/self/mountinfo, the fields extentfs needs. Shared by the adapter (the
+/// mount's st_dev, for EXDEV checks) and the CLI (umount, "is this file on extentfs").
+public struct MountEntry {
+    public var mountpoint: String
+    public var fileSystemType: String
     /// For extentfs, the fsname: the absolute image path.
-    var source: String
+    public var source: String
     /// "major:minor", the st_dev of files on the mount.
-    var device: String
+    public var device: String
+
+    public var isExtentFS: Bool { fileSystemType == "fuse.extentfs" }
 
     /// The topmost mount on `mountpoint` (later lines stack over earlier ones), if any.
-    static func current(at mountpoint: String) throws -> MountEntry? {
+    public static func current(at mountpoint: String) throws -> MountEntry? {
         try all().last { $0.mountpoint == mountpoint }
     }
 
-    static func all() throws -> [MountEntry] {
-        let text = try readWholeFile("/proc/self/mountinfo")
-        return text.split(separator: "\n").compactMap(parse)
+    public static func all() throws -> [MountEntry] {
+        try readProcFile("/proc/self/mountinfo").split(separator: "\n").compactMap(parse)
     }
 
     /// "id parent major:minor root mountpoint options [optional fields...] - type source superoptions"
@@ -47,16 +49,17 @@ struct MountEntry {
     }
 }
 
-/// For /proc files, whose size stat reports as 0.
-func readWholeFile(_ path: String) throws -> String {
+/// The whole text of a /proc file. Read in a loop, since /proc reports a size of 0.
+public func readProcFile(_ path: String) throws -> String {
     let descriptor = try FileDescriptor.open(path, .readOnly, options: .closeOnExec)
     defer { try? descriptor.close() }
     var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
-        if count == 0 { break }
-        bytes += chunk[..<count]
+    try withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 8) { chunk in
+        while true {
+            let count = try descriptor.read(into: chunk)
+            if count == 0 { break }
+            bytes += chunk[..<count]
+        }
     }
     return String(decoding: bytes, as: UTF8.self)
 }
