@@ -17,7 +17,6 @@ extension FileSystem {
         }
         guard length > 0 else { throw Errno.invalidArgument }
         guard offset <= Superblock.maxFileSize, length <= Superblock.maxFileSize - offset else { throw Errno.fileTooLarge }
-        let exclusive: [FallocateMode] = [.collapseRange, .insertRange]
         switch mode.subtracting(.keepSize) {
         case []:
             try preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
@@ -35,7 +34,6 @@ extension FileSystem {
         case .insertRange where !mode.contains(.keepSize):
             try insert(inode, offset: offset, length: length)
         default:
-            _ = exclusive
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
     }
@@ -93,41 +91,53 @@ extension FileSystem {
 
     /// PUNCH_HOLE|KEEP_SIZE: partial blocks at the ends are zeroed, whole blocks unmapped.
     private func punchHole(_ inode: Inode, offset: UInt64, length: UInt64) throws {
+        try withPagesLocked(inode) { space, size in
+            let (first, wholeEnd) = wholeBlocks(offset, length)
+            try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: size)
+            if first < wholeEnd {
+                let blockSize = UInt64(geometry.blockSize)
+                dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
+                pausePoint(.punchAfterDroppingPages)
+                metadata.transaction { unmapBlocks(inode, from: first, to: wholeEnd) }
+            }
+            metadata.transaction { inode.mtime = .now; inode.ctime = inode.mtime }
+        }
+    }
+
+    /// Runs `body` with the inode's lock and its invalidate_lock held exclusively (the order of
+    /// Support/Locks.swift), passing the page cache and the size: every operation that drops
+    /// pages because their blocks change.
+    private func withPagesLocked(_ inode: Inode, _ body: (AddressSpace, UInt64) throws -> Void) throws {
         guard let space = inode.pages else { throw Errno.invalidArgument }
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
         inode.invalidateLock.lockExclusive()
         defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { inode.size }
+        try body(space, metadata.withLock { inode.size })
+    }
+
+    /// Zeros, through the cache, the parts of [offset, offset + length) that only partly cover a
+    /// block (the whole range when it lies inside one block), not past `limit`.
+    private func zeroPartialBlocks(_ inode: Inode, _ space: AddressSpace, offset: UInt64, length: UInt64, upTo limit: UInt64) throws {
         let end = offset + length
         let (first, wholeEnd) = wholeBlocks(offset, length)
         let blockSize = UInt64(geometry.blockSize)
         if first > wholeEnd {
-            // Inside one block.
-            try zeroCached(inode, space, from: offset, to: min(end, size))
+            try zeroCached(inode, space, from: offset, to: min(end, limit))
         } else {
-            try zeroCached(inode, space, from: offset, to: min(first * blockSize, size))
-            try zeroCached(inode, space, from: max(wholeEnd * blockSize, offset), to: min(end, size))
+            try zeroCached(inode, space, from: offset, to: min(first * blockSize, limit))
+            try zeroCached(inode, space, from: max(wholeEnd * blockSize, offset), to: min(end, limit))
         }
-        if first < wholeEnd {
-            pausePoint(.punchAfterDroppingPages)
-            dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
-            pausePoint(.punchBeforeUnmapping)
-            metadata.transaction { unmapBlocks(inode, from: first, to: wholeEnd) }
-        }
-        metadata.transaction { inode.mtime = .now; inode.ctime = inode.mtime }
     }
 
     /// ZERO_RANGE: partial blocks zeroed through the cache; whole blocks become unwritten (in
     /// place when the file owns them alone, else newly allocated), so they read as zeros and stay
     /// allocated. Space is reserved before any change.
     private func zeroRange(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
-        guard let space = inode.pages else { throw Errno.invalidArgument }
-        inode.lock.lockExclusive()
-        defer { inode.lock.unlock() }
-        inode.invalidateLock.lockExclusive()
-        defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { inode.size }
+        try withPagesLocked(inode) { space, _ in try zeroRange(inode, space, offset: offset, length: length, keepSize: keepSize) }
+    }
+
+    private func zeroRange(_ inode: Inode, _ space: AddressSpace, offset: UInt64, length: UInt64, keepSize: Bool) throws {
         let end = offset + length
         let (first, wholeEnd) = wholeBlocks(offset, length)
         let blockSize = UInt64(geometry.blockSize)
@@ -151,12 +161,7 @@ extension FileSystem {
                 return fromFree
             } }
         }
-        if first > wholeEnd {
-            try zeroCached(inode, space, from: offset, to: min(end, max(size, end)))
-        } else {
-            try zeroCached(inode, space, from: offset, to: first * blockSize)
-            try zeroCached(inode, space, from: max(wholeEnd * blockSize, offset), to: end)
-        }
+        try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: end)
         if first < wholeEnd {
             dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
             metadata.transaction {

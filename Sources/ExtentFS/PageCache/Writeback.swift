@@ -68,7 +68,6 @@ extension FileSystem {
         batch.groups.append(WritebackBatch.Group(pages: present, cleaned: dirtyMasks))
 
         let shift = UInt64(geometry.blockShift)
-        let unitSize = geometry.unitSize
         let groupOffset = firstPage * UInt64(Page.size)
         let firstBlock = groupOffset >> shift
         let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1

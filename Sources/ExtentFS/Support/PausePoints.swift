@@ -4,10 +4,8 @@
 public enum PausePoint: String, Sendable {
     /// Read: pages created (locked), blocks not yet mapped for the fill.
     case readBeforeFill
-    /// Punch: the range's pages dropped, the extents not yet unmapped.
+    /// Punch: the range's pages dropped, the extents not yet unmapped (seed 001's window).
     case punchAfterDroppingPages
-    /// Punch: extents about to be unmapped.
-    case punchBeforeUnmapping
     /// Dedupe: ranges compared equal, not yet remapped.
     case dedupeAfterCompare
     /// Writeback: pages of a batch locked and mapped, data not yet written.
