@@ -68,7 +68,8 @@ let package = Package(
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ExtentFS", .product(name: "SystemPackage", package: "swift-system")]
+            // CExerciseSyscalls: the extentfs ioctls, which Swift cannot call through variadic ioctl().
+            dependencies: ["ExtentFS", "CExerciseSyscalls", .product(name: "SystemPackage", package: "swift-system")]
         ),
     ],
     swiftLanguageModes: [.v5]

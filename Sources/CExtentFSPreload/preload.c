@@ -390,6 +390,13 @@ static int extentfs_fallocate(int fd, int mode, int64_t offset, int64_t len, con
         if (write_back(fd, args.offset, args.length) != 0) return -1;
     }
     if (extentfs_ioctl(fd, request, &args) != 0) return -1;
+    /* The kernel's copy of the size goes down only when it asks (extentfs_ioctl.h). The collapse
+     * is done either way, so a failure here is not fallocate's. */
+    if (mode == FALLOC_FL_COLLAPSE_RANGE) {
+        int saved = errno;
+        (void)extentfs_refresh_size(fd);
+        errno = saved;
+    }
 
     /* The ioctl has no KEEP_SIZE bit. UNSHARE_RANGE without it is unshare plus preallocation:
      * XFS unshares, allocates the range and extends the file past its end. Plain preallocation of

@@ -6,6 +6,9 @@
 #define FUSE_USE_VERSION 312
 
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -42,6 +45,36 @@ static inline void cfuse_conn_configure(struct fuse_conn_info *conn, unsigned ma
     conn->max_write = max_bytes;
     conn->max_readahead = max_bytes;
     conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV);
+}
+
+/// A page that can be neither read nor written, or NULL: the data of cfuse_raise_kernel_size.
+static inline void *cfuse_unreadable_page(void) {
+    void *page = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return page == MAP_FAILED ? NULL : page;
+}
+
+/// Raises the kernel's cached size of `ino` to `size` (never lowers it) without changing a byte
+/// of its page cache, by a FUSE_NOTIFY_STORE of the file's last byte whose data cannot be read.
+/// The kernel's fuse_notify_store raises i_size to offset + length before it copies any data,
+/// unconditionally (GETATTR replies are dropped when a WRITE raced them); the copy from
+/// `unreadable` then fails with EFAULT, leaving the page as it was. libfuse's
+/// fuse_lowlevel_notify_store would print that expected failure, so this writes the
+/// notification itself. Returns 0 when the kernel took the size, -ENOENT when it caches nothing
+/// of the inode (so nothing to correct), another -errno on failure.
+static inline int cfuse_raise_kernel_size(struct fuse_session *se, uint64_t ino, uint64_t size,
+                                          void *unreadable) {
+    if (size == 0) return 0;
+    struct fuse_notify_store_out store = { .nodeid = ino, .offset = size - 1, .size = 1, .padding = 0 };
+    struct fuse_out_header header = {
+        .len = (uint32_t)(sizeof header + sizeof store + 1), .error = FUSE_NOTIFY_STORE, .unique = 0,
+    };
+    struct iovec iov[3] = {
+        { .iov_base = &header, .iov_len = sizeof header },
+        { .iov_base = &store, .iov_len = sizeof store },
+        { .iov_base = unreadable, .iov_len = 1 },
+    };
+    if (writev(fuse_session_fd(se), iov, 3) >= 0) return -EIO;  /* it read the unreadable byte? */
+    return errno == EFAULT ? 0 : -errno;
 }
 
 #endif

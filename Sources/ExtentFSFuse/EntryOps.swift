@@ -21,7 +21,8 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
     }
     ops.getattr = { req, ino, _ in
         handle(req) { fs in
-            replyAttributes(req, try fs.getattr(ino))
+            // Not while a growing ioctl has yet to tell the kernel the new size (KernelSize.swift).
+            replyAttributes(req, try Server.of(req).sizeLocks.withLock(ino) { try fs.getattr(ino) })
         }
     }
     ops.setattr = { req, ino, attr, valid, _ in

@@ -12,13 +12,15 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
                              input: UnsafeRawBufferPointer(start: input, count: input == nil ? 0 : inputSize),
                              outputSize: outputSize)
         handle(req) { _ in
+            // Each operation is done, the kernel told, before the reply: the caller may append
+            // or map as soon as it has it.
             switch command {
-            case ExtentFSIoctl.collapseRange: try call.changeRange(.collapseRange)
-            case ExtentFSIoctl.insertRange: try call.changeRange(.insertRange)
+            case ExtentFSIoctl.collapseRange: try call.changeRange(.collapseRange); call.replyDone()
+            case ExtentFSIoctl.insertRange: try call.changeRange(.insertRange); call.replyDone()
             // The ioctl unshares only; the size change of an unshare without KEEP_SIZE is the
             // preload's following mode-0 fallocate, as the header says.
-            case ExtentFSIoctl.unshareRange: try call.changeRange([.unshareRange, .keepSize])
-            case ExtentFSIoctl.cloneRange: try call.clone()
+            case ExtentFSIoctl.unshareRange: try call.changeRange([.unshareRange, .keepSize]); call.replyDone()
+            case ExtentFSIoctl.cloneRange: try call.clone(); call.replyDone()
             case ExtentFSIoctl.dedupeRange: try call.dedupe()
             case ExtentFSIoctl.map: try call.map()
             default: throw Errno.inappropriateIOCTLForDevice  // ENOTTY: "not ours", as any filesystem says
@@ -38,7 +40,8 @@ private struct IoctlCall {
 
     var server: Server { Server.of(req) }
 
-    /// COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: fallocate(2) with that mode.
+    /// COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: fallocate(2) with that mode. Replying is
+    /// the caller's (`replyDone`), as for `clone`.
     func changeRange(_ mode: FallocateMode) throws {
         let range = try argument(extentfs_range_args.self)
         try requireWritable()
@@ -46,7 +49,6 @@ private struct IoctlCall {
         guard range.length > 0 else { throw Errno.invalidArgument }
         try checkRange(offset: range.offset, length: range.length)
         try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode)
-        replyDone()
     }
 
     /// CLONE_RANGE: src_fd's blocks shared into this file.
@@ -59,12 +61,13 @@ private struct IoctlCall {
         try checkRange(offset: clone.src_offset, length: clone.length)
         try checkRange(offset: clone.dest_offset, length: clone.length)
         let fs = server.fileSystem
+        // A clone past the end grows the file behind the kernel's back (KernelSize.swift).
         try server.changingKernelCache(KernelRange(ino: ino, offset: clone.dest_offset, length: clone.length),
-                                       source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length)) {
+                                       source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length),
+                                       mayGrow: true) {
             _ = try fs.clone(from: source, sourceOffset: clone.src_offset, to: ino,
                              destinationOffset: clone.dest_offset, length: clone.length)
         }
-        replyDone()
     }
 
     /// DEDUPE_RANGE. Like FIDEDUPERANGE, whose source is the file the ioctl is issued on: a
@@ -147,7 +150,7 @@ private struct IoctlCall {
         guard offset + length <= limit else { throw Errno.fileTooLarge }
     }
 
-    private func replyDone() {
+    func replyDone() {
         _ = fuse_reply_ioctl(req, 0, nil, 0)
     }
 

@@ -24,14 +24,17 @@ extension Server {
     ///   kernel drops `changed` and the file's attributes, so no read or fault through the mount
     ///   shows pre-operation data or size.
     ///
+    /// An operation that may make the file larger (`mayGrow`: insert, clone) also tells the
+    /// kernel the new size before anything else learns it (KernelSize.swift).
+    ///
     /// Must be called with no engine lock held, never from inside `FileSystem.read`'s closure:
     /// writing back sends WRITE requests that other loop threads serve while this one waits.
-    func changingKernelCache<R>(_ changed: KernelRange, source: KernelRange? = nil,
+    func changingKernelCache<R>(_ changed: KernelRange, source: KernelRange? = nil, mayGrow: Bool = false,
                                 _ operation: () throws -> R) throws -> R {
         invalidateKernelCache(changed)
         if let source { invalidateKernelCache(source) }
         defer { invalidateKernelCache(changed) }
-        return try operation()
+        return try mayGrow ? growingBehindKernel(changed.ino, operation) : operation()
     }
 
     /// Writes back the kernel's dirty pages in `range` (as WRITE requests to us), then drops its

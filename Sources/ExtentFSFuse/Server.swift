@@ -10,6 +10,10 @@ final class Server {
     /// st_dev of the mount, set once it is live: a clone or dedupe source with another st_dev
     /// is on another filesystem (EXDEV).
     var mountDevice: UInt?
+    /// Serializes telling the kernel a file's size with truncates (KernelSize.swift).
+    let sizeLocks = KernelSizeLocks()
+    /// The data of every size notification: it must be unreadable (KernelSize.swift).
+    let unreadablePage: UnsafeMutableRawPointer? = cfuse_unreadable_page()
 
     init(fileSystem: FileSystem) {
         self.fileSystem = fileSystem

@@ -44,8 +44,10 @@ func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length:
     let fs = server.fileSystem
     let operation = { try fs.fallocate(ino, offset: offset, length: length, mode: mode) }
     if !mode.isDisjoint(with: [.collapseRange, .insertRange]) {
-        // Everything from offset on moves.
-        try server.changingKernelCache(.toEnd(of: ino, from: offset), operation)
+        // Everything from offset on moves. Insert grows the file behind the kernel's back
+        // (KernelSize.swift); collapse shrinks it, which the caller's extentfs_refresh_size
+        // tells the kernel.
+        try server.changingKernelCache(.toEnd(of: ino, from: offset), mayGrow: mode.contains(.insertRange), operation)
     } else if !mode.isDisjoint(with: [.punchHole, .zeroRange]) {
         try server.changingKernelCache(KernelRange(ino: ino, offset: offset, length: length), operation)
     } else {

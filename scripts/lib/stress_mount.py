@@ -216,17 +216,15 @@ class Stress:
 
     def safe_size(self, f):
         """A size within which a mapping of file f can be touched without SIGBUS: the kernel's
-        i_size (lseek SEEK_END) and the size fstat reports, whichever is smaller. The caller holds
-        the file's lock, so neither can shrink until it lets go.
+        own copy of the size (i_size: lseek SEEK_END) and the size fstat reports, whichever is
+        smaller. The caller holds the file's lock, so neither can shrink until it lets go.
 
-        fstat alone is not enough. Insert and clone grow a file behind the kernel's back (they
-        are ioctls), so the kernel learns the new size only from a GETATTR; while another thread
-        writes to the file, fstat often reports the new size and yet i_size keeps the old one
-        (seen on Linux 6.18 in a fifth of tries: the kernel drops a GETATTR answer that raced
-        with a write, and fstat returns it anyway). A buffered pread then stops at the old size
-        and a fault between the two sizes is SIGBUS. After a collapse the opposite (i_size above
-        the file's size, where a fault reads short and shrinks i_size under the mapping) is
-        guarded the same way, though not seen."""
+        fstat alone is not enough on any FUSE filesystem: while another thread's pwrite that
+        extends the file is on its way, fstat reports the size the daemon already has, and the
+        kernel raises i_size only once the write's reply is back (seen here with just mmap read,
+        pwrite and truncate). The ioctls are not part of that: extentfs raises i_size before an
+        insert or clone returns and before any GETATTR can report the new size, and
+        op_collapse refreshes it as extentfs_ioctl.h asks of every caller."""
         return min(os.lseek(self.fds[f], 0, os.SEEK_END), os.fstat(self.fds[f]).st_size)
 
     def op_mmap_read(self, rng, f):
@@ -277,6 +275,7 @@ class Stress:
         args = RangeArgs(rng.randrange(self.span // self.bs) * self.bs, (rng.randrange(3) + 1) * self.bs)
         with self.locks[f]:
             ioctl(self.fds[f], IOC_COLLAPSE_RANGE, args)
+            os.fchown(self.fds[f], -1, -1)  # extentfs_refresh_size: the kernel's size goes down
 
     def op_insert(self, rng, f):
         args = RangeArgs(rng.randrange(self.span // self.bs) * self.bs, (rng.randrange(3) + 1) * self.bs)

@@ -23,8 +23,11 @@ static inline int exercise_range_ioctl(int fd, unsigned long request, uint64_t o
     return ioctl(fd, request, &args) < 0 ? -errno : 0;
 }
 
+/* With the size refresh the header asks of every collapse caller. */
 static inline int exercise_collapse_range(int fd, uint64_t offset, uint64_t length) {
-    return exercise_range_ioctl(fd, EXTENTFS_IOC_COLLAPSE_RANGE, offset, length);
+    int result = exercise_range_ioctl(fd, EXTENTFS_IOC_COLLAPSE_RANGE, offset, length);
+    if (result == 0) (void)extentfs_refresh_size(fd);
+    return result;
 }
 
 static inline int exercise_insert_range(int fd, uint64_t offset, uint64_t length) {

@@ -17,17 +17,23 @@
  * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
  * An unknown command is ENOTTY, as on any filesystem.
  *
- * Include this header from C or C++; it needs only <linux/ioctl.h> and <stdint.h>.
+ * After COLLAPSE_RANGE, call extentfs_refresh_size (below) before relying on the file's size.
+ *
+ * Include this header from C or C++; it needs only the C library and <linux/ioctl.h>.
  */
 #ifndef EXTENTFS_IOCTL_H
 #define EXTENTFS_IOCTL_H
 
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <linux/ioctl.h>
 
 #define EXTENTFS_IOC_MAGIC 0xE5
 
 /* COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE: the fallocate(2) modes of the same names.
+ * After COLLAPSE_RANGE, call extentfs_refresh_size(fd), as libExtentFSPreload does.
  * UNSHARE_RANGE acts as FALLOC_FL_UNSHARE_RANGE|FALLOC_FL_KEEP_SIZE does on XFS (private copies
  * of shared blocks, holes of the range preallocated, size unchanged); without KEEP_SIZE, follow it
  * with a mode-0 fallocate(2) of the same range, as libExtentFSPreload does. */
@@ -98,5 +104,20 @@ struct extentfs_map_args {
 #define EXTENTFS_IOC_CLONE_RANGE    _IOW(EXTENTFS_IOC_MAGIC, 4, struct extentfs_clone_args)
 #define EXTENTFS_IOC_DEDUPE_RANGE   _IOWR(EXTENTFS_IOC_MAGIC, 5, struct extentfs_dedupe_args)
 #define EXTENTFS_IOC_MAP            _IOWR(EXTENTFS_IOC_MAGIC, 6, struct extentfs_map_args)
+
+/* The kernel keeps its own copy of each file's size, and the ioctls above change the size behind
+ * its back. extentfs tells it of a file that grew (INSERT_RANGE, CLONE_RANGE past the end) before
+ * the ioctl returns, but a FUSE daemon has no way to lower it: until something refreshes it, the
+ * kernel goes on reading to the old end after COLLAPSE_RANGE, and an O_APPEND write lands there,
+ * leaving a gap. Call this on the collapsed file right after the ioctl. It asks for a SETATTR
+ * that changes nothing (fchown to -1, -1), whose reply the kernel always applies; like any
+ * chown, it clears the set-user-ID bit (as XFS's collapse does for anyone but root). Where even
+ * that is refused (a set-user-ID file of someone else's), it falls back on fstat(2), whose
+ * answer the kernel applies unless a write to the file raced it. 0, or -1 with errno set. */
+static inline int extentfs_refresh_size(int fd) {
+    struct stat st;
+    if (fchown(fd, (uid_t)-1, (gid_t)-1) == 0) return 0;
+    return fstat(fd, &st);
+}
 
 #endif

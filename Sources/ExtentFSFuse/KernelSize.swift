@@ -1,0 +1,62 @@
+import CFuse
+import ExtentFS
+import SystemPackage
+
+/// The kernel keeps its own copy of each file's size (i_size). Without the writeback cache it
+/// trusts our GETATTR replies, but drops one whenever a WRITE to the file completed while it was
+/// on its way (fuse_change_attributes' attr_version check), and it never asks at all before an
+/// O_APPEND write or a page fault. Work the kernel sends us itself (write, truncate, fallocate,
+/// copy_file_range) updates i_size on its side; the ioctls do not. So:
+///
+/// - an ioctl that can grow a file (insert, clone) runs in `growingBehindKernel`, which raises
+///   i_size itself before the reply: otherwise an O_APPEND write would land on the moved data
+///   and a read or mmap would stop at the old end;
+/// - nothing a daemon can send lowers i_size, so after a collapse the caller asks the kernel
+///   for a SETATTR, whose reply it always applies: `extentfs_refresh_size` in extentfs_ioctl.h,
+///   which the preload library and the CLI call.
+///
+/// Lock order: a file's stripe of `sizeLocks` is taken before any engine lock, and a thread
+/// holds at most one stripe. A growing ioctl holds it from its engine call until the kernel has
+/// the size, and GETATTR holds it, so that nobody learns a new size from fstat before the
+/// kernel has it (a fault below it would be SIGBUS). The stripe is never held across a kernel
+/// cache invalidation: that can wait (laundering an mmap-dirty page) on a truncate in the
+/// kernel, whose SETATTR we must be free to serve.
+///
+/// What this leaves: a truncate that lands between a growing ioctl reading the file's size and
+/// the kernel taking it leaves the kernel's size larger until its next GETATTR. Truncate cannot
+/// take the stripe to close that: telling the kernel waits for the last page's lock, which an
+/// mmap write-back held up by that very truncate may hold.
+final class KernelSizeLocks: @unchecked Sendable {
+    private let stripes = (0..<64).map { _ in Mutex() }
+
+    func withLock<T>(_ ino: InodeNumber, _ body: () throws -> T) rethrows -> T {
+        try stripes[Int(ino % UInt64(stripes.count))].withLock(body)
+    }
+}
+
+extension Server {
+    /// Runs `operation`, which may make file `ino` larger without the kernel knowing, then tells
+    /// the kernel the file's size if it grew (also when the operation failed part of the way).
+    /// Call with no engine lock held: telling the kernel waits for the page lock of the file's
+    /// last page, which a WRITE we have yet to serve may hold.
+    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) rethrows -> R {
+        try sizeLocks.withLock(ino) {
+            defer { raiseKernelSize(ino) }
+            return try operation()
+        }
+    }
+
+    /// Raises the kernel's i_size to the file's size; never lowers it, and leaves the kernel's
+    /// page cache as it is. The caller holds the file's stripe of `sizeLocks`.
+    private func raiseKernelSize(_ ino: InodeNumber) {
+        guard let session, let unreadablePage else { return }
+        guard let size = try? fileSystem.getattr(ino).size, size > 0, size <= UInt64(Int64.max) else { return }
+        let result = cfuse_raise_kernel_size(session, ino, size, unreadablePage)
+        switch -result {
+        case 0, ENOENT:
+            break  // taken, or the kernel holds no inode for it and so no size either
+        default:
+            log.warning("cannot tell the kernel the size of inode \(ino): \(Errno(rawValue: -result))")
+        }
+    }
+}
