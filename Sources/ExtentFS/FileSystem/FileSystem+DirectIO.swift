@@ -20,22 +20,33 @@ extension FileSystem {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: Page.size)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        let extents = metadata.withLock { inode.extents.extents(from: offset >> shift, to: (end - 1) >> shift + 1) }
-        var runs = DiskRuns()
-        for extent in extents where extent.state == .written {
-            let start = max(offset, extent.logical << shift)
-            let stop = min(end, extent.logicalEnd << shift)
-            guard start < stop else { continue }
-            let disk = (extent.physical << shift) + (start - (extent.logical << shift))
-            runs.append(diskOffset: disk, memory: buffer.baseAddress! + Int(start - offset), length: Int(stop - start))
-        }
-        do {
-            try runs.read(from: store)
-        } catch {
-            logger.error("direct read of inode \(inode.ino) failed: \(error)")
-            throw Errno.ioError
+        // Copy-on-write writeback of this file may remap these blocks meanwhile (it needs no
+        // lock a direct read holds); the barrier keeps the old ones from being reused until read.
+        try readingMappedBlocks {
+            let extents = metadata.withLock { inode.extents.extents(from: offset >> shift, to: (end - 1) >> shift + 1) }
+            var runs = DiskRuns()
+            for extent in extents where extent.state == .written {
+                let start = max(offset, extent.logical << shift)
+                let stop = min(end, extent.logicalEnd << shift)
+                guard start < stop else { continue }
+                let disk = (extent.physical << shift) + (start - (extent.logical << shift))
+                runs.append(diskOffset: disk, memory: buffer.baseAddress! + Int(start - offset), length: Int(stop - start))
+            }
+            pausePoint(.readAfterMapping)
+            do {
+                try runs.read(from: store)
+            } catch {
+                logger.error("direct read of inode \(inode.ino) failed: \(error)")
+                throw Errno.ioError
+            }
         }
         body(UnsafeRawBufferPointer(buffer))
+    }
+
+    /// Runs `body`, which maps file blocks under Metadata.lock and then reads them from disk, so
+    /// that none of them becomes reusable before it is read (Journal.reuseBarrier). Not nested.
+    func readingMappedBlocks<T>(_ body: () throws -> T) rethrows -> T {
+        try journal.reuseBarrier.withShared(body)
     }
 
     /// Caller holds the inode's lock exclusively (the write path).

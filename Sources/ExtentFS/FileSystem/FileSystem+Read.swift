@@ -112,6 +112,9 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let firstBlock = firstPage.fileOffset >> shift
         let endBlock = (lastPage.fileOffset + UInt64(Page.size) - 1) >> shift + 1
+        // No reuse barrier (Journal.reuseBarrier) needed: copy-on-write writeback locks every
+        // cached page of a block before it remaps the block, so the locked pages keep these
+        // blocks mapped until they are read (BlockReuseTests).
         let extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         var runs = DiskRuns()
         var cursor = 0
@@ -129,6 +132,7 @@ extension FileSystem {
                 runs.append(diskOffset: diskOffset, memory: page.memory + unit * unitSize, length: unitSize)
             }
         }
+        pausePoint(.readAfterMapping)
         try runs.read(from: store)
         for (page, mask) in pages { page.setUptodate(units: mask) }
     }

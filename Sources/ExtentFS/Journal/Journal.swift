@@ -12,6 +12,11 @@ final class Journal: @unchecked Sendable {
     let store: BackingStore
     let metadata: Metadata
     private let commitLock = Mutex()
+    /// Held shared by a reader from mapping file blocks until it has read them
+    /// (`FileSystem.readingMappedBlocks`), exclusively by a commit while it makes freed blocks
+    /// reusable: a block that copy-on-write or another file released meanwhile cannot be
+    /// reallocated and overwritten under the reader. Holders of it take only Metadata.lock.
+    let reuseBarrier = ReadWriteLock()
 
     init(store: BackingStore, metadata: Metadata) {
         self.store = store
@@ -42,13 +47,13 @@ final class Journal: @unchecked Sendable {
                 }
                 throw ExtentFSError("commit failed writing the checkpoint: \(error)", errno: (error as? Errno) ?? .ioError)
             }
-            metadata.withLock {
+            reuseBarrier.withExclusive { metadata.withLock {
                 for run in metadata.checkpointRuns { metadata.freeSpace.free(run) }
                 for run in prepared.frees { metadata.freeSpace.free(run) }
                 metadata.checkpointRuns = prepared.payloadRuns + [prepared.indexRun]
                 metadata.superblock = prepared.superblock
                 metadata.updateMetadataReserve(lastCheckpointBlocks: metadata.checkpointRuns.reduce(0) { $0 + $1.count })
-            }
+            } }
         }
     }
 

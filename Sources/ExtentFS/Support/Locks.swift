@@ -6,7 +6,7 @@ import Glibc
 // these must never suspend a Swift task or allocate.
 //
 // Lock order, outermost first (DESIGN.md); take them in this order only:
-//   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Metadata.lock
+//   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.reuseBarrier  ->  Metadata.lock
 // Metadata.lock is today one level standing for "extent map -> allocator/refcounts -> journal":
 // it guards every piece of metadata, is held only for in-memory work (never across I/O, except
 // by a commit serializing a checkpoint), and no other lock is taken while it is held.

@@ -4,6 +4,8 @@
 public enum PausePoint: String, Sendable {
     /// Read: pages created (locked), blocks not yet mapped for the fill.
     case readBeforeFill
+    /// Read (a page fill or O_DIRECT): blocks mapped, not yet read from disk.
+    case readAfterMapping
     /// Punch: the range's pages dropped, the extents not yet unmapped (seed 001's window).
     case punchAfterDroppingPages
     /// Dedupe: ranges compared equal, not yet remapped.
