@@ -21,8 +21,10 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
     }
     ops.getattr = { req, ino, _ in
         handle(req) { fs in
-            // Not while a growing ioctl has yet to tell the kernel the new size (KernelSize.swift).
-            replyAttributes(req, try Server.of(req).sizeLocks.withLock(ino) { try fs.getattr(ino) })
+            var attributes = try fs.getattr(ino)
+            // Not a size a growing ioctl has yet to tell the kernel (KernelSize.swift).
+            attributes.size = Server.of(req).kernelSizes.reportable(ino, size: attributes.size)
+            replyAttributes(req, attributes)
         }
     }
     ops.setattr = { req, ino, attr, valid, _ in

@@ -8,23 +8,20 @@ import SystemPackage
 /// argument and, for _IOWR, copies back as many as we reply with.
 func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
     ops.ioctl = { req, ino, command, _, fi, flags, input, inputSize, outputSize in
-        let call = IoctlCall(req: req, ino: ino, fi: fi, onDirectory: flags & UInt32(FUSE_IOCTL_DIR) != 0,
-                             input: UnsafeRawBufferPointer(start: input, count: input == nil ? 0 : inputSize),
+        // Copies of the argument and the open flags: a space operation runs after this handler
+        // has returned, on a space worker (SpaceWorkers.swift).
+        let call = IoctlCall(req: req, ino: ino, openFlags: OpenFlags(handleOf: fi),
+                             onDirectory: flags & UInt32(FUSE_IOCTL_DIR) != 0,
+                             input: input.map { Array(UnsafeRawBufferPointer(start: $0, count: inputSize)) } ?? [],
                              outputSize: outputSize)
-        handle(req) { _ in
-            // Each operation is done, the kernel told, before the reply: the caller may append
-            // or map as soon as it has it.
-            switch command {
-            case ExtentFSIoctl.collapseRange: try call.changeRange(.collapseRange); call.replyDone()
-            case ExtentFSIoctl.insertRange: try call.changeRange(.insertRange); call.replyDone()
-            // The ioctl unshares only; the size change of an unshare without KEEP_SIZE is the
-            // preload's following mode-0 fallocate, as the header says.
-            case ExtentFSIoctl.unshareRange: try call.changeRange([.unshareRange, .keepSize]); call.replyDone()
-            case ExtentFSIoctl.cloneRange: try call.clone(); call.replyDone()
-            case ExtentFSIoctl.dedupeRange: try call.dedupe()
-            case ExtentFSIoctl.map: try call.map()
-            default: throw Errno.inappropriateIOCTLForDevice  // ENOTTY: "not ours", as any filesystem says
-            }
+        switch command {
+        case ExtentFSIoctl.collapseRange, ExtentFSIoctl.insertRange, ExtentFSIoctl.unshareRange,
+             ExtentFSIoctl.cloneRange, ExtentFSIoctl.dedupeRange:
+            Server.of(req).spaceWorkers.submit { handle(req) { _ in try call.changeSpace(command) } }
+        case ExtentFSIoctl.map:
+            handle(req) { _ in try call.map() }
+        default:
+            replyError(req, Errno.inappropriateIOCTLForDevice)  // ENOTTY: "not ours", as any filesystem says
         }
     }
 }
@@ -33,10 +30,26 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
 private struct IoctlCall {
     var req: fuse_req_t?
     var ino: InodeNumber
-    var fi: UnsafeMutablePointer<fuse_file_info>?
+    /// The flags the file was opened with (`fi` itself is gone once the handler returns).
+    var openFlags: OpenFlags
     var onDirectory: Bool
-    var input: UnsafeRawBufferPointer
+    var input: [UInt8]
     var outputSize: Int
+
+    /// The operations that change data. Each is done, and the kernel told, before the reply:
+    /// the caller may append or map as soon as it has it.
+    func changeSpace(_ command: UInt32) throws {
+        switch command {
+        case ExtentFSIoctl.collapseRange: try changeRange(.collapseRange); replyDone()
+        case ExtentFSIoctl.insertRange: try changeRange(.insertRange); replyDone()
+        // The ioctl unshares only; the size change of an unshare without KEEP_SIZE is the
+        // preload's following mode-0 fallocate, as the header says.
+        case ExtentFSIoctl.unshareRange: try changeRange([.unshareRange, .keepSize]); replyDone()
+        case ExtentFSIoctl.cloneRange: try clone(); replyDone()
+        case ExtentFSIoctl.dedupeRange: try dedupe()
+        default: throw Errno.inappropriateIOCTLForDevice
+        }
+    }
 
     var server: Server { Server.of(req) }
 
@@ -56,8 +69,7 @@ private struct IoctlCall {
         let clone = try argument(extentfs_clone_args.self)
         let source = try resolveCallerDescriptor(clone.src_fd, of: req, server: server)
         // As FICLONERANGE: an appending descriptor may not write anywhere but the end.
-        let flags = OpenFlags(handleOf: fi)
-        guard flags.isWritable, !flags.isAppend else { throw Errno.badFileDescriptor }
+        guard openFlags.isWritable, !openFlags.isAppend else { throw Errno.badFileDescriptor }
         try checkRange(offset: clone.src_offset, length: clone.length)
         try checkRange(offset: clone.dest_offset, length: clone.length)
         let fs = server.fileSystem
@@ -125,18 +137,18 @@ private struct IoctlCall {
         guard !onDirectory else { throw Errno.isDirectory }
         let size = MemoryLayout<Argument>.size
         guard input.count == size, !returned || outputSize >= size else { throw Errno.invalidArgument }
-        return input.loadUnaligned(as: Argument.self)
+        return input.withUnsafeBytes { $0.loadUnaligned(as: Argument.self) }
     }
 
     /// The file the ioctl is issued on must be open for writing, as for fallocate(2).
     private func requireWritable() throws {
-        guard OpenFlags(handleOf: fi).isWritable else { throw Errno.badFileDescriptor }
+        guard openFlags.isWritable else { throw Errno.badFileDescriptor }
     }
 
     /// FIDEDUPERANGE's rule (allow_file_dedupe): the destination open for writing, or the caller
     /// owns it or is root. duperemove dedupes through read-only descriptors.
     private func requireMayDedupe() throws {
-        guard !OpenFlags(handleOf: fi).isWritable else { return }
+        guard !openFlags.isWritable else { return }
         let uid = caller(req).uid
         guard uid != 0 else { return }
         guard try server.fileSystem.getattr(ino).uid == uid else { throw Errno.notPermitted }

@@ -15,22 +15,35 @@ import SystemPackage
 ///   for a SETATTR, whose reply it always applies: `extentfs_refresh_size` in extentfs_ioctl.h,
 ///   which the preload library and the CLI call.
 ///
-/// Lock order: a file's stripe of `sizeLocks` is taken before any engine lock, and a thread
-/// holds at most one stripe. A growing ioctl holds it from its engine call until the kernel has
-/// the size, and GETATTR holds it, so that nobody learns a new size from fstat before the
-/// kernel has it (a fault below it would be SIGBUS). The stripe is never held across a kernel
-/// cache invalidation: that can wait (laundering an mmap-dirty page) on a truncate in the
-/// kernel, whose SETATTR we must be free to serve.
+/// While a growing ioctl has yet to tell the kernel, GETATTR answers with the size the file had
+/// before it (`KernelSizeHolds`): nobody may learn a new size from fstat before the kernel has
+/// it, or a fault below it would be SIGBUS. Nothing here blocks a GETATTR: telling the kernel can
+/// wait on a WRITE, which needs a loop thread that a blocked GETATTR would be holding.
 ///
 /// What this leaves: a truncate that lands between a growing ioctl reading the file's size and
-/// the kernel taking it leaves the kernel's size larger until its next GETATTR. Truncate cannot
-/// take the stripe to close that: telling the kernel waits for the last page's lock, which an
-/// mmap write-back held up by that very truncate may hold.
-final class KernelSizeLocks: @unchecked Sendable {
-    private let stripes = (0..<64).map { _ in Mutex() }
+/// the kernel taking it leaves the kernel's size larger until its next GETATTR. Holding truncates
+/// off meanwhile is no way out: telling the kernel waits for the last page's lock, which an mmap
+/// write-back held up by that very truncate (the kernel's FUSE_NOWRITE) may hold.
+final class KernelSizeHolds: @unchecked Sendable {
+    private let mutex = Mutex()
+    /// Per file, the size at the start of each growing operation not yet told. A leaf lock.
+    private var held: [InodeNumber: [UInt64]] = [:]
 
-    func withLock<T>(_ ino: InodeNumber, _ body: () throws -> T) rethrows -> T {
-        try stripes[Int(ino % UInt64(stripes.count))].withLock(body)
+    fileprivate func hold(_ ino: InodeNumber, size: UInt64) {
+        mutex.withLock { held[ino, default: []].append(size) }
+    }
+
+    fileprivate func release(_ ino: InodeNumber, size: UInt64) {
+        mutex.withLock {
+            guard var sizes = held[ino], let index = sizes.firstIndex(of: size) else { return }
+            sizes.remove(at: index)
+            held[ino] = sizes.isEmpty ? nil : sizes
+        }
+    }
+
+    /// The size a GETATTR may report for a file whose size is now `size`.
+    func reportable(_ ino: InodeNumber, size: UInt64) -> UInt64 {
+        mutex.withLock { held[ino].flatMap { $0.min() }.map { min($0, size) } ?? size }
     }
 }
 
@@ -39,15 +52,18 @@ extension Server {
     /// the kernel the file's size if it grew (also when the operation failed part of the way).
     /// Call with no engine lock held: telling the kernel waits for the page lock of the file's
     /// last page, which a WRITE we have yet to serve may hold.
-    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) rethrows -> R {
-        try sizeLocks.withLock(ino) {
-            defer { raiseKernelSize(ino) }
-            return try operation()
+    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) throws -> R {
+        let before = try fileSystem.getattr(ino).size
+        kernelSizes.hold(ino, size: before)
+        defer {
+            raiseKernelSize(ino)
+            kernelSizes.release(ino, size: before)
         }
+        return try operation()
     }
 
     /// Raises the kernel's i_size to the file's size; never lowers it, and leaves the kernel's
-    /// page cache as it is. The caller holds the file's stripe of `sizeLocks`.
+    /// page cache as it is.
     private func raiseKernelSize(_ ino: InodeNumber) {
         guard let session, let unreadablePage else { return }
         guard let size = try? fileSystem.getattr(ino).size, size > 0, size <= UInt64(Int64.max) else { return }

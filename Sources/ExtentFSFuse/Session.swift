@@ -42,6 +42,11 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
         throw FuseSessionError("invalid mount options \"\(options.optionString)\"")
     }
     defer { fuse_session_destroy(session) }
+    // Space operations still running reply through the session and use the engine, so they end
+    // first (after the unmount). One waiting on the kernel for a WRITE would wait forever: no
+    // loop thread serves it now, and its notification holds the device open, so that closing
+    // it does not end the connection. Severing it does.
+    defer { server.spaceWorkers.finish { abortKernelConnection(device: server.mountDevice) } }
 
     guard fuse_set_signal_handlers(session) == 0 else {
         throw FuseSessionError("cannot install signal handlers")
@@ -89,4 +94,22 @@ public func checkMountpoint(_ mountpoint: String) throws {
     guard FileType(mode: st.st_mode) == .directory else {
         throw FuseSessionError("mountpoint \(mountpoint) is not a directory")
     }
+}
+
+/// Ends the mount's kernel connection through fusectl (/sys/fs/fuse/connections/<minor>/abort;
+/// fusectl is mounted if it is not): every request waiting on it fails with ENOTCONN.
+private func abortKernelConnection(device: UInt?) {
+    guard let device else { return log.error("space operations are stuck at shutdown and the mount's device is unknown") }
+    let minor = (device & 0xff) | ((device >> 12) & ~UInt(0xff))
+    let connections = "/sys/fs/fuse/connections"
+    if access("\(connections)/\(minor)", F_OK) != 0 {
+        _ = mount("fusectl", connections, "fusectl", 0, nil)
+    }
+    let fd = open("\(connections)/\(minor)/abort", O_WRONLY)
+    guard fd >= 0, write(fd, "1", 1) == 1 else {
+        if fd >= 0 { close(fd) }
+        return log.error("space operations are stuck at shutdown and the kernel connection cannot be ended: \(Errno(rawValue: errno))")
+    }
+    close(fd)
+    log.warning("space operations were still waiting on the kernel at shutdown; ended the kernel connection")
 }

@@ -2,8 +2,9 @@ import CFuse
 import ExtentFS
 import SystemPackage
 
-/// fallocate and copy_file_range as the kernel passes them. (lseek is with the file ops; the
-/// space operations the kernel keeps to itself arrive as extentfs ioctls, IoctlOps.swift.)
+/// fallocate and copy_file_range as the kernel passes them, run on a space worker
+/// (SpaceWorkers.swift). (lseek is with the file ops; the space operations the kernel keeps to
+/// itself arrive as extentfs ioctls, IoctlOps.swift.)
 func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
     ops.fallocate = { req, ino, rawMode, offset, length, _ in
         // The kernel checks both, but nothing else stands between a raw /dev/fuse client and us.
@@ -12,9 +13,11 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
         // knows is served, so a kernel that passes more needs nothing new here.
         guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
-        handle(req) { _ in
-            try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
-            replyOK(req)
+        Server.of(req).spaceWorkers.submit {
+            handle(req) { _ in
+                try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
+                replyOK(req)
+            }
         }
     }
     ops.copy_file_range = { req, sourceIno, sourceOffset, _, destinationIno, destinationOffset, _, length, flags in
@@ -24,14 +27,16 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         }
         // The reply carries the count in 32 bits; callers loop on a short copy.
         let length = UInt64(min(length, maxCopyLength))
-        handle(req) { fs in
-            let destination = KernelRange(ino: destinationIno, offset: UInt64(destinationOffset), length: length)
-            let source = KernelRange(ino: sourceIno, offset: UInt64(sourceOffset), length: length)
-            let copied = try Server.of(req).changingKernelCache(destination, source: source) {
-                try fs.copyFileRange(from: sourceIno, sourceOffset: source.offset, to: destinationIno,
-                                     destinationOffset: destination.offset, length: length)
+        Server.of(req).spaceWorkers.submit {
+            handle(req) { fs in
+                let destination = KernelRange(ino: destinationIno, offset: UInt64(destinationOffset), length: length)
+                let source = KernelRange(ino: sourceIno, offset: UInt64(sourceOffset), length: length)
+                let copied = try Server.of(req).changingKernelCache(destination, source: source) {
+                    try fs.copyFileRange(from: sourceIno, sourceOffset: source.offset, to: destinationIno,
+                                         destinationOffset: destination.offset, length: length)
+                }
+                fuse_reply_write(req, Int(min(copied, length)))
             }
-            fuse_reply_write(req, Int(min(copied, length)))
         }
     }
 }

@@ -9,6 +9,8 @@ enum MountTable {
         var mountPoint: String
         var fileSystemType: String
         var source: String
+        /// "major:minor"; for FUSE the minor names the connection in /sys/fs/fuse/connections.
+        var device: String
     }
 
     static func entries() -> [Entry] {
@@ -19,7 +21,8 @@ enum MountTable {
             let head = halves[0].split(separator: " ")
             let tail = halves[1].split(separator: " ")
             guard head.count >= 5, tail.count >= 2 else { return nil }
-            return Entry(mountPoint: unescape(String(head[4])), fileSystemType: String(tail[0]), source: unescape(String(tail[1])))
+            return Entry(mountPoint: unescape(String(head[4])), fileSystemType: String(tail[0]), source: unescape(String(tail[1])),
+                         device: String(head[2]))
         }
     }
 
@@ -37,8 +40,9 @@ enum MountTable {
 
     /// Resolves the parent only: resolving the mount point itself would ask its daemon, which
     /// may be hung or gone.
+    /// (URL(fileURLWithPath:) without isDirectory stats the path to find out: not here.)
     static func canonical(_ path: String) -> String {
-        let url = URL(fileURLWithPath: path)
+        let url = URL(fileURLWithPath: path, isDirectory: false)
         let parent = url.deletingLastPathComponent().path
         guard let resolved = realpath(parent, nil) else { return url.standardized.path }
         defer { free(resolved) }
