@@ -21,10 +21,7 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
     }
     ops.getattr = { req, ino, _ in
         handle(req) { fs in
-            var attributes = try fs.getattr(ino)
-            // Not a size a growing ioctl has yet to tell the kernel (KernelSize.swift).
-            attributes.size = Server.of(req).kernelSizes.reportable(ino, size: attributes.size)
-            replyAttributes(req, attributes)
+            replyAttributes(req, try fs.getattr(ino))
         }
     }
     ops.setattr = { req, ino, attr, valid, _ in

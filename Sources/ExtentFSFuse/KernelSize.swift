@@ -15,50 +15,23 @@ import SystemPackage
 ///   for a SETATTR, whose reply it always applies: `extentfs_refresh_size` in extentfs_ioctl.h,
 ///   which the preload library and the CLI call.
 ///
-/// While a growing ioctl has yet to tell the kernel, GETATTR answers with the size the file had
-/// before it (`KernelSizeHolds`): nobody may learn a new size from fstat before the kernel has
-/// it, or a fault below it would be SIGBUS. Nothing here blocks a GETATTR: telling the kernel can
-/// wait on a WRITE, which needs a loop thread that a blocked GETATTR would be holding.
+/// Between the engine's change and the notification, a GETATTR can already report the new size,
+/// as it can during any extending write on FUSE (the kernel raises i_size only when the WRITE
+/// returns); a fault in between is SIGBUS. Holding GETATTR back would cost more than it saves:
+/// the notification can wait on a WRITE, which needs a loop thread a held GETATTR would occupy,
+/// and reporting the old size instead misleads a caller that changed the size meanwhile.
 ///
 /// What this leaves: a truncate that lands between a growing ioctl reading the file's size and
 /// the kernel taking it leaves the kernel's size larger until its next GETATTR. Holding truncates
 /// off meanwhile is no way out: telling the kernel waits for the last page's lock, which an mmap
 /// write-back held up by that very truncate (the kernel's FUSE_NOWRITE) may hold.
-final class KernelSizeHolds: @unchecked Sendable {
-    private let mutex = Mutex()
-    /// Per file, the size at the start of each growing operation not yet told. A leaf lock.
-    private var held: [InodeNumber: [UInt64]] = [:]
-
-    fileprivate func hold(_ ino: InodeNumber, size: UInt64) {
-        mutex.withLock { held[ino, default: []].append(size) }
-    }
-
-    fileprivate func release(_ ino: InodeNumber, size: UInt64) {
-        mutex.withLock {
-            guard var sizes = held[ino], let index = sizes.firstIndex(of: size) else { return }
-            sizes.remove(at: index)
-            held[ino] = sizes.isEmpty ? nil : sizes
-        }
-    }
-
-    /// The size a GETATTR may report for a file whose size is now `size`.
-    func reportable(_ ino: InodeNumber, size: UInt64) -> UInt64 {
-        mutex.withLock { held[ino].flatMap { $0.min() }.map { min($0, size) } ?? size }
-    }
-}
-
 extension Server {
     /// Runs `operation`, which may make file `ino` larger without the kernel knowing, then tells
     /// the kernel the file's size if it grew (also when the operation failed part of the way).
     /// Call with no engine lock held: telling the kernel waits for the page lock of the file's
     /// last page, which a WRITE we have yet to serve may hold.
-    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) throws -> R {
-        let before = try fileSystem.getattr(ino).size
-        kernelSizes.hold(ino, size: before)
-        defer {
-            raiseKernelSize(ino)
-            kernelSizes.release(ino, size: before)
-        }
+    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) rethrows -> R {
+        defer { raiseKernelSize(ino) }
         return try operation()
     }
 

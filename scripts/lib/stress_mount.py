@@ -222,9 +222,9 @@ class Stress:
         fstat alone is not enough on any FUSE filesystem: while another thread's pwrite that
         extends the file is on its way, fstat reports the size the daemon already has, and the
         kernel raises i_size only once the write's reply is back (seen here with just mmap read,
-        pwrite and truncate). The ioctls are not part of that: extentfs raises i_size before an
-        insert or clone returns and before any GETATTR can report the new size, and
-        op_collapse refreshes it as extentfs_ioctl.h asks of every caller."""
+        pwrite and truncate); an insert or clone has the same moment, before extentfs raises
+        i_size itself, which it does before the ioctl returns. op_collapse refreshes i_size as
+        extentfs_ioctl.h asks of every caller."""
         return min(os.lseek(self.fds[f], 0, os.SEEK_END), os.fstat(self.fds[f]).st_size)
 
     def op_mmap_read(self, rng, f):
