@@ -73,16 +73,7 @@ extension FileSystem {
         let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1
         var extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         if extents.contains(where: { $0.state == .delayed }) {
-            // The whole delayed extent from here on, not just this group, so the file's blocks come
-            // out contiguous (as XFS converts whole delalloc extents). The blocks past this group
-            // are mapped unwritten until their own pages are written: safe at any crash.
-            let delayed = metadata.withLock {
-                extents.filter { $0.state == .delayed }.map { extent -> FileExtent in
-                    guard case .mapped(let whole) = inode.extents.lookup(extent.logical) else { return extent }
-                    return whole.clipped(from: whole.logical, to: whole.logical + min(whole.length, FileSystem.maxDelayedAllocation))
-                }
-            }
-            try allocateDelayed(inode, delayed)
+            try allocateDelayed(inode, from: firstBlock, to: endBlock)
             extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         }
         for block in firstBlock..<endBlock where blockIsDirty(block, pages: pages, firstPage: firstPage) {
@@ -188,10 +179,21 @@ extension FileSystem {
         return false
     }
 
-    /// Gives delayed extents physical blocks, mapped unwritten, next to the file's previous
-    /// extent when possible. Their reservation becomes the allocation.
-    private func allocateDelayed(_ inode: Inode, _ delayed: [FileExtent]) throws {
+    /// Gives the delayed extents that reach into [firstBlock, endBlock) physical blocks, mapped
+    /// unwritten, next to the file's previous extent when possible; their reservation becomes
+    /// the allocation. The whole delayed extent, not just the group's part, so the file's blocks
+    /// come out contiguous (as XFS converts whole delalloc extents); the blocks past the group
+    /// stay unwritten until their own pages are written, safe at any crash.
+    ///
+    /// Chosen and converted in one transaction: another writeback of the same file (a group in
+    /// the same delayed extent) may convert it first, and converting it again would unreserve
+    /// its blocks twice and map the range a second time.
+    private func allocateDelayed(_ inode: Inode, from firstBlock: UInt64, to endBlock: UInt64) throws {
         try metadata.transaction {
+            let delayed = inode.extents.extents(from: firstBlock, to: endBlock).filter { $0.state == .delayed }.map { extent -> FileExtent in
+                guard case .mapped(let whole) = inode.extents.lookup(extent.logical) else { return extent }
+                return whole.clipped(from: whole.logical, to: whole.logical + min(whole.length, FileSystem.maxDelayedAllocation))
+            }
             for extent in delayed {
                 guard metadata.freeSpace.freeBlocks >= extent.length else {
                     // Only a checkpoint that outgrew its reserve can get here; the data stays
