@@ -17,7 +17,7 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
         switch command {
         case ExtentFSIoctl.collapseRange, ExtentFSIoctl.insertRange, ExtentFSIoctl.unshareRange,
              ExtentFSIoctl.cloneRange, ExtentFSIoctl.dedupeRange:
-            Server.of(req).spaceWorkers.submit { handle(req) { _ in try call.changeSpace(command) } }
+            handleOnSpaceWorker(req) { _ in try call.changeSpace(command) }
         case ExtentFSIoctl.map:
             handle(req) { _ in try call.map() }
         default:

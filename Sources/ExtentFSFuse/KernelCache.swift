@@ -24,8 +24,8 @@ extension Server {
     ///   kernel drops `changed` and the file's attributes, so no read or fault through the mount
     ///   shows pre-operation data or size.
     ///
-    /// An operation that may make the file larger (`mayGrow`: insert, clone) also tells the
-    /// kernel the new size before anything else learns it (KernelSize.swift).
+    /// After an operation that may make the file larger (`mayGrow`: insert, clone), the kernel
+    /// is told the new size, also when the operation got only part of the way (KernelSize.swift).
     ///
     /// Must be called with no engine lock held, never from inside `FileSystem.read`'s closure:
     /// writing back sends WRITE requests that other loop threads serve while this one waits.
@@ -34,7 +34,8 @@ extension Server {
         invalidateKernelCache(changed)
         if let source { invalidateKernelCache(source) }
         defer { invalidateKernelCache(changed) }
-        return try mayGrow ? growingBehindKernel(changed.ino, operation) : operation()
+        defer { if mayGrow { raiseKernelSize(changed.ino) } }
+        return try operation()
     }
 
     /// Writes back the kernel's dirty pages in `range` (as WRITE requests to us), then drops its

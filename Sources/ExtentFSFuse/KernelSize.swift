@@ -8,8 +8,8 @@ import SystemPackage
 /// O_APPEND write or a page fault. Work the kernel sends us itself (write, truncate, fallocate,
 /// copy_file_range) updates i_size on its side; the ioctls do not. So:
 ///
-/// - an ioctl that can grow a file (insert, clone) runs in `growingBehindKernel`, which raises
-///   i_size itself before the reply: otherwise an O_APPEND write would land on the moved data
+/// - after an ioctl that can grow a file (insert, clone), `raiseKernelSize` tells the kernel
+///   before the reply: otherwise an O_APPEND write would land on the moved data
 ///   and a read or mmap would stop at the old end;
 /// - nothing a daemon can send lowers i_size, so after a collapse the caller asks the kernel
 ///   for a SETATTR, whose reply it always applies: `extentfs_refresh_size` in extentfs_ioctl.h,
@@ -26,18 +26,10 @@ import SystemPackage
 /// off meanwhile is no way out: telling the kernel waits for the last page's lock, which an mmap
 /// write-back held up by that very truncate (the kernel's FUSE_NOWRITE) may hold.
 extension Server {
-    /// Runs `operation`, which may make file `ino` larger without the kernel knowing, then tells
-    /// the kernel the file's size if it grew (also when the operation failed part of the way).
-    /// Call with no engine lock held: telling the kernel waits for the page lock of the file's
-    /// last page, which a WRITE we have yet to serve may hold.
-    func growingBehindKernel<R>(_ ino: InodeNumber, _ operation: () throws -> R) rethrows -> R {
-        defer { raiseKernelSize(ino) }
-        return try operation()
-    }
-
     /// Raises the kernel's i_size to the file's size; never lowers it, and leaves the kernel's
-    /// page cache as it is.
-    private func raiseKernelSize(_ ino: InodeNumber) {
+    /// page cache as it is. Call with no engine lock held: the notification waits for the page
+    /// lock of the file's last page, which a WRITE we have yet to serve may hold.
+    func raiseKernelSize(_ ino: InodeNumber) {
         guard let session, let unreadablePage else { return }
         guard let size = try? fileSystem.getattr(ino).size, size > 0, size <= UInt64(Int64.max) else { return }
         let result = cfuse_raise_kernel_size(session, ino, size, unreadablePage)

@@ -13,6 +13,12 @@ func handle(_ req: fuse_req_t?, _ body: (FileSystem) throws -> Void) {
     }
 }
 
+/// `handle` on a space worker (SpaceWorkers.swift), for operations that wait on the kernel. The
+/// body runs after the handler has returned: it may use only what it captured by value.
+func handleOnSpaceWorker(_ req: fuse_req_t?, _ body: @escaping (FileSystem) throws -> Void) {
+    Server.of(req).spaceWorkers.submit { handle(req, body) }
+}
+
 func replyError(_ req: fuse_req_t?, _ error: Error) {
     fuse_reply_err(req, errnoValue(for: error))
 }

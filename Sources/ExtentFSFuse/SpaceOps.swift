@@ -13,11 +13,9 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
         // knows is served, so a kernel that passes more needs nothing new here.
         guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
-        Server.of(req).spaceWorkers.submit {
-            handle(req) { _ in
-                try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
-                replyOK(req)
-            }
+        handleOnSpaceWorker(req) { _ in
+            try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
+            replyOK(req)
         }
     }
     ops.copy_file_range = { req, sourceIno, sourceOffset, _, destinationIno, destinationOffset, _, length, flags in
@@ -27,16 +25,14 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         }
         // The reply carries the count in 32 bits; callers loop on a short copy.
         let length = UInt64(min(length, maxCopyLength))
-        Server.of(req).spaceWorkers.submit {
-            handle(req) { fs in
-                let destination = KernelRange(ino: destinationIno, offset: UInt64(destinationOffset), length: length)
-                let source = KernelRange(ino: sourceIno, offset: UInt64(sourceOffset), length: length)
-                let copied = try Server.of(req).changingKernelCache(destination, source: source) {
-                    try fs.copyFileRange(from: sourceIno, sourceOffset: source.offset, to: destinationIno,
-                                         destinationOffset: destination.offset, length: length)
-                }
-                fuse_reply_write(req, Int(min(copied, length)))
+        handleOnSpaceWorker(req) { fs in
+            let destination = KernelRange(ino: destinationIno, offset: UInt64(destinationOffset), length: length)
+            let source = KernelRange(ino: sourceIno, offset: UInt64(sourceOffset), length: length)
+            let copied = try Server.of(req).changingKernelCache(destination, source: source) {
+                try fs.copyFileRange(from: sourceIno, sourceOffset: source.offset, to: destinationIno,
+                                     destinationOffset: destination.offset, length: length)
             }
+            fuse_reply_write(req, Int(min(copied, length)))
         }
     }
 }

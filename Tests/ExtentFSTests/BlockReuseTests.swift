@@ -8,7 +8,7 @@ import SystemPackage
 /// read has them.
 final class BlockReuseTests: XCTestCase {
     /// O_DIRECT holds no page locks, so Journal.reuseBarrier does it. Checked by taking
-    /// `readingMappedBlocks` out of `readDirect`: the mutator ran to the end during the pause
+    /// the reuse barrier out of `readDirect`: the mutator ran to the end during the pause
     /// and the read returned the thief's bytes.
     func testDirectReadVersusReuseOfBlocksCopiedOnWrite() throws {
         try checkReadVersusReuse(blockSize: 4096, direct: true)

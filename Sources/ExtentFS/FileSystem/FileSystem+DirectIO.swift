@@ -5,16 +5,9 @@ import SystemPackage
 /// reservation and copy-on-write machinery, is written back before it returns, and its pages are
 /// dropped, so neither path sees data the other has not.
 extension FileSystem {
-    func readDirect(_ inode: Inode, offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> Void) throws {
-        try writeback(inode)
-        inode.invalidateLock.lockShared()
-        defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { inode.size }
-        guard count > 0, offset < size else {
-            body(UnsafeRawBufferPointer(start: nil, count: 0))
-            return
-        }
-        let end = min(offset + UInt64(count), size)
+    /// [offset, end) of the file, end within its size. Caller (`read`) has written the file back
+    /// and holds the invalidate_lock shared.
+    func readDirect(_ inode: Inode, offset: UInt64, end: UInt64, _ body: (UnsafeRawBufferPointer) -> Void) throws {
         let shift = UInt64(geometry.blockShift)
         let length = Int(end - offset)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: Page.size)
@@ -22,7 +15,7 @@ extension FileSystem {
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         // Copy-on-write writeback of this file may remap these blocks meanwhile (it needs no
         // lock a direct read holds); the barrier keeps the old ones from being reused until read.
-        try readingMappedBlocks {
+        try journal.reuseBarrier.withShared {
             let extents = metadata.withLock { inode.extents.extents(from: offset >> shift, to: (end - 1) >> shift + 1) }
             var runs = DiskRuns()
             for extent in extents where extent.state == .written {
@@ -41,12 +34,6 @@ extension FileSystem {
             }
         }
         body(UnsafeRawBufferPointer(buffer))
-    }
-
-    /// Runs `body`, which maps file blocks under Metadata.lock and then reads them from disk, so
-    /// that none of them becomes reusable before it is read (Journal.reuseBarrier). Not nested.
-    func readingMappedBlocks<T>(_ body: () throws -> T) rethrows -> T {
-        try journal.reuseBarrier.withShared(body)
     }
 
     /// Caller holds the inode's lock exclusively (the write path).

@@ -15,7 +15,8 @@ extension FileSystem {
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
         }
-        if direct { return try readDirect(inode, offset: offset, count: count, body) }
+        // Writeback takes the invalidate_lock itself, so a direct read's comes first.
+        if direct { try writeback(inode) }
         inode.invalidateLock.lockShared()
         defer { inode.invalidateLock.unlock() }
         let size = metadata.withLock { inode.size }
@@ -24,6 +25,7 @@ extension FileSystem {
             return
         }
         let end = min(offset + UInt64(count), size)
+        if direct { return try readDirect(inode, offset: offset, end: end, body) }
         let firstPage = offset / UInt64(Page.size)
         let lastPage = (end - 1) / UInt64(Page.size)
         let readaheadEnd = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)

@@ -12,10 +12,10 @@ final class Journal: @unchecked Sendable {
     let store: BackingStore
     let metadata: Metadata
     private let commitLock = Mutex()
-    /// Held shared by a reader from mapping file blocks until it has read them
-    /// (`FileSystem.readingMappedBlocks`), exclusively by a commit while it makes freed blocks
-    /// reusable: a block that copy-on-write or another file released meanwhile cannot be
-    /// reallocated and overwritten under the reader. Holders of it take only Metadata.lock.
+    /// Held shared by an O_DIRECT read from mapping file blocks until it has read them
+    /// (`FileSystem.readDirect`), exclusively by a commit while it makes freed blocks reusable:
+    /// a block that copy-on-write or another file released meanwhile cannot be reallocated and
+    /// overwritten under the reader. Holders of it take only Metadata.lock. Not nested.
     let reuseBarrier = ReadWriteLock()
 
     init(store: BackingStore, metadata: Metadata) {
