@@ -10,6 +10,9 @@ public final class BackingStore: @unchecked Sendable {
     public let descriptor: FileDescriptor
     public let isBlockDevice: Bool
     public private(set) var size: UInt64
+    /// Test-only: sees every write and flush before it happens and may fail it (the crash-replay
+    /// recorder and fault injection). Set before the store is shared between threads.
+    var interceptor: (any BackingStoreInterceptor)?
 
     public enum LockMode { case exclusive, shared }
 
@@ -88,6 +91,7 @@ public final class BackingStore: @unchecked Sendable {
     }
 
     public func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        if let interceptor { try interceptor.willWrite(UnsafeRawBufferPointer(start: buffer, count: count), at: offset) }
         var done = 0
         while done < count {
             let result = pwrite(descriptor.rawValue, buffer + done, count - done, off_t(offset) + off_t(done))
@@ -101,6 +105,13 @@ public final class BackingStore: @unchecked Sendable {
 
     /// Gathered write of page-sized (or smaller) pieces that are contiguous on disk.
     public func write(vectors: [iovec], at offset: UInt64) throws {
+        if let interceptor {
+            var position = offset
+            for vector in vectors {
+                try interceptor.willWrite(UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len), at: position)
+                position += UInt64(vector.iov_len)
+            }
+        }
         try transfer(vectors, at: offset) { pwritev(descriptor.rawValue, $0, $1, $2) }
     }
 
@@ -152,6 +163,14 @@ public final class BackingStore: @unchecked Sendable {
     }
 
     public func flush() throws {
+        if let interceptor { try interceptor.willFlush() }
         if fdatasync(descriptor.rawValue) != 0 { throw Errno(rawValue: Glibc.errno) }
     }
+}
+
+/// Test-only view of a backing store's writes and flushes, in the order they are issued. Throwing
+/// fails the write or flush before it reaches the store (fault injection).
+protocol BackingStoreInterceptor: AnyObject, Sendable {
+    func willWrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
+    func willFlush() throws
 }

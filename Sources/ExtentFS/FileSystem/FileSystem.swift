@@ -40,6 +40,7 @@ public final class FileSystem: @unchecked Sendable {
     /// a crash, starts background writeback.
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
         let store = try BackingStore(path: image, writable: !options.readOnly)
+        store.interceptor = options.storeInterceptor
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)
         let cache = PageCache(budgetBytes: options.cacheBytes)

@@ -138,6 +138,8 @@ public struct MountOptions: Sendable {
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
+    /// Test-only: installed on the backing store before anything is read or written.
+    var storeInterceptor: (any BackingStoreInterceptor)?
     public init() {}
 }
 
