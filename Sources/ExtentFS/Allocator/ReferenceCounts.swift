@@ -9,6 +9,9 @@ public struct ReferenceCounts: Sendable {
     }
 
     public private(set) var entries: [Entry] = []
+    /// Told of every changed range, and of blocks whose count fell to one (the log records the
+    /// former; the latter are not written in place until that record is durable).
+    var changes: ChangeSet?
 
     public init() {}
     init(validated entries: [Entry]) { self.entries = entries }
@@ -60,6 +63,8 @@ public struct ReferenceCounts: Sendable {
     /// One mapping fewer; returns the runs no longer mapped at all, which the caller frees.
     public mutating func decrement(_ run: BlockRun) -> [BlockRun] {
         var freed: [BlockRun] = []
+        let unshared = pieces(of: run).filter { $0.count == 2 }.map(\.run)
+        if let changes, !unshared.isEmpty { changes.noteReferenceChange(run, unshared: unshared) }
         for piece in pieces(of: run) where piece.count == 1 {
             if let last = freed.last, last.end == piece.run.start {
                 freed[freed.count - 1].count += piece.run.count
@@ -71,9 +76,21 @@ public struct ReferenceCounts: Sendable {
         return freed
     }
 
+    /// The entries over `run`, clipped to it: what the log records for a changed range.
+    func entries(within run: BlockRun) -> [Entry] {
+        pieces(of: run).filter { $0.count >= 2 }.map { Entry(run: $0.run, count: $0.count) }
+    }
+
+    /// Log replay: the counts over `run` become exactly `replacement` (entries inside `run`).
+    mutating func replace(_ run: BlockRun, with replacement: [Entry]) {
+        rewrite(run) { _ in 1 }
+        for entry in replacement { rewrite(entry.run) { _ in entry.count } }
+    }
+
     /// Replaces the counts over `run` by `transform(count)`, keeping only counts >= 2.
     private mutating func rewrite(_ run: BlockRun, _ transform: (UInt32) -> UInt32) {
         guard run.count > 0 else { return }
+        changes?.noteReferenceChange(run, unshared: [])
         let replaced = pieces(of: run).compactMap { piece -> Entry? in
             guard piece.count > 0 else { return nil }
             let count = transform(piece.count)

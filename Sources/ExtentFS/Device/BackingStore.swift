@@ -13,6 +13,17 @@ public final class BackingStore: @unchecked Sendable {
     /// Test-only: sees every write and flush before it happens and may fail it (the crash-replay
     /// recorder and fault injection). Set before the store is shared between threads.
     var interceptor: (any BackingStoreInterceptor)?
+    /// Writes issued, and how many of them the last completed flush covers.
+    private let writeCounter = Mutex()
+    private var writesIssued: UInt64 = 0
+    private var writesFlushed: UInt64 = 0
+
+    /// Whether a write may not be on stable storage yet.
+    var hasUnflushedWrites: Bool { writeCounter.withLock { writesIssued > writesFlushed } }
+
+    private func noteWrite() {
+        writeCounter.withLock { writesIssued += 1 }
+    }
 
     public enum LockMode { case exclusive, shared }
 
@@ -92,6 +103,7 @@ public final class BackingStore: @unchecked Sendable {
 
     public func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         if let interceptor { try interceptor.willWrite(UnsafeRawBufferPointer(start: buffer, count: count), at: offset) }
+        noteWrite()
         var done = 0
         while done < count {
             let result = pwrite(descriptor.rawValue, buffer + done, count - done, off_t(offset) + off_t(done))
@@ -112,6 +124,7 @@ public final class BackingStore: @unchecked Sendable {
                 position += UInt64(vector.iov_len)
             }
         }
+        noteWrite()
         try transfer(vectors, at: offset) { pwritev(descriptor.rawValue, $0, $1, $2) }
     }
 
@@ -164,7 +177,9 @@ public final class BackingStore: @unchecked Sendable {
 
     public func flush() throws {
         if let interceptor { try interceptor.willFlush() }
+        let covered = writeCounter.withLock { writesIssued }
         if fdatasync(descriptor.rawValue) != 0 { throw Errno(rawValue: Glibc.errno) }
+        writeCounter.withLock { writesFlushed = max(writesFlushed, covered) }
     }
 }
 

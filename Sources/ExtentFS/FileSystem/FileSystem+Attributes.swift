@@ -3,6 +3,7 @@ import SystemPackage
 /// setattr, open/release and access.
 extension FileSystem {
     public func setattr(_ ino: InodeNumber, _ changes: AttributeChanges) throws -> FileAttributes {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
         if let size = changes.size {
             switch inode.type {
@@ -35,6 +36,7 @@ extension FileSystem {
     }
 
     public func open(_ ino: InodeNumber, flags: Int32) throws {
+        try journal.shutdown.check()
         try metadata.withLock {
             let inode = try metadata.inode(ino)
             if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
@@ -43,7 +45,8 @@ extension FileSystem {
     }
 
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
-        try metadata.transaction {
+        try journal.shutdown.check()
+        return try metadata.transaction {
             let inode = try makeNode(parent: parent, name: name, mode: FileType.regular.rawValue | (mode & 0o7777), owner: owner)
             inode.openCount = 1
             return inode.attributes(blockSize: blockSize)
@@ -60,18 +63,34 @@ extension FileSystem {
     }
 
     public func opendir(_ ino: InodeNumber) throws {
+        try journal.shutdown.check()
         try metadata.withLock { _ = try directoryInode(ino) }
     }
 
     public func flush(_ ino: InodeNumber) throws {}
 
+    /// Writes the file's dirty data back, logs the transactions up to the file's last change
+    /// (no further: other files' later changes are not waited for) and flushes the device
+    /// whenever anything written is not flushed yet. A writeback error since the last fsync, in
+    /// the background or here, fails this fsync once (as Linux's errseq does), and is not lost.
     public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
-        try writeback(inode)
-        try journal.commit()
+        var writebackError: Error?
+        do { try writeback(inode) } catch { writebackError = error }
+        let (failedEarlier, lastChange) = metadata.withLock { () -> (Bool, LogSequence) in
+            defer { inode.writebackFailed = false }
+            return (inode.writebackFailed, inode.lastChange)
+        }
+        if let writebackError { throw writebackError }
+        if failedEarlier { throw Errno.ioError }
+        if try !journal.force(upTo: lastChange) { try journal.flushIfNeeded() }
     }
 
+    /// A directory's entries are metadata: logging everything up to now covers them.
     public func fsyncdir(_ ino: InodeNumber) throws {
-        try journal.commit()
+        try journal.shutdown.check()
+        let lastChange = try metadata.withLock { try metadata.inode(ino).lastChange }
+        try journal.force(upTo: lastChange)
     }
 }

@@ -2,7 +2,8 @@ import SystemPackage
 
 extension FileSystem {
     public func readdir(_ ino: InodeNumber, after cookie: UInt64, plus: Bool, _ emit: (DirectoryEntry, FileAttributes?) -> Bool) throws {
-        try metadata.withLock {
+        try journal.shutdown.check()
+        return try metadata.withLock {
             let directory = try directoryInode(ino)
             if cookie < 1 {
                 let entry = DirectoryEntry(name: [0x2E], ino: ino, type: .directory, nextCookie: 1)

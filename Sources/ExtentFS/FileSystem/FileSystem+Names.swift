@@ -28,6 +28,8 @@ extension FileSystem {
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
         guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        // The new inode and its directory entry, in the checkpoints to come.
+        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         var mode = mode
@@ -41,7 +43,7 @@ extension FileSystem {
         metadata.nextInode += 1
         inode.generation = UInt64(now.nanoseconds)
         try configure(inode)
-        metadata.inodes[inode.ino] = inode
+        metadata.insert(inode)
         directory.directory!.add(name: name, ino: inode.ino, type: type)
         if type == .directory {
             inode.parent = parent
@@ -65,7 +67,7 @@ extension FileSystem {
                 inode.pages?.removePages(from: 0)
                 metadata.transaction {
                     unmapBlocks(inode, from: 0, to: UInt64.max)
-                    metadata.inodes.removeValue(forKey: inode.ino)
+                    metadata.remove(inode)
                 }
             }
         }
@@ -113,7 +115,7 @@ extension FileSystem {
         for inode in orphans { reapIfDead(inode) }
         if !orphans.isEmpty {
             logger.info("freed \(orphans.count) orphaned inodes")
-            try journal.commit()
+            try journal.force()
         }
     }
 }

@@ -3,6 +3,7 @@ import SystemPackage
 /// Lookup, creation, links, removal and rename.
 extension FileSystem {
     public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes {
+        try journal.shutdown.check()
         guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
         return try metadata.withLock {
             let directory = try directoryInode(parent)
@@ -31,10 +32,12 @@ extension FileSystem {
     }
 
     public func getattr(_ ino: InodeNumber) throws -> FileAttributes {
-        try metadata.withLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
+        try journal.shutdown.check()
+        return try metadata.withLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
     }
 
     public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {
+        try journal.shutdown.check()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
         return try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
@@ -42,13 +45,15 @@ extension FileSystem {
     }
 
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
-        try metadata.transaction {
+        try journal.shutdown.check()
+        return try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
     }
 
     public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes {
+        try journal.shutdown.check()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
         return try metadata.transaction {
@@ -59,7 +64,8 @@ extension FileSystem {
     }
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
-        try metadata.withLock {
+        try journal.shutdown.check()
+        return try metadata.withLock {
             let inode = try metadata.inode(ino)
             guard inode.type == .symlink else { throw Errno.invalidArgument }
             return inode.symlinkTarget
@@ -67,7 +73,8 @@ extension FileSystem {
     }
 
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
-        try metadata.transaction {
+        try journal.shutdown.check()
+        return try metadata.transaction {
             try FileSystem.validate(name: newName)
             let inode = try metadata.inode(ino)
             guard inode.type != .directory else { throw Errno.notPermitted }
@@ -88,6 +95,7 @@ extension FileSystem {
     }
 
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
+        try journal.shutdown.check()
         let victim: Inode = try metadata.transaction {
             try FileSystem.validate(name: name)
             let directory = try directoryInode(parent)
@@ -106,6 +114,7 @@ extension FileSystem {
     }
 
     public func rmdir(parent: InodeNumber, name: [UInt8]) throws {
+        try journal.shutdown.check()
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
         let victim: Inode = try metadata.transaction {

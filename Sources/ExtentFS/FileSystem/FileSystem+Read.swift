@@ -11,6 +11,7 @@ extension FileSystem {
     /// `direct` (O_DIRECT): the cache is bypassed coherently (FileSystem+DirectIO.swift).
     public func read(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
                      _ body: (UnsafeRawBufferPointer) -> Void) throws {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument

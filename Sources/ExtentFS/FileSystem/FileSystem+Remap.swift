@@ -7,7 +7,8 @@ import SystemPackage
 extension FileSystem {
     public func clone(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
                       destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
-        try remapOperation(source, destination) { sourceInode, destinationInode in
+        try journal.shutdown.check()
+        return try remapOperation(source, destination) { sourceInode, destinationInode in
             let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: false)
             guard length > 0 else { return 0 }
             try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length)
@@ -17,7 +18,8 @@ extension FileSystem {
 
     public func dedupe(from source: InodeNumber, sourceOffset: UInt64, length: UInt64,
                        to destination: InodeNumber, destinationOffset: UInt64) throws -> DedupeStatus {
-        try remapOperation(source, destination) { sourceInode, destinationInode in
+        try journal.shutdown.check()
+        return try remapOperation(source, destination) { sourceInode, destinationInode in
             let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: true)
             guard length > 0 else { return .same(bytes: 0) }
             guard try rangesEqual(sourceInode, sourceOffset, destinationInode, destinationOffset, length) else { return .differs }
@@ -31,6 +33,7 @@ extension FileSystem {
     /// unaligned head and tail (or everything, when they do not) are copied.
     public func copyFileRange(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
                               destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
+        try journal.shutdown.check()
         let sourceInode = try inode(source)
         let destinationInode = try inode(destination)
         guard sourceInode.type == .regular, destinationInode.type == .regular else {
@@ -211,6 +214,7 @@ extension FileSystem {
 
     /// At most `limit` entries, so a caller paging through a huge map pays for what it gets.
     public func extentMap(_ ino: InodeNumber, offset: UInt64, length: UInt64, limit: Int = Int.max) throws -> [MappedExtent] {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard inode.type == .regular else { throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument }
         guard length > 0 else { return [] }

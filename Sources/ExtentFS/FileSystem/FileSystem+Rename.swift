@@ -3,6 +3,7 @@ import SystemPackage
 /// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE), with the errors POSIX and Linux give.
 extension FileSystem {
     public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags) throws {
+        try journal.shutdown.check()
         if flags.contains(.whiteout) || (flags.contains(.exchange) && flags.contains(.noReplace)) { throw Errno.invalidArgument }
         let victim: Inode? = try metadata.transaction {
             try FileSystem.validate(name: name)

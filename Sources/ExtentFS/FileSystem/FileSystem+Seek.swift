@@ -4,6 +4,7 @@ import SystemPackage
 /// pages); unwritten extents and unmapped ranges are holes; EOF is always a hole.
 extension FileSystem {
     public func seek(_ ino: InodeNumber, offset: UInt64, to target: SeekTarget) throws -> UInt64 {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard inode.type == .regular else { throw Errno.invalidArgument }
         inode.invalidateLock.lockShared()

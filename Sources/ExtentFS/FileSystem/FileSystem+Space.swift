@@ -6,6 +6,7 @@ import SystemPackage
 /// combinations, EINVAL for bad ranges, EFBIG past the largest file.
 extension FileSystem {
     public func fallocate(_ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode) throws {
+        try journal.shutdown.check()
         let known: FallocateMode = [.keepSize, .punchHole, .collapseRange, .zeroRange, .insertRange, .unshareRange]
         guard mode.isSubset(of: known) else { throw Errno.notSupported }
         let inode = try self.inode(ino)

@@ -8,6 +8,7 @@ import SystemPackage
 extension FileSystem {
     /// `direct` (O_DIRECT): the data is on disk when this returns and the range is not cached.
     public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer) throws -> Int {
+        try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
@@ -66,7 +67,7 @@ extension FileSystem {
 
         metadata.transaction {
             let end = offset + UInt64(done)
-            if end > inode.size { inode.size = end }
+            if end > inode.size { inode.extendForWrite(to: end) }
             let now = Timespec.now
             inode.mtime = now
             inode.ctime = now

@@ -11,6 +11,7 @@ extension FileSystem {
     }
 
     public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags) throws {
+        try journal.shutdown.check()
         try FileSystem.validate(xattrName: name)
         guard value.count <= FileSystem.maxXattrValue else { throw Errno.argListTooLong }
         try metadata.transaction {
@@ -18,12 +19,15 @@ extension FileSystem {
             let exists = inode.xattrs[name] != nil
             if flags.contains(.create) && exists { throw Errno.fileExists }
             if flags.contains(.replace) && !exists { throw Errno.noData }
+            let growth = name.count + 6 + value.count - (inode.xattrs[name].map { $0.count + name.count + 6 } ?? 0)
+            if growth > 0 { try metadata.chargeMetadata(bytes: growth) }
             inode.xattrs[name] = value
             inode.ctime = .now
         }
     }
 
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
+        try journal.shutdown.check()
         try FileSystem.validate(xattrName: name)
         return try metadata.withLock {
             guard let value = try metadata.inode(ino).xattrs[name] else { throw Errno.noData }
@@ -32,12 +36,14 @@ extension FileSystem {
     }
 
     public func listxattr(_ ino: InodeNumber) throws -> [[UInt8]] {
-        try metadata.withLock {
+        try journal.shutdown.check()
+        return try metadata.withLock {
             try metadata.inode(ino).xattrs.keys.sorted { $0.lexicographicallyPrecedes($1) }
         }
     }
 
     public func removexattr(_ ino: InodeNumber, name: [UInt8]) throws {
+        try journal.shutdown.check()
         try FileSystem.validate(xattrName: name)
         try metadata.transaction {
             let inode = try metadata.inode(ino)

@@ -32,19 +32,19 @@ public final class FileSystem: @unchecked Sendable {
         metadata = Metadata(superblock: superblock, loaded: loaded)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
-        journal = Journal(store: store, metadata: metadata)
+        journal = Journal(store: store, metadata: metadata, loaded: loaded)
         flusher = Flusher(interval: options.commitInterval)
     }
 
-    /// Opens and locks the image, checks the superblock and the metadata, frees orphans left by
-    /// a crash, starts background writeback.
+    /// Opens and locks the image, checks the superblock, replays the log over the checkpoint,
+    /// checks the metadata, frees orphans left by a crash, starts background writeback.
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
         let store = try BackingStore(path: image, writable: !options.readOnly)
         store.interceptor = options.storeInterceptor
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)
         let cache = PageCache(budgetBytes: options.cacheBytes)
-        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: choice.superblock, cache: cache)
+        let loaded = try VolumeLoader.load(store, choice: choice, cache: cache)
         let problems = Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }
         if let first = problems.first {
             throw ExtentFSError("\(image) is a damaged extentfs image: \(first.message)" +
@@ -52,34 +52,48 @@ public final class FileSystem: @unchecked Sendable {
                                 "; run extentfs fsck \(image)", errno: .ioError)
         }
         let fileSystem = FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
-        if !choice.warnings.isEmpty {
-            // The next commit (sequence + 1) goes to the other slot, the damaged one: it heals.
-            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it at the next commit") }
-            fileSystem.metadata.withLock { fileSystem.metadata.isDirty = true }
-        }
         try fileSystem.freeOrphans()
+        if !choice.warnings.isEmpty {
+            // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
+            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it now") }
+            try fileSystem.journal.checkpoint()
+        }
         cache.onDirtyPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
+        fileSystem.journal.onLogPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
         fileSystem.flusher.start { [weak fileSystem] in fileSystem?.backgroundFlush() }
         return fileSystem
     }
 
-    /// Writes back everything, commits, stops the flusher, releases the image. Idempotent.
+    /// Writes back everything, logs it, writes a checkpoint (so the next mount has nothing to
+    /// replay), stops the flusher, releases the image. Idempotent. After a shutdown, or when any
+    /// of it fails, throws an error that says the changes since the last commit are lost.
     public func unmount() throws {
         try unmountLock.withLock {
             guard !isUnmounted else { return }
             flusher.stop()
-            try freeOrphans()
-            try sync()
-            try store.flush()
-            store.unlock()
-            isUnmounted = true
+            defer {
+                store.unlock()
+                isUnmounted = true
+            }
+            do {
+                try journal.shutdown.check()
+                try freeOrphans()
+                try writebackAll()
+                try journal.checkpoint()
+                try journal.flushIfNeeded()
+            } catch {
+                let reason = journal.shutdown.why ?? "\(error)"
+                throw ExtentFSError("\(store.path): changes since the last commit were lost: \(reason)", errno: .ioError)
+            }
         }
     }
 
-    /// Writes back every dirty page and commits metadata.
+    /// Writes back every dirty page, logs every change and flushes.
     public func sync() throws {
+        try journal.shutdown.check()
         try writebackAll()
-        try journal.commit()
+        try journal.force()
+        try journal.flushIfNeeded()
     }
 
     /// Space freed since the last commit is not reusable until a commit records the frees. When
@@ -89,7 +103,7 @@ public final class FileSystem: @unchecked Sendable {
     func commitToReleaseFrees() -> Bool {
         guard metadata.withLock({ metadata.freeSpace.pendingFreeBlocks > 0 }) else { return false }
         do {
-            try journal.commit()
+            try journal.force()
             return true
         } catch {
             logger.error("commit to release freed space failed: \(error)")
@@ -106,11 +120,20 @@ public final class FileSystem: @unchecked Sendable {
         }
     }
 
+    /// Writes back, logs, and writes a checkpoint when half the log is in use. A data writeback
+    /// error is kept for the file's next fsync; a log or checkpoint error has shut the volume down.
     private func backgroundFlush() {
+        guard !journal.shutdown.isShutDown else { return }
         do {
-            try sync()
+            try writebackAll()
         } catch {
             logger.error("background writeback failed: \(error)")
+        }
+        do {
+            try journal.force()
+            if journal.wantsCheckpoint { try journal.checkpoint() }
+        } catch {
+            logger.error("background commit failed: \(error)")
         }
     }
 
@@ -126,7 +149,7 @@ public final class FileSystem: @unchecked Sendable {
             let usable = free > held ? free - held : 0
             let usedInodes = UInt64(metadata.inodes.count)
             return FileSystemStatistics(
-                blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstDataBlock,
+                blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstAllocatableBlock,
                 freeBlocks: usable, availableBlocks: usable, totalInodes: geometry.maxInodes,
                 freeInodes: geometry.maxInodes > usedInodes ? geometry.maxInodes - usedInodes : 0,
                 maxNameLength: UInt64(FileSystem.maxNameLength))

@@ -47,18 +47,25 @@ public enum Volume {
         var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: blockCount,
                                     maxInodes: max(1024, size / 8192), uuid: randomUUID(), sequence: 0,
                                     checkpoint: CheckpointRoot(indexBlock: 0, indexBlockCount: 0, indexBytes: 0, indexChecksum: 0, payloadBytes: 0, payloadChecksum: 0))
-        guard blockCount >= superblock.firstDataBlock + minimumBlocks else {
-            throw ExtentFSError("\(size) bytes is too small for an extentfs volume with \(blockSize)-byte blocks (need \((superblock.firstDataBlock + minimumBlocks) * UInt64(blockSize)))", errno: .invalidArgument)
+        superblock.log = LogRegion(firstBlock: superblock.firstDataBlock,
+                                   blockCount: LogRegion.blocks(forVolumeBytes: size, blockSize: blockSize))
+        guard blockCount <= Superblock.maxBlockCount else {
+            throw ExtentFSError("\(size) bytes is too large for an extentfs volume with \(blockSize)-byte blocks", errno: .invalidArgument)
         }
-        superblock.sequence = 0
+        guard blockCount >= superblock.firstAllocatableBlock + minimumBlocks else {
+            throw ExtentFSError("\(size) bytes is too small for an extentfs volume with \(blockSize)-byte blocks (need \((superblock.firstAllocatableBlock + minimumBlocks) * UInt64(blockSize)))", errno: .invalidArgument)
+        }
         try store.write([UInt8](repeating: 0, count: Int(Superblock.reservedBytes)), at: 0)
+        // A log left by an earlier filesystem on this image carries another UUID: replay ignores it.
 
         let root = Inode(ino: FileSystem.rootInode, mode: FileType.directory.rawValue | 0o755, uid: getuid(), gid: getgid(), time: .now, cache: nil)
         root.parent = FileSystem.rootInode
-        let loaded = LoadedCheckpoint(nextInode: FileSystem.rootInode + 1, inodes: [root], referenceCounts: ReferenceCounts(), checkpointRuns: [])
+        let loaded = LoadedCheckpoint(nextInode: FileSystem.rootInode + 1, inodes: [root], referenceCounts: ReferenceCounts())
         let metadata = Metadata(superblock: superblock, loaded: loaded)
-        metadata.isDirty = true
-        try Journal(store: store, metadata: metadata).commit()
+        let journal = Journal(store: store, metadata: metadata, loaded: loaded)
+        // Both superblock copies, each with a checkpoint: either can be mounted from the start.
+        try journal.checkpoint()
+        try journal.checkpoint()
     }
 
     /// Problems found, one line each; empty when clean. Throws (one line) when the image cannot
@@ -67,8 +74,9 @@ public enum Volume {
         let store = try BackingStore(path: image, writable: false)
         try store.lock(.shared)
         let choice = try VolumeLoader.readSuperblock(store)
-        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: choice.superblock, cache: nil)
-        return choice.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).map(\.message)
+        let loaded = try VolumeLoader.load(store, choice: choice, cache: nil)
+        // An unlinked file still open at a crash is a valid state (mount frees it): not a problem.
+        return choice.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }.map(\.message)
     }
 
     private static func randomUUID() -> [UInt8] {

@@ -3,7 +3,7 @@
 /// sequence. Layout in docs/FORMAT.md.
 public struct Superblock: Equatable {
     public static let magic: [UInt8] = Array("EXTENTFS".utf8)
-    public static let currentVersion: UInt32 = 1
+    public static let currentVersion: UInt32 = 2
     public static let encodedSize = 512
     public static let slotOffsets: [UInt64] = [0, 4096]
     /// Bytes before the first allocatable block: both superblock slots.
@@ -19,6 +19,16 @@ public struct Superblock: Equatable {
     /// Increments with every commit; the checkpoint below is the state at that commit.
     public var sequence: UInt64
     public var checkpoint: CheckpointRoot
+    /// The log region: a fixed run of blocks after the superblock area, set at mkfs.
+    public var log: LogRegion = LogRegion(firstBlock: 0, blockCount: 0)
+    /// Where replay starts: the first record after this checkpoint.
+    public var logTail: LogPosition = LogPosition(offset: 0, sequence: 1)
+
+    /// Block counts above this could overflow byte offsets (2^63 bytes at 64 KiB blocks).
+    static let maxBlockCount: UInt64 = 1 << 47
+
+    /// The first block the allocator may hand out: after the superblock area and the log.
+    var firstAllocatableBlock: UInt64 { log.firstBlock + log.blockCount }
 
     public var firstDataBlock: UInt64 {
         (Superblock.reservedBytes + UInt64(blockSize) - 1) / UInt64(blockSize)
@@ -34,6 +44,10 @@ public struct Superblock: Equatable {
         writer.raw(uuid)
         writer.u64(sequence)
         checkpoint.encode(into: &writer)
+        writer.u64(log.firstBlock)
+        writer.u64(log.blockCount)
+        writer.u64(logTail.offset)
+        writer.u64(logTail.sequence)
         writer.pad(to: Superblock.encodedSize - 4)
         writer.u32(CRC32C.checksum(writer.bytes))
         return writer.bytes
@@ -43,6 +57,7 @@ public struct Superblock: Equatable {
         case valid(Superblock)
         case notExtentFS
         case newerVersion(UInt32)
+        case olderVersion(UInt32)
         case damaged(String)
     }
 
@@ -52,6 +67,7 @@ public struct Superblock: Equatable {
         do {
             let version = try reader.u32()
             if version > currentVersion { return .newerVersion(version) }
+            if version < currentVersion { return .olderVersion(version) }
             let stored = UInt32(bytes[508]) | UInt32(bytes[509]) << 8 | UInt32(bytes[510]) << 16 | UInt32(bytes[511]) << 24
             guard CRC32C.checksum(Array(bytes[0..<508])) == stored else { return .damaged("superblock checksum mismatch") }
             let blockSize = try reader.u32()
@@ -63,9 +79,18 @@ public struct Superblock: Equatable {
             let uuid = try reader.raw(16)
             let sequence = try reader.u64()
             let checkpoint = try CheckpointRoot.decode(&reader)
+            let log = LogRegion(firstBlock: try reader.u64(), blockCount: try reader.u64())
+            let tail = LogPosition(offset: try reader.u64(), sequence: try reader.u64())
             let superblock = Superblock(version: version, blockSize: blockSize, blockCount: blockCount, maxInodes: maxInodes,
-                                        uuid: uuid, sequence: sequence, checkpoint: checkpoint)
+                                        uuid: uuid, sequence: sequence, checkpoint: checkpoint, log: log, logTail: tail)
             guard blockCount > superblock.firstDataBlock else { return .damaged("superblock block count \(blockCount) is too small") }
+            guard blockCount <= Superblock.maxBlockCount else { return .damaged("superblock block count \(blockCount) is too large") }
+            guard log.firstBlock == superblock.firstDataBlock, log.blockCount > 0, log.blockCount <= blockCount - log.firstBlock,
+                  log.bytes(blockSize: Int(blockSize)) <= LogRegion.maxBytes,
+                  tail.offset < log.bytes(blockSize: Int(blockSize)), tail.offset % UInt64(LogRegion.sectorSize) == 0,
+                  tail.sequence >= 1, tail.sequence < LogRing.maxSequence, sequence < LogRing.maxSequence else {
+                return .damaged("superblock log region or tail is out of range")
+            }
             return .valid(superblock)
         } catch {
             return .damaged("superblock is truncated")
@@ -96,4 +121,27 @@ public struct CheckpointRoot: Equatable {
         CheckpointRoot(indexBlock: try reader.u64(), indexBlockCount: try reader.u64(), indexBytes: try reader.u64(),
                        indexChecksum: try reader.u32(), payloadBytes: try reader.u64(), payloadChecksum: try reader.u32())
     }
+}
+
+/// The log's fixed place in the image: whole blocks, used as a ring of 512-byte sectors.
+public struct LogRegion: Equatable, Sendable {
+    static let sectorSize = 512
+    static let maxBytes: UInt64 = 1 << 30
+
+    public var firstBlock: UInt64
+    public var blockCount: UInt64
+
+    func bytes(blockSize: Int) -> UInt64 { blockCount * UInt64(blockSize) }
+
+    /// The size mkfs gives the log: 1/64 of the volume, from 256 KiB to 64 MiB, whole blocks.
+    static func blocks(forVolumeBytes bytes: UInt64, blockSize: Int) -> UInt64 {
+        let wanted = min(max(bytes / 64, 256 << 10), 64 << 20)
+        return max(2, (wanted + UInt64(blockSize) - 1) / UInt64(blockSize))
+    }
+}
+
+/// A place in the log: a byte offset in the region and the sequence of the record there.
+public struct LogPosition: Equatable, Sendable {
+    public var offset: UInt64
+    public var sequence: UInt64
 }

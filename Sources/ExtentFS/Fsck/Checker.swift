@@ -79,7 +79,7 @@ enum Checker {
         for inode in loaded.inodes {
             for extent in inode.extents.extents { uses.append(Use(run: extent.physicalRun, owner: "inode \(inode.ino)")) }
         }
-        for use in uses where use.run.start < superblock.firstDataBlock || use.run.end > superblock.blockCount {
+        for use in uses where use.run.start < superblock.firstAllocatableBlock || use.run.end > superblock.blockCount {
             report("\(use.owner) uses blocks \(use.run) outside the data area")
         }
         // Sweep: at each boundary, how many uses cover the blocks up to the next boundary.

@@ -1,5 +1,5 @@
-/// An inode in memory. The whole metadata set lives in memory while mounted (checkpoints write
-/// it out), so an Inode exists for every file from mount to deletion.
+/// An inode in memory. The whole metadata set lives in memory while mounted (the log records
+/// its changes, checkpoints write it whole), so an Inode exists for every file from mount to deletion.
 ///
 /// Locks (order in Support/Locks.swift):
 /// - `lock` is i_rwsem: exclusive for write, truncate and space operations; shared is unused by
@@ -15,29 +15,72 @@ public final class Inode: @unchecked Sendable {
     /// The page cache of a regular file; nil for other types.
     let pages: AddressSpace?
 
-    // Guarded by Metadata.lock.
-    var mode: UInt32
-    var nlink: UInt32
-    var uid: UInt32
-    var gid: UInt32
-    var rdev: UInt64 = 0
-    var size: UInt64 = 0
-    var atime: Timespec
-    var mtime: Timespec
-    var ctime: Timespec
-    var generation: UInt64 = 0
+    // Guarded by Metadata.lock. Every change to a persisted field notes the inode in the
+    // running transaction (`changes`), so the next log commit writes its image.
+    var mode: UInt32 { didSet { noteChange() } }
+    var nlink: UInt32 { didSet { noteChange() } }
+    var uid: UInt32 { didSet { noteChange() } }
+    var gid: UInt32 { didSet { noteChange() } }
+    var rdev: UInt64 = 0 { didSet { noteChange() } }
+    /// The size the file has now. Setting it sets `durableSize` too, except through
+    /// `extendForWrite`: a size that covers data still in the page cache is not logged.
+    var size: UInt64 = 0 {
+        didSet {
+            durableSize = size
+            noteChange()
+        }
+    }
+    /// The size the log records (XFS's di_size): it covers only data that is on disk, so a crash
+    /// never brings a file back with a tail of zeros where its unwritten data was (data=ordered).
+    /// Writeback moves it up as the data behind it is written.
+    private(set) var durableSize: UInt64 = 0 { didSet { noteChange() } }
+    var atime: Timespec { didSet { noteChange() } }
+    var mtime: Timespec { didSet { noteChange() } }
+    var ctime: Timespec { didSet { noteChange() } }
+    var generation: UInt64 = 0 { didSet { noteChange() } }
     /// A directory's parent (its ".."); the root is its own parent.
-    var parent: InodeNumber = 0
-    var extents = ExtentMap()
-    var xattrs: [[UInt8]: [UInt8]] = [:]
-    var symlinkTarget: [UInt8] = []
-    var directory: Directory?
+    var parent: InodeNumber = 0 { didSet { noteChange() } }
+    var extents = ExtentMap() { didSet { noteChange() } }
+    var xattrs: [[UInt8]: [UInt8]] = [:] { didSet { noteChange() } }
+    var symlinkTarget: [UInt8] = [] { didSet { noteChange() } }
+    var directory: Directory? { didSet { noteChange() } }
+    /// The running transaction's change set, once the inode belongs to a mounted volume's table.
+    var changes: ChangeSet?
+    /// The log sequence of the last transaction that changed this inode: fsync forces the log
+    /// up to it and no further.
+    var lastChange: LogSequence = 0
+
+    @inline(__always)
+    private func noteChange() {
+        guard let changes, lastChange != changes.running else { return }
+        lastChange = changes.note(ino)
+    }
+
+    /// A write past the end: the size grows now, the durable size when writeback has written
+    /// the data (`noteWrittenBack`).
+    func extendForWrite(to end: UInt64) {
+        let durable = durableSize
+        size = end
+        durableSize = durable
+    }
+
+    /// Writeback wrote the file's data below `end`: the durable size may cover it.
+    func noteWrittenBack(upTo end: UInt64) {
+        let covered = min(size, end)
+        if covered > durableSize { durableSize = covered }
+    }
+
     /// Logical blocks whose next writeback must copy a shared block (copy on write) and that hold
     /// a reservation for the copy, taken when they were dirtied (rule 4).
     var cowReserved = Set<UInt64>()
     /// Kernel lookup references (FUSE nlookup) and open handles: an unlinked inode is freed only
     /// when both reach zero.
     var lookupCount: UInt64 = 0
+    /// Bytes this inode took in the last record or checkpoint that wrote it: Metadata sums them
+    /// to charge metadata to space.
+    var encodedBytes = 0
+    /// A writeback of this file failed since its last fsync, which must report it.
+    var writebackFailed = false
     var openCount: UInt64 = 0
 
     init(ino: InodeNumber, mode: UInt32, uid: UInt32, gid: UInt32, time: Timespec, cache: PageCache?) {

@@ -2,28 +2,88 @@
 /// symlink target or directory entries, then the reference counts. Layout in docs/FORMAT.md.
 /// Decoding checks structure and ranges and throws on anything malformed; cross-checks between
 /// records (overlaps, link counts, reachability) are the Checker's.
+/// The metadata a mount starts from: the newest checkpoint with the log replayed over it.
 struct LoadedCheckpoint {
     var nextInode: InodeNumber
     var inodes: [Inode]
     var referenceCounts: ReferenceCounts
-    /// Blocks holding this checkpoint (index and payload).
-    var checkpointRuns: [BlockRun]
+    /// Blocks holding the checkpoint of each superblock slot (index and payload): both stay
+    /// intact until a newer checkpoint replaces the slot's, so either copy can be mounted.
+    var checkpointRunsBySlot: [[BlockRun]] = [[], []]
+    /// Where the next log record goes, and the oldest log byte a superblock copy replays from.
+    var logHead = LogPosition(offset: 0, sequence: 1)
+    var logReclaimTail: UInt64 = 0
+    /// Records replayed at load.
+    var replayedRecords = 0
+
+    /// Both slots' blocks, each once (the slots may share one checkpoint, as after mkfs).
+    var checkpointRuns: [BlockRun] { Array(Set(checkpointRunsBySlot.flatMap { $0 })).sorted { $0.start < $1.start } }
+}
+
+/// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without
+/// it (arrays and dictionaries are copy-on-write, so a copy costs no more than its fields).
+struct InodeImage {
+    var ino: InodeNumber
+    var mode: UInt32
+    var nlink: UInt32
+    var uid: UInt32
+    var gid: UInt32
+    var rdev: UInt64
+    var size: UInt64
+    var atime: Timespec
+    var mtime: Timespec
+    var ctime: Timespec
+    var generation: UInt64
+    var parent: InodeNumber
+    var xattrs: [[UInt8]: [UInt8]]
+    var extents: ExtentMap
+    var symlinkTarget: [UInt8]
+    var directory: Directory?
+
+    /// Caller holds Metadata.lock. The size is the durable one: it covers no unwritten data.
+    init(_ inode: Inode) {
+        ino = inode.ino
+        mode = inode.mode
+        nlink = inode.nlink
+        uid = inode.uid
+        gid = inode.gid
+        rdev = inode.rdev
+        size = inode.durableSize
+        atime = inode.atime
+        mtime = inode.mtime
+        ctime = inode.ctime
+        generation = inode.generation
+        parent = inode.parent
+        xattrs = inode.xattrs
+        extents = inode.extents
+        symlinkTarget = inode.symlinkTarget
+        directory = inode.directory
+    }
+
+    var type: FileType { FileType(mode: mode) ?? .regular }
 }
 
 enum CheckpointCodec {
     static let payloadMagic: [UInt8] = Array("EXCKPT01".utf8)
 
-    /// Caller holds Metadata.lock.
-    static func encode(_ metadata: Metadata) -> [UInt8] {
-        var writer = ByteWriter(capacity: 4096 + metadata.inodes.count * 160)
+    /// Caller holds Metadata.lock: copies every inode (cheap), to be encoded without the lock.
+    static func snapshot(_ metadata: Metadata) -> (nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts) {
+        var images: [InodeImage] = []
+        images.reserveCapacity(metadata.inodes.count)
+        for inode in metadata.inodes.values { images.append(InodeImage(inode)) }
+        return (metadata.nextInode, images, metadata.referenceCounts)
+    }
+
+    static func encode(nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts) -> [UInt8] {
+        var writer = ByteWriter(capacity: 4096 + inodes.count * 160)
         writer.raw(payloadMagic)
-        writer.u64(metadata.nextInode)
-        writer.u64(UInt64(metadata.inodes.count))
-        for ino in metadata.inodes.keys.sorted() {
-            encode(metadata.inodes[ino]!, into: &writer)
+        writer.u64(nextInode)
+        writer.u64(UInt64(inodes.count))
+        for image in inodes.sorted(by: { $0.ino < $1.ino }) {
+            encode(image, into: &writer)
         }
-        writer.u64(UInt64(metadata.referenceCounts.entries.count))
-        for entry in metadata.referenceCounts.entries {
+        writer.u64(UInt64(referenceCounts.entries.count))
+        for entry in referenceCounts.entries {
             writer.u64(entry.run.start)
             writer.u64(entry.run.count)
             writer.u32(entry.count)
@@ -31,7 +91,7 @@ enum CheckpointCodec {
         return writer.bytes
     }
 
-    private static func encode(_ inode: Inode, into writer: inout ByteWriter) {
+    static func encode(_ inode: InodeImage, into writer: inout ByteWriter) {
         writer.u64(inode.ino)
         writer.u32(inode.mode)
         writer.u32(inode.nlink)
@@ -106,7 +166,14 @@ enum CheckpointCodec {
         return (nextInode, inodes, ReferenceCounts(validated: entries))
     }
 
-    private static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
+    static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
+        let start = reader.offset
+        let inode = try decodeInodeFields(&reader, superblock: superblock, cache: cache)
+        inode.encodedBytes = reader.offset - start
+        return inode
+    }
+
+    private static func decodeInodeFields(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
         let ino = try reader.u64()
         let mode = try reader.u32()
         guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
@@ -151,7 +218,7 @@ enum CheckpointCodec {
                     throw DecodingError(description: "inode \(ino) has an extent with invalid state \(rawState)")
                 }
                 guard length > 0, logical <= maxLogical, length <= maxLogical - logical,
-                      physical >= superblock.firstDataBlock, physical < superblock.blockCount,
+                      physical >= superblock.firstAllocatableBlock, physical < superblock.blockCount,
                       length <= superblock.blockCount - physical else {
                     throw DecodingError(description: "inode \(ino) has an extent out of range (logical \(logical), physical \(physical), length \(length))")
                 }
@@ -210,7 +277,7 @@ enum CheckpointIndex {
         var runs: [BlockRun] = []
         for _ in 0..<count {
             let run = BlockRun(start: try reader.u64(), count: try reader.u64())
-            guard run.count > 0, run.start >= superblock.firstDataBlock, run.start < superblock.blockCount,
+            guard run.count > 0, run.start >= superblock.firstAllocatableBlock, run.start < superblock.blockCount,
                   run.count <= superblock.blockCount - run.start else {
                 throw DecodingError(description: "checkpoint index run \(run) is out of range")
             }

@@ -1,111 +1,208 @@
 import SystemPackage
 
-/// Makes metadata durable: a commit writes a checkpoint of the whole metadata into free blocks,
-/// then the superblock slot (sequence % 2) that points at it, with a flush before and after the
-/// superblock, so the switch from the old checkpoint to the new one is atomic. The old checkpoint's
-/// blocks and the blocks freed since the last commit become reusable only after that.
+/// Makes metadata durable. Each transaction (Metadata.transaction) notes what it changes in the
+/// running ChangeSet; a commit closes it, writes it as one log record (LogRecord) and flushes,
+/// so an fsync costs what changed, not what the volume holds. Commits are serialized by
+/// `commitLock`; a caller that finds its change already durable returns at once, and the
+/// changes of everyone who waited meanwhile go out in the next record together (group commit).
 ///
-/// The caller writes back dirty data first (ordered mode): a checkpoint never maps a block whose
-/// data is not on disk, because writeback allocates blocks as unwritten and converts them only
-/// after their data is written.
+/// Checkpoints trim the log: a snapshot of all metadata is encoded without Metadata.lock,
+/// written into free blocks, flushed, and the superblock slot (sequence % 2) is pointed at it
+/// with the log tail after it, then flushed. Either superblock copy stays mountable: a slot's
+/// checkpoint blocks are freed only when a newer checkpoint has replaced it in that slot, and
+/// the log is reclaimed only up to the older copy's tail, so the older copy plus the log still
+/// reaches the newest state.
+///
+/// Nothing is reused before the record that frees it is durable: blocks freed by a transaction
+/// become allocatable after its record is flushed (FreeSpace.freeAfterCommit), and blocks whose
+/// reference count fell to one are not written in place until then (ChangeSet.unshared).
+///
+/// Ordered data: writeback maps new blocks unwritten and converts them after their data is
+/// written, and logs a size only once the data below it is written (Inode.durableSize), so a
+/// record never covers data that is not on disk.
+///
+/// Failures shut the volume down (Shutdown): a failed log, checkpoint or superblock write or
+/// flush is never retried over state that may be on disk.
+///
+/// Lock order: commitLock -> reuseBarrier -> Metadata.lock. commitLock is held across log and
+/// checkpoint I/O; Metadata.lock never is.
 final class Journal: @unchecked Sendable {
     let store: BackingStore
     let metadata: Metadata
+    let log: LogRing
+    let shutdown = Shutdown()
     private let commitLock = Mutex()
     /// Held shared by an O_DIRECT read from mapping file blocks until it has read them
     /// (`FileSystem.readDirect`), exclusively by a commit while it makes freed blocks reusable:
     /// a block that copy-on-write or another file released meanwhile cannot be reallocated and
     /// overwritten under the reader. Holders of it take only Metadata.lock. Not nested.
     let reuseBarrier = ReadWriteLock()
+    /// Called (with commitLock held: it must only signal) when half the log is in use, so a
+    /// checkpoint runs in the background before the log fills.
+    var onLogPressure: (() -> Void)?
+    /// The last logged transaction known to be on disk. Guarded by commitLock.
+    private var durable: LogSequence
 
-    init(store: BackingStore, metadata: Metadata) {
+    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) {
         self.store = store
         self.metadata = metadata
+        log = LogRing(store: store, superblock: metadata.superblock, head: loaded.logHead, reclaimTail: loaded.logReclaimTail)
+        durable = loaded.logHead.sequence - 1
     }
 
-    private struct Prepared {
-        var payload: [UInt8]
-        var payloadRuns: [BlockRun]
-        var index: [UInt8]
-        var indexRun: BlockRun
-        var frees: [BlockRun]
-        var superblock: Superblock
+    /// Logs every change up to transaction `target` (all of them by default) and flushes; returns
+    /// whether it flushed. Group commit: returns at once when `target` is already durable.
+    @discardableResult
+    func force(upTo target: LogSequence = .max) throws -> Bool {
+        try commitLock.withLock { try forceLocked(upTo: target) }
     }
 
-    /// Commits if anything changed since the last commit. Serialized: one commit at a time.
-    func commit() throws {
+    /// Flushes the device if anything was written since the last flush (fsync of data that was
+    /// written in place changes no metadata, but must still reach the disk).
+    func flushIfNeeded() throws {
         try commitLock.withLock {
-            guard let prepared = try prepare() else { return }
-            do {
-                try write(prepared)
-            } catch {
-                metadata.withLock {
-                    for run in prepared.payloadRuns { metadata.freeSpace.free(run) }
-                    metadata.freeSpace.free(prepared.indexRun)
-                    for run in prepared.frees { metadata.freeSpace.freeAfterCommit(run) }
-                    metadata.isDirty = true
-                }
-                throw ExtentFSError("commit failed writing the checkpoint: \(error)", errno: (error as? Errno) ?? .ioError)
-            }
-            reuseBarrier.withExclusive { metadata.withLock {
-                for run in metadata.checkpointRuns { metadata.freeSpace.free(run) }
-                for run in prepared.frees { metadata.freeSpace.free(run) }
-                metadata.checkpointRuns = prepared.payloadRuns + [prepared.indexRun]
-                metadata.superblock = prepared.superblock
-                metadata.updateMetadataReserve(lastCheckpointBlocks: metadata.checkpointRuns.reduce(0) { $0 + $1.count })
-            } }
+            try shutdown.check()
+            guard store.hasUnflushedWrites else { return }
+            do { try store.flush() } catch { throw shutdown.trigger("flushing the device failed: \(error)") }
         }
     }
 
-    private func prepare() throws -> Prepared? {
-        try metadata.withLock { () -> Prepared? in
-            guard metadata.isDirty || metadata.freeSpace.pendingFreeBlocks > 0 else { return nil }
-            let blockSize = UInt64(metadata.geometry.blockSize)
-            let payload = CheckpointCodec.encode(metadata)
-            let payloadBlocks = (UInt64(payload.count) + blockSize - 1) / blockSize
+    /// Logs what is pending, then writes a checkpoint, so the log can be reclaimed.
+    func checkpoint() throws {
+        try commitLock.withLock {
+            try forceLocked(upTo: .max)
+            try writeCheckpoint()
+        }
+    }
+
+    /// More than half the log is in use: time for a checkpoint.
+    var wantsCheckpoint: Bool {
+        commitLock.withLock { log.usedBytes > log.capacity / 2 }
+    }
+
+    private func forceLocked(upTo target: LogSequence) throws -> Bool {
+        try shutdown.check()
+        guard target > durable else { return false }
+        let closed = metadata.withLock { () -> (sequence: LogSequence, record: LogRecord, frees: [BlockRun])? in
+            guard !metadata.changes.isEmpty else { return nil }
+            let (sequence, record) = LogRecord.close(metadata)
+            return (sequence, record, metadata.freeSpace.takePendingFrees())
+        }
+        guard let closed else { return false }
+        let (payload, imageBytes) = closed.record.encode()
+        guard log.head.sequence == closed.sequence else {
+            throw shutdown.trigger("log sequence \(log.head.sequence) does not match transaction \(closed.sequence)")
+        }
+        if log.fits(payloadBytes: payload.count) {
+            do {
+                try log.append(payload)
+                try store.flush()
+            } catch {
+                throw shutdown.trigger("writing log record \(closed.sequence) failed: \(error)")
+            }
+        } else {
+            // Too big for the room the log has: two checkpoints record it instead, so that both
+            // superblock copies hold it (the older copy's log replay would stop before it). The
+            // transaction is closed: if it cannot be recorded, memory is ahead of the disk for good.
+            log.skip(to: closed.sequence + 1)
+            do {
+                try writeCheckpoint()
+                try writeCheckpoint()
+            } catch {
+                throw shutdown.trigger("recording transaction \(closed.sequence) by checkpoints failed: \(error)")
+            }
+        }
+        if log.usedBytes > log.capacity / 2 { onLogPressure?() }
+        durable = closed.sequence
+        reuseBarrier.withExclusive {
+            metadata.withLock {
+                for run in closed.frees { metadata.freeSpace.free(run) }
+                metadata.changes.closedAreDurable()
+                for (ino, bytes) in imageBytes {
+                    if let inode = metadata.inodes[ino] { metadata.noteEncoded(inode, bytes: bytes) }
+                }
+                metadata.updateMetadataReserve()
+            }
+        }
+        return true
+    }
+
+    /// Snapshot, encode and write a checkpoint, then point the next superblock slot at it.
+    /// Caller holds commitLock and has logged every closed transaction.
+    private func writeCheckpoint() throws {
+        try shutdown.check()
+        let blockSize = UInt64(metadata.geometry.blockSize)
+        let (snapshot, tail, previous) = metadata.withLock {
+            (CheckpointCodec.snapshot(metadata), LogPosition(offset: log.head.offset, sequence: metadata.changes.running), metadata.superblock)
+        }
+        let payload = CheckpointCodec.encode(nextInode: snapshot.nextInode, inodes: snapshot.inodes, referenceCounts: snapshot.referenceCounts)
+        let payloadBlocks = (UInt64(payload.count) + blockSize - 1) / blockSize
+        let (payloadRuns, indexRun, index) = try metadata.withLock { () -> ([BlockRun], BlockRun, [UInt8]) in
             // Never take blocks promised to delayed allocations: their data must get to disk.
-            let unpromised = metadata.freeSpace.freeBlocks - min(metadata.freeSpace.freeBlocks, metadata.freeSpace.reserved)
+            let space = metadata.freeSpace
+            let unpromised = space.freeBlocks - min(space.freeBlocks, space.reserved)
             guard payloadBlocks + 1 < unpromised else {
                 throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
             }
             let payloadRuns = metadata.freeSpace.allocate(payloadBlocks)
-            let allocated = payloadRuns.reduce(0) { $0 + $1.count }
             let index = CheckpointIndex.encode(payloadRuns: payloadRuns)
             let indexBlocks = (UInt64(index.count) + blockSize - 1) / blockSize
-            guard allocated == payloadBlocks, let indexRun = metadata.freeSpace.allocateContiguous(indexBlocks) else {
+            guard payloadRuns.reduce(0, { $0 + $1.count }) == payloadBlocks,
+                  let indexRun = metadata.freeSpace.allocateContiguous(indexBlocks) else {
                 for run in payloadRuns { metadata.freeSpace.free(run) }
                 throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
             }
-            var superblock = metadata.superblock
-            superblock.sequence += 1
-            superblock.checkpoint = CheckpointRoot(
-                indexBlock: indexRun.start, indexBlockCount: indexRun.count, indexBytes: UInt64(index.count),
-                indexChecksum: CRC32C.checksum(index), payloadBytes: UInt64(payload.count),
-                payloadChecksum: CRC32C.checksum(payload))
-            let frees = metadata.freeSpace.takePendingFrees()
-            metadata.isDirty = false
-            return Prepared(payload: payload, payloadRuns: payloadRuns, index: index, indexRun: indexRun,
-                            frees: frees, superblock: superblock)
+            return (payloadRuns, indexRun, index)
         }
-    }
-
-    private func write(_ prepared: Prepared) throws {
-        let blockSize = metadata.geometry.blockSize
-        var offset = 0
-        for run in prepared.payloadRuns {
-            let length = min(Int(run.count) * blockSize, prepared.payload.count - offset)
-            try prepared.payload.withUnsafeBytes { bytes in
-                try store.write(from: bytes.baseAddress! + offset, count: length, at: run.start * UInt64(blockSize))
+        var superblock = previous
+        superblock.sequence += 1
+        superblock.logTail = tail
+        superblock.checkpoint = CheckpointRoot(
+            indexBlock: indexRun.start, indexBlockCount: indexRun.count, indexBytes: UInt64(index.count),
+            indexChecksum: CRC32C.checksum(index), payloadBytes: UInt64(payload.count),
+            payloadChecksum: CRC32C.checksum(payload))
+        do {
+            var offset = 0
+            for run in payloadRuns {
+                let length = min(Int(run.count * blockSize), payload.count - offset)
+                try payload.withUnsafeBytes { bytes in
+                    try store.write(from: bytes.baseAddress! + offset, count: length, at: run.start * blockSize)
+                }
+                offset += length
             }
-            offset += length
+            try store.write(index, at: indexRun.start * blockSize)
+            try store.flush()
+        } catch {
+            // The superblock does not point at these blocks: they can be used again.
+            metadata.withLock {
+                for run in payloadRuns { metadata.freeSpace.free(run) }
+                metadata.freeSpace.free(indexRun)
+            }
+            throw shutdown.trigger("writing checkpoint \(superblock.sequence) failed: \(error)")
         }
-        try store.write(prepared.index, at: prepared.indexRun.start * UInt64(blockSize))
-        try store.flush()
-        try writeSuperblock(prepared.superblock, store: store)
-        try store.flush()
+        do {
+            try Journal.writeSuperblock(superblock, store: store)
+            try store.flush()
+        } catch {
+            // The superblock may be on disk: the new checkpoint's blocks stay in use.
+            throw shutdown.trigger("writing superblock \(superblock.sequence) failed: \(error)")
+        }
+        let slot = Int(superblock.sequence % 2)
+        reuseBarrier.withExclusive {
+            metadata.withLock {
+                let replaced = metadata.checkpointRunsBySlot[slot]
+                let other = Set(metadata.checkpointRunsBySlot[1 - slot])
+                for run in replaced where !other.contains(run) { metadata.freeSpace.free(run) }
+                metadata.checkpointRunsBySlot[slot] = payloadRuns + [indexRun]
+                metadata.superblock = superblock
+                metadata.updateMetadataReserve()
+            }
+        }
+        // The other copy (the previous newest) replays from its tail: keep the log from there.
+        log.reclaim(upTo: previous.logTail.offset)
     }
 
-    func writeSuperblock(_ superblock: Superblock, store: BackingStore) throws {
+    static func writeSuperblock(_ superblock: Superblock, store: BackingStore) throws {
         let slot = Superblock.slotOffsets[Int(superblock.sequence % 2)]
         try store.write(superblock.encode(), at: slot)
     }

@@ -1,10 +1,12 @@
 import SystemPackage
 
 /// Reads a volume from its backing store: picks the newest valid superblock copy, reads and
-/// verifies the checkpoint it points at. Every failure is one clear line.
+/// verifies the checkpoint it points at, replays the log over it. Every failure is one clear line.
 enum VolumeLoader {
     struct SuperblockChoice {
         var superblock: Superblock
+        /// The other copy when it is valid: its checkpoint and log tail stay intact too.
+        var older: Superblock?
         /// Problems with the other copy (reported by fsck; mount uses the good copy).
         var warnings: [String]
     }
@@ -15,17 +17,22 @@ enum VolumeLoader {
         }
         var valid: [Superblock] = []
         var newer: UInt32?
+        var older: UInt32?
         var damage: [String] = []
         for (slot, offset) in Superblock.slotOffsets.enumerated() {
             switch Superblock.decode(try store.read(Superblock.encodedSize, at: offset)) {
             case .valid(let superblock): valid.append(superblock)
             case .newerVersion(let version): newer = version
+            case .olderVersion(let version): older = version
             case .damaged(let reason): damage.append("superblock copy \(slot) (byte \(offset)): \(reason)")
             case .notExtentFS: break
             }
         }
         if let version = newer {
             throw ExtentFSError("\(store.path) is extentfs format version \(version); this extentfs reads version \(Superblock.currentVersion) and older", errno: .invalidArgument)
+        }
+        if let version = older, valid.isEmpty {
+            throw ExtentFSError("\(store.path) is extentfs format version \(version), which this extentfs (version \(Superblock.currentVersion), with a write-ahead log) does not mount: copy the files off with the extentfs that made it and onto a new image", errno: .invalidArgument)
         }
         guard let newest = valid.max(by: { $0.sequence < $1.sequence }) else {
             if damage.isEmpty {
@@ -43,16 +50,69 @@ enum VolumeLoader {
         guard needed <= store.size else {
             throw ExtentFSError("\(store.path) is a damaged extentfs image: the superblock describes \(needed) bytes but the image has \(store.size) (truncated?)", errno: .ioError)
         }
-        return SuperblockChoice(superblock: newest, warnings: damage)
+        let other = valid.first { $0.sequence < newest.sequence && $0.uuid == newest.uuid && $0.log == newest.log }
+        return SuperblockChoice(superblock: newest, older: other, warnings: damage)
     }
 
+    /// The newest checkpoint with the log replayed over it; the other copy's checkpoint blocks
+    /// and log tail are kept out of reuse.
+    static func load(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
+        let superblock = choice.superblock
+        var loaded = try loadCheckpoint(store, superblock: superblock, cache: cache)
+        var state = ReplayState(nextInode: loaded.nextInode, inodes: [:], referenceCounts: loaded.referenceCounts)
+        for inode in loaded.inodes { state.inodes[inode.ino] = inode }
+        var replayed = 0
+        let head: LogPosition
+        do {
+            head = try LogRing.replay(store, superblock: superblock, from: superblock.logTail) { payload in
+                try LogRecord.apply(payload, to: &state, superblock: superblock, cache: cache)
+                replayed += 1
+            }
+        } catch let error as DecodingError {
+            throw ExtentFSError("\(store.path) is a damaged extentfs image: log record \(replayed + 1) after the checkpoint: \(error)", errno: .ioError)
+        }
+        loaded.nextInode = state.nextInode
+        loaded.inodes = Array(state.inodes.values)
+        loaded.referenceCounts = state.referenceCounts
+        loaded.logHead = head
+        loaded.replayedRecords = replayed
+        loaded.logReclaimTail = superblock.logTail.offset
+        let newestSlot = Int(superblock.sequence % 2)
+        loaded.checkpointRunsBySlot[newestSlot] = loaded.checkpointRunsBySlot[0]
+        loaded.checkpointRunsBySlot[1 - newestSlot] = []
+        if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
+            loaded.logReclaimTail = older.logTail.offset
+            if older.checkpoint == superblock.checkpoint {
+                loaded.checkpointRunsBySlot[1 - newestSlot] = loaded.checkpointRunsBySlot[newestSlot]
+            } else if let runs = try? checkpointRuns(store, superblock: older) {
+                loaded.checkpointRunsBySlot[1 - newestSlot] = runs
+            }
+        }
+        return loaded
+    }
+
+    /// The blocks of a superblock's checkpoint (index and payload), from its index alone.
+    static func checkpointRuns(_ store: BackingStore, superblock: Superblock) throws -> [BlockRun] {
+        let root = superblock.checkpoint
+        let blockSize = UInt64(superblock.blockSize)
+        guard root.indexBlock >= superblock.firstAllocatableBlock, root.indexBlockCount > 0,
+              root.indexBlockCount <= superblock.blockCount, root.indexBlock <= superblock.blockCount - root.indexBlockCount,
+              root.indexBytes <= root.indexBlockCount * blockSize else {
+            throw DecodingError(description: "the checkpoint index location is out of range")
+        }
+        let index = try store.read(Int(root.indexBytes), at: root.indexBlock * blockSize)
+        guard CRC32C.checksum(index) == root.indexChecksum else { throw DecodingError(description: "checkpoint index checksum mismatch") }
+        return try CheckpointIndex.decode(index, superblock: superblock) + [BlockRun(start: root.indexBlock, count: root.indexBlockCount)]
+    }
+
+    /// The checkpoint alone; its runs are in slot 0 of `checkpointRunsBySlot`.
     static func loadCheckpoint(_ store: BackingStore, superblock: Superblock, cache: PageCache?) throws -> LoadedCheckpoint {
         let root = superblock.checkpoint
         let blockSize = UInt64(superblock.blockSize)
         func damaged(_ reason: String) -> ExtentFSError {
             ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
         }
-        guard root.indexBlock >= superblock.firstDataBlock, root.indexBlockCount > 0,
+        guard root.indexBlock >= superblock.firstAllocatableBlock, root.indexBlockCount > 0,
               root.indexBlockCount <= superblock.blockCount, root.indexBlock <= superblock.blockCount - root.indexBlockCount,
               root.indexBytes <= root.indexBlockCount * blockSize else {
             throw damaged("the checkpoint index location is out of range")
@@ -83,7 +143,7 @@ enum VolumeLoader {
             let (nextInode, inodes, referenceCounts) = try CheckpointCodec.decode(payload, superblock: superblock, cache: cache)
             let indexRun = BlockRun(start: root.indexBlock, count: root.indexBlockCount)
             return LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts,
-                                    checkpointRuns: payloadRuns + [indexRun])
+                                    checkpointRunsBySlot: [payloadRuns + [indexRun], []])
         } catch {
             throw damaged("\(error)")
         }

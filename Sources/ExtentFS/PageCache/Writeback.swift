@@ -42,6 +42,7 @@ extension FileSystem {
                 metadata.transaction { for remap in batch.cowRemaps { metadata.freeSpace.free(BlockRun(start: remap.newPhysical, count: 1)) } }
             }
             batch.abandon(space)
+            metadata.withLock { inode.writebackFailed = true }
             logger.error("writeback of inode \(inode.ino) failed: \(error)")
             throw Errno.ioError
         }
@@ -81,6 +82,9 @@ extension FileSystem {
                 preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
             }
             let physical = extent.physical + block - extent.logical
+            // Its last sharer let go in a transaction not yet logged: the durable metadata still
+            // maps it in another file, so it is written in place only once that is logged.
+            if metadata.withLock({ metadata.changes.isRecentlyUnshared(physical) }) { try journal.force() }
             let shared = metadata.withLock { () -> Bool in
                 let shared = metadata.referenceCounts.count(of: physical) > 1
                 if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
@@ -220,6 +224,10 @@ extension FileSystem {
         guard !batch.groups.isEmpty else { return }
         pausePoint(.writebackBeforeWrite)
         try batch.runs.write(to: store)
+        let writtenEnd = batch.groups.map { ($0.pages.last?.fileOffset ?? 0) + UInt64(Page.size) }.max() ?? 0
+        metadata.transaction {
+            if writtenEnd > inode.durableSize { inode.noteWrittenBack(upTo: writtenEnd) }
+        }
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {
                 for block in batch.conversions {

@@ -1,0 +1,59 @@
+/// Log sequence numbers: transaction `n` is logged as the record with sequence `n`.
+typealias LogSequence = UInt64
+
+/// The running transaction: which inodes and which reference-count ranges changed since the last
+/// log commit, and the sequence they will be logged under. Guarded by Metadata.lock.
+///
+/// Inodes note themselves when a persisted field changes (Inode's property observers), so no
+/// operation can change metadata without it reaching the log.
+final class ChangeSet: @unchecked Sendable {
+    /// The sequence the running transaction will be logged as.
+    private(set) var running: LogSequence
+    private(set) var inodes = Set<InodeNumber>()
+    /// Reference-count ranges whose counts changed (possibly overlapping).
+    private(set) var referenceRuns: [BlockRun] = []
+    /// Blocks that became mapped once by a change not yet durable: the durable metadata may
+    /// still map them twice, so nobody writes them in place until the change is logged
+    /// (DESIGN.md, Durability). Two generations: the running one and the one being written.
+    private(set) var unshared: [BlockRun] = []
+    private(set) var unsharedCommitting: [BlockRun] = []
+
+    init(running: LogSequence) {
+        self.running = running
+    }
+
+    var isEmpty: Bool { inodes.isEmpty && referenceRuns.isEmpty }
+
+    /// Returns the sequence the change will be logged under.
+    func note(_ ino: InodeNumber) -> LogSequence {
+        inodes.insert(ino)
+        return running
+    }
+
+    func noteReferenceChange(_ run: BlockRun, unshared newlyUnshared: [BlockRun]) {
+        referenceRuns.append(run)
+        unshared += newlyUnshared
+    }
+
+    func isRecentlyUnshared(_ block: UInt64) -> Bool {
+        unshared.contains { $0.start <= block && block < $0.end } ||
+            unsharedCommitting.contains { $0.start <= block && block < $0.end }
+    }
+
+    /// Closes the running transaction: what it changed, and a new empty one opens.
+    func close() -> (sequence: LogSequence, inodes: Set<InodeNumber>, referenceRuns: [BlockRun]) {
+        defer {
+            running += 1
+            inodes = []
+            referenceRuns = []
+            unsharedCommitting += unshared
+            unshared = []
+        }
+        return (running, inodes, referenceRuns)
+    }
+
+    /// The closed transactions are durable: their unshared blocks may be written in place.
+    func closedAreDurable() {
+        unsharedCommitting = []
+    }
+}
