@@ -61,12 +61,17 @@ private struct IoctlCall {
         // fallocate(2) rejects an empty range before anything else.
         guard range.length > 0 else { throw Errno.invalidArgument }
         try checkRange(offset: range.offset, length: range.length)
-        try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode)
+        // An unshare leaves every byte as it was, so nothing tells the kernel of the file's
+        // change otherwise; but like any fallocate it may take the set-user-ID bits (collapse and
+        // insert drop the kernel's attributes with its pages).
+        defer { if mode.contains(.unshareRange) { server.invalidateKernelAttributes(ino) } }
+        try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode, by: caller(req))
     }
 
     /// CLONE_RANGE: src_fd's blocks shared into this file.
     func clone() throws {
         let clone = try argument(extentfs_clone_args.self)
+        let changedBy = caller(req)
         try withCallerSource(clone.src_fd, of: req, server: server) { source in
             // As FICLONERANGE: an appending descriptor may not write anywhere but the end.
             guard openFlags.isWritable, !openFlags.isAppend else { throw Errno.badFileDescriptor }
@@ -78,7 +83,7 @@ private struct IoctlCall {
                                            source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length),
                                            mayGrow: true) {
                 _ = try fs.clone(from: source, sourceOffset: clone.src_offset, to: ino,
-                                 destinationOffset: clone.dest_offset, length: clone.length)
+                                 destinationOffset: clone.dest_offset, length: clone.length, by: changedBy)
             }
         }
     }

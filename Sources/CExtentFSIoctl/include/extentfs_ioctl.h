@@ -18,6 +18,11 @@
  * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
  * An unknown command is ENOTTY, as on any filesystem.
  *
+ * As a write does, COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE and CLONE_RANGE take from the
+ * file they change its set-user-ID bit and, when the group may execute it, its set-group-ID bit
+ * (unless the caller is root), and its security.capability (also for root). DEDUPE_RANGE leaves
+ * what the file reads as, and so its mode, capabilities and times, as they were.
+ *
  * After COLLAPSE_RANGE, call extentfs_refresh_size (below) before relying on the file's size.
  *
  * Include this header from C or C++; it needs only the C library and <linux/ioctl.h>.
