@@ -16,6 +16,17 @@ enum TestUser {
     static let inGroup = extentfs_test_user(uid: uid, gid: gid, group: group, has_group: 1)
 }
 
+extension TestVolume {
+    /// Mounts with allow_other, so that other users may use the mount, after opening the
+    /// directories above it to them (a restrictive umask may have closed them).
+    func mountForOtherUsers(arguments: [String] = []) throws {
+        for path in [harness.workDirectory, directory, mountPoint] {
+            try sys("chmod(\(path))", chmod(path, 0o755))
+        }
+        try mount(arguments: ["--allow-other"] + arguments)
+    }
+}
+
 extension extentfs_test_operation {
     var name: String {
         switch self {

@@ -40,7 +40,7 @@ final class CloneSourceTests: XCTestCase {
         defer { harness.tearDown() }
         let blockSize = MountHarness.blockSizes.last ?? 4096
         let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
-        try volume.mount(arguments: ["--allow-other"])
+        try volume.mountForOtherUsers()
         let length = 4 * blockSize
         let destination = volume.path("destination")
         try createFile(destination, contents: TestContent.bytes(seed: 1, count: length), mode: 0o600)
@@ -92,7 +92,7 @@ final class CloneSourceTests: XCTestCase {
         for blockSize in MountHarness.blockSizes {
             let context = "bs \(blockSize), \(operation)"
             let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
-            try volume.mount(arguments: ["--allow-other"])
+            try volume.mountForOtherUsers()
             let files = try makeFiles(volume, dedupe: dedupe)
 
             var outcome = extentfs_race_outcome()

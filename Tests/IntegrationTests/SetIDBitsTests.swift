@@ -24,7 +24,7 @@ final class SetIDBitsTests: XCTestCase {
         defer { harness.tearDown() }
         for blockSize in MountHarness.blockSizes {
             let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
-            try volume.mount(arguments: ["--allow-other", "-o", "suid"])
+            try volume.mountForOtherUsers(arguments: ["-o", "suid"])
             let b = UInt64(blockSize)
             let length = 8 * blockSize
             let own = volume.path("own")
