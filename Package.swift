@@ -66,10 +66,14 @@ let package = Package(
         .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
+        // Test-only: what the integration tests do as another user, in a forked child (C, since
+        // a child forked from the test process may not run Swift).
+        .target(name: "CIntegrationHelpers", dependencies: ["CExtentFSIoctl"], path: "Tests/CIntegrationHelpers"),
         .testTarget(
             name: "IntegrationTests",
             // CExerciseSyscalls: the extentfs ioctls, which Swift cannot call through variadic ioctl().
-            dependencies: ["ExtentFS", "CExerciseSyscalls", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["ExtentFS", "CExerciseSyscalls", "CIntegrationHelpers",
+                           .product(name: "SystemPackage", package: "swift-system")]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -1,4 +1,5 @@
-// What Swift cannot call directly in libfuse3: macros, versioned symbols, bitfields.
+// What Swift cannot call directly in libfuse3 (macros, versioned symbols, bitfields), and the
+// system calls the adapter needs through variadic syscall().
 #ifndef EXTENTFS_CFUSE_SHIM_H
 #define EXTENTFS_CFUSE_SHIM_H
 
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -75,6 +77,30 @@ static inline int cfuse_raise_kernel_size(struct fuse_session *se, uint64_t ino,
     };
     if (writev(fuse_session_fd(se), iov, 3) >= 0) return -EIO;  /* it read the unreadable byte? */
     return errno == EFAULT ? 0 : -errno;
+}
+
+/// PIDFD_THREAD (Linux 6.9): a pidfd of one thread rather than of a thread-group leader.
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+/// A descriptor in this process for the very open file that descriptor `fd` of thread `tid`
+/// refers to, or -errno: pidfd_open + pidfd_getfd, which take a reference to the file in one
+/// step, so that what is checked and used afterwards is one file however the thread's
+/// descriptor table changes meanwhile. The copy is close-on-exec. The thread need not lead its
+/// process: a FUSE request carries the sender's thread id. (syscall() is variadic, so Swift
+/// cannot call it.)
+static inline int cfuse_take_thread_descriptor(pid_t tid, int fd) {
+    int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    if (pidfd < 0 && errno == EINVAL) {
+        /* Before 6.9 there is no PIDFD_THREAD, and a leader's pidfd is all there is. */
+        pidfd = (int)syscall(SYS_pidfd_open, tid, 0);
+    }
+    if (pidfd < 0) return -errno;
+    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    int error = errno;
+    close(pidfd);
+    return copy < 0 ? -error : copy;
 }
 
 #endif

@@ -3,65 +3,106 @@ import ExtentFS
 import Glibc
 import SystemPackage
 
-/// Resolves a descriptor number in the process that sent `req` (the source of a clone or
-/// dedupe) to one of our inodes, with the checks FICLONERANGE makes on its source: the
-/// descriptor is open (else EBADF), on this mount (else EXDEV), a regular file (else EISDIR or
-/// EINVAL) and open for reading (else EBADF). That it is open for reading is also the caller's
-/// permission to read it: the kernel checked the mode bits at open (default_permissions).
+/// Runs `body` with the inode of a descriptor number in the thread that sent `req` (the source
+/// of a clone or dedupe), after the checks FICLONERANGE makes on its source: the descriptor is
+/// open (else EBADF), on this mount (else EXDEV), a regular file (else EISDIR or EINVAL) and
+/// open for reading (else EBADF; an O_PATH descriptor is not).
 ///
-/// It goes through /proc/<pid>/fd/<n>: stat() follows the magic link to the open file itself,
-/// whatever it is called now, even unlinked. stat may send us a GETATTR, which another loop
-/// thread serves. The link is never opened: that would be a new open with the daemon's rights,
-/// not a look at the caller's. /proc/<pid>/fdinfo/<n> gives the flags it was opened with.
+/// The descriptor is resolved once: pidfd_getfd gives us a descriptor of our own for the very
+/// open file the caller's descriptor refers to at that moment, and every check is made on that
+/// one file (fstat, fcntl). Looking twice by number, as /proc/<pid>/fd/<n> and
+/// /proc/<pid>/fdinfo/<n> did, let another thread of the caller swap the descriptor in between
+/// (dup2 in a loop): an O_PATH descriptor of a file it may not read passed the first look, a
+/// readable descriptor of its own the second, and the unreadable file's blocks were cloned into
+/// the caller's file (or compared with it, by dedupe). Our copy stays open until `body` is done,
+/// so the source cannot be released under the operation either; closing it sends the usual
+/// FLUSH, which a loop thread serves.
 ///
-/// The caller's thread is blocked in its ioctl meanwhile, so the pid stays its own; another
-/// thread of the caller could still close or replace the descriptor between these steps, a
-/// window the kernel, which holds a reference to the file, does not have.
-func resolveCallerDescriptor(_ descriptor: Int64, of req: fuse_req_t?, server: Server) throws -> InodeNumber {
-    let pid = fuse_req_ctx(req)?.pointee.pid ?? 0
-    guard pid > 0 else {
+/// The caller's thread is blocked in its ioctl meanwhile (the kernel does not let a task whose
+/// request the daemon has read go before the reply), so its thread id stays its own.
+func withCallerSource<R>(_ descriptor: Int64, of req: fuse_req_t?, server: Server,
+                         _ body: (InodeNumber) throws -> R) throws -> R {
+    let tid = fuse_req_ctx(req)?.pointee.pid ?? 0
+    guard tid > 0 else {
         // The kernel sends 0 when the caller is in a pid namespace the daemon cannot see into.
         log.warning("a clone or dedupe came from a process with no pid in the daemon's namespace")
         throw Errno.notPermitted
     }
     guard (0...Int64(Int32.max)).contains(descriptor) else { throw Errno.badFileDescriptor }
+    let source = try takeCallerDescriptor(Int32(descriptor), of: tid)
+    defer { close(source) }
 
     var st = stat()
-    guard stat("/proc/\(pid)/fd/\(descriptor)", &st) == 0 else {
-        switch errno {
-        case ENOENT:
-            throw Errno.badFileDescriptor
-        case EACCES, EPERM:
-            log.warning("cannot inspect descriptors of process \(pid): the daemon may not trace it")
-            throw Errno.notPermitted
-        default:
-            throw Errno(rawValue: errno)
-        }
-    }
+    guard fstat(source, &st) == 0 else { throw Errno(rawValue: errno) }
     guard let mountDevice = server.mountDevice, st.st_dev == mountDevice else { throw Errno.improperLink }
     switch FileType(mode: st.st_mode) {
     case .regular: break
     case .directory: throw Errno.isDirectory
     default: throw Errno.invalidArgument
     }
-    guard try openFlags(of: descriptor, in: pid).isReadable else { throw Errno.badFileDescriptor }
+    let openFlags = fcntl(source, F_GETFL)
+    guard openFlags >= 0 else { throw Errno(rawValue: errno) }
+    // The check that counts, as in the kernel: the file is open for reading, so the caller was
+    // allowed to read it when it opened it (the kernel checked the mode bits then:
+    // default_permissions).
+    guard OpenFlags(rawValue: openFlags).isReadable else { throw Errno.badFileDescriptor }
+    // A second line only: whoever may not read the file by its mode bits now does not get its
+    // blocks, even through a descriptor that was opened for it earlier or handed over.
+    guard callerMayRead(st, req) else { throw Errno.permissionDenied }
     // The adapter answers getattr with the engine's inode number as st_ino.
-    return InodeNumber(st.st_ino)
+    return try body(InodeNumber(st.st_ino))
 }
 
-/// The "flags:" line of /proc/<pid>/fdinfo/<n>, octal.
-private func openFlags(of descriptor: Int64, in pid: pid_t) throws -> OpenFlags {
-    let text: String
-    do {
-        text = try readProcFile("/proc/\(pid)/fdinfo/\(descriptor)")
-    } catch Errno.noSuchFileOrDirectory {
-        throw Errno.badFileDescriptor  // closed since the stat
+/// Our own descriptor for the open file behind descriptor `descriptor` of thread `tid`.
+/// Never falls back on /proc: that is the race this replaces.
+private func takeCallerDescriptor(_ descriptor: Int32, of tid: pid_t) throws -> Int32 {
+    let result = cfuse_take_thread_descriptor(tid, descriptor)
+    guard result < 0 else { return result }
+    let error = Errno(rawValue: -result)
+    switch error {
+    case .badFileDescriptor:
+        throw Errno.badFileDescriptor
+    case .noSuchProcess:
+        throw Errno.badFileDescriptor  // the thread is gone, and its descriptors with it
+    case .notPermitted, .permissionDenied:
+        log.warning("cannot take descriptors of thread \(tid): the daemon may not trace it (\(error))")
+        throw Errno.notPermitted
+    case .noFunction:
+        log.error("this kernel has no pidfd_getfd (Linux 5.6): clone and dedupe need it")
+        throw Errno.notSupported
+    default:
+        throw error
     }
-    for line in text.split(separator: "\n") where line.hasPrefix("flags:") {
-        let digits = line.dropFirst("flags:".count).drop { $0 == " " || $0 == "\t" }
-        if let flags = UInt32(digits, radix: 8) { return OpenFlags(rawValue: Int32(bitPattern: flags)) }
-    }
-    log.error("no flags in /proc/\(pid)/fdinfo/\(descriptor)")
-    throw Errno.ioError
 }
 
+/// The kernel's read permission check on the mode bits (generic_permission; extentfs keeps no
+/// ACLs): root may; otherwise the owner's bits for the owner, the group's for a member, the
+/// others' for everyone else. Each class is final, as in the kernel: a member of the group
+/// that the group bits shut out is shut out even when others may read.
+private func callerMayRead(_ st: stat, _ req: fuse_req_t?) -> Bool {
+    guard let context = fuse_req_ctx(req)?.pointee else { return false }
+    if context.uid == 0 { return true }
+    if context.uid == st.st_uid { return st.st_mode & S_IRUSR != 0 }
+    let groupMayRead = st.st_mode & S_IRGRP != 0
+    let othersMayRead = st.st_mode & S_IROTH != 0
+    // Membership matters only where the group's bits and the others' differ.
+    guard groupMayRead != othersMayRead else { return othersMayRead }
+    let isMember = context.gid == st.st_gid || supplementaryGroups(of: req).contains(st.st_gid)
+    return isMember ? groupMayRead : othersMayRead
+}
+
+/// The caller's supplementary groups (libfuse reads them from /proc: FUSE does not send them).
+/// None when they cannot be read, which errs on the side of the others' bits.
+private func supplementaryGroups(of req: fuse_req_t?) -> [gid_t] {
+    var groups = [gid_t](repeating: 0, count: 64)
+    while true {
+        let count = fuse_req_getgroups(req, Int32(groups.count), &groups)
+        guard count >= 0 else {
+            log.warning("cannot read the supplementary groups of a clone or dedupe caller: \(Errno(rawValue: -count))")
+            return []
+        }
+        if Int(count) <= groups.count { return Array(groups.prefix(Int(count))) }
+        // NGROUPS_MAX is 65536: the count the kernel reports is bounded.
+        groups = [gid_t](repeating: 0, count: Int(count))
+    }
+}

@@ -61,24 +61,30 @@ private struct IoctlCall {
         // fallocate(2) rejects an empty range before anything else.
         guard range.length > 0 else { throw Errno.invalidArgument }
         try checkRange(offset: range.offset, length: range.length)
-        try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode)
+        // An unshare leaves every byte as it was, so nothing tells the kernel of the file's
+        // change otherwise; but like any fallocate it may take the set-user-ID bits (collapse and
+        // insert drop the kernel's attributes with its pages).
+        defer { if mode.contains(.unshareRange) { server.invalidateKernelAttributes(ino) } }
+        try allocateSpace(server, ino, offset: range.offset, length: range.length, mode: mode, by: caller(req))
     }
 
     /// CLONE_RANGE: src_fd's blocks shared into this file.
     func clone() throws {
         let clone = try argument(extentfs_clone_args.self)
-        let source = try resolveCallerDescriptor(clone.src_fd, of: req, server: server)
-        // As FICLONERANGE: an appending descriptor may not write anywhere but the end.
-        guard openFlags.isWritable, !openFlags.isAppend else { throw Errno.badFileDescriptor }
-        try checkRange(offset: clone.src_offset, length: clone.length)
-        try checkRange(offset: clone.dest_offset, length: clone.length)
-        let fs = server.fileSystem
-        // A clone past the end grows the file behind the kernel's back (KernelSize.swift).
-        try server.changingKernelCache(KernelRange(ino: ino, offset: clone.dest_offset, length: clone.length),
-                                       source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length),
-                                       mayGrow: true) {
-            _ = try fs.clone(from: source, sourceOffset: clone.src_offset, to: ino,
-                             destinationOffset: clone.dest_offset, length: clone.length)
+        let changedBy = caller(req)
+        try withCallerSource(clone.src_fd, of: req, server: server) { source in
+            // As FICLONERANGE: an appending descriptor may not write anywhere but the end.
+            guard openFlags.isWritable, !openFlags.isAppend else { throw Errno.badFileDescriptor }
+            try checkRange(offset: clone.src_offset, length: clone.length)
+            try checkRange(offset: clone.dest_offset, length: clone.length)
+            let fs = server.fileSystem
+            // A clone past the end grows the file behind the kernel's back (KernelSize.swift).
+            try server.changingKernelCache(KernelRange(ino: ino, offset: clone.dest_offset, length: clone.length),
+                                           source: KernelRange(ino: source, offset: clone.src_offset, length: clone.length),
+                                           mayGrow: true) {
+                _ = try fs.clone(from: source, sourceOffset: clone.src_offset, to: ino,
+                                 destinationOffset: clone.dest_offset, length: clone.length, by: changedBy)
+            }
         }
     }
 
@@ -87,30 +93,31 @@ private struct IoctlCall {
     /// ranges, the engine's errors included, comes back in `status` of a successful ioctl.
     func dedupe() throws {
         var dedupe = try argument(extentfs_dedupe_args.self, returned: true)
-        let source = try resolveCallerDescriptor(dedupe.src_fd, of: req, server: server)
-        dedupe.bytes_deduped = 0
-        do {
-            // As FIDEDUPERANGE: reserved fields must be 0, so they can gain a meaning later.
-            guard dedupe.reserved == 0 else { throw Errno.invalidArgument }
-            try requireMayDedupe()
-            try checkRange(offset: dedupe.src_offset, length: dedupe.length)
-            try checkRange(offset: dedupe.dest_offset, length: dedupe.length)
-            let fs = server.fileSystem
-            let (sourceOffset, destinationOffset, length) = (dedupe.src_offset, dedupe.dest_offset, dedupe.length)
-            let result = try server.changingKernelCache(KernelRange(ino: ino, offset: destinationOffset, length: length),
-                                                        source: KernelRange(ino: source, offset: sourceOffset, length: length)) {
-                try fs.dedupe(from: source, sourceOffset: sourceOffset, length: length, to: ino,
-                              destinationOffset: destinationOffset)
+        try withCallerSource(dedupe.src_fd, of: req, server: server) { source in
+            dedupe.bytes_deduped = 0
+            do {
+                // As FIDEDUPERANGE: reserved fields must be 0, so they can gain a meaning later.
+                guard dedupe.reserved == 0 else { throw Errno.invalidArgument }
+                try requireMayDedupe()
+                try checkRange(offset: dedupe.src_offset, length: dedupe.length)
+                try checkRange(offset: dedupe.dest_offset, length: dedupe.length)
+                let fs = server.fileSystem
+                let (sourceOffset, destinationOffset, length) = (dedupe.src_offset, dedupe.dest_offset, dedupe.length)
+                let result = try server.changingKernelCache(KernelRange(ino: ino, offset: destinationOffset, length: length),
+                                                            source: KernelRange(ino: source, offset: sourceOffset, length: length)) {
+                    try fs.dedupe(from: source, sourceOffset: sourceOffset, length: length, to: ino,
+                                  destinationOffset: destinationOffset)
+                }
+                switch result {
+                case .same(let bytes):
+                    dedupe.status = EXTENTFS_DEDUPE_SAME
+                    dedupe.bytes_deduped = bytes
+                case .differs:
+                    dedupe.status = EXTENTFS_DEDUPE_DIFFERS
+                }
+            } catch {
+                dedupe.status = -errnoValue(for: error)
             }
-            switch result {
-            case .same(let bytes):
-                dedupe.status = EXTENTFS_DEDUPE_SAME
-                dedupe.bytes_deduped = bytes
-            case .differs:
-                dedupe.status = EXTENTFS_DEDUPE_DIFFERS
-            }
-        } catch {
-            dedupe.status = -errnoValue(for: error)
         }
         reply(&dedupe)
     }

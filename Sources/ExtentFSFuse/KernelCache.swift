@@ -38,6 +38,17 @@ extension Server {
         return try operation()
     }
 
+    /// Drops the kernel's cached attributes of `ino` (mode, size, times), leaving its pages: for
+    /// a change that leaves every byte as it was.
+    func invalidateKernelAttributes(_ ino: InodeNumber) {
+        guard let session else { return }
+        // A negative offset asks the kernel for the attributes alone.
+        let result = fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
+        if result != 0 && -result != ENOENT {
+            log.warning("cannot invalidate the kernel's attributes of inode \(ino): \(Errno(rawValue: -result))")
+        }
+    }
+
     /// Writes back the kernel's dirty pages in `range` (as WRITE requests to us), then drops its
     /// pages there and the file's cached attributes. The kernel invalidates attributes on every
     /// inode notification, so a size change needs nothing more.

@@ -13,8 +13,11 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
         // knows is served, so a kernel that passes more needs nothing new here.
         guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
+        // The kernel has taken the file's privileges already (file_modified); the engine's look
+        // finds nothing left to take.
+        let changedBy = caller(req)
         handleOnSpaceWorker(req) { _ in
-            try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode)
+            try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode, by: changedBy)
             replyOK(req)
         }
     }
@@ -37,13 +40,15 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
     }
 }
 
-/// fallocate(2) in any mode, from the FUSE request or a range ioctl. Modes that change what the
+/// fallocate(2) in any mode, from the FUSE request or a range ioctl, by `caller` (whose
+/// privileges decide whether the file keeps its set-user-ID bits). Modes that change what the
 /// file reads as go through the kernel-cache protocol (KernelCache.swift); preallocation and
 /// unshare leave every byte as it was, and after a FUSE fallocate that grows the file the
 /// kernel sets the new size itself.
-func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode) throws {
+func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode,
+                   by caller: Credentials) throws {
     let fs = server.fileSystem
-    let operation = { try fs.fallocate(ino, offset: offset, length: length, mode: mode) }
+    let operation = { try fs.fallocate(ino, offset: offset, length: length, mode: mode, by: caller) }
     if !mode.isDisjoint(with: [.collapseRange, .insertRange]) {
         // Everything from offset on moves. Insert grows the file behind the kernel's back
         // (KernelSize.swift); collapse shrinks it, which the caller's extentfs_refresh_size

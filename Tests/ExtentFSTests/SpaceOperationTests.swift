@@ -187,6 +187,81 @@ final class SpaceOperationTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// Clone, insert, collapse, unshare and every other fallocate mode change a file the kernel
+    /// never sees written when they come through the extentfs ioctls, so the engine takes what a
+    /// write would: the set-user-ID bit, the set-group-ID bit when the group may execute, and the
+    /// file's capabilities, unless the caller is root (who keeps the bits but not the
+    /// capabilities, as with the kernel's writes). Seen failing before: 06775 stayed 06775.
+    func testChangingDataTakesSetIDBitsAndCapabilities() throws {
+        let volume = try TestVolume(blockSize: 4096)
+        let bs = UInt64(volume.blockSize)
+        let user = Credentials(uid: 64123, gid: 64124)
+        let source = try volume.create("source")
+        try volume.write(source, pattern(8 * volume.blockSize, seed: 11), at: 0)
+        let operations: [(name: String, run: (InodeNumber, Credentials) throws -> Void)] = [
+            ("clone", { _ = try volume.fs.clone(from: source, sourceOffset: 0, to: $0, destinationOffset: 0, length: 2 * bs, by: $1) }),
+            ("insert", { try volume.fs.fallocate($0, offset: bs, length: bs, mode: .insertRange, by: $1) }),
+            ("collapse", { try volume.fs.fallocate($0, offset: bs, length: bs, mode: .collapseRange, by: $1) }),
+            ("unshare", { try volume.fs.fallocate($0, offset: 0, length: bs, mode: [.unshareRange, .keepSize], by: $1) }),
+            ("punch", { try volume.fs.fallocate($0, offset: 0, length: bs, mode: [.punchHole, .keepSize], by: $1) }),
+            ("zero", { try volume.fs.fallocate($0, offset: 0, length: bs, mode: .zeroRange, by: $1) }),
+            ("preallocate", { try volume.fs.fallocate($0, offset: 8 * bs, length: bs, mode: [], by: $1) }),
+        ]
+        let cases: [(before: UInt32, caller: Credentials, after: UInt32, who: String)] = [
+            (0o6775, user, 0o0775, "a user"),
+            // Without group execute the set-group-ID bit marks mandatory locking and stays.
+            (0o6765, user, 0o2765, "a user, no group execute"),
+            (0o6775, .root, 0o6775, "root"),
+        ]
+        for (name, run) in operations {
+            for (before, caller, after, who) in cases {
+                let context = "\(name) by \(who)"
+                let file = try volume.create("\(name)-\(before)-\(caller.uid)")
+                try volume.write(file, pattern(8 * volume.blockSize, seed: 12), at: 0)
+                _ = try volume.fs.setattr(file, AttributeChanges(mode: before, uid: 0, gid: user.gid))
+                try volume.fs.setxattr(file, name: FileSystem.capabilityXattrName, value: [1, 2, 3], flags: [])
+                let ctimeBefore = try volume.fs.getattr(file).ctime
+                try run(file, caller)
+                let attributes = try volume.fs.getattr(file)
+                XCTAssertEqual(String(attributes.mode & 0o7777, radix: 8), String(after, radix: 8), context)
+                XCTAssertEqual(errno { _ = try volume.fs.getxattr(file, name: FileSystem.capabilityXattrName) }, .noData,
+                               "\(context): the capabilities stayed")
+                XCTAssertTrue(attributes.ctime.seconds > ctimeBefore.seconds ||
+                              (attributes.ctime.seconds == ctimeBefore.seconds && attributes.ctime.nanoseconds >= ctimeBefore.nanoseconds),
+                              context)
+            }
+        }
+        try volume.remount()
+        XCTAssertEqual(try volume.fs.getattr(volume.lookup("clone-\(0o6775)-\(user.uid)").ino).mode & 0o7777, 0o775,
+                       "the bits stay taken after a remount")
+        try volume.unmountAndCheck()
+    }
+
+    /// Dedupe leaves what the file reads as unchanged: it keeps its set-ID bits, its
+    /// capabilities and its times (XFS skips file_modified for dedupe). Seen failing before:
+    /// dedupe set the destination's mtime and ctime.
+    func testDedupeLeavesTheDestinationsAttributes() throws {
+        let volume = try TestVolume(blockSize: 4096)
+        let data = pattern(4 * volume.blockSize, seed: 13)
+        let source = try volume.create("source")
+        try volume.write(source, data, at: 0)
+        let destination = try volume.create("destination")
+        try volume.write(destination, data, at: 0)
+        _ = try volume.fs.setattr(destination, AttributeChanges(mode: 0o6775, uid: 0, gid: 64124,
+                                                                mtime: .set(Timespec(seconds: 1000, nanoseconds: 5))))
+        try volume.fs.setxattr(destination, name: FileSystem.capabilityXattrName, value: [1, 2, 3], flags: [])
+        let before = try volume.fs.getattr(destination)
+        XCTAssertEqual(try volume.fs.dedupe(from: source, sourceOffset: 0, length: UInt64(data.count), to: destination, destinationOffset: 0),
+                       .same(bytes: UInt64(data.count)))
+        let after = try volume.fs.getattr(destination)
+        XCTAssertEqual(after.mode, before.mode)
+        XCTAssertEqual(after.mtime, before.mtime)
+        XCTAssertEqual(after.ctime, before.ctime)
+        XCTAssertEqual(try volume.fs.getxattr(destination, name: FileSystem.capabilityXattrName), [1, 2, 3])
+        XCTAssertTrue(try volume.fs.extentMap(destination, offset: 0, length: UInt64(data.count)).allSatisfy { $0.flags.contains(.shared) })
+        try volume.unmountAndCheck()
+    }
+
     /// Random operations on two files checked against a byte-array model after every step.
     func testRandomOperationsMatchTheModel() throws {
         for blockSize in [512, 1024, 4096, 65536] {

@@ -40,7 +40,9 @@ final class TestVolume {
     }
 
     /// Runs `extentfs mount` at `mountPoint` (or another directory) without judging the result.
-    func attemptMount(at otherMountPoint: String? = nil, timeout: TimeInterval = 60) throws -> ProcessResult {
+    /// `arguments` go to the mount command as they are (e.g. "--allow-other", "-o", "suid").
+    func attemptMount(at otherMountPoint: String? = nil, arguments: [String] = [],
+                      timeout: TimeInterval = 60) throws -> ProcessResult {
         let target = otherMountPoint ?? mountPoint
         if let otherMountPoint {
             try FileManager.default.createDirectory(atPath: otherMountPoint, withIntermediateDirectories: true)
@@ -49,7 +51,7 @@ final class TestVolume {
         mountCount += 1
         let log = directory + "/daemon-\(mountCount).log"
         currentLog = log
-        return try harness.extentfs(["mount", image, target, "--log", log], timeout: timeout)
+        return try harness.extentfs(["mount", image, target, "--log", log] + arguments, timeout: timeout)
     }
 
     func fsck() throws -> ProcessResult {
@@ -58,8 +60,8 @@ final class TestVolume {
 
     // MARK: - Checked lifecycle
 
-    func mount() throws {
-        let result = try attemptMount()
+    func mount(arguments: [String] = []) throws {
+        let result = try attemptMount(arguments: arguments)
         guard result.succeeded else {
             throw HarnessError("mount of \(image) (block size \(blockSize)) failed: \(result)\(logTail())")
         }

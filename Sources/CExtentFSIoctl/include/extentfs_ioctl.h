@@ -10,12 +10,18 @@
  * Errors are the errno values the standard calls give (fallocate(2), ioctl_ficlonerange(2),
  * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
  * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
- * (else EISDIR or EINVAL) and open for reading (else EBADF). The file the ioctl is issued on is
+ * (else EISDIR or EINVAL) and open for reading (else EBADF; an O_PATH descriptor is not), and its
+ * mode bits must let the caller read it now (else EACCES). The file the ioctl is issued on is
  * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
  * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
  * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
  * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
  * An unknown command is ENOTTY, as on any filesystem.
+ *
+ * As a write does, COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE and CLONE_RANGE take from the
+ * file they change its set-user-ID bit and, when the group may execute it, its set-group-ID bit
+ * (unless the caller is root), and its security.capability (also for root). DEDUPE_RANGE leaves
+ * what the file reads as, and so its mode, capabilities and times, as they were.
  *
  * After COLLAPSE_RANGE, call extentfs_refresh_size (below) before relying on the file's size.
  *

@@ -5,13 +5,15 @@ import SystemPackage
 /// written back; both invalidate_locks exclusive, lower first; then compare (dedupe) and remap
 /// before any lock drops.
 extension FileSystem {
+    /// `caller`: who changes the destination's data; unless privileged, the set-user-ID and
+    /// set-group-ID bits go (FileSystem+Privileges.swift). In-process callers act as root.
     public func clone(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
-                      destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
+                      destinationOffset: UInt64, length: UInt64, by caller: Credentials = .root) throws -> UInt64 {
         try journal.shutdown.check()
         return try remapOperation(source, destination) { sourceInode, destinationInode in
             let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: false)
             guard length > 0 else { return 0 }
-            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length)
+            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, changedBy: caller)
             return length
         }
     }
@@ -24,7 +26,8 @@ extension FileSystem {
             guard length > 0 else { return .same(bytes: 0) }
             guard try rangesEqual(sourceInode, sourceOffset, destinationInode, destinationOffset, length) else { return .differs }
             pausePoint(.dedupeAfterCompare)
-            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length)
+            // The destination reads as it did: no new times, nothing taken from it.
+            try remap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, changedBy: nil)
             return .same(bytes: length)
         }
     }
@@ -185,9 +188,11 @@ extension FileSystem {
     }
 
     /// Maps the destination range to the source's blocks. Both files are written back and both
-    /// invalidate_locks held exclusively by the caller.
+    /// invalidate_locks held exclusively by the caller. `caller` is who changes the
+    /// destination's data (clone), nil when its contents stay the same (dedupe): only a change
+    /// updates its times and takes its privileges, in the transaction that changes it.
     private func remap(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
-                       _ length: UInt64) throws {
+                       _ length: UInt64, changedBy caller: Credentials?) throws {
         let blockSize = UInt64(geometry.blockSize)
         let shift = UInt64(geometry.blockShift)
         let sourceFirst = sourceOffset >> shift
@@ -206,9 +211,12 @@ extension FileSystem {
             }
             let end = destinationOffset + length
             if end > destination.size { destination.size = end }
-            let now = Timespec.now
-            destination.mtime = now
-            destination.ctime = now
+            if let caller {
+                removePrivileges(destination, changedBy: caller)
+                let now = Timespec.now
+                destination.mtime = now
+                destination.ctime = now
+            }
         }
     }
 

@@ -5,7 +5,11 @@ import SystemPackage
 /// (rule 1). Validation follows the VFS and XFS: EOPNOTSUPP for unknown or unsupported mode
 /// combinations, EINVAL for bad ranges, EFBIG past the largest file.
 extension FileSystem {
-    public func fallocate(_ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode) throws {
+    /// `caller`: who changes the file; unless privileged, the set-user-ID and set-group-ID bits
+    /// go, in every mode, as XFS's fallocate takes them (FileSystem+Privileges.swift). In-process
+    /// callers act as root.
+    public func fallocate(_ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode,
+                          by caller: Credentials = .root) throws {
         try journal.shutdown.check()
         let known: FallocateMode = [.keepSize, .punchHole, .collapseRange, .zeroRange, .insertRange, .unshareRange]
         guard mode.isSubset(of: known) else { throw Errno.notSupported }
@@ -18,25 +22,32 @@ extension FileSystem {
         }
         guard length > 0 else { throw Errno.invalidArgument }
         guard offset <= Superblock.maxFileSize, length <= Superblock.maxFileSize - offset else { throw Errno.fileTooLarge }
+        let operation: () throws -> Void
         switch mode.subtracting(.keepSize) {
         case []:
-            try preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+            operation = { try self.preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize)) }
         case .punchHole:
             guard mode.contains(.keepSize) else { throw Errno.notSupported }
-            try punchHole(inode, offset: offset, length: length)
+            operation = { try self.punchHole(inode, offset: offset, length: length) }
         case .zeroRange:
-            try zeroRange(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+            operation = { try self.zeroRange(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize)) }
         case .unshareRange:
             // As XFS: unshare, then preallocate the range (holes become unwritten).
-            try unshare(inode, offset: offset, length: length)
-            try preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+            operation = {
+                try self.unshare(inode, offset: offset, length: length)
+                try self.preallocate(inode, offset: offset, length: length, keepSize: mode.contains(.keepSize))
+            }
         case .collapseRange where !mode.contains(.keepSize):
-            try collapse(inode, offset: offset, length: length)
+            operation = { try self.collapse(inode, offset: offset, length: length) }
         case .insertRange where !mode.contains(.keepSize):
-            try insert(inode, offset: offset, length: length)
+            operation = { try self.insert(inode, offset: offset, length: length) }
         default:
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
+        // Once the mode is one the engine serves: before anything changes, and also when the
+        // mode's own checks (alignment, range) fail, as XFS does.
+        metadata.transaction { removePrivileges(inode, changedBy: caller) }
+        try operation()
     }
 
     private func blockRange(_ offset: UInt64, _ length: UInt64) -> (first: UInt64, end: UInt64) {

@@ -1,0 +1,98 @@
+/*
+ * What the integration tests do as an unprivileged user: a forked child of the test process
+ * drops to another uid and gid, makes extentfs ioctls (and, for the race, runs two threads),
+ * and reports back through a pipe. In C, because a child forked from the multithreaded test
+ * process may not run Swift: only the calling thread survives fork, and Swift's runtime locks
+ * may be held by threads that did not.
+ */
+#ifndef EXTENTFS_INTEGRATION_HELPERS_H
+#define EXTENTFS_INTEGRATION_HELPERS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Who the child becomes: uid and gid, and one supplementary group when has_group is set
+ * (none otherwise). */
+struct extentfs_test_user {
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t group;
+    int32_t has_group;
+};
+
+/* Where a child's setup went wrong: the step, and errno there. */
+enum extentfs_test_step {
+    EXTENTFS_STEP_NONE = 0,
+    EXTENTFS_STEP_DROP_PRIVILEGES,
+    EXTENTFS_STEP_OPEN_DESTINATION,
+    EXTENTFS_STEP_OPEN_SOURCE,
+    EXTENTFS_STEP_OPEN_SECRET_PATH,
+    EXTENTFS_STEP_SWAP_DESCRIPTOR,
+    EXTENTFS_STEP_START_THREADS,
+    EXTENTFS_STEP_READ_DESTINATION,
+};
+
+enum extentfs_test_operation {
+    EXTENTFS_TEST_CLONE = 1,  /* source_path's [0, length) to offset of path */
+    EXTENTFS_TEST_DEDUPE,     /* source_path's [0, length) against offset of path */
+    EXTENTFS_TEST_INSERT,     /* [offset, offset + length) of path */
+    EXTENTFS_TEST_COLLAPSE,
+    EXTENTFS_TEST_UNSHARE,
+};
+
+struct extentfs_test_ioctl_result {
+    int32_t failed_step;       /* enum extentfs_test_step; EXTENTFS_STEP_NONE if setup went well */
+    int32_t setup_error;       /* errno of the failed step */
+    int32_t operation_result;  /* the ioctl: 0 or -errno */
+    int32_t dedupe_status;     /* for DEDUPE: EXTENTFS_DEDUPE_SAME, _DIFFERS or -errno */
+    uint64_t bytes_deduped;
+};
+
+/* One extentfs ioctl on `path` (opened O_RDWR) as `user`, with no extentfs_refresh_size after
+ * it: what the daemon does, alone. The source of a clone or dedupe is `source_descriptor` when
+ * it is not -1 (a descriptor of the test process, which the child inherits: one the user did
+ * not open), else `source_path` opened O_RDONLY by the user. Returns 0 once the child has
+ * reported into *result, or -errno if the child could not be run or died. */
+int extentfs_test_ioctl_as_user(const struct extentfs_test_user *user, int32_t operation, const char *path,
+                                const char *source_path, int32_t source_descriptor, uint64_t offset,
+                                uint64_t length, struct extentfs_test_ioctl_result *result);
+
+struct extentfs_race_setup {
+    struct extentfs_test_user user;
+    /* A file the user may not read, in a directory the user may search: opened O_PATH. */
+    const char *secret_path;
+    /* The secret file's first bytes, to recognize them in the destination. */
+    const uint8_t *secret_prefix;
+    uint32_t secret_prefix_length;
+    /* A file the user may read (opened O_RDONLY) and one the user may write (O_RDWR). */
+    const char *own_source_path;
+    const char *destination_path;
+    int32_t dedupe;            /* 0: clone; 1: dedupe, the destination holding the secret's bytes */
+    uint64_t length;           /* bytes of each clone or dedupe, from offset 0 of both files */
+    uint32_t milliseconds;     /* how long to race */
+    uint32_t max_attempts;
+    int32_t swapped_descriptor; /* the descriptor number the swapping thread keeps changing */
+};
+
+struct extentfs_race_outcome {
+    int32_t failed_step;
+    int32_t setup_error;
+    int32_t secret_open_error;       /* errno of open(secret, O_RDONLY) as the user: EACCES */
+    int32_t path_descriptor_result;  /* the ioctl with the O_PATH descriptor, before any race */
+    uint32_t attempts;
+    uint32_t accepted;               /* ioctls that returned 0 */
+    uint32_t refused;                /* ioctls that failed with EBADF (the O_PATH descriptor) */
+    uint32_t leaks;                  /* clone: the secret read back from the destination; dedupe: SAME */
+    int32_t unexpected_error;        /* the first errno other than EBADF, 0 if none */
+    uint32_t swaps;
+};
+
+/* As `user`, one thread swaps `swapped_descriptor` between an O_PATH descriptor of the secret
+ * and a readable descriptor of the user's own file (dup2, over and over) while another issues
+ * the clone (or dedupe) ioctl on the destination with that descriptor as source, after each
+ * accepted clone reading the destination back. Returns 0 once the child has reported into
+ * *outcome, or -errno. */
+int extentfs_test_race_source_descriptor(const struct extentfs_race_setup *setup,
+                                         struct extentfs_race_outcome *outcome);
+
+#endif

@@ -1,0 +1,99 @@
+import CExerciseSyscalls
+import CIntegrationHelpers
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// On a mount with suid, a user in the group of a root-owned set-user-ID program that the group
+/// may write must not be able to replace its contents through the extentfs ioctls and keep its
+/// privileges: clone into it, insert and collapse (and unshare, as every fallocate mode) take
+/// the set-user-ID bit, the set-group-ID bit (the group may execute) and security.capability, as
+/// the kernel's own write would. Seen failing before the engine took them: the file stayed 06775
+/// with its capabilities after each of the four.
+final class SetIDBitsTests: XCTestCase {
+    /// A version 2 security.capability value (struct vfs_cap_data, little endian): effective,
+    /// permitting CAP_NET_RAW, what `setcap cap_net_raw+ep` writes.
+    static let capability: [UInt8] = [0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00] + [UInt8](repeating: 0, count: 12)
+    static let capabilityName = "security.capability"
+    static let programMode: mode_t = 0o6775
+
+    func testChangingAProgramThroughTheIoctlsTakesItsPrivileges() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        for blockSize in MountHarness.blockSizes {
+            let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
+            try volume.mountForOtherUsers(arguments: ["-o", "suid"])
+            let b = UInt64(blockSize)
+            let length = 8 * blockSize
+            let own = volume.path("own")
+            try createFile(own, contents: TestContent.bytes(seed: 1, count: length), mode: 0o644)
+            try sys("chown(\(own))", chown(own, TestUser.uid, TestUser.gid))
+
+            let changes: [(operation: extentfs_test_operation, offset: UInt64, length: UInt64)] = [
+                (EXTENTFS_TEST_CLONE, 0, 2 * b),
+                (EXTENTFS_TEST_INSERT, b, b),
+                (EXTENTFS_TEST_COLLAPSE, b, b),
+                (EXTENTFS_TEST_UNSHARE, 0, b),
+            ]
+            for (operation, offset, count) in changes {
+                let context = "bs \(blockSize), \(operation.name) by a group member"
+                let program = try makeProgram(volume, "program-\(operation.name)", length: length, context)
+                let result = try ioctlAsUser(TestUser.inGroup, operation, path: program, source: own, offset: offset, length: count)
+                XCTAssertEqual(result.operation_result, 0, "\(context): \(errnoName(-result.operation_result))")
+                try expectPrivileges(program, mode: 0o775, capability: false, context)
+            }
+
+            // Root keeps the set-ID bits (CAP_FSETID) but not the capabilities, as with a write.
+            let rootsProgram = try makeProgram(volume, "program-root", length: length, "bs \(blockSize), root")
+            let root = extentfs_test_user(uid: 0, gid: 0, group: 0, has_group: 0)
+            let byRoot = try ioctlAsUser(root, EXTENTFS_TEST_CLONE, path: rootsProgram, source: own, length: 2 * b)
+            XCTAssertEqual(byRoot.operation_result, 0, "bs \(blockSize), clone by root: \(errnoName(-byRoot.operation_result))")
+            try expectPrivileges(rootsProgram, mode: Self.programMode, capability: false, "bs \(blockSize), clone by root")
+
+            // Dedupe changes nothing the file reads as: it keeps everything, its times too.
+            let context = "bs \(blockSize), dedupe by a group member"
+            let deduped = try makeProgram(volume, "program-dedupe", length: length, context)
+            let twin = volume.path("twin")
+            try createFile(twin, contents: try readWholeFile(deduped), mode: 0o644)
+            try sys("chown(\(twin))", chown(twin, TestUser.uid, TestUser.gid))
+            let before = try fileStatus(deduped)
+            let dedupe = try ioctlAsUser(TestUser.inGroup, EXTENTFS_TEST_DEDUPE, path: deduped, source: twin, length: UInt64(length))
+            XCTAssertEqual(dedupe.operation_result, 0, "\(context): \(errnoName(-dedupe.operation_result))")
+            XCTAssertEqual(dedupe.dedupe_status, EXTENTFS_DEDUPE_SAME, "\(context): status")
+            try expectPrivileges(deduped, mode: Self.programMode, capability: true, context)
+            let after = try fileStatus(deduped)
+            XCTAssertEqual(after.st_mtim.nanoseconds, before.st_mtim.nanoseconds, "\(context): mtime")
+            XCTAssertEqual(after.st_ctim.nanoseconds, before.st_ctim.nanoseconds, "\(context): ctime")
+
+            try volume.remountChecked("bs \(blockSize)")
+            try expectPrivileges(volume.path("program-clone"), mode: 0o775, capability: false, "bs \(blockSize), after a remount")
+            try volume.unmount()
+        }
+    }
+
+    /// As root: a program of root's, group TestUser.group, mode 06775, with capabilities.
+    private func makeProgram(_ volume: TestVolume, _ name: String, length: Int, _ context: String) throws -> String {
+        let path = volume.path(name)
+        try createFile(path, contents: TestContent.bytes(seed: 2, count: length), mode: 0o755)
+        try sys("chown(\(path))", chown(path, 0, TestUser.group))
+        try sys("chmod(\(path))", chmod(path, Self.programMode))
+        try setXattr(path, Self.capabilityName, Self.capability)
+        try expectPrivileges(path, mode: Self.programMode, capability: true, "\(context), before")
+        return path
+    }
+
+    private func expectPrivileges(_ path: String, mode: mode_t, capability: Bool, _ context: String,
+                                  file: StaticString = #filePath, line: UInt = #line) throws {
+        let st = try fileStatus(path)
+        XCTAssertEqual(String(st.st_mode & 0o7777, radix: 8), String(mode, radix: 8), "\(context): mode", file: file, line: line)
+        let names = try listXattrs(path)
+        XCTAssertEqual(names.contains(Self.capabilityName), capability, "\(context): \(Self.capabilityName) in \(names)",
+                       file: file, line: line)
+        if capability, names.contains(Self.capabilityName) {
+            XCTAssertEqual(try getXattr(path, Self.capabilityName), Self.capability, "\(context): capability value",
+                           file: file, line: line)
+        }
+    }
+}
