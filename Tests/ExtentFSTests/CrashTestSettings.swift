@@ -3,7 +3,8 @@ import Foundation
 /// How much the crash and fault tests do. The defaults keep `swift test` short (a debug build on
 /// two cores); `scripts/crash-test.sh` raises them through the environment:
 ///
-/// - EXTENTFS_CRASH_SEEDS: random workloads per block size (default 3; seeds 1...N)
+/// - EXTENTFS_CRASH_SEEDS: random workloads per block size (default 3; seeds FIRST...FIRST+N-1)
+/// - EXTENTFS_CRASH_FIRST_SEED: the first random seed (default 1)
 /// - EXTENTFS_CRASH_OPS: steps per random workload (default 60)
 /// - EXTENTFS_CRASH_SUBSETS: random subsets of the in-flight writes per crash point (default 3),
 ///   besides "none of them" and "all of them"
@@ -20,6 +21,7 @@ enum CrashTestSettings {
     }
 
     static var seeds: Int { integer("EXTENTFS_CRASH_SEEDS", 3) }
+    static var firstSeed: Int { integer("EXTENTFS_CRASH_FIRST_SEED", 1) }
     static var randomSteps: Int { integer("EXTENTFS_CRASH_OPS", 60) }
     static var subsetsPerCrashPoint: Int { integer("EXTENTFS_CRASH_SUBSETS", 3) }
     static var faultLimit: Int { integer("EXTENTFS_FAULT_LIMIT", 80) }
