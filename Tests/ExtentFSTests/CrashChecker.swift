@@ -262,9 +262,18 @@ struct CrashChecker {
         if let older = same.last(where: { $0 < window.lowerBound }) {
             return ("stale data", here + "version \(older)'s data, older than the durable version \(window.lowerBound): the fsynced data is not on disk\(expected)")
         }
-        if let decoded = CrashDataWord.decode(found), decoded.file != file.id, decoded.offset == offset & 0x7FF_FFFF {
-            let writer = model.node(id: decoded.file)?.path ?? "file #\(decoded.file)"
-            return ("foreign data", here + "a word \(writer) wrote (its version \(decoded.version)): another file's data\(expected)")
+        // Another file's word anywhere in the sector (at its own file offset, which need not be
+        // this one: a block written in place for one file while the durable metadata maps it to
+        // another; the first differing word may be only a cut piece of one).
+        var probe = start
+        while probe < end {
+            if let word = Self.word(content, at: probe), let decoded = CrashDataWord.decode(word), decoded.file != file.id,
+               let writer = model.node(id: decoded.file), !writer.isDirectory,
+               !versions.contains(where: { Self.word($0, at: probe) == word }) {
+                return ("foreign data", "at offset \(probe): a word \(writer.path) wrote (its version \(decoded.version), at its " +
+                        "offset \(decoded.offset)): another file's data\(expected)")
+            }
+            probe += 8
         }
         if let later = same.first {
             return ("data from after the crash", here + "version \(later)'s data, a version begun after the crash point\(expected)")
