@@ -67,7 +67,7 @@ extension FileSystem {
 
         metadata.transaction {
             let end = offset + UInt64(done)
-            if end > inode.size { inode.extendForWrite(to: end) }
+            if end > inode.size { inode.size = end }  // durable once written back (Inode.durableSize)
             let now = Timespec.now
             inode.mtime = now
             inode.ctime = now

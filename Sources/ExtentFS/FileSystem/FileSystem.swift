@@ -74,6 +74,9 @@ public final class FileSystem: @unchecked Sendable {
             defer {
                 store.unlock()
                 isUnmounted = true
+                // Page memory is raw memory: give it back, or every mount in a process leaks its cache.
+                let spaces = metadata.withLock { metadata.inodes.values.compactMap(\.pages) }
+                for space in spaces { space.removePages(from: 0) }
             }
             do {
                 try journal.shutdown.check()

@@ -22,17 +22,21 @@ public final class Inode: @unchecked Sendable {
     var uid: UInt32 { didSet { noteChange() } }
     var gid: UInt32 { didSet { noteChange() } }
     var rdev: UInt64 = 0 { didSet { noteChange() } }
-    /// The size the file has now. Setting it sets `durableSize` too, except through
-    /// `extendForWrite`: a size that covers data still in the page cache is not logged.
+    /// The size the file has now.
     var size: UInt64 = 0 {
         didSet {
-            durableSize = size
+            if pages?.hasDirtyPages != true {
+                durableSize = size
+            } else if durableSize > size {
+                durableSize = size
+            }
             noteChange()
         }
     }
     /// The size the log records (XFS's di_size): it covers only data that is on disk, so a crash
-    /// never brings a file back with a tail of zeros where its unwritten data was (data=ordered).
-    /// Writeback moves it up as the data behind it is written.
+    /// never brings a file back with zeros where its unwritten data was (data=ordered).
+    /// Invariant: equal to `size` whenever the file has no dirty page (then all its data is on
+    /// disk); otherwise at most `size`, raised by writeback as it writes the data below.
     private(set) var durableSize: UInt64 = 0 { didSet { noteChange() } }
     var atime: Timespec { didSet { noteChange() } }
     var mtime: Timespec { didSet { noteChange() } }
@@ -56,18 +60,14 @@ public final class Inode: @unchecked Sendable {
         lastChange = changes.note(ino)
     }
 
-    /// A write past the end: the size grows now, the durable size when writeback has written
-    /// the data (`noteWrittenBack`).
-    func extendForWrite(to end: UInt64) {
-        let durable = durableSize
-        size = end
-        durableSize = durable
-    }
-
-    /// Writeback wrote the file's data below `end`: the durable size may cover it.
+    /// Writeback wrote the file's dirty data below `end` (and cleaned those pages).
     func noteWrittenBack(upTo end: UInt64) {
-        let covered = min(size, end)
-        if covered > durableSize { durableSize = covered }
+        if pages?.hasDirtyPages != true {
+            durableSize = size
+        } else {
+            let covered = min(size, end)
+            if covered > durableSize { durableSize = covered }
+        }
     }
 
     /// Logical blocks whose next writeback must copy a shared block (copy on write) and that hold
@@ -76,12 +76,12 @@ public final class Inode: @unchecked Sendable {
     /// Kernel lookup references (FUSE nlookup) and open handles: an unlinked inode is freed only
     /// when both reach zero.
     var lookupCount: UInt64 = 0
+    var openCount: UInt64 = 0
     /// Bytes this inode took in the last record or checkpoint that wrote it: Metadata sums them
     /// to charge metadata to space.
     var encodedBytes = 0
     /// A writeback of this file failed since its last fsync, which must report it.
     var writebackFailed = false
-    var openCount: UInt64 = 0
 
     init(ino: InodeNumber, mode: UInt32, uid: UInt32, gid: UInt32, time: Timespec, cache: PageCache?) {
         self.ino = ino

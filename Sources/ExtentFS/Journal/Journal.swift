@@ -18,8 +18,9 @@ import SystemPackage
 /// reference count fell to one are not written in place until then (ChangeSet.unshared).
 ///
 /// Ordered data: writeback maps new blocks unwritten and converts them after their data is
-/// written, and logs a size only once the data below it is written (Inode.durableSize), so a
-/// record never covers data that is not on disk.
+/// written, and logs a size only once the data below it is written (Inode.durableSize); a commit
+/// flushes before writing its record when anything written is unflushed (as XFS's log writes
+/// carry PREFLUSH), so a record never reaches the disk ahead of the data it covers.
 ///
 /// Failures shut the volume down (Shutdown): a failed log, checkpoint or superblock write or
 /// flush is never retried over state that may be on disk.
@@ -95,6 +96,10 @@ final class Journal: @unchecked Sendable {
         }
         if log.fits(payloadBytes: payload.count) {
             do {
+                // Ordered data: what the record maps was written before it was closed; a flush
+                // first keeps the device from putting the record on disk ahead of that data (a
+                // record and data written without a flush between them may land in any order).
+                if store.hasUnflushedWrites { try store.flush() }
                 try log.append(payload)
                 try store.flush()
             } catch {

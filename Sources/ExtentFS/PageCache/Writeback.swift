@@ -224,10 +224,6 @@ extension FileSystem {
         guard !batch.groups.isEmpty else { return }
         pausePoint(.writebackBeforeWrite)
         try batch.runs.write(to: store)
-        let writtenEnd = batch.groups.map { ($0.pages.last?.fileOffset ?? 0) + UInt64(Page.size) }.max() ?? 0
-        metadata.transaction {
-            if writtenEnd > inode.durableSize { inode.noteWrittenBack(upTo: writtenEnd) }
-        }
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {
                 for block in batch.conversions {
@@ -241,6 +237,7 @@ extension FileSystem {
             }
             batch.cowRemaps = []
         }
+        let writtenEnd = batch.groups.map { ($0.pages.last?.fileOffset ?? 0) + UInt64(Page.size) }.max() ?? 0
         for group in batch.groups {
             for (page, mask) in zip(group.pages, group.cleaned) {
                 if page.clearDirty(units: mask) { space.noteDirty(page, becameDirty: false) }
@@ -248,6 +245,7 @@ extension FileSystem {
                 space.release(page)
             }
         }
+        metadata.transaction { inode.noteWrittenBack(upTo: writtenEnd) }
         batch.freeTemporaries()
         batch = WritebackBatch()
     }
