@@ -69,8 +69,9 @@ extension FileSystem {
 
     public func flush(_ ino: InodeNumber) throws {}
 
-    /// Writes the file's dirty data back, logs the transactions up to the file's last change
-    /// (no further: other files' later changes are not waited for) and flushes the device
+    /// Writes the file's dirty data back, logs the transactions up to the file's last change (for
+    /// fdatasync, its last change of size or block map; no further: other files' later changes
+    /// are not waited for) and flushes the device
     /// whenever anything written is not flushed yet. A writeback error since the last fsync, in
     /// the background or here, fails this fsync once (as Linux's errseq does), and is not lost.
     public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
@@ -80,7 +81,7 @@ extension FileSystem {
         do { try writeback(inode) } catch { writebackError = error }
         let (failedEarlier, lastChange) = metadata.withLock { () -> (Bool, LogSequence) in
             defer { inode.writebackFailed = false }
-            return (inode.writebackFailed, inode.lastChange)
+            return (inode.writebackFailed, dataOnly ? inode.lastDataChange : inode.lastChange)
         }
         if let writebackError { throw writebackError }
         if failedEarlier { throw Errno.ioError }

@@ -25,10 +25,8 @@ public final class Inode: @unchecked Sendable {
     /// The size the file has now.
     var size: UInt64 = 0 {
         didSet {
-            if pages?.hasDirtyPages != true {
-                durableSize = size
-            } else if durableSize > size {
-                durableSize = size
+            if pages?.hasDirtyPages != true || durableSize > size {
+                if durableSize != size { durableSize = size }
             }
             noteChange()
         }
@@ -37,14 +35,14 @@ public final class Inode: @unchecked Sendable {
     /// never brings a file back with zeros where its unwritten data was (data=ordered).
     /// Invariant: equal to `size` whenever the file has no dirty page (then all its data is on
     /// disk); otherwise at most `size`, raised by writeback as it writes the data below.
-    private(set) var durableSize: UInt64 = 0 { didSet { noteChange() } }
+    private(set) var durableSize: UInt64 = 0 { didSet { noteDataChange() } }
     var atime: Timespec { didSet { noteChange() } }
     var mtime: Timespec { didSet { noteChange() } }
     var ctime: Timespec { didSet { noteChange() } }
     var generation: UInt64 = 0 { didSet { noteChange() } }
     /// A directory's parent (its ".."); the root is its own parent.
     var parent: InodeNumber = 0 { didSet { noteChange() } }
-    var extents = ExtentMap() { didSet { noteChange() } }
+    var extents = ExtentMap() { didSet { noteDataChange() } }
     var xattrs: [[UInt8]: [UInt8]] = [:] { didSet { noteChange() } }
     var symlinkTarget: [UInt8] = [] { didSet { noteChange() } }
     var directory: Directory? { didSet { noteChange() } }
@@ -53,11 +51,22 @@ public final class Inode: @unchecked Sendable {
     /// The log sequence of the last transaction that changed this inode: fsync forces the log
     /// up to it and no further.
     var lastChange: LogSequence = 0
+    /// The same for what reaching the data needs (its logged size and block map): fdatasync
+    /// forces the log up to this one, so an overwrite in place costs one device flush.
+    var lastDataChange: LogSequence = 0
 
     @inline(__always)
     private func noteChange() {
         guard let changes, lastChange != changes.running else { return }
         lastChange = changes.note(ino)
+    }
+
+    @inline(__always)
+    private func noteDataChange() {
+        noteChange()
+        guard let changes, lastDataChange != changes.running else { return }
+        lastDataChange = changes.running
+        changes.noteDataChange()
     }
 
     /// Writeback wrote the file's dirty data below `end` (and cleaned those pages).

@@ -10,6 +10,9 @@ final class ChangeSet: @unchecked Sendable {
     /// The sequence the running transaction will be logged as.
     private(set) var running: LogSequence
     private(set) var inodes = Set<InodeNumber>()
+    /// Some file's block map or logged size changed: the record may cover data written since the
+    /// last flush, so it must not reach the disk before that data (Journal's preflush).
+    private(set) var touchesData = false
     /// Reference-count ranges whose counts changed (possibly overlapping).
     private(set) var referenceRuns: [BlockRun] = []
     /// Blocks that became mapped once by a change not yet durable: the durable metadata may
@@ -30,6 +33,10 @@ final class ChangeSet: @unchecked Sendable {
         return running
     }
 
+    func noteDataChange() {
+        touchesData = true
+    }
+
     func noteReferenceChange(_ run: BlockRun, unshared newlyUnshared: [BlockRun]) {
         referenceRuns.append(run)
         unshared += newlyUnshared
@@ -41,15 +48,16 @@ final class ChangeSet: @unchecked Sendable {
     }
 
     /// Closes the running transaction: what it changed, and a new empty one opens.
-    func close() -> (sequence: LogSequence, inodes: Set<InodeNumber>, referenceRuns: [BlockRun]) {
+    func close() -> (sequence: LogSequence, inodes: Set<InodeNumber>, referenceRuns: [BlockRun], touchesData: Bool) {
         defer {
             running += 1
+            touchesData = false
             inodes = []
             referenceRuns = []
             unsharedCommitting += unshared
             unshared = []
         }
-        return (running, inodes, referenceRuns)
+        return (running, inodes, referenceRuns, touchesData || !referenceRuns.isEmpty)
     }
 
     /// The closed transactions are durable: their unshared blocks may be written in place.

@@ -99,7 +99,8 @@ final class Journal: @unchecked Sendable {
                 // Ordered data: what the record maps was written before it was closed; a flush
                 // first keeps the device from putting the record on disk ahead of that data (a
                 // record and data written without a flush between them may land in any order).
-                if store.hasUnflushedWrites { try store.flush() }
+                // A record that changes no block map or logged size covers no data: no need.
+                if closed.record.touchesData && store.hasUnflushedWrites { try store.flush() }
                 try log.append(payload)
                 try store.flush()
             } catch {

@@ -18,6 +18,9 @@ struct LogRecord {
     var inodes: [Change]
     var referenceRanges: [(run: BlockRun, entries: [ReferenceCounts.Entry])]
 
+    /// Changes a block map, a logged size or reference counts (not written: decides the preflush).
+    var touchesData = false
+
     var isEmpty: Bool { inodes.isEmpty && referenceRanges.isEmpty }
 
     /// Caller holds Metadata.lock: closes the running transaction and copies what it changed.
@@ -29,7 +32,8 @@ struct LogRecord {
             if let inode = metadata.inodes[ino] { inodes.append(.image(InodeImage(inode))) } else { inodes.append(.removed(ino)) }
         }
         let ranges = merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
-        return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges))
+        return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges,
+                                           touchesData: closed.touchesData))
     }
 
     private static func merged(_ runs: [BlockRun]) -> [BlockRun] {
