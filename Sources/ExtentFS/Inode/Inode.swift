@@ -72,7 +72,7 @@ public final class Inode: @unchecked Sendable {
     /// Writeback wrote the file's dirty data below `end` (and cleaned those pages).
     func noteWrittenBack(upTo end: UInt64) {
         if pages?.hasDirtyPages != true {
-            durableSize = size
+            if durableSize != size { durableSize = size }
         } else {
             let covered = min(size, end)
             if covered > durableSize { durableSize = covered }
