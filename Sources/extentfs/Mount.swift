@@ -92,6 +92,8 @@ struct Mount: ParsableCommand {
         var engineOptions = MountOptions()
         engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
         engineOptions.readOnly = options.flatMap { $0.split(separator: ",") }.contains("ro")
+        engineOptions.unmountReportPath = UnmountReport.path(forImage: image)
+        if let stale = engineOptions.unmountReportPath { unlink(stale) }
         return try naming(image) { try FileSystem.mount(image: image, options: engineOptions) }
     }
 

@@ -27,6 +27,7 @@ struct Umount: ParsableCommand {
             defer { try? image.close() }
             try detach(path)
             try waitForRelease(image, path: entry.source)
+            if let lost = UnmountReport.take(forImage: entry.source) { throw CommandFailure(lost) }
         }
     }
 

@@ -86,9 +86,19 @@ public final class FileSystem: @unchecked Sendable {
                 try journal.flushIfNeeded()
             } catch {
                 let reason = journal.shutdown.why ?? "\(error)"
-                throw ExtentFSError("\(store.path): changes since the last commit were lost: \(reason)", errno: .ioError)
+                let failure = ExtentFSError("\(store.path): changes since the last commit were lost: \(reason)", errno: .ioError)
+                if let path = options.unmountReportPath { FileSystem.writeReport(failure.description, to: path) }
+                throw failure
             }
+            if let path = options.unmountReportPath { Glibc.unlink(path) }
         }
+    }
+
+    private static func writeReport(_ message: String, to path: String) {
+        guard let file = try? FileDescriptor.open(FilePath(path), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                                  permissions: [.ownerReadWrite]) else { return }
+        _ = try? file.writeAll(Array((message + "\n").utf8))
+        try? file.close()
     }
 
     /// Writes back every dirty page, logs every change and flushes.

@@ -138,6 +138,10 @@ public struct MountOptions: Sendable {
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
+    /// Where a failed unmount leaves one line saying what was lost, written before the image is
+    /// let go (so `extentfs umount`, which waits for that, finds it); removed by an unmount that
+    /// succeeds.
+    public var unmountReportPath: String?
     /// Test-only: installed on the backing store before anything is read or written.
     var storeInterceptor: (any BackingStoreInterceptor)?
     public init() {}

@@ -25,14 +25,18 @@ import SystemPackage
 /// Failures shut the volume down (Shutdown): a failed log, checkpoint or superblock write or
 /// flush is never retried over state that may be on disk.
 ///
-/// Lock order: commitLock -> reuseBarrier -> Metadata.lock. commitLock is held across log and
-/// checkpoint I/O; Metadata.lock never is.
+/// Lock order: commitLock -> checkpointLock -> reuseBarrier -> Metadata.lock. commitLock is held
+/// across log I/O, checkpointLock across checkpoint I/O; Metadata.lock never is.
 final class Journal: @unchecked Sendable {
     let store: BackingStore
     let metadata: Metadata
     let log: LogRing
     let shutdown = Shutdown()
     private let commitLock = Mutex()
+    /// One checkpoint at a time, and the newest superblock with it. Lock order: commitLock ->
+    /// checkpointLock (a checkpoint takes it before letting commitLock go, then writes without
+    /// commitLock); never commitLock while holding checkpointLock.
+    private let checkpointLock = Mutex()
     /// Held shared by an O_DIRECT read from mapping file blocks until it has read them
     /// (`FileSystem.readDirect`), exclusively by a commit while it makes freed blocks reusable:
     /// a block that copy-on-write or another file released meanwhile cannot be reallocated and
@@ -68,12 +72,17 @@ final class Journal: @unchecked Sendable {
         }
     }
 
-    /// Logs what is pending, then writes a checkpoint, so the log can be reclaimed.
+    /// Logs what is pending, then writes a checkpoint, so the log can be reclaimed. Only the
+    /// snapshot is taken under commitLock: commits go on while the checkpoint is encoded and
+    /// written.
     func checkpoint() throws {
-        try commitLock.withLock {
+        let snapshot = try commitLock.withLock { () -> CheckpointSnapshot in
             try forceLocked(upTo: .max)
-            try writeCheckpoint()
+            checkpointLock.lock()
+            return takeSnapshot()
         }
+        defer { checkpointLock.unlock() }
+        try writeCheckpoint(snapshot)
     }
 
     /// More than half the log is in use: time for a checkpoint.
@@ -111,9 +120,11 @@ final class Journal: @unchecked Sendable {
             // superblock copies hold it (the older copy's log replay would stop before it). The
             // transaction is closed: if it cannot be recorded, memory is ahead of the disk for good.
             log.skip(to: closed.sequence + 1)
+            checkpointLock.lock()
+            defer { checkpointLock.unlock() }
             do {
-                try writeCheckpoint()
-                try writeCheckpoint()
+                try writeCheckpoint(takeSnapshot())
+                try writeCheckpoint(takeSnapshot())
             } catch {
                 throw shutdown.trigger("recording transaction \(closed.sequence) by checkpoints failed: \(error)")
             }
@@ -133,14 +144,23 @@ final class Journal: @unchecked Sendable {
         return true
     }
 
-    /// Snapshot, encode and write a checkpoint, then point the next superblock slot at it.
-    /// Caller holds commitLock and has logged every closed transaction.
-    private func writeCheckpoint() throws {
+    /// All metadata as it is now, the log position after the last logged record, and the newest
+    /// superblock. Caller holds commitLock and checkpointLock and has logged every closed
+    /// transaction, so replaying from `tail` over this snapshot gives every later state.
+    private func takeSnapshot() -> CheckpointSnapshot {
+        metadata.withLock {
+            CheckpointSnapshot(metadata: CheckpointCodec.snapshot(metadata),
+                               tail: LogPosition(offset: log.head.offset, sequence: metadata.changes.running),
+                               previous: metadata.superblock)
+        }
+    }
+
+    /// Encodes and writes a checkpoint, then points the next superblock slot at it. Caller holds
+    /// checkpointLock (and may hold commitLock); Metadata.lock is taken only briefly.
+    private func writeCheckpoint(_ prepared: CheckpointSnapshot) throws {
         try shutdown.check()
         let blockSize = UInt64(metadata.geometry.blockSize)
-        let (snapshot, tail, previous) = metadata.withLock {
-            (CheckpointCodec.snapshot(metadata), LogPosition(offset: log.head.offset, sequence: metadata.changes.running), metadata.superblock)
-        }
+        let (snapshot, tail, previous) = (prepared.metadata, prepared.tail, prepared.previous)
         let payload = CheckpointCodec.encode(nextInode: snapshot.nextInode, inodes: snapshot.inodes, referenceCounts: snapshot.referenceCounts)
         let payloadBlocks = (UInt64(payload.count) + blockSize - 1) / blockSize
         let (payloadRuns, indexRun, index) = try metadata.withLock { () -> ([BlockRun], BlockRun, [UInt8]) in
@@ -206,6 +226,12 @@ final class Journal: @unchecked Sendable {
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.
         log.reclaim(upTo: previous.logTail.offset)
+    }
+
+    struct CheckpointSnapshot {
+        var metadata: (nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts)
+        var tail: LogPosition
+        var previous: Superblock
     }
 
     static func writeSuperblock(_ superblock: Superblock, store: BackingStore) throws {

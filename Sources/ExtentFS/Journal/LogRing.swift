@@ -17,7 +17,7 @@ import SystemPackage
 ///
 /// Space: bytes from `reclaimTail` (the oldest record a superblock copy still replays from) to
 /// `head` are in use; an append must leave at least one sector free so head never meets tail.
-/// Guarded by Journal.commitLock.
+/// `head` is guarded by Journal.commitLock; the tail moves under its own lock.
 final class LogRing: @unchecked Sendable {
     static let headerSize = 64
     /// Far beyond any real volume's life, and far from overflow.
@@ -34,7 +34,10 @@ final class LogRing: @unchecked Sendable {
     let capacity: UInt64
     let uuid: [UInt8]
     private(set) var head: LogPosition
-    private(set) var reclaimTail: UInt64
+    /// Moved by a checkpoint that does not hold commitLock: its own leaf lock.
+    private let tailLock = Mutex()
+    private var _reclaimTail: UInt64
+    var reclaimTail: UInt64 { tailLock.withLock { _reclaimTail } }
 
     init(store: BackingStore, superblock: Superblock, head: LogPosition, reclaimTail: UInt64) {
         self.store = store
@@ -42,11 +45,12 @@ final class LogRing: @unchecked Sendable {
         capacity = superblock.log.bytes(blockSize: Int(superblock.blockSize))
         uuid = superblock.uuid
         self.head = head
-        self.reclaimTail = reclaimTail
+        _reclaimTail = reclaimTail
     }
 
     var usedBytes: UInt64 {
-        head.offset >= reclaimTail ? head.offset - reclaimTail : capacity - reclaimTail + head.offset
+        let tail = reclaimTail
+        return head.offset >= tail ? head.offset - tail : capacity - tail + head.offset
     }
 
     static func paddedSize(payloadBytes: Int) -> UInt64 {
@@ -87,7 +91,7 @@ final class LogRing: @unchecked Sendable {
 
     /// The oldest record any superblock copy replays from moved on: the space before it is free.
     func reclaim(upTo offset: UInt64) {
-        reclaimTail = offset
+        tailLock.withLock { _reclaimTail = offset }
     }
 
     static func header(kind: Kind, sequence: LogSequence, payload: [UInt8], uuid: [UInt8]) -> [UInt8] {
