@@ -6,10 +6,13 @@ import Glibc
 // these must never suspend a Swift task or allocate.
 //
 // Lock order, outermost first (DESIGN.md); take them in this order only:
-//   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.reuseBarrier  ->  Metadata.lock
-// Metadata.lock is today one level standing for "extent map -> allocator/refcounts -> journal":
-// it guards every piece of metadata, is held only for in-memory work (never across I/O, except
-// by a commit serializing a checkpoint), and no other lock is taken while it is held.
+//   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.commitLock  ->
+//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock
+// commitLock serializes log writes and is held across their I/O (writeback may force the log with
+// page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
+// after it. Metadata.lock is today one level standing for "extent map -> allocator/refcounts":
+// it guards every piece of metadata, is held only for in-memory work (never across I/O), and no
+// other lock is taken while it is held (AddressSpace.indexLock aside, a leaf).
 // Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
 
 public final class Mutex: @unchecked Sendable {
