@@ -10,6 +10,9 @@ public struct Directory: Sendable {
 
     /// Cookies 1 and 2 are "." and ".."; entries start at 3.
     static let firstEntryCookie: UInt64 = 3
+    /// Cookies are never reused; a directory would need 2^62 creates to reach this, and readdir
+    /// offsets (off_t) stay positive.
+    static let maxCookie: UInt64 = 1 << 62
 
     public private(set) var byName: [[UInt8]: Entry] = [:]
     /// Cookies in ascending order, some possibly of removed entries (skipped, compacted lazily).

@@ -5,6 +5,12 @@ extension FileSystem {
     static let maxXattrValue = 65536
     private static let namespaces: [[UInt8]] = ["user.", "trusted.", "security."].map { Array($0.utf8) }
 
+    /// A name extentfs stores: 1 to 255 bytes, a known namespace and something after it, no NUL.
+    static func isValidXattrName(_ name: [UInt8]) -> Bool {
+        !name.isEmpty && name.count <= 255 && !name.contains(0) &&
+            namespaces.contains(where: { name.count > $0.count && name.starts(with: $0) })
+    }
+
     private static func validate(xattrName name: [UInt8]) throws {
         guard !name.isEmpty, name.count <= 255 else { throw Errno.outOfRange }
         guard namespaces.contains(where: { name.count > $0.count && name.starts(with: $0) }) else { throw Errno.notSupported }

@@ -141,7 +141,7 @@ enum CheckpointCodec {
     static func decode(_ bytes: [UInt8], superblock: Superblock, cache: PageCache?) throws -> (InodeNumber, [Inode], ReferenceCounts) {
         var reader = ByteReader(bytes)
         guard try reader.raw(8) == payloadMagic else { throw DecodingError(description: "checkpoint payload has a bad magic number") }
-        let nextInode = try reader.u64()
+        let nextInode = try validatedNextInode(try reader.u64())
         let inodeCount = try reader.count(minimumItemSize: 96)
         guard UInt64(inodeCount) <= superblock.maxInodes else {
             throw DecodingError(description: "checkpoint lists \(inodeCount) inodes, more than the volume's \(superblock.maxInodes)")
@@ -149,14 +149,21 @@ enum CheckpointCodec {
         var inodes: [Inode] = []
         inodes.reserveCapacity(inodeCount)
         for _ in 0..<inodeCount {
-            inodes.append(try decodeInode(&reader, superblock: superblock, cache: cache))
+            let inode = try decodeInode(&reader, superblock: superblock, cache: cache)
+            guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+                throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
+            }
+            inodes.append(inode)
         }
         let refcountCount = try reader.count(minimumItemSize: 20)
         var entries: [ReferenceCounts.Entry] = []
         for _ in 0..<refcountCount {
             let run = BlockRun(start: try reader.u64(), count: try reader.u64())
             let count = try reader.u32()
-            guard run.count > 0, count >= 2 else { throw DecodingError(description: "reference count entry \(run) is malformed") }
+            guard run.count > 0, count >= 2, run.start >= superblock.firstAllocatableBlock, run.start < superblock.blockCount,
+                  run.count <= superblock.blockCount - run.start else {
+                throw DecodingError(description: "reference count entry \(run) is malformed or out of range")
+            }
             if let last = entries.last, last.run.end > run.start {
                 throw DecodingError(description: "reference count entries overlap or are out of order at \(run)")
             }
@@ -164,6 +171,16 @@ enum CheckpointCodec {
         }
         guard reader.remaining == 0 else { throw DecodingError(description: "checkpoint payload has \(reader.remaining) trailing bytes") }
         return (nextInode, inodes, ReferenceCounts(validated: entries))
+    }
+
+    /// Inode numbers are never reused; far below overflow, and far beyond any real volume.
+    static let maxInodeNumber: UInt64 = 1 << 48
+
+    static func validatedNextInode(_ value: UInt64) throws -> InodeNumber {
+        guard value > FileSystem.rootInode, value < maxInodeNumber else {
+            throw DecodingError(description: "the next inode number \(value) is out of range")
+        }
+        return value
     }
 
     static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
@@ -201,7 +218,11 @@ enum CheckpointCodec {
         let xattrCount = try reader.count(minimumItemSize: 6)
         for _ in 0..<xattrCount {
             let name = try reader.blob16()
-            inode.xattrs[name] = try reader.blob32()
+            let value = try reader.blob32()
+            guard FileSystem.isValidXattrName(name), value.count <= FileSystem.maxXattrValue, inode.xattrs[name] == nil else {
+                throw DecodingError(description: "inode \(ino) has a malformed extended attribute")
+            }
+            inode.xattrs[name] = value
         }
         switch type {
         case .regular:
@@ -233,6 +254,9 @@ enum CheckpointCodec {
         case .directory:
             var directory = Directory()
             let nextCookie = try reader.u64()
+            guard nextCookie >= Directory.firstEntryCookie, nextCookie < Directory.maxCookie else {
+                throw DecodingError(description: "directory \(ino) has an invalid next cookie \(nextCookie)")
+            }
             let count = try reader.count(minimumItemSize: 19)
             for _ in 0..<count {
                 let child = try reader.u64()

@@ -84,13 +84,16 @@ struct LogRecord {
     /// record whose checksum matched but does not decode is damage, not the end of the log.
     static func apply(_ payload: [UInt8], to state: inout ReplayState, superblock: Superblock, cache: PageCache?) throws {
         var reader = ByteReader(payload)
-        let nextInode = try reader.u64()
+        let nextInode = try CheckpointCodec.validatedNextInode(try reader.u64())
         let count = try reader.count(minimumItemSize: 9)
         var changes: [(InodeNumber, Inode?)] = []
         for _ in 0..<count {
             switch try reader.u8() {
             case 1:
                 let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+                guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+                    throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
+                }
                 changes.append((inode.ino, inode))
             case 2:
                 changes.append((try reader.u64(), nil))

@@ -1,0 +1,99 @@
+import XCTest
+import SystemPackage
+@testable import ExtentFS
+
+/// Values read from an image are checked before use: each of these once trapped the daemon or
+/// made readdir loop (the security issue's hostile images, checksums recomputed). Each is crafted
+/// into the newest checkpoint of a real image with valid checksums; fsck must report it and mount
+/// must refuse it, with one line, and nothing may trap.
+final class HostileImageTests: XCTestCase {
+    private struct Crafted {
+        var nextInode: InodeNumber
+        var inodes: [InodeImage]
+        var referenceCounts: ReferenceCounts
+    }
+
+    /// Rewrites the newest checkpoint of `volume`'s image (unmounted) after `mutate`, with its
+    /// checksums and the superblock's recomputed, so only the values are hostile.
+    private func craft(_ volume: TestVolume, _ mutate: (inout Crafted) -> Void) throws {
+        try volume.fs.unmount()
+        volume.fs = nil
+        let store = try BackingStore(path: volume.image, writable: true)
+        let choice = try VolumeLoader.readSuperblock(store)
+        var superblock = choice.superblock
+        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: superblock, cache: nil)
+        var crafted = Crafted(nextInode: loaded.nextInode, inodes: loaded.inodes.map { InodeImage($0) },
+                              referenceCounts: loaded.referenceCounts)
+        mutate(&crafted)
+        let payload = CheckpointCodec.encode(nextInode: crafted.nextInode, inodes: crafted.inodes, referenceCounts: crafted.referenceCounts)
+        let runs = try VolumeLoader.checkpointRuns(store, superblock: superblock).dropLast()
+        let blockSize = UInt64(superblock.blockSize)
+        XCTAssertLessThanOrEqual(UInt64(payload.count), runs.reduce(0) { $0 + $1.count } * blockSize, "crafted payload outgrew its blocks")
+        var offset = 0
+        for run in runs where offset < payload.count {
+            let length = min(Int(run.count * blockSize), payload.count - offset)
+            try store.write(Array(payload[offset..<offset + length]), at: run.start * blockSize)
+            offset += length
+        }
+        superblock.checkpoint.payloadBytes = UInt64(payload.count)
+        superblock.checkpoint.payloadChecksum = CRC32C.checksum(payload)
+        try Journal.writeSuperblock(superblock, store: store)
+    }
+
+    private func assertRefused(_ volume: TestVolume, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try Volume.check(image: volume.image), "fsck accepted \(what)", file: file, line: line) { error in
+            XCTAssertFalse("\(error)".contains("\n"), "more than one line: \(error)", file: file, line: line)
+        }
+        XCTAssertThrowsError(try FileSystem.mount(image: volume.image), "mount accepted \(what)", file: file, line: line)
+    }
+
+    private func volumeWithAFile() throws -> TestVolume {
+        let volume = try TestVolume()
+        let file = try volume.create("file")
+        try volume.write(file, pattern(8192, seed: 1), at: 0)
+        _ = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("dir".utf8), mode: 0o755, owner: .root)
+        try volume.fs.setxattr(file, name: Array("user.a".utf8), value: [1, 2, 3], flags: [])
+        // Room in the checkpoint's blocks for a crafted value one byte over the limit.
+        try volume.fs.setxattr(file, name: Array("user.pad".utf8), value: [UInt8](repeating: 9, count: FileSystem.maxXattrValue), flags: [])
+        return volume
+    }
+
+    func testNextInodeNumberAtTheEndOfTheRange() throws {
+        let volume = try volumeWithAFile()
+        try craft(volume) { $0.nextInode = UInt64.max }
+        assertRefused(volume, "a next inode number of 2^64-1")
+    }
+
+    func testReferenceCountPastTheEndOfBlockNumbers() throws {
+        let volume = try volumeWithAFile()
+        try craft(volume) {
+            $0.referenceCounts = ReferenceCounts(validated: [.init(run: BlockRun(start: UInt64.max - 2, count: 5), count: 2)])
+        }
+        assertRefused(volume, "a reference count whose start + count passes 2^64")
+    }
+
+    func testDirectoryCookieNearTheEndOfTheRange() throws {
+        let volume = try volumeWithAFile()
+        try craft(volume) { crafted in
+            for index in crafted.inodes.indices where crafted.inodes[index].type == .directory && crafted.inodes[index].ino != FileSystem.rootInode {
+                var directory = Directory()
+                directory.restore(name: Array("x".utf8), entry: Directory.Entry(ino: FileSystem.rootInode, type: .directory, cookie: UInt64.max - 2))
+                crafted.inodes[index].directory = directory
+            }
+        }
+        assertRefused(volume, "a directory cookie of 2^64-2")
+    }
+
+    func testXattrsThatCouldNeverBeSet() throws {
+        for (name, size) in [([UInt8](), 1), (Array("noprefix".utf8), 1), (Array("user.a\u{0}b".utf8), 1),
+                             (Array("user.pad".utf8), FileSystem.maxXattrValue + 1)] {
+            let volume = try volumeWithAFile()
+            try craft(volume) { crafted in
+                for index in crafted.inodes.indices where crafted.inodes[index].type == .regular {
+                    crafted.inodes[index].xattrs[name] = [UInt8](repeating: 7, count: size)
+                }
+            }
+            assertRefused(volume, "an xattr named \(name) with \(size) bytes")
+        }
+    }
+}
