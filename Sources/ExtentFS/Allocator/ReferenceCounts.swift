@@ -63,15 +63,17 @@ public struct ReferenceCounts: Sendable {
     /// One mapping fewer; returns the runs no longer mapped at all, which the caller frees.
     public mutating func decrement(_ run: BlockRun) -> [BlockRun] {
         var freed: [BlockRun] = []
-        let unshared = pieces(of: run).filter { $0.count == 2 }.map(\.run)
-        if let changes, !unshared.isEmpty { changes.noteReferenceChange(run, unshared: unshared) }
-        for piece in pieces(of: run) where piece.count == 1 {
+        var unshared: [BlockRun] = []
+        for piece in pieces(of: run) {
+            if piece.count == 2 { unshared.append(piece.run) }
+            guard piece.count == 1 else { continue }
             if let last = freed.last, last.end == piece.run.start {
                 freed[freed.count - 1].count += piece.run.count
             } else {
                 freed.append(piece.run)
             }
         }
+        if let changes, !unshared.isEmpty { changes.noteReferenceChange(run, unshared: unshared) }
         rewrite(run) { $0 - 1 }
         return freed
     }

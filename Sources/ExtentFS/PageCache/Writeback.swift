@@ -82,14 +82,14 @@ extension FileSystem {
                 preconditionFailure("dirty data in unmapped block \(block) of inode \(inode.ino)")
             }
             let physical = extent.physical + block - extent.logical
-            // Its last sharer let go in a transaction not yet logged: the durable metadata still
-            // maps it in another file, so it is written in place only once that is logged.
-            if metadata.withLock({ metadata.changes.isRecentlyUnshared(physical) }) { try journal.force() }
-            let shared = metadata.withLock { () -> Bool in
-                let shared = metadata.referenceCounts.count(of: physical) > 1
-                if !shared, inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
-                return shared
+            // nil: its last sharer let go in a transaction not yet logged, and the durable
+            // metadata still maps it in another file: written in place only once that is logged.
+            var decision = metadata.withLock { sharingDecision(inode, block: block, physical: physical) }
+            while decision == nil {
+                try journal.force()
+                decision = metadata.withLock { sharingDecision(inode, block: block, physical: physical) }
             }
+            let shared = decision!
             if shared {
                 // Written or unwritten alike: another file maps this block, so it is never written.
                 try copyOnWrite(inode, block: block, from: physical, oldIsWritten: extent.state == .written,
@@ -101,6 +101,16 @@ extension FileSystem {
                 batch.conversions.append(block)
             }
         }
+    }
+
+    /// Whether `block` (at `physical`) is shared, so copied on write; nil when it may be written
+    /// in place only after the log is forced (see ChangeSet.unshared). A block written in place
+    /// gives back its copy-on-write reservation. Caller holds Metadata.lock.
+    private func sharingDecision(_ inode: Inode, block: UInt64, physical: UInt64) -> Bool? {
+        if metadata.referenceCounts.count(of: physical) > 1 { return true }
+        if metadata.changes.isRecentlyUnshared(physical) { return nil }
+        if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+        return false
     }
 
     /// In place: only the dirty units of `block`.
