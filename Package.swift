@@ -22,6 +22,9 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        // The adapter's transport under libfuse: sees each raw request and negotiates what
+        // libfuse 3.14 does not know (FUSE_HANDLE_KILLPRIV_V2).
+        .target(name: "CFuseTransport", dependencies: ["CFuse"]),
         // extentfs_ioctl.h: the ioctl numbers and argument structs, for the adapter and for users.
         .target(name: "CExtentFSIoctl"),
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
@@ -37,7 +40,7 @@ let package = Package(
         .target(
             name: "ExtentFSFuse",
             dependencies: [
-                "CFuse", "CExtentFSIoctl", "ExtentFS",
+                "CFuse", "CFuseTransport", "CExtentFSIoctl", "ExtentFS",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]

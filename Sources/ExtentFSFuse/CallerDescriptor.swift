@@ -90,19 +90,3 @@ private func callerMayRead(_ st: stat, _ req: fuse_req_t?) -> Bool {
     let isMember = context.gid == st.st_gid || supplementaryGroups(of: req).contains(st.st_gid)
     return isMember ? groupMayRead : othersMayRead
 }
-
-/// The caller's supplementary groups (libfuse reads them from /proc: FUSE does not send them).
-/// None when they cannot be read, which errs on the side of the others' bits.
-private func supplementaryGroups(of req: fuse_req_t?) -> [gid_t] {
-    var groups = [gid_t](repeating: 0, count: 64)
-    while true {
-        let count = fuse_req_getgroups(req, Int32(groups.count), &groups)
-        guard count >= 0 else {
-            log.warning("cannot read the supplementary groups of a clone or dedupe caller: \(Errno(rawValue: -count))")
-            return []
-        }
-        if Int(count) <= groups.count { return Array(groups.prefix(Int(count))) }
-        // NGROUPS_MAX is 65536: the count the kernel reports is bounded.
-        groups = [gid_t](repeating: 0, count: Int(count))
-    }
-}

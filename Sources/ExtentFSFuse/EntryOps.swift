@@ -26,8 +26,10 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
     }
     ops.setattr = { req, ino, attr, valid, _ in
         handle(req) { fs in
-            let changes = attributeChanges(attr!.pointee, valid: valid)
-            replyAttributes(req, try fs.setattr(ino, changes))
+            var changes = attributeChanges(attr!.pointee, valid: valid)
+            changes.privilegesRemovedBy = privilegeRemover(req, changes)
+            let attributes = try fs.setattr(ino, changes)
+            replyAttributes(req, attributes)
         }
     }
     ops.access = { req, ino, _ in
@@ -90,10 +92,4 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
             }
         }
     }
-}
-
-/// The calling process's ids: the owner of anything it creates.
-func caller(_ req: fuse_req_t?) -> Credentials {
-    guard let context = fuse_req_ctx(req) else { return .root }
-    return Credentials(uid: context.pointee.uid, gid: context.pointee.gid)
 }

@@ -57,9 +57,12 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
     ops.write = { req, ino, buffer, size, offset, fi in
         guard offset >= 0 else { return replyError(req, Errno.invalidArgument) }
         handle(req) { fs in
-            let written = try fs.write(ino, offset: UInt64(offset), direct: OpenFlags(handleOf: fi).isDirect,
-                                       UnsafeRawBufferPointer(start: buffer, count: size))
-            fuse_reply_write(req, written)
+            let result = try fs.write(ino, offset: UInt64(offset), direct: OpenFlags(handleOf: fi).isDirect,
+                                      UnsafeRawBufferPointer(start: buffer, count: size), by: writer(req))
+            // The kernel keeps the mode it cached: with FUSE_HANDLE_KILLPRIV_V2 it does not
+            // know we cleared a set-ID bit.
+            if result.removedPrivileges { Server.of(req).invalidateKernelAttributes(ino) }
+            fuse_reply_write(req, result.count)
         }
     }
     ops.flush = { req, ino, _ in

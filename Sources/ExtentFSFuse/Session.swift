@@ -1,4 +1,5 @@
 import CFuse
+import CFuseTransport
 import Glibc
 import ExtentFS
 import SystemPackage
@@ -57,6 +58,12 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
         throw FuseSessionError("cannot mount on \(mountpoint)")
     }
     defer { fuse_session_unmount(session) }
+    let transportResult = fuse_transport_install(session)
+    if transportResult != 0 {
+        // Requests are still served; the kernel goes on asking for security.capability before
+        // every write.
+        log.error("cannot install the request transport: \(Errno(rawValue: -transportResult))")
+    }
 
     server.session = session
     // From mountinfo, not stat(): nothing serves requests yet, so a stat of the mountpoint

@@ -128,6 +128,16 @@ static void ioctl_child(const void *argument, void *report) {
     case EXTENTFS_TEST_INSERT: outcome = ioctl(destination, EXTENTFS_IOC_INSERT_RANGE, &range); break;
     case EXTENTFS_TEST_COLLAPSE: outcome = ioctl(destination, EXTENTFS_IOC_COLLAPSE_RANGE, &range); break;
     case EXTENTFS_TEST_UNSHARE: outcome = ioctl(destination, EXTENTFS_IOC_UNSHARE_RANGE, &range); break;
+    case EXTENTFS_TEST_WRITE: {
+        char bytes[4096];
+        memset(bytes, 'x', sizeof bytes);
+        size_t count = request->length < sizeof bytes ? (size_t)request->length : sizeof bytes;
+        ssize_t written = pwrite(destination, bytes, count, (off_t)request->offset);
+        outcome = written == (ssize_t)count ? 0 : -1;
+        if (written >= 0 && written != (ssize_t)count) errno = EIO;
+        break;
+    }
+    case EXTENTFS_TEST_TRUNCATE: outcome = ftruncate(destination, (off_t)request->offset); break;
     default: errno = EINVAL; outcome = -1; break;
     }
     result->operation_result = outcome < 0 ? -errno : 0;

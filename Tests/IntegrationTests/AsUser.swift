@@ -35,6 +35,8 @@ extension extentfs_test_operation {
         case EXTENTFS_TEST_INSERT: return "insert"
         case EXTENTFS_TEST_COLLAPSE: return "collapse"
         case EXTENTFS_TEST_UNSHARE: return "unshare"
+        case EXTENTFS_TEST_WRITE: return "write"
+        case EXTENTFS_TEST_TRUNCATE: return "truncate"
         default: return "operation \(rawValue)"
         }
     }

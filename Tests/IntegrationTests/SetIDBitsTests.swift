@@ -73,14 +73,69 @@ final class SetIDBitsTests: XCTestCase {
         }
     }
 
+    /// The daemon negotiates FUSE_HANDLE_KILLPRIV_V2, so the kernel stops asking for
+    /// security.capability before every write and leaves the set-ID bits to us once it has
+    /// marked the inode S_NOSEC (after a write by root found nothing to take). Each case first
+    /// has root write to the file so the kernel's own check is out of the way; without the
+    /// daemon's part the bits stayed.
+    func testWritesTruncatesAndChownsTakePrivilegesTheKernelLeavesToUs() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        let volume = try harness.makeVolume(blockSize: 4096, imageSize: "64M")
+        try volume.mountForOtherUsers(arguments: ["-o", "suid"])
+        let length = 8192
+        func program(_ name: String, mode: mode_t, capability: Bool = false) throws -> String {
+            let path = try makeProgram(volume, name, length: length, mode: mode, capability: capability, name)
+            try writeAsRoot(path)
+            try expectPrivileges(path, mode: mode, capability: capability, "\(name), after root wrote (CAP_FSETID)")
+            return path
+        }
+        let cases: [(name: String, user: extentfs_test_user, operation: extentfs_test_operation, mode: mode_t, expected: mode_t)] = [
+            ("write-by-member", TestUser.inGroup, EXTENTFS_TEST_WRITE, 0o6775, 0o775),
+            ("truncate-by-member", TestUser.inGroup, EXTENTFS_TEST_TRUNCATE, 0o6775, 0o775),
+            // Set-group-ID without group execute: a member keeps it, anyone else takes it.
+            ("write-by-member-no-group-exec", TestUser.inGroup, EXTENTFS_TEST_WRITE, 0o2766, 0o2766),
+            ("write-by-other-no-group-exec", TestUser.plain, EXTENTFS_TEST_WRITE, 0o2766, 0o766),
+        ]
+        for (name, user, operation, mode, expected) in cases {
+            let path = try program(name, mode: mode)
+            let result = try ioctlAsUser(user, operation, path: path, offset: 100, length: 10)
+            XCTAssertEqual(result.operation_result, 0, "\(name): \(errnoName(-result.operation_result))")
+            try expectPrivileges(path, mode: expected, capability: false, name)
+        }
+
+        // Capabilities go with any write, root's too.
+        let capable = try makeProgram(volume, "write-by-root-caps", length: length, mode: 0o755, capability: true, "caps")
+        try writeAsRoot(capable)
+        try expectPrivileges(capable, mode: 0o755, capability: false, "write by root of a file with capabilities")
+
+        // A chown takes set-user-ID also from root; set-group-ID as the group may execute.
+        let chowned = try program("chown-by-root", mode: 0o6775)
+        try sys("chown(\(chowned))", chown(chowned, TestUser.uid, gid_t.max))
+        try expectPrivileges(chowned, mode: 0o775, capability: false, "chown by root")
+
+        try volume.remountChecked("after the changes")
+        try expectPrivileges(volume.path("write-by-member"), mode: 0o775, capability: false, "after a remount")
+        try volume.unmount()
+    }
+
+    private func writeAsRoot(_ path: String) throws {
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { throw HarnessError("open(\(path)): \(errnoName(errno))") }
+        defer { close(fd) }
+        let bytes = [UInt8](repeating: 0x41, count: 16)
+        guard pwrite(fd, bytes, bytes.count, 0) == bytes.count else { throw HarnessError("pwrite(\(path)): \(errnoName(errno))") }
+    }
+
     /// As root: a program of root's, group TestUser.group, mode 06775, with capabilities.
-    private func makeProgram(_ volume: TestVolume, _ name: String, length: Int, _ context: String) throws -> String {
+    private func makeProgram(_ volume: TestVolume, _ name: String, length: Int, mode: mode_t = programMode,
+                             capability: Bool = true, _ context: String) throws -> String {
         let path = volume.path(name)
         try createFile(path, contents: TestContent.bytes(seed: 2, count: length), mode: 0o755)
         try sys("chown(\(path))", chown(path, 0, TestUser.group))
-        try sys("chmod(\(path))", chmod(path, Self.programMode))
-        try setXattr(path, Self.capabilityName, Self.capability)
-        try expectPrivileges(path, mode: Self.programMode, capability: true, "\(context), before")
+        try sys("chmod(\(path))", chmod(path, mode))
+        if capability { try setXattr(path, Self.capabilityName, Self.capability) }
+        try expectPrivileges(path, mode: mode, capability: capability, "\(context), before")
         return path
     }
 

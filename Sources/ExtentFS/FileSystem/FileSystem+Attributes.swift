@@ -12,6 +12,9 @@ extension FileSystem {
             default: throw Errno.invalidArgument
             }
             guard size <= Superblock.maxFileSize else { throw Errno.fileTooLarge }
+            if let remover = changes.privilegesRemovedBy {
+                metadata.transaction { removePrivileges(inode, changedBy: remover) }
+            }
             try truncate(inode, to: size)
         }
         return metadata.transaction {
@@ -30,6 +33,9 @@ extension FileSystem {
             case nil: break
             }
             if changes.size != nil && changes.mtime == nil { inode.mtime = now }
+            if changes.uid != nil || changes.gid != nil, inode.type != .directory, let remover = changes.privilegesRemovedBy {
+                removePrivileges(inode, changedBy: remover)
+            }
             inode.ctime = changes.ctime ?? now
             return inode.attributes(blockSize: blockSize)
         }

@@ -7,13 +7,21 @@ import SystemPackage
 /// never fails for space. A short write returns what fit; a write that fits nothing is ENOSPC.
 extension FileSystem {
     /// `direct` (O_DIRECT): the data is on disk when this returns and the range is not cached.
+    /// Takes no privileges from the file (as the kernel's writes of mmap'd pages do not).
     public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer) throws -> Int {
+        try write(ino, offset: offset, direct: direct, data, by: nil).count
+    }
+
+    /// A write by `writer` takes the file's privileges as a write(2) would
+    /// (FileSystem+Privileges.swift); nil takes none.
+    public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer,
+                      by writer: Credentials?) throws -> WriteResult {
         try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
         }
-        guard data.count > 0 else { return 0 }
+        guard data.count > 0 else { return WriteResult(count: 0, removedPrivileges: false) }
         guard offset < Superblock.maxFileSize else { throw Errno.fileTooLarge }
         var length = min(UInt64(data.count), Superblock.maxFileSize - offset)
 
@@ -24,7 +32,12 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let firstBlock = offset >> shift
         let endBlock = (offset + length - 1) >> shift + 1
-        var securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+        var removedPrivileges = false
+        var securedEnd = metadata.transaction {
+            // Before any byte changes (FileSystem+Privileges.swift).
+            if let writer { removedPrivileges = removePrivileges(inode, changedBy: writer) }
+            return reserveForDirtying(inode, from: firstBlock, to: endBlock)
+        }
         if securedEnd < endBlock, commitToReleaseFrees() {
             securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
         }
@@ -73,7 +86,7 @@ extension FileSystem {
             inode.ctime = now
         }
         if direct { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
-        return done
+        return WriteResult(count: done, removedPrivileges: removedPrivileges)
     }
 
     /// Secures space for dirtying blocks [from, to), in order, as far as space allows: unmapped

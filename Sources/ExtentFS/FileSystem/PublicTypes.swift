@@ -59,9 +59,19 @@ public struct FileAttributes: Equatable, Sendable {
 public struct Credentials: Sendable {
     public var uid: UInt32
     public var gid: UInt32
-    public init(uid: UInt32, gid: UInt32) {
+    /// CAP_FSETID: a change to a file's data keeps its set-user-ID and set-group-ID bits.
+    /// Root's by default; the adapter sets it as the kernel decided for the request.
+    public var keepsSetIDBits: Bool
+    /// Whether the caller is in group `gid`, its primary group or a supplementary one. Asked
+    /// only on the rare paths that need it (a set-group-ID file the group may not execute), so
+    /// the adapter may answer from /proc.
+    public var isMember: @Sendable (UInt32) -> Bool
+
+    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil) {
         self.uid = uid
         self.gid = gid
+        self.keepsSetIDBits = keepsSetIDBits ?? (uid == 0)
+        self.isMember = isMember ?? { $0 == gid }
     }
     public static let root = Credentials(uid: 0, gid: 0)
 }
@@ -69,6 +79,13 @@ public struct Credentials: Sendable {
 public enum TimeChange: Sendable, Equatable {
     case now
     case set(Timespec)
+}
+
+/// What a write did: the bytes it took, and whether it cleared set-ID bits or capabilities (so
+/// that whoever caches the file's mode must drop it).
+public struct WriteResult: Sendable {
+    public var count: Int
+    public var removedPrivileges: Bool
 }
 
 /// What a setattr changes; nil fields stay as they are.
@@ -80,8 +97,13 @@ public struct AttributeChanges: Sendable {
     public var atime: TimeChange?
     public var mtime: TimeChange?
     public var ctime: Timespec?
+    /// Who truncates or chowns, when the change must take the file's privileges as the kernel's
+    /// truncate and chown would (FileSystem+Privileges.swift); nil takes none.
+    public var privilegesRemovedBy: Credentials?
     public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
-                atime: TimeChange? = nil, mtime: TimeChange? = nil, ctime: Timespec? = nil) {
+                atime: TimeChange? = nil, mtime: TimeChange? = nil, ctime: Timespec? = nil,
+                privilegesRemovedBy: Credentials? = nil) {
+        self.privilegesRemovedBy = privilegesRemovedBy
         self.mode = mode
         self.uid = uid
         self.gid = gid

@@ -38,6 +38,8 @@ enum extentfs_test_operation {
     EXTENTFS_TEST_INSERT,     /* [offset, offset + length) of path */
     EXTENTFS_TEST_COLLAPSE,
     EXTENTFS_TEST_UNSHARE,
+    EXTENTFS_TEST_WRITE,      /* pwrite of `length` bytes 'x' at offset of path (no ioctl) */
+    EXTENTFS_TEST_TRUNCATE,   /* ftruncate of path to offset (no ioctl) */
 };
 
 struct extentfs_test_ioctl_result {
@@ -48,7 +50,7 @@ struct extentfs_test_ioctl_result {
     uint64_t bytes_deduped;
 };
 
-/* One extentfs ioctl on `path` (opened O_RDWR) as `user`, with no extentfs_refresh_size after
+/* One extentfs ioctl (or write, or truncate) on `path` (opened O_RDWR) as `user`, with no extentfs_refresh_size after
  * it: what the daemon does, alone. The source of a clone or dedupe is `source_descriptor` when
  * it is not -1 (a descriptor of the test process, which the child inherits: one the user did
  * not open), else `source_path` opened O_RDONLY by the user. Returns 0 once the child has

@@ -1,0 +1,81 @@
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fuse_transport.h"
+
+// One session per daemon process, so the negotiation state is the process's.
+static _Atomic uint64_t init_unique;          // the INIT request's unique, 0 until it arrives
+static atomic_int kernel_offers_killpriv_v2;
+static atomic_int killpriv_v2_accepted;
+
+// libfuse's loop threads each read a request and serve it on the same thread before reading
+// the next (fuse_session_loop_mt: fuse_do_work), so the last request this thread read is the
+// one its handler is serving, and its buffer stays untouched until the handler returns.
+static __thread const struct fuse_in_header *request_in_progress;
+static __thread size_t request_length;
+
+static ssize_t transport_read(int fd, void *buffer, size_t length, void *userdata) {
+    (void)userdata;
+    ssize_t count = read(fd, buffer, length);
+    if (count < (ssize_t)sizeof(struct fuse_in_header)) {
+        request_in_progress = NULL;
+        request_length = 0;
+        return count;
+    }
+    const struct fuse_in_header *header = buffer;
+    request_in_progress = header;
+    request_length = (size_t)count;
+    if (header->opcode == FUSE_INIT && (size_t)count >= sizeof *header + offsetof(struct fuse_init_in, flags) + sizeof(uint32_t)) {
+        const struct fuse_init_in *init = (const void *)(header + 1);
+        atomic_store(&kernel_offers_killpriv_v2, (init->flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
+        atomic_store(&init_unique, header->unique);
+    }
+    return count;
+}
+
+// The INIT reply gets FUSE_HANDLE_KILLPRIV_V2 when the kernel offered it; every other reply
+// goes out as libfuse built it.
+static ssize_t transport_writev(int fd, struct iovec *iov, int count, void *userdata) {
+    (void)userdata;
+    uint64_t unique = atomic_load(&init_unique);
+    if (unique == 0 || count != 2 || iov[0].iov_len < sizeof(struct fuse_out_header)) return writev(fd, iov, count);
+    const struct fuse_out_header *header = iov[0].iov_base;
+    size_t flags_end = offsetof(struct fuse_init_out, flags) + sizeof(uint32_t);
+    if (header->unique != unique || header->error != 0 || iov[1].iov_len < flags_end || iov[1].iov_len > sizeof(struct fuse_init_out)) {
+        return writev(fd, iov, count);
+    }
+    atomic_store(&init_unique, 0);
+    struct fuse_init_out reply;
+    memcpy(&reply, iov[1].iov_base, iov[1].iov_len);
+    if (atomic_load(&kernel_offers_killpriv_v2)) reply.flags |= FUSE_HANDLE_KILLPRIV_V2;
+    struct iovec patched[2] = { iov[0], { .iov_base = &reply, .iov_len = iov[1].iov_len } };
+    ssize_t written = writev(fd, patched, 2);
+    if (written >= 0 && (reply.flags & FUSE_HANDLE_KILLPRIV_V2)) atomic_store(&killpriv_v2_accepted, 1);
+    return written;
+}
+
+int fuse_transport_install(struct fuse_session *session) {
+    static const struct fuse_custom_io io = { .read = transport_read, .writev = transport_writev };
+    return fuse_session_custom_io(session, &io, fuse_session_fd(session));
+}
+
+int fuse_transport_killpriv_v2(void) { return atomic_load(&killpriv_v2_accepted); }
+
+uint32_t fuse_transport_write_flags(void) {
+    const struct fuse_in_header *header = request_in_progress;
+    if (header == NULL || header->opcode != FUSE_WRITE || request_length < sizeof *header + sizeof(struct fuse_write_in)) return 0;
+    return ((const struct fuse_write_in *)(header + 1))->write_flags;
+}
+
+uint32_t fuse_transport_setattr_valid(void) {
+    const struct fuse_in_header *header = request_in_progress;
+    if (header == NULL || header->opcode != FUSE_SETATTR || request_length < sizeof *header + sizeof(struct fuse_setattr_in)) return 0;
+    return ((const struct fuse_setattr_in *)(header + 1))->valid;
+}
