@@ -1,5 +1,6 @@
 """Timing loops for scripts/bench-fsync.sh: fsync latency of an overwrite and of a create, the
-population of a volume with many small files, and SQLite commits. Prints one JSON object."""
+population of a volume with many small files, and SQLite commits. Prints one JSON object.
+scripts/lib/bench_jobs.py (scripts/bench.sh) imports populate and sqlite_commits from here."""
 import json
 import os
 import sqlite3
