@@ -40,10 +40,17 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             // and sends the request here; the engine then bypasses its cache too. (Not direct_io on
             // the open file: that would forbid mmap of an O_DIRECT descriptor, which XFS allows.)
             let direct = OpenFlags(handleOf: fi).isDirect
-            try Server.of(req).fileSystem.read(ino, offset: UInt64(offset), count: size, direct: direct) { bytes in
+            try Server.of(req).fileSystem.readSegments(ino, offset: UInt64(offset), count: size, direct: direct) { segments in
                 guard !replied else { return }
                 replied = true
-                fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
+                // Straight from the cached pages: libfuse writes the iovec to the device.
+                withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(1, segments.count)) { vector in
+                    for (slot, segment) in segments.enumerated() {
+                        vector.initializeElement(at: slot, to: iovec(iov_base: UnsafeMutableRawPointer(mutating: segment.baseAddress),
+                                                                     iov_len: segment.count))
+                    }
+                    fuse_reply_iov(req, vector.baseAddress, Int32(segments.count))
+                }
             }
             if !replied { fuse_reply_buf(req, nil, 0) }
         } catch {

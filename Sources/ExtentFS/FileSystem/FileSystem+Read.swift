@@ -9,8 +9,29 @@ extension FileSystem {
     static let maxReadaheadPages = 256
 
     /// `direct` (O_DIRECT): the cache is bypassed coherently (FileSystem+DirectIO.swift).
+    /// `body` gets the bytes in one buffer; see `readSegments` for the pages themselves.
     public func read(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
                      _ body: (UnsafeRawBufferPointer) -> Void) throws {
+        try readSegments(ino, offset: offset, count: count, direct: direct) { segments in
+            guard segments.count > 1 else { return body(segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
+            let length = segments.reduce(0) { $0 + $1.count }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
+            defer { buffer.deallocate() }
+            var copied = 0
+            for segment in segments {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[copied..<copied + segment.count]).copyMemory(from: segment)
+                copied += segment.count
+            }
+            body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
+    /// Reads as `read` does, handing `body` the bytes in order as segments of the cached pages
+    /// themselves (no copy: the adapter replies with them as an iovec). The pages are locked
+    /// while `body` runs, so nothing changes them under the reply, and `body` must take no
+    /// engine lock. Empty when there is nothing to read.
+    public func readSegments(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
+                             _ body: (UnsafeBufferPointer<UnsafeRawBufferPointer>) -> Void) throws {
         try journal.shutdown.check()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
@@ -21,33 +42,31 @@ extension FileSystem {
         inode.invalidateLock.lockShared()
         defer { inode.invalidateLock.unlock() }
         let size = metadata.withLock { inode.size }
-        guard count > 0, offset < size else {
-            body(UnsafeRawBufferPointer(start: nil, count: 0))
-            return
-        }
+        guard count > 0, offset < size else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
         let end = min(offset + UInt64(count), size)
-        if direct { return try readDirect(inode, offset: offset, end: end, body) }
+        if direct {
+            return try readDirect(inode, offset: offset, end: end) { bytes in
+                withUnsafePointer(to: bytes) { body(UnsafeBufferPointer(start: $0, count: 1)) }
+            }
+        }
         let firstPage = offset / UInt64(Page.size)
         let lastPage = (end - 1) / UInt64(Page.size)
         let readaheadEnd = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)
         let pages = try uptodatePages(inode, space, firstPage...lastPage, readaheadTo: readaheadEnd)
         defer { for page in pages { space.release(page) } }
 
-        let length = Int(end - offset)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
-        defer { buffer.deallocate() }
-        var copied = 0
-        for page in pages {
-            let start = max(offset, page.fileOffset)
-            let stop = min(end, page.fileOffset + UInt64(Page.size))
-            let inPage = Int(start - page.fileOffset)
-            let bytes = Int(stop - start)
-            page.lock.withLock {
-                (buffer.baseAddress! + copied).copyMemory(from: page.memory + inPage, byteCount: bytes)
+        // In ascending order, as every path that locks several pages of a file does.
+        for page in pages { page.lock.lock() }
+        defer { for page in pages { page.lock.unlock() } }
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: pages.count) { segments in
+            for (slot, page) in pages.enumerated() {
+                let start = max(offset, page.fileOffset)
+                let stop = min(end, page.fileOffset + UInt64(Page.size))
+                segments.initializeElement(at: slot, to: UnsafeRawBufferPointer(start: page.memory + Int(start - page.fileOffset),
+                                                                                 count: Int(stop - start)))
             }
-            copied += bytes
+            body(UnsafeBufferPointer(segments))
         }
-        body(UnsafeRawBufferPointer(buffer))
     }
 
     /// The last page to read ahead to: grows while reads are sequential, resets otherwise.
@@ -71,7 +90,8 @@ extension FileSystem {
         var toFill: [(Page, UInt8)] = []
         pages.reserveCapacity(range.count)
         for index in range.lowerBound...max(range.upperBound, readaheadTo) {
-            let (page, created) = space.findOrCreate(index)
+            // A created page is filled whole, so its memory need not be zeroed first.
+            let (page, created) = space.findOrCreate(index, zeroed: false)
             if index > range.upperBound {
                 if created {
                     toFill.append((page, allUnits))
@@ -109,7 +129,9 @@ extension FileSystem {
     }
 
     /// Reads the given units of locked pages from disk (zeros for holes, unwritten and delayed
-    /// blocks) and marks them uptodate. Caller holds the pages' locks and the invalidate_lock.
+    /// blocks: written here, so the memory of a unit being filled may hold anything) and marks
+    /// them uptodate. On failure the units are zero again (Page's invariant). Caller holds the
+    /// pages' locks and the invalidate_lock.
     func fill(_ inode: Inode, _ pages: [(Page, UInt8)]) throws {
         guard let firstPage = pages.first?.0, let lastPage = pages.last?.0 else { return }
         let shift = UInt64(geometry.blockShift)
@@ -128,6 +150,7 @@ extension FileSystem {
                 let block = fileOffset >> shift
                 while cursor < extents.count, extents[cursor].logicalEnd <= block { cursor += 1 }
                 guard cursor < extents.count, extents[cursor].logical <= block, extents[cursor].state == .written else {
+                    (page.memory + unit * unitSize).initializeMemory(as: UInt8.self, repeating: 0, count: unitSize)
                     continue
                 }
                 let extent = extents[cursor]
@@ -136,7 +159,16 @@ extension FileSystem {
             }
         }
         pausePoint(.readAfterMapping)
-        try runs.read(from: store)
+        do {
+            try runs.read(from: store)
+        } catch {
+            for (page, mask) in pages {
+                for unit in 0..<geometry.unitsPerPage where mask & (1 << unit) != 0 {
+                    (page.memory + unit * unitSize).initializeMemory(as: UInt8.self, repeating: 0, count: unitSize)
+                }
+            }
+            throw error
+        }
         for (page, mask) in pages { page.setUptodate(units: mask) }
     }
 }

@@ -38,7 +38,8 @@ final class AddressSpace: @unchecked Sendable {
     /// The referenced page at `index`, created (zeroed, nothing uptodate, LOCKED) when absent.
     /// `created` tells which: a created page is returned locked so that whoever looks it up next
     /// waits on the page lock until its creator has filled it.
-    func findOrCreate(_ index: UInt64) -> (page: Page, created: Bool) {
+    /// `zeroed: false` leaves a created page's memory as it was, for a caller that fills all of it.
+    func findOrCreate(_ index: UInt64, zeroed: Bool = true) -> (page: Page, created: Bool) {
         indexLock.lock()
         if let page = pages[index] {
             page.references += 1
@@ -47,7 +48,7 @@ final class AddressSpace: @unchecked Sendable {
             return (page, false)
         }
         indexLock.unlock()
-        let memory = cache.allocatePageMemory()
+        let memory = cache.allocatePageMemory(zeroed: zeroed)
         let fresh = Page(index: index, memory: memory)
         fresh.lock.lock()
         fresh.references = 1

@@ -18,6 +18,7 @@ final class PageCache: @unchecked Sendable {
     private var spaceOrder: [InodeNumber] = []
     private var reclaimCursor = 0
     private var spareMemory: [UnsafeMutableRawPointer] = []
+    private var slabs: [PageSlab] = []
     /// Called when dirty pages pass the limit: wakes the flusher.
     var onDirtyPressure: (() -> Void)?
     /// Test-only (Support/PausePoints.swift).
@@ -29,33 +30,35 @@ final class PageCache: @unchecked Sendable {
         dirtyBelowLimit = Condition(lock)
     }
 
+    /// Every page's memory lives in one of these until the cache goes.
     deinit {
-        for memory in spareMemory { free(memory) }
+        for slab in slabs { slab.unmap() }
     }
 
     var cachedPages: Int { lock.withLock { pageCount } }
     var dirtyPages: Int { lock.withLock { dirtyCount } }
 
-    func allocatePageMemory() -> UnsafeMutableRawPointer {
+    /// Memory for a page: zeroed, or (`zeroed: false`) with whatever it held, for a caller that
+    /// fills every unit of it at once (FileSystem.fill writes or zeroes each unit it fills).
+    func allocatePageMemory(zeroed: Bool = true) -> UnsafeMutableRawPointer {
         if let memory = lock.withLock({ spareMemory.popLast() }) {
-            memory.initializeMemory(as: UInt8.self, repeating: 0, count: Page.size)
+            if zeroed { memory.initializeMemory(as: UInt8.self, repeating: 0, count: Page.size) }
             return memory
         }
-        var pointer: UnsafeMutableRawPointer?
-        guard posix_memalign(&pointer, Page.size, Page.size) == 0, let memory = pointer else {
-            fatalError("out of memory allocating a page")
+        // Fresh slab memory is zero.
+        let slab = PageSlab.map(bytes: PageSlab.bytes(forBudgetPages: budgetPages))
+        lock.withLock {
+            slabs.append(slab)
+            spareMemory.append(contentsOf: slab.pages.dropFirst())
         }
-        memory.initializeMemory(as: UInt8.self, repeating: 0, count: Page.size)
-        return memory
+        return slab.pages[0]
     }
 
+    /// Page memory goes back to the spare list, never to the kernel before the cache goes:
+    /// cached and spare pages together stay near the budget (reclaim keeps the cached ones
+    /// under it), and a cache at its budget reuses memory already faulted in.
     func releasePageMemory(_ memory: UnsafeMutableRawPointer) {
-        let keep = lock.withLock { () -> Bool in
-            guard spareMemory.count < 256 else { return false }
-            spareMemory.append(memory)
-            return true
-        }
-        if !keep { free(memory) }
+        lock.withLock { spareMemory.append(memory) }
     }
 
     func pageAdded(_ space: AddressSpace, registering: Bool) {
