@@ -32,8 +32,8 @@ struct Mount: ParsableCommand {
     @Flag(help: "Let users other than the one mounting access the mount.")
     var allowOther = false
 
-    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix.")
-    var cacheSize = ByteSize(bytes: 256 << 20)
+    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 4G).")
+    var cacheSize = ByteSize(bytes: UInt64(MountOptions.defaultCacheBytes))
 
     @Option(help: ArgumentHelp(
         "Where the daemon's log goes (default: discarded). With -f, the log moves there once the mount is live.",

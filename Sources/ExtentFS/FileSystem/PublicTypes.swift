@@ -156,7 +156,14 @@ public enum SeekTarget: Sendable {
 
 public struct MountOptions: Sendable {
     /// Page-cache memory budget in bytes; reclaim keeps the cache under it.
-    public var cacheBytes: Int = 256 << 20
+    public var cacheBytes: Int = MountOptions.defaultCacheBytes
+    /// A sixteenth of the machine's memory, at least 256 MiB and at most 4 GiB: half of it may
+    /// be dirty, which is what lets writes go on at memory speed while writeback catches up (the
+    /// kernel lets a tenth to a fifth of memory be dirty before writers wait).
+    public static var defaultCacheBytes: Int {
+        let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) &* Int(sysconf(Int32(_SC_PAGESIZE)))
+        return min(max(memory / 16, 256 << 20), 4 << 30)
+    }
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
