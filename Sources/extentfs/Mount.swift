@@ -32,7 +32,7 @@ struct Mount: ParsableCommand {
     @Flag(help: "Let users other than the one mounting access the mount.")
     var allowOther = false
 
-    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 4G).")
+    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 1G).")
     var cacheSize = ByteSize(bytes: UInt64(MountOptions.defaultCacheBytes))
 
     @Option(help: ArgumentHelp(

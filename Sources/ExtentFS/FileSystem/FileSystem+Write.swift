@@ -52,7 +52,8 @@ extension FileSystem {
             let position = offset + UInt64(done)
             let inPage = Int(position % UInt64(Page.size))
             let count = min(Page.size - inPage, Int(length) - done)
-            let (page, created) = space.findOrCreate(position / UInt64(Page.size))
+            // A page this write covers whole needs no zeroing first.
+            let (page, created) = space.findOrCreate(position / UInt64(Page.size), zeroed: count < Page.size)
             if !created { page.lock.lock() }
             let firstUnit = inPage / unitSize
             let lastUnit = (inPage + count - 1) / unitSize

@@ -157,12 +157,14 @@ public enum SeekTarget: Sendable {
 public struct MountOptions: Sendable {
     /// Page-cache memory budget in bytes; reclaim keeps the cache under it.
     public var cacheBytes: Int = MountOptions.defaultCacheBytes
-    /// A sixteenth of the machine's memory, at least 256 MiB and at most 4 GiB: half of it may
-    /// be dirty, which is what lets writes go on at memory speed while writeback catches up (the
-    /// kernel lets a tenth to a fifth of memory be dirty before writers wait).
+    /// A sixteenth of the machine's memory, at least 256 MiB and at most 1 GiB. Half of it may be
+    /// dirty, which lets random writes over a large file go on at memory speed while writeback
+    /// catches up (the kernel lets a tenth to a fifth of memory be dirty before writers wait);
+    /// more costs a first sequential write more than it gains (every page of fresh memory is
+    /// faulted in and zeroed once), and the kernel's own page cache holds what is read anyway.
     public static var defaultCacheBytes: Int {
         let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) &* Int(sysconf(Int32(_SC_PAGESIZE)))
-        return min(max(memory / 16, 256 << 20), 4 << 30)
+        return min(max(memory / 16, 256 << 20), 1 << 30)
     }
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
