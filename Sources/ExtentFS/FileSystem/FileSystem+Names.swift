@@ -8,6 +8,11 @@ extension FileSystem {
         guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
     }
 
+    /// A name a directory entry may have: what `validate` lets through, less "." and "..".
+    static func isValidEntryName(_ name: [UInt8]) -> Bool {
+        (try? validate(name: name)) != nil && !isDotOrDotDot(name)
+    }
+
     static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
         name == [0x2E] || name == [0x2E, 0x2E]
     }
@@ -40,11 +45,12 @@ extension FileSystem {
         }
         let now = Timespec.now
         let inode = Inode(ino: metadata.nextInode, mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
+        inode.unloggedEntryChanges = nil  // no image of it on record yet: the first is whole
         metadata.nextInode += 1
         inode.generation = UInt64(now.nanoseconds)
         try configure(inode)
         metadata.insert(inode)
-        directory.directory!.add(name: name, ino: inode.ino, type: type)
+        directory.addEntry(name: name, ino: inode.ino, type: type)
         if type == .directory {
             inode.parent = parent
             directory.nlink += 1

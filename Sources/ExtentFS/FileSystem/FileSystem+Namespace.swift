@@ -84,7 +84,7 @@ extension FileSystem {
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
             let now = Timespec.now
-            directory.directory!.add(name: newName, ino: ino, type: inode.type)
+            directory.addEntry(name: newName, ino: ino, type: inode.type)
             directory.mtime = now
             directory.ctime = now
             inode.nlink += 1
@@ -102,7 +102,7 @@ extension FileSystem {
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
             guard inode.type != .directory else { throw Errno.isDirectory }
-            directory.directory!.remove(name: name)
+            directory.removeEntry(name: name)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now
@@ -124,7 +124,7 @@ extension FileSystem {
             let inode = try metadata.inode(entry.ino)
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
-            directory.directory!.remove(name: name)
+            directory.removeEntry(name: name)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now

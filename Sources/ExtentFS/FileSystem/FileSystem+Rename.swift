@@ -22,8 +22,8 @@ extension FileSystem {
                 if other === moving { return nil }
                 if moving.type == .directory { try checkNotAncestor(moving.ino, of: newParent) }
                 if other.type == .directory { try checkNotAncestor(other.ino, of: parent) }
-                source.directory!.retarget(name: name, ino: other.ino, type: other.type)
-                target.directory!.retarget(name: newName, ino: moving.ino, type: moving.type)
+                source.retargetEntry(name: name, ino: other.ino, type: other.type)
+                target.retargetEntry(name: newName, ino: moving.ino, type: moving.type)
                 if source !== target {
                     if moving.type == .directory {
                         moving.parent = target.ino
@@ -60,7 +60,7 @@ extension FileSystem {
                 } else if old.type == .directory {
                     throw Errno.isDirectory
                 }
-                target.directory!.remove(name: newName)
+                target.removeEntry(name: newName)
                 if old.type == .directory {
                     old.nlink = 0
                     target.nlink -= 1
@@ -70,8 +70,8 @@ extension FileSystem {
                 old.ctime = now
                 replaced = old
             }
-            source.directory!.remove(name: name)
-            target.directory!.add(name: newName, ino: moving.ino, type: moving.type)
+            source.removeEntry(name: name)
+            target.addEntry(name: newName, ino: moving.ino, type: moving.type)
             if moving.type == .directory && source !== target {
                 moving.parent = target.ino
                 source.nlink -= 1
