@@ -3,6 +3,8 @@ import XCTest
 
 /// The crash checks must not pass vacuously: on an image whose data is damaged on purpose they
 /// must name the damage. (The engine bugs the crash tests find show the same from the other side.)
+/// Nor may the harness blame the engine for what its own model gets wrong: the states it allows a
+/// copy_file_range to leave are checked here too.
 final class CrashCheckerSelfTests: XCTestCase {
     func testCheckerNamesAnotherFilesDataZerosAndAMissingName() throws {
         let blockSize = 4096
@@ -41,5 +43,16 @@ final class CrashCheckerSelfTests: XCTestCase {
         model.fsyncReturned(c, returned: model.begin(flushes: Int.max - 1), by: "fsync /c", dataOnly: false)
         let missing = checkRecoveredImage(volume.image, model: model, crashAfter: Int.max, fsckFirst: false).map(\.key)
         XCTAssertTrue(missing.contains("durable name /c"), "\(missing)")
+    }
+
+    /// copy_file_range between offsets at the same place in a block: the head up to a block
+    /// boundary, the whole blocks, the tail; elsewhere one piece.
+    func testCopyRangePieces() {
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 150120, destinationOffset: 84584, length: 133703, blockSize: 65536),
+                       [0..<46488, 46488..<112024, 112024..<133703])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 8192, destinationOffset: 4096, length: 10000, blockSize: 4096),
+                       [0..<8192, 8192..<10000])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 100, destinationOffset: 101, length: 10000, blockSize: 4096), [0..<10000])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 100, destinationOffset: 100, length: 50, blockSize: 4096), [0..<50])
     }
 }
