@@ -38,6 +38,7 @@ extension FileSystem {
 
     public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
         return try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
@@ -46,6 +47,7 @@ extension FileSystem {
 
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         return try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
@@ -54,6 +56,7 @@ extension FileSystem {
 
     public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
         return try metadata.transaction {
@@ -74,6 +77,7 @@ extension FileSystem {
 
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         return try metadata.transaction {
             try FileSystem.validate(name: newName)
             let inode = try metadata.inode(ino)
@@ -96,6 +100,7 @@ extension FileSystem {
 
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let victim: Inode = try metadata.transaction {
             try FileSystem.validate(name: name)
             let directory = try directoryInode(parent)
@@ -115,6 +120,7 @@ extension FileSystem {
 
     public func rmdir(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
         let victim: Inode = try metadata.transaction {

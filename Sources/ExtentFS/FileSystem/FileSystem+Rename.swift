@@ -4,6 +4,7 @@ import SystemPackage
 extension FileSystem {
     public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         if flags.contains(.whiteout) || (flags.contains(.exchange) && flags.contains(.noReplace)) { throw Errno.invalidArgument }
         let victim: Inode? = try metadata.transaction {
             try FileSystem.validate(name: name)
