@@ -222,8 +222,9 @@ class FileModel:
     def truncate(self, size):
         if size < 0:
             raise OpError(errno.EINVAL)
-        if size < self.size:
-            del self.blocks[align_up(size, self.bs) // self.bs:]  # XFS frees everything past EOF
+        if size <= self.size:
+            # XFS frees everything past EOF, also on a truncate to the same size (generic/092)
+            del self.blocks[align_up(size, self.bs) // self.bs:]
         self.set_data_size(size)
 
     # -- remapping: generic_remap_file_range_prep and generic_remap_checks ------------------
