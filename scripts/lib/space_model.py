@@ -278,7 +278,9 @@ class FileModel:
         self.data[dest_offset:dest_offset + count] = payload
 
     def dedupe(self, source, src_offset, dest_offset, length):
-        """Returns the bytes deduped; raises OpError(EBADE) when the ranges differ."""
+        """Returns the bytes FIDEDUPERANGE reports deduped: the length asked for (capped at
+        1 GiB), also when a partial EOF block is left out (generic/517); raises OpError(EBADE)
+        when the ranges differ."""
         if src_offset + length > source.size:
             raise OpError(errno.EINVAL)
         length = min(length, DEDUPE_MAX)
@@ -288,7 +290,7 @@ class FileModel:
         if source.data[src_offset:src_offset + count] != self.data[dest_offset:dest_offset + count]:
             raise OpError(errno.EBADE)
         self.link_blocks(source, src_offset, dest_offset, block_count)
-        return count
+        return length
 
 
 def check_range(offset, length):
