@@ -14,6 +14,8 @@ final class Server {
     let directoryStreams = DirectoryStreams()
     /// Where space operations run, off the loop threads (SpaceWorkers.swift).
     let spaceWorkers = SpaceWorkers(threadCount: 4)
+    /// Where O_DIRECT writes drop the kernel's stale pages and reply (DirectWriteCompletion.swift).
+    let directWriteWorkers = SpaceWorkers(threadCount: 2)
     /// The data of every size notification: it must be unreadable (KernelSize.swift).
     let unreadablePage: UnsafeMutableRawPointer? = cfuse_unreadable_page()
 

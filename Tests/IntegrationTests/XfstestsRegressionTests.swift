@@ -1,4 +1,5 @@
 import CExerciseSyscalls
+import CIntegrationHelpers
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,29 @@ final class XfstestsRegressionTests: XCTestCase {
         try volume.remountChecked("after the dedupe")
         XCTAssertTrue(try readWholeFile(foo) == before, "the data after a remount")
         try volume.unmount()
+    }
+
+    /// generic/451: buffered reads after asynchronous O_DIRECT writes (io_submit) see the new
+    /// data, while another thread keeps reading the file through the kernel's cache. They saw
+    /// the old data: nothing dropped the pages cached while the write was in flight.
+    func testBufferedReadAfterAnAsyncDirectWriteSeesIt() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        for blockSize in MountHarness.blockSizes {
+            let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
+            try volume.mount()
+            let path = volume.path("f")
+            let size = 4 << 20
+            try createFile(path, contents: [UInt8](repeating: 0x30, count: size))
+            var outcome = extentfs_async_direct_outcome()
+            let result = extentfs_test_async_direct_writes(path, UInt64(size), 40, &outcome)
+            XCTAssertEqual(result, 0, "bs \(blockSize): \(errnoName(-result))")
+            XCTAssertEqual(outcome.rounds, 40, "bs \(blockSize)")
+            XCTAssertEqual(outcome.stale_rounds, 0,
+                           "bs \(blockSize): \(outcome.stale_rounds) of \(outcome.rounds) writes left \(outcome.stale_bytes) stale bytes in the kernel's cache")
+            try volume.remountChecked("bs \(blockSize)")
+            try volume.unmount()
+        }
     }
 
     private func check(_ result: Int32, _ what: String) throws {
