@@ -12,6 +12,11 @@ public struct StandardMountOptions: Equatable, Sendable {
     public var forFuse: [String] = []
     /// `ro` (the last of ro and rw wins, as for mount(8)): the engine refuses every change too.
     public var readOnly = false
+    /// `sync` (the last of sync and async wins) and `dirsync`: the kernel passes them as flags
+    /// and does nothing more for FUSE than an fsync after each write under `sync`; the engine
+    /// commits the changes they name before answering (MountOptions).
+    public var sync = false
+    public var dirsync = false
     /// Options accepted and left out, with why.
     public var leftOut: [LeftOut] = []
     /// `remount`: mount(8) asks to change the flags of a live mount (it passes the mount's
@@ -50,6 +55,9 @@ public struct StandardMountOptions: Equatable, Sendable {
         switch name {
         case "ro": readOnly = true
         case "rw": readOnly = false
+        case "sync": sync = true
+        case "async": sync = false
+        case "dirsync": dirsync = true
         default: break
         }
         forFuse.append(option)

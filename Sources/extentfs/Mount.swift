@@ -84,7 +84,7 @@ struct Mount: ParsableCommand {
                 // To the daemon's log (or the terminal with -f): the mount goes on without it.
                 printError("mount", "option \(leftOut.option) left out: \(leftOut.reason)")
             }
-            let fileSystem = try mountEngine(image: image, readOnly: standard.readOnly)
+            let fileSystem = try mountEngine(image: image, standard: standard)
             try serve(fileSystem: fileSystem, mountpoint: mountpoint, options: fuseOptions(image: image, standard: standard)) {
                 if let logFile { redirectStandardError(to: logFile) }
                 ready.succeed()
@@ -97,10 +97,12 @@ struct Mount: ParsableCommand {
         }
     }
 
-    private func mountEngine(image: String, readOnly: Bool) throws -> FileSystem {
+    private func mountEngine(image: String, standard: StandardMountOptions) throws -> FileSystem {
         var engineOptions = MountOptions()
         engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
-        engineOptions.readOnly = readOnly
+        engineOptions.readOnly = standard.readOnly
+        engineOptions.synchronousDirectories = standard.dirsync
+        engineOptions.synchronousAttributes = standard.sync
         engineOptions.unmountReportPath = UnmountReport.path(forImage: image)
         if let stale = engineOptions.unmountReportPath { unlink(stale) }
         return try naming(image) { try waitingForFinishingDaemon(image: image) { try FileSystem.mount(image: image, options: engineOptions) } }

@@ -94,6 +94,29 @@ final class MountOptionTests: XCTestCase {
         try volume.unmount()
     }
 
+    /// `-o dirsync`: a create or mkdir is in the image when it returns. A copy of the image taken
+    /// right after it (a crash), well within the 5 s between background commits, has it.
+    func testDirsyncCommitsDirectoryChangesBeforeReturning() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        let volume = try harness.makeVolume(blockSize: 4096, imageSize: "64M")
+        XCTAssertTrue(try mountAsHelper(volume, "rw,dirsync").succeeded)
+        try makeDirectory(volume.path("dir"))
+        try createFile(volume.path("dir/file"), contents: [])
+        let crashed = volume.directory + "/crashed.img"
+        try FileManager.default.copyItem(atPath: volume.image, toPath: crashed)
+        try volume.unmount()
+
+        let check = try harness.extentfs(["fsck", crashed])
+        XCTAssertTrue(check.succeeded, "\(check)")
+        let mountPoint = volume.directory + "/crashed-mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try harness.extentfs(["mount", crashed, mountPoint, "-o", "ro"])
+        XCTAssertTrue(mounted.succeeded, "\(mounted)")
+        defer { _ = try? harness.extentfs(["umount", mountPoint]) }
+        XCTAssertNoThrow(try fileStatus(mountPoint + "/dir/file"), "the file created under dirsync is not in the crashed image")
+    }
+
     /// What mount.fuse3 runs for `mount -o remount,FLAG DIR`: the mount's options, merged.
     private func remount(_ volume: TestVolume, _ flag: String) throws {
         let result = try mountAsHelper(volume, "\(flag),nosuid,nodev,remount,user_id=0,group_id=0,default_permissions")

@@ -21,7 +21,7 @@ extension FileSystem {
             }
             try truncate(inode, to: size)
         }
-        return metadata.transaction {
+        let attributes = metadata.transaction { () -> FileAttributes in
             let now = Timespec.now
             if let mode = changes.mode { inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777) }
             if let uid = changes.uid { inode.uid = uid }
@@ -43,6 +43,8 @@ extension FileSystem {
             inode.ctime = changes.ctime ?? now
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfAttributesSynchronous()
+        return attributes
     }
 
     public func open(_ ino: InodeNumber, flags: Int32) throws {
@@ -59,11 +61,13 @@ extension FileSystem {
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             let inode = try makeNode(parent: parent, name: name, mode: FileType.regular.rawValue | (mode & 0o7777), owner: owner)
             inode.openCount = 1
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func release(_ ino: InodeNumber) {

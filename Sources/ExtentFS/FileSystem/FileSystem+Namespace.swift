@@ -40,18 +40,22 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes {
@@ -59,11 +63,13 @@ extension FileSystem {
         try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner) {
                 $0.symlinkTarget = target
             }.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
@@ -78,7 +84,7 @@ extension FileSystem {
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try FileSystem.validate(name: newName)
             let inode = try metadata.inode(ino)
             guard inode.type != .directory else { throw Errno.notPermitted }
@@ -96,6 +102,8 @@ extension FileSystem {
             inode.lookupCount += 1
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
@@ -116,6 +124,7 @@ extension FileSystem {
             return inode
         }
         reapIfDead(victim)
+        try commitIfDirectoriesSynchronous()
     }
 
     public func rmdir(parent: InodeNumber, name: [UInt8]) throws {
@@ -140,5 +149,6 @@ extension FileSystem {
             return inode
         }
         reapIfDead(victim)
+        try commitIfDirectoriesSynchronous()
     }
 }

@@ -97,6 +97,7 @@ extension FileSystem {
             return replaced
         }
         if let victim { reapIfDead(victim) }
+        try commitIfDirectoriesSynchronous()
     }
 
     /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.
