@@ -13,8 +13,9 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
         // knows is served, so a kernel that passes more needs nothing new here.
         guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
-        // The kernel has taken the file's privileges already (file_modified); the engine's look
-        // finds nothing left to take.
+        // The kernel's file_modified takes the file's privileges first, unless it marked the
+        // inode S_NOSEC (with FUSE_HANDLE_KILLPRIV_V2 it then leaves them to us): the engine
+        // takes whatever is left, as the caller's privileges allow.
         let changedBy = caller(req)
         handleOnSpaceWorker(req) { _ in
             try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode, by: changedBy)
