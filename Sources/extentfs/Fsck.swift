@@ -11,7 +11,7 @@ struct Fsck: ParsableCommand {
     func run() throws {
         let problems: [String]
         do {
-            problems = try naming(image) { try Volume.check(image: image) }
+            problems = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.check(image: image) } }
         } catch {
             throw failure("fsck", error)
         }

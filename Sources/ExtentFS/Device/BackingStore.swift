@@ -9,6 +9,9 @@ public final class BackingStore: @unchecked Sendable {
     public let path: String
     public let descriptor: FileDescriptor
     public let isBlockDevice: Bool
+    /// Opened for writing. A read-only mount opens the image writable when it can, so that a
+    /// remount read-write needs no second descriptor (FileSystem+ReadOnly.swift).
+    public let isWritable: Bool
     public private(set) var size: UInt64
     /// Test-only: sees every write and flush before it happens and may fail it (the crash-replay
     /// recorder and fault injection). Set before the store is shared between threads.
@@ -29,6 +32,7 @@ public final class BackingStore: @unchecked Sendable {
 
     public init(path: String, writable: Bool) throws {
         self.path = path
+        isWritable = writable
         do {
             descriptor = try FileDescriptor.open(FilePath(path), writable ? .readWrite : .readOnly, options: [.closeOnExec])
         } catch let error as Errno {

@@ -126,10 +126,11 @@ public struct Directory: Sendable {
         return low
     }
 
-    /// Entries with a cookie greater than `cookie`, in order, until `body` returns false.
-    public func forEach(after cookie: UInt64, _ body: ([UInt8], Entry) -> Bool) {
+    /// Entries with a cookie greater than `cookie` and below `end`, in order, until `body`
+    /// returns false.
+    public func forEach(after cookie: UInt64, before end: UInt64 = .max, _ body: ([UInt8], Entry) -> Bool) {
         var index = firstCookieIndex(after: cookie)
-        while index < cookies.count {
+        while index < cookies.count, cookies[index] < end {
             if let name = nameByCookie[cookies[index]], let entry = byName[name] {
                 if !body(name, entry) { return }
             }

@@ -32,9 +32,7 @@ extension FileSystem {
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
-        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
-        // The new inode and its directory entry, in the checkpoints to come.
-        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
+        try checkRoomForNode(named: name)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         var mode = mode
@@ -59,6 +57,13 @@ extension FileSystem {
         directory.ctime = now
         inode.lookupCount = 1
         return inode
+    }
+
+    /// ENOSPC unless a new inode named `name` fits: an inode number, and the metadata space for
+    /// the inode and its directory entry in the checkpoints to come. In a transaction.
+    func checkRoomForNode(named name: [UInt8]) throws {
+        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
     }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops

@@ -17,6 +17,7 @@ extension FileSystem {
     public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer,
                       by writer: Credentials?) throws -> WriteResult {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument

@@ -169,6 +169,11 @@ public struct MountOptions: Sendable {
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
+    /// `dirsync` (or `sync`): a change to a directory is in the log before the call that made it
+    /// returns (FileSystem+Synchronous.swift).
+    public var synchronousDirectories: Bool = false
+    /// `sync`: attribute changes too (data writes are the kernel's: it sends an fsync after each).
+    public var synchronousAttributes: Bool = false
     /// Where a failed unmount leaves one line saying what was lost, written before the image is
     /// let go (so `extentfs umount`, which waits for that, finds it); removed by an unmount that
     /// succeeds.
