@@ -161,6 +161,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Starts $@ (a FUSE daemon with -f) in the background and waits for the mount on MNT.
+# passthrough_ll keeps a descriptor open for every inode the kernel has looked up: a directory of
+# DIR_ENTRIES files needs more than the usual soft limit of 1,024.
+ulimit -n "$(ulimit -Hn)"
+
 start_daemon() {
     local name="$1" logfile="$WORK/$1.log"
     shift
