@@ -66,7 +66,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS"]),
+        // Test-only: the heap bytes in use, for the tests that measure what metadata costs in memory.
+        .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "CHeapProbe"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         // Test-only: what the integration tests do as another user, in a forked child (C, since

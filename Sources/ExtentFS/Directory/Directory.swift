@@ -19,6 +19,10 @@ public struct Directory: Sendable {
     private var cookies: [UInt64] = []
     private var nameByCookie: [UInt64: [UInt8]] = [:]
     public private(set) var nextCookie: UInt64 = firstEntryCookie
+    /// What the entries take in a checkpoint (u64 ino, u64 cookie, u8 type, u16 name length,
+    /// name): charged to space as they are added (MetadataSpace).
+    private(set) var encodedEntryBytes = 0
+    static let encodedEntryOverhead = 19
 
     public init() {}
 
@@ -40,7 +44,7 @@ public struct Directory: Sendable {
     }
 
     private mutating func insert(name: [UInt8], entry: Entry) {
-        byName[name] = entry
+        if byName.updateValue(entry, forKey: name) == nil { encodedEntryBytes += Directory.encodedEntryOverhead + name.count }
         nameByCookie[entry.cookie] = name
         if let last = cookies.last, last > entry.cookie {
             let index = firstCookieIndex(after: entry.cookie)
@@ -53,6 +57,7 @@ public struct Directory: Sendable {
     @discardableResult
     public mutating func remove(name: [UInt8]) -> Entry? {
         guard let entry = byName.removeValue(forKey: name) else { return nil }
+        encodedEntryBytes -= Directory.encodedEntryOverhead + name.count
         nameByCookie.removeValue(forKey: entry.cookie)
         if cookies.count > 64, cookies.count > 2 * byName.count {
             cookies = cookies.filter { nameByCookie[$0] != nil }

@@ -20,8 +20,9 @@ extension FileSystem {
     }
 
     /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
-    /// as ext4 and XFS do; takes one lookup reference. Caller is inside a transaction.
-    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials,
+    /// as ext4 and XFS do; takes one lookup reference. `contentBytes` is what `configure` adds
+    /// to the inode (a symlink's target), charged to space with it. Caller is inside a transaction.
+    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try FileSystem.validate(name: name)
         let directory = try directoryInode(parent)
@@ -29,7 +30,7 @@ extension FileSystem {
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
         guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
         // The new inode and its directory entry, in the checkpoints to come.
-        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
+        try metadata.chargeMetadata(bytes: 160 + 2 * name.count + contentBytes)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         var mode = mode

@@ -51,6 +51,8 @@ extension FileSystem {
                 try checkNotAncestor(moving.ino, of: newParent)
                 if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
             }
+            // A longer name takes more room in the checkpoints.
+            if newName.count > name.count { try metadata.chargeMetadata(bytes: newName.count - name.count) }
             var replaced: Inode?
             if let targetEntry {
                 let old = try metadata.inode(targetEntry.ino)

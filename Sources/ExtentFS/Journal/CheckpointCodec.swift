@@ -35,7 +35,7 @@ struct InodeImage {
     var ctime: Timespec
     var generation: UInt64
     var parent: InodeNumber
-    var xattrs: [[UInt8]: [UInt8]]
+    var xattrs: ExtendedAttributes
     var extents: ExtentMap
     var symlinkTarget: [UInt8]
     var directory: Directory?
@@ -106,7 +106,7 @@ enum CheckpointCodec {
         writer.u64(inode.generation)
         writer.u64(inode.parent)
         writer.u64(UInt64(inode.xattrs.count))
-        for name in inode.xattrs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+        for name in inode.xattrs.sortedNames {
             writer.blob16(name)
             writer.blob32(inode.xattrs[name]!)
         }
@@ -184,13 +184,6 @@ enum CheckpointCodec {
     }
 
     static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
-        let start = reader.offset
-        let inode = try decodeInodeFields(&reader, superblock: superblock, cache: cache)
-        inode.encodedBytes = reader.offset - start
-        return inode
-    }
-
-    private static func decodeInodeFields(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
         let ino = try reader.u64()
         let mode = try reader.u32()
         guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
@@ -219,8 +212,9 @@ enum CheckpointCodec {
         for _ in 0..<xattrCount {
             let name = try reader.blob16()
             let value = try reader.blob32()
-            guard FileSystem.isValidXattrName(name), value.count <= FileSystem.maxXattrValue, inode.xattrs[name] == nil else {
-                throw DecodingError(description: "inode \(ino) has a malformed extended attribute")
+            guard ExtendedAttributes.isValid(name: name), inode.xattrs[name] == nil,
+                  inode.xattrs.fits(name: name, valueBytes: value.count) else {
+                throw DecodingError(description: "inode \(ino) has a malformed extended attribute, or more than an inode may hold")
             }
             inode.xattrs[name] = value
         }

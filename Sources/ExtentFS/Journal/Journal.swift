@@ -99,7 +99,7 @@ final class Journal: @unchecked Sendable {
             return (sequence, record, metadata.freeSpace.takePendingFrees())
         }
         guard let closed else { return false }
-        let (payload, imageBytes) = closed.record.encode()
+        let payload = closed.record.encode()
         guard log.head.sequence == closed.sequence else {
             throw shutdown.trigger("log sequence \(log.head.sequence) does not match transaction \(closed.sequence)")
         }
@@ -135,10 +135,6 @@ final class Journal: @unchecked Sendable {
             metadata.withLock {
                 for run in closed.frees { metadata.freeSpace.free(run) }
                 metadata.changes.closedAreDurable()
-                for (ino, bytes) in imageBytes {
-                    if let inode = metadata.inodes[ino] { metadata.noteEncoded(inode, bytes: bytes) }
-                }
-                metadata.updateMetadataReserve()
             }
         }
         return true
@@ -221,7 +217,7 @@ final class Journal: @unchecked Sendable {
                 for run in replaced where !other.contains(run) { metadata.freeSpace.free(run) }
                 metadata.checkpointRunsBySlot[slot] = payloadRuns + [indexRun]
                 metadata.superblock = superblock
-                metadata.updateMetadataReserve()
+                metadata.checkpointsChanged()
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.

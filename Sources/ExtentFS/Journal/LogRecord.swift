@@ -48,19 +48,16 @@ struct LogRecord {
         return result
     }
 
-    /// The payload, and the encoded size of each inode image in it.
-    func encode() -> (payload: [UInt8], imageBytes: [(InodeNumber, Int)]) {
+    /// The payload.
+    func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 256 + inodes.count * 160)
-        var imageBytes: [(InodeNumber, Int)] = []
         writer.u64(nextInode)
         writer.u64(UInt64(inodes.count))
         for change in inodes {
             switch change {
             case .image(let image):
                 writer.u8(1)
-                let start = writer.bytes.count
                 CheckpointCodec.encode(image, into: &writer)
-                imageBytes.append((image.ino, writer.bytes.count - start))
             case .removed(let ino):
                 writer.u8(2)
                 writer.u64(ino)
@@ -77,7 +74,7 @@ struct LogRecord {
                 writer.u32(entry.count)
             }
         }
-        return (writer.bytes, imageBytes)
+        return writer.bytes
     }
 
     /// Applies an encoded record to the state being loaded. Throws on anything malformed: a
