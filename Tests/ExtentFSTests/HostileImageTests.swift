@@ -84,6 +84,41 @@ final class HostileImageTests: XCTestCase {
         assertRefused(volume, "a directory cookie of 2^64-2")
     }
 
+    /// An image may start one below the end of inode numbers or of a directory's cookies: mount
+    /// takes it, but a create must not take the last number and make an image no mount accepts
+    /// (found by the image fuzzer for log sequences; these are the same limit). ENOSPC instead,
+    /// and the image stays clean. Seen failing before: the create succeeded and fsck then refused
+    /// the image (the next inode number out of range; the directory's next cookie invalid).
+    func testTheLastInodeNumberAndCookieAreNotGivenOut() throws {
+        let numbers = try volumeWithAFile()
+        try craft(numbers) { $0.nextInode = CheckpointCodec.maxInodeNumber - 1 }
+        XCTAssertEqual(try Volume.check(image: numbers.image), [])
+        numbers.fs = try FileSystem.mount(image: numbers.image, options: numbers.options)
+        XCTAssertEqual(errno { _ = try numbers.create("one-too-many") }, .noSpace)
+        try numbers.unmountAndCheck()
+
+        let cookies = try volumeWithAFile()
+        try craft(cookies) { crafted in
+            for index in crafted.inodes.indices where crafted.inodes[index].type == .directory && crafted.inodes[index].ino != FileSystem.rootInode {
+                var directory = Directory()
+                directory.restore(name: Array("x".utf8), entry: Directory.Entry(ino: 0, type: .regular, cookie: Directory.maxCookie - 2))
+                _ = directory.remove(name: Array("x".utf8))
+                crafted.inodes[index].directory = directory
+            }
+        }
+        XCTAssertEqual(try Volume.check(image: cookies.image), [])
+        cookies.fs = try FileSystem.mount(image: cookies.image, options: cookies.options)
+        let dir = try cookies.lookup("dir").ino
+        let file = try cookies.lookup("file").ino
+        XCTAssertEqual(errno { _ = try cookies.create("one-too-many", in: dir) }, .noSpace)
+        XCTAssertEqual(errno { _ = try cookies.fs.link(file, newParent: dir, newName: Array("link".utf8)) }, .noSpace)
+        XCTAssertEqual(errno {
+            try cookies.fs.rename(parent: FileSystem.rootInode, name: Array("file".utf8), newParent: dir, newName: Array("moved".utf8), flags: [])
+        }, .noSpace)
+        _ = try cookies.create("elsewhere")
+        try cookies.unmountAndCheck()
+    }
+
     func testXattrsThatCouldNeverBeSet() throws {
         for (name, size) in [([UInt8](), 1), (Array("noprefix".utf8), 1), (Array("user.a\u{0}b".utf8), 1),
                              (Array("user.pad".utf8), FileSystem.maxXattrValue + 1)] {

@@ -27,6 +27,9 @@ public struct Directory: Sendable {
     public init() {}
 
     public var count: Int { byName.count }
+    /// Every cookie below the limit has been given out (they are never reused, and an image may
+    /// start near the limit): another entry would make a directory no mount accepts. ENOSPC.
+    var isOutOfCookies: Bool { nextCookie >= Directory.maxCookie - 1 }
     public var isEmpty: Bool { byName.isEmpty }
 
     public func entry(named name: [UInt8]) -> Entry? { byName[name] }
@@ -41,6 +44,12 @@ public struct Directory: Sendable {
     mutating func restore(name: [UInt8], entry: Entry) {
         insert(name: name, entry: entry)
         nextCookie = max(nextCookie, entry.cookie + 1)
+    }
+
+    /// The stored next cookie (checkpoint load): entries removed before the checkpoint took
+    /// cookies above the ones left, which must not be given out again.
+    mutating func restore(nextCookie stored: UInt64) {
+        nextCookie = max(nextCookie, stored)
     }
 
     private mutating func insert(name: [UInt8], entry: Entry) {

@@ -29,6 +29,9 @@ extension FileSystem {
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
         guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        // Numbers are never reused and an image may start near the end of them: past it, the
+        // image would be one that no mount accepts.
+        guard metadata.nextInode + 1 < CheckpointCodec.maxInodeNumber, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
         // The new inode and its directory entry, in the checkpoints to come.
         try metadata.chargeMetadata(bytes: 160 + 2 * name.count + contentBytes)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }

@@ -83,6 +83,7 @@ extension FileSystem {
             let directory = try directoryInode(newParent)
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
+            guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
             let now = Timespec.now
             directory.directory!.add(name: newName, ino: ino, type: inode.type)

@@ -51,8 +51,9 @@ extension FileSystem {
                 try checkNotAncestor(moving.ino, of: newParent)
                 if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
             }
-            // A longer name takes more room in the checkpoints.
+            // A longer name takes more room in the checkpoints; the new entry takes a cookie.
             if newName.count > name.count { try metadata.chargeMetadata(bytes: newName.count - name.count) }
+            guard !target.directory!.isOutOfCookies else { throw Errno.noSpace }
             var replaced: Inode?
             if let targetEntry {
                 let old = try metadata.inode(targetEntry.ino)

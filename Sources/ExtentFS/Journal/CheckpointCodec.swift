@@ -265,6 +265,7 @@ enum CheckpointCodec {
                 }
                 directory.restore(name: name, entry: Directory.Entry(ino: child, type: childType, cookie: cookie))
             }
+            directory.restore(nextCookie: nextCookie)
             inode.directory = directory
         default:
             break

@@ -103,6 +103,11 @@ final class Journal: @unchecked Sendable {
         guard log.head.sequence == closed.sequence else {
             throw shutdown.trigger("log sequence \(log.head.sequence) does not match transaction \(closed.sequence)")
         }
+        // The record and the tail after it must stay below the limit mount accepts. No honest
+        // volume gets near it (2^62 commits); an image made to start there stops here, whole.
+        guard closed.sequence + 1 < LogRing.maxSequence else {
+            throw shutdown.trigger("log sequence numbers are used up (\(closed.sequence)): copy the files to a new volume")
+        }
         if log.fits(payloadBytes: payload.count) {
             do {
                 // Ordered data: what the record maps was written before it was closed; a flush
@@ -155,6 +160,10 @@ final class Journal: @unchecked Sendable {
     /// checkpointLock (and may hold commitLock); Metadata.lock is taken only briefly.
     private func writeCheckpoint(_ prepared: CheckpointSnapshot) throws {
         try shutdown.check()
+        // As for log records (forceLocked): the next superblock must be one mount accepts.
+        guard prepared.previous.sequence + 1 < LogRing.maxSequence else {
+            throw shutdown.trigger("superblock sequence numbers are used up (\(prepared.previous.sequence)): copy the files to a new volume")
+        }
         let blockSize = UInt64(metadata.geometry.blockSize)
         let (snapshot, tail, previous) = (prepared.metadata, prepared.tail, prepared.previous)
         let payload = CheckpointCodec.encode(nextInode: snapshot.nextInode, inodes: snapshot.inodes, referenceCounts: snapshot.referenceCounts)

@@ -111,7 +111,8 @@ struct LogRecord {
             for _ in 0..<entryCount {
                 let entryRun = BlockRun(start: try reader.u64(), count: try reader.u64())
                 let value = try reader.u32()
-                guard entryRun.count > 0, value >= 2, entryRun.start >= run.start, entryRun.count <= run.end - entryRun.start,
+                guard entryRun.count > 0, value >= 2, entryRun.start >= run.start, entryRun.start < run.end,
+                      entryRun.count <= run.end - entryRun.start,
                       entries.last.map({ $0.run.end <= entryRun.start }) ?? true else {
                     throw DecodingError(description: "log record has a malformed reference count in \(run)")
                 }

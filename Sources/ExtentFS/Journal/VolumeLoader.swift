@@ -21,6 +21,10 @@ enum VolumeLoader {
         var damage: [String] = []
         for (slot, offset) in Superblock.slotOffsets.enumerated() {
             switch Superblock.decode(try store.read(Superblock.encodedSize, at: offset)) {
+            case .valid(let superblock) where superblock.sequence % 2 != UInt64(slot):
+                // Each commit writes copy sequence % 2: a copy elsewhere was not written by one,
+                // and taking it would free the other copy's checkpoint as if it were its own.
+                damage.append("superblock copy \(slot) (byte \(offset)): sequence \(superblock.sequence) belongs in copy \(1 - slot)")
             case .valid(let superblock): valid.append(superblock)
             case .newerVersion(let version): newer = version
             case .olderVersion(let version): older = version
