@@ -19,6 +19,10 @@ final class XattrFloodTests: XCTestCase {
         defer { harness.tearDown() }
         let blockSize = MountHarness.blockSizes.last ?? 4096
         let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
+        // The image itself, which holds every file's bytes, is for its owner only (mkfs).
+        var imageStatus = stat()
+        try sys("stat(image)", stat(volume.image, &imageStatus))
+        XCTAssertEqual(imageStatus.st_mode & 0o777, 0o600, "the image's mode after mkfs")
         try volume.mountForOtherUsers()
         // Root's file, written and fsynced before the flood.
         let bystander = volume.path("bystander")
