@@ -29,7 +29,11 @@ enum DecoderFuzzing {
         case .superblock: decodeSuperblock(body)
         case .logRecord: replayLogRecord(body, superblock: superblock)
         case .checkpointPayload: loadCheckpoint(body, superblock: superblock)
-        case .checkpointIndex: _ = try? CheckpointIndex.decode(body, superblock: superblock)
+        case .checkpointIndex:
+            // And the payload's capacity, as mount works it out from the runs.
+            if let runs = try? CheckpointIndex.decode(body, superblock: superblock) {
+                _ = runs.reduce(UInt64(0)) { $0 + $1.count } * UInt64(superblock.blockSize)
+            }
         }
     }
 

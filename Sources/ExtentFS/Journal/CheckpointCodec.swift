@@ -294,12 +294,16 @@ enum CheckpointIndex {
         guard try reader.raw(8) == magic else { throw DecodingError(description: "checkpoint index has a bad magic number") }
         let count = try reader.count(minimumItemSize: 16)
         var runs: [BlockRun] = []
+        // A checkpoint never takes more blocks than the volume has: this also keeps the sum of
+        // the runs (the payload's capacity) from overflowing.
+        var total: UInt64 = 0
         for _ in 0..<count {
             let run = BlockRun(start: try reader.u64(), count: try reader.u64())
             guard run.count > 0, run.start >= superblock.firstAllocatableBlock, run.start < superblock.blockCount,
-                  run.count <= superblock.blockCount - run.start else {
+                  run.count <= superblock.blockCount - run.start, run.count <= superblock.blockCount - total else {
                 throw DecodingError(description: "checkpoint index run \(run) is out of range")
             }
+            total += run.count
             runs.append(run)
         }
         return runs
