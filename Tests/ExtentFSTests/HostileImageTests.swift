@@ -201,7 +201,7 @@ final class HostileImageTests: XCTestCase {
         let superblock = volume.fs.metadata.superblock
         let image = InodeImage(Inode(ino: 50, mode: directoryMode, uid: 0, gid: 0, time: .now, cache: nil))
         func record(_ changes: [Directory.Change]) -> [UInt8] {
-            LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes, entryBytes: 0)], referenceRanges: []).encode().payload
+            LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes)], referenceRanges: []).encode()
         }
         var missing = ReplayState(nextInode: 100, inodes: [:], referenceCounts: ReferenceCounts())
         XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: a)]), to: &missing, superblock: superblock, cache: nil),

@@ -17,9 +17,8 @@ struct LogRecord {
     enum Change {
         case image(InodeImage)
         case removed(InodeNumber)
-        /// The directory's image without entries, the changes to its entries, and what the
-        /// whole directory's entries would take in a checkpoint (for the metadata charge).
-        case directoryChanges(InodeImage, [Directory.Change], entryBytes: Int)
+        /// The directory's image without entries, and the changes to its entries.
+        case directoryChanges(InodeImage, [Directory.Change])
     }
 
     /// Format version 3 brings directory changes; an image still on version 2 (until its first
@@ -50,7 +49,7 @@ struct LogRecord {
                let directory = inode.directory {
                 var image = InodeImage(inode)
                 image.directory = Directory(emptyWithNextCookie: directory.nextCookie)
-                inodes.append(.directoryChanges(image, entryChanges, entryBytes: directory.encodedEntryBytes))
+                inodes.append(.directoryChanges(image, entryChanges))
             } else {
                 inodes.append(.image(InodeImage(inode)))
             }
@@ -86,11 +85,9 @@ struct LogRecord {
             case .removed(let ino):
                 writer.u8(2)
                 writer.u64(ino)
-            case .directoryChanges(let image, let entryChanges, let entryBytes):
+            case .directoryChanges(let image, let entryChanges):
                 writer.u8(3)
-                let start = writer.bytes.count
                 CheckpointCodec.encode(image, into: &writer)
-                imageBytes.append((image.ino, writer.bytes.count - start + entryBytes))
                 writer.u64(UInt64(entryChanges.count))
                 for change in entryChanges {
                     switch change {
