@@ -10,8 +10,10 @@ final class AddressSpace: @unchecked Sendable {
 
     // Guarded by indexLock.
     private var pages = PageIndex()
-    /// Registered with the cache for reclaim at its first page; unregistered when the file dies.
-    private var registered = false
+    /// What the cache lists this file for (PageCache.list): kept in step with `pages` under
+    /// indexLock.
+    private var listedCached = false
+    private var listedDirty = false
     /// Where the last read ended, to detect sequential reads for readahead.
     var lastReadEnd: UInt64 = 0
     var readaheadPages = 4
@@ -60,11 +62,19 @@ final class AddressSpace: @unchecked Sendable {
             return (page, false)
         }
         pages.insert(fresh)
-        let firstPage = !registered
-        registered = true
+        updateListing()
         indexLock.unlock()
-        cache.pageAdded(self, registering: firstPage)
+        cache.pageAdded()
         return (fresh, true)
+    }
+
+    /// Caller holds indexLock.
+    private func updateListing() {
+        let cached = !pages.isEmpty, dirty = pages.dirtyCount > 0
+        guard cached != listedCached || dirty != listedDirty else { return }
+        listedCached = cached
+        listedDirty = dirty
+        cache.list(self, cached: cached, dirty: dirty)
     }
 
     func release(_ page: Page) {
@@ -75,6 +85,7 @@ final class AddressSpace: @unchecked Sendable {
     func noteDirty(_ page: Page, becameDirty: Bool) {
         indexLock.withLock {
             pages.setDirty(page.index, becameDirty)
+            updateListing()
         }
         cache.adjustDirty(becameDirty ? 1 : -1)
     }
@@ -98,6 +109,7 @@ final class AddressSpace: @unchecked Sendable {
             let stillIndexed = indexLock.withLock { () -> Bool in
                 guard pages[page.index] === page else { return false }
                 pages.remove(page.index)
+                updateListing()
                 return true
             }
             page.lock.unlock()
@@ -119,6 +131,7 @@ final class AddressSpace: @unchecked Sendable {
     func evictClean(limit: Int) -> [Page] {
         indexLock.withLock {
             var evicted: [Page] = []
+            defer { updateListing() }
             for chunk in pages.allChunks {
                 for case let page? in chunk.slots {
                     if evicted.count >= limit { return evicted }

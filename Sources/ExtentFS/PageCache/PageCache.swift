@@ -17,9 +17,8 @@ final class PageCache: @unchecked Sendable {
     // Guarded by `lock`.
     private var pageCount = 0
     private(set) var dirtyCount = 0
-    private var spaces: [InodeNumber: AddressSpace] = [:]
-    private var spaceOrder: [InodeNumber] = []
-    private var reclaimCursor = 0
+    private var cachedSpaces = SpaceRing()
+    private var dirtySpaces: [ObjectIdentifier: AddressSpace] = [:]
     private var spareMemory: [UnsafeMutableRawPointer] = []
     private var slabs: [PageSlab] = []
     /// Called when dirty pages pass the background limit or the limit: wakes the flusher.
@@ -67,17 +66,26 @@ final class PageCache: @unchecked Sendable {
         lock.withLock { spareMemory.append(memory) }
     }
 
-    func pageAdded(_ space: AddressSpace, registering: Bool) {
+    func pageAdded() {
         let over = lock.withLock { () -> Bool in
             pageCount += 1
-            if registering, spaces[space.ino] == nil {
-                spaces[space.ino] = space
-                spaceOrder.append(space.ino)
-            }
             return pageCount > budgetPages
         }
         if over { reclaim() }
     }
+
+    /// Keeps `space` listed for reclaim while it has pages and for writeback while it has dirty
+    /// ones. Called by the space under its indexLock, so listings change in the order its pages
+    /// do (this lock is a leaf: taking it there is safe).
+    func list(_ space: AddressSpace, cached: Bool, dirty: Bool) {
+        lock.withLock {
+            if cached { cachedSpaces.insert(space) } else { cachedSpaces.remove(space) }
+            if dirty { dirtySpaces[ObjectIdentifier(space)] = space } else { dirtySpaces.removeValue(forKey: ObjectIdentifier(space)) }
+        }
+    }
+
+    /// The files with dirty pages now: what writeback of everything has to visit.
+    var spacesWithDirtyPages: [AddressSpace] { lock.withLock { Array(dirtySpaces.values) } }
 
     func pageRemoved(_ page: Page) {
         lock.withLock { pageCount -= 1 }
@@ -95,11 +103,9 @@ final class PageCache: @unchecked Sendable {
         if passedBackgroundLimit { onDirtyPressure?() }
     }
 
+    /// A file that died: whatever it still lists goes (it has no pages left by then).
     func forget(_ space: AddressSpace) {
-        lock.withLock {
-            spaces.removeValue(forKey: space.ino)
-            spaceOrder.removeAll { $0 == space.ino }
-        }
+        list(space, cached: false, dirty: false)
     }
 
     var isOverDirtyLimit: Bool { lock.withLock { dirtyCount > dirtyLimit } }
@@ -113,31 +119,38 @@ final class PageCache: @unchecked Sendable {
         }
     }
 
-    /// Evicts clean unused pages, round robin over files, until the cache is an eighth below
-    /// budget or a full pass finds nothing. Never blocks on a page or an inode: it only
-    /// try-locks pages, so any thread may call it whatever it holds, except an indexLock.
+    /// Evicts clean unused pages, round robin over files (a batch of them at a time), until the
+    /// cache is an eighth below budget or a full pass over the files frees nothing. Never blocks
+    /// on a page or an inode: it only try-locks pages, so any thread may call it whatever it
+    /// holds, except an indexLock.
     func reclaim() {
         let target = budgetPages - budgetPages / 8
         var idlePasses = 0
+        var visitedInPass = 0
+        var freedInPass = 0
         while idlePasses < 2 {
-            let (candidates, excess) = lock.withLock { () -> ([AddressSpace], Int) in
-                guard pageCount > target, !spaceOrder.isEmpty else { return ([], 0) }
-                if reclaimCursor >= spaceOrder.count { reclaimCursor = 0 }
-                let order = Array(spaceOrder[reclaimCursor...] + spaceOrder[..<reclaimCursor])
-                reclaimCursor += 1
-                return (order.compactMap { spaces[$0] }, pageCount - target)
+            let (batch, excess, files) = lock.withLock { () -> ([AddressSpace], Int, Int) in
+                guard pageCount > target, cachedSpaces.count > 0 else { return ([], 0, 0) }
+                return (cachedSpaces.next(PageCache.reclaimBatch), pageCount - target, cachedSpaces.count)
             }
             guard excess > 0 else { return }
             var freed = 0
-            for space in candidates where freed < excess {
+            for space in batch where freed < excess {
                 let evicted = space.evictClean(limit: excess - freed)
                 for page in evicted { pageRemoved(page) }
                 freed += evicted.count
             }
-            if freed == 0 {
+            visitedInPass += batch.count
+            freedInPass += freed
+            guard visitedInPass >= files else { continue }
+            if freedInPass == 0 {
                 idlePasses += 1
                 if dirtyPages > 0 { onDirtyPressure?() }
             }
+            visitedInPass = 0
+            freedInPass = 0
         }
     }
+
+    private static let reclaimBatch = 64
 }

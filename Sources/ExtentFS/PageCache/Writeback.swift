@@ -18,7 +18,11 @@ extension FileSystem {
     static let maxDelayedAllocation: UInt64 = 1 << 16
 
     func writebackAll() throws {
-        let dirty = metadata.withLock { metadata.inodes.values.filter { $0.pages?.hasDirtyPages ?? false } }
+        // The cache lists the files with dirty pages: O(those), however many files there are.
+        let spaces = cache.spacesWithDirtyPages
+        let dirty = metadata.withLock {
+            spaces.compactMap { space in metadata.inodes[space.ino].flatMap { $0.pages === space ? $0 : nil } }
+        }
         var firstError: Error?
         for inode in dirty.sorted(by: { $0.ino < $1.ino }) {
             do { try writeback(inode) } catch { firstError = firstError ?? error }
