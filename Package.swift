@@ -32,6 +32,7 @@ let package = Package(
         .target(
             name: "ExtentFS",
             dependencies: [
+                "ExtentFSCore",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
