@@ -80,14 +80,14 @@ let package = Package(
         // Built with everything, so that the tests can run it; uses the engine's public API only.
         .executableTarget(
             name: "ImageFuzzer",
-            dependencies: ["ExtentFS", "ExtentFSExercise"],
+            dependencies: ["ExtentFS", "ExtentFSCore", "ExtentFSExercise"],
             path: "Tests/ImageFuzzer"
         ),
         // Test-only: the heap bytes in use, for the tests that measure what metadata costs in memory.
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
         .testTarget(name: "ExtentFSCoreTests", dependencies: ["ExtentFSCore"],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "CHeapProbe"]),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "ExtentFSCore", "CHeapProbe"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         // Test-only: what the integration tests do as another user, in a forked child (C, since

@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Hands arbitrary bytes to the decoders of everything mount reads from an image, and what they
 /// decode to the checks and structures mount builds from it, as mount would: for the
 /// coverage-guided fuzzer (Tests/DecoderFuzzer, scripts/fuzz.sh) and the replay of its

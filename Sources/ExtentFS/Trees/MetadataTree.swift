@@ -32,11 +32,11 @@ final class MetadataTree {
         self.superblock = superblock
     }
 
-    private static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
+    static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
         TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)
     }
-    private static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
-    private static func referenceKey(_ block: UInt64) -> TreeKey {
+    static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
+    static func referenceKey(_ block: UInt64) -> TreeKey {
         TreeKey(object: 0, kind: Kind.referenceCount, offset: block)
     }
 
@@ -45,22 +45,12 @@ final class MetadataTree {
     /// Brings the tree to `snapshot`: the images of the inodes that changed since the last
     /// checkpoint (nil: the inode is gone), the reference counts over the runs that changed.
     func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
-        var nextInode = ByteWriter(capacity: 8)
-        nextInode.u64(snapshot.nextInode)
-        try tree.insert(Self.nextInodeKey, nextInode.bytes)
+        try tree.insert(Self.nextInodeKey, Self.encodeNextInode(snapshot.nextInode))
         for (ino, image) in snapshot.inodes {
             var pieceCount: UInt64 = 0
-            if let image {
-                var writer = ByteWriter(capacity: 256)
-                CheckpointCodec.encode(image, into: &writer)
-                let bytes = writer.bytes
-                var start = 0
-                repeat {
-                    let end = min(bytes.count, start + tree.maxValueSize)
-                    try tree.insert(Self.imageKey(ino, piece: pieceCount), Array(bytes[start..<end]))
-                    pieceCount += 1
-                    start = end
-                } while start < bytes.count
+            for piece in image.map({ Self.imagePieces($0, maxPiece: tree.maxValueSize) }) ?? [] {
+                try tree.insert(Self.imageKey(ino, piece: pieceCount), piece)
+                pieceCount += 1
             }
             // Pieces past the new image's last (all of them for a removed inode) go.
             let stale = try tree.items(from: Self.imageKey(ino, piece: pieceCount), through: Self.imageKey(ino, piece: .max))
@@ -96,11 +86,36 @@ final class MetadataTree {
             }
         }
         for entry in outside + entries {
-            var writer = ByteWriter(capacity: 12)
-            writer.u64(entry.run.count)
-            writer.u32(entry.count)
-            try tree.insert(Self.referenceKey(entry.run.start), writer.bytes)
+            try tree.insert(Self.referenceKey(entry.run.start), Self.encodeReference(entry))
         }
+    }
+
+    static func encodeReference(_ entry: ReferenceCounts.Entry) -> [UInt8] {
+        var writer = ByteWriter(capacity: 12)
+        writer.u64(entry.run.count)
+        writer.u32(entry.count)
+        return writer.bytes
+    }
+
+    static func encodeNextInode(_ ino: InodeNumber) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
+        writer.u64(ino)
+        return writer.bytes
+    }
+
+    /// An inode's image in pieces of at most `maxPiece` bytes, in order.
+    static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
+        var writer = ByteWriter(capacity: 256)
+        CheckpointCodec.encode(image, into: &writer)
+        let bytes = writer.bytes
+        var pieces: [[UInt8]] = []
+        var start = 0
+        repeat {
+            let end = min(bytes.count, start + maxPiece)
+            pieces.append(Array(bytes[start..<end]))
+            start = end
+        } while start < bytes.count
+        return pieces
     }
 
     // MARK: reading it back
