@@ -145,10 +145,14 @@ enum NodeCodec {
         if let upper = expected.upperBound, !(last < upper) { throw corrupt("key at or above the parent's bound") }
     }
 
-    // MARK: little-endian fields (callers have range-checked the offsets)
+    // MARK: little-endian fields
+    // Concrete and unaligned loads rather than a generic byte loop: decoding is on every cache
+    // miss, and unspecialized generic arithmetic is slow in debug builds. The preconditions are the
+    // last line of defence; callers have range-checked every offset that came from the disk.
 
     private static func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in bytes: inout [UInt8]) {
-        for index in 0..<MemoryLayout<T>.size { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (index * 8)) }
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self) }
     }
 
     private static func putKey(_ key: TreeKey, at offset: Int, in bytes: inout [UInt8]) {
@@ -157,15 +161,20 @@ enum NodeCodec {
         put(key.offset, at: offset + 9, in: &bytes)
     }
 
-    private static func read<T: FixedWidthInteger>(_ bytes: [UInt8], _ offset: Int, as type: T.Type) -> T {
-        var value: T = 0
-        for index in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + index]) << (index * 8) }
-        return value
+    private static func u16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
+        precondition(offset >= 0 && offset + 2 <= bytes.count)
+        return bytes.withUnsafeBytes { UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
     }
 
-    private static func u16(_ bytes: [UInt8], _ offset: Int) -> UInt16 { read(bytes, offset, as: UInt16.self) }
-    private static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 { read(bytes, offset, as: UInt32.self) }
-    private static func u64(_ bytes: [UInt8], _ offset: Int) -> UInt64 { read(bytes, offset, as: UInt64.self) }
+    private static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+        precondition(offset >= 0 && offset + 4 <= bytes.count)
+        return bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+    }
+
+    private static func u64(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
+        precondition(offset >= 0 && offset + 8 <= bytes.count)
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    }
 
     private static func readKey(_ bytes: [UInt8], _ offset: Int) -> TreeKey {
         TreeKey(object: u64(bytes, offset), kind: bytes[offset + 8], offset: u64(bytes, offset + 9))
