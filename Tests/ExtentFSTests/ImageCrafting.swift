@@ -68,13 +68,14 @@ struct ImageCrafting {
             try tree.insert(MetadataTree.referenceKey(entry.run.start), MetadataTree.encodeReference(entry))
         }
         superblock.version = Superblock.currentVersion
-        superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence + 1000))
+        superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
         try store.flush()
         try Journal.writeSuperblock(superblock, store: store)
     }
 
-    /// The newest superblock becomes a version 3 one whose whole checkpoint holds `contents`.
-    mutating func writeVersion3(_ contents: Contents) throws {
+    /// The newest superblock becomes a version 3 (or 2) one whose whole checkpoint holds
+    /// `contents`.
+    mutating func writeVersion3(_ contents: Contents, version: UInt32 = 3) throws {
         let blocks = TopDownBlocks(store: store, superblock: superblock)
         let blockSize = UInt64(superblock.blockSize)
         let payload = CheckpointCodec.encode(nextInode: contents.nextInode, inodes: contents.inodes, referenceCounts: contents.referenceCounts)
@@ -83,7 +84,7 @@ struct ImageCrafting {
         let indexRun = blocks.take((UInt64(index.count) + blockSize - 1) / blockSize)
         try store.write(payload, at: payloadRun.start * blockSize)
         try store.write(index, at: indexRun.start * blockSize)
-        superblock.version = 3
+        superblock.version = version
         superblock.checkpoint = .whole(CheckpointRoot(
             indexBlock: indexRun.start, indexBlockCount: indexRun.count, indexBytes: UInt64(index.count),
             indexChecksum: CRC32C.checksum(index), payloadBytes: UInt64(payload.count), payloadChecksum: CRC32C.checksum(payload)))

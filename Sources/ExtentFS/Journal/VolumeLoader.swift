@@ -101,6 +101,12 @@ enum VolumeLoader {
         func damaged(_ reason: String) -> ExtentFSError {
             ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
         }
+        // Each checkpoint stamps its nodes with its superblock's sequence: a root from the
+        // future was not written by this volume's checkpoints (and the next commit could not
+        // take a generation above it).
+        if let root = superblock.checkpoint.treeRoot, root.generation > superblock.sequence {
+            throw damaged("the metadata tree's root has generation \(root.generation), after superblock \(superblock.sequence)")
+        }
         let newest: (tree: MetadataTree, nodes: [UInt64])
         do {
             newest = try openTree(store, superblock: superblock)
