@@ -3,8 +3,11 @@
 /// (mkfs, an image converted from the whole-checkpoint format). A checkpoint takes these (O(what
 /// changed), under Metadata.lock) and writes only their items into the metadata tree.
 ///
-/// Changes of the running transaction that are not in it are replayed from the log over the
-/// checkpoint: its tail is at the running transaction. Guarded by Metadata.lock.
+/// The snapshot also takes everything the running transaction changed so far (it is not logged
+/// yet; the checkpoint's log tail is at it, so replay applies it again): transactions change
+/// metadata whole under Metadata.lock, and a snapshot that took only part of one (a new link's
+/// inode but not its directory) would be a state no sequence of transactions made, which a crash
+/// before that transaction is logged would leave on disk. Guarded by Metadata.lock.
 struct CheckpointChanges {
     private(set) var inodes = Set<InodeNumber>()
     private(set) var referenceRuns: [BlockRun] = []
@@ -42,10 +45,10 @@ struct CheckpointChanges {
     /// Metadata.lock.
     mutating func take(from metadata: Metadata) -> Snapshot {
         defer { self = CheckpointChanges(everything: false) }
-        let numbers = everything ? Array(metadata.inodes.keys) : Array(inodes)
+        let numbers = everything ? Array(metadata.inodes.keys) : Array(inodes.union(metadata.changes.inodes))
         let runs = everything
             ? [BlockRun(start: metadata.superblock.firstAllocatableBlock, count: metadata.superblock.blockCount - metadata.superblock.firstAllocatableBlock)]
-            : BlockRun.merged(referenceRuns)
+            : BlockRun.merged(referenceRuns + metadata.changes.referenceRuns)
         return Snapshot(nextInode: metadata.nextInode,
                         inodes: numbers.sorted().map { ino in (ino, metadata.inodes[ino].map(InodeImage.init)) },
                         referenceRuns: runs, referenceCounts: metadata.referenceCounts)
