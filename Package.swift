@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "extentfs", targets: ["extentfs"]),
         .library(name: "ExtentFS", targets: ["ExtentFS"]),
+        .library(name: "ExtentFSCore", targets: ["ExtentFSCore"]),
         // LD_PRELOAD library: standard calls -> extentfs ioctls (.build/release/libExtentFSPreload.so).
         .library(name: "ExtentFSPreload", type: .dynamic, targets: ["CExtentFSPreload"]),
     ],
@@ -28,10 +29,18 @@ let package = Package(
         // extentfs_ioctl.h: the ioctl numbers and argument structs, for the adapter and for users.
         .target(name: "CExtentFSIoctl"),
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
+        // The on-disk format and metadata core that mkfs, fsck and the engine share (as libxfs):
+        // today the copy-on-write B+tree (docs/TREES.md). No page cache, no FUSE, no logging.
+        .target(
+            name: "ExtentFSCore",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The engine: no FUSE in here, so mkfs, fsck, tests and the daemon share it.
         .target(
             name: "ExtentFS",
             dependencies: [
+                "ExtentFSCore",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,12 +80,14 @@ let package = Package(
         // Built with everything, so that the tests can run it; uses the engine's public API only.
         .executableTarget(
             name: "ImageFuzzer",
-            dependencies: ["ExtentFS", "ExtentFSExercise"],
+            dependencies: ["ExtentFS", "ExtentFSCore", "ExtentFSExercise"],
             path: "Tests/ImageFuzzer"
         ),
         // Test-only: the heap bytes in use, for the tests that measure what metadata costs in memory.
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
-        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "CHeapProbe"]),
+        .testTarget(name: "ExtentFSCoreTests", dependencies: ["ExtentFSCore"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "ExtentFSCore", "CHeapProbe"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         // Test-only: what the integration tests do as another user, in a forked child (C, since

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
@@ -7,37 +8,18 @@ import SystemPackage
 /// into the newest checkpoint of a real image with valid checksums; fsck must report it and mount
 /// must refuse it, with one line, and nothing may trap.
 final class HostileImageTests: XCTestCase {
-    private struct Crafted {
-        var nextInode: InodeNumber
-        var inodes: [InodeImage]
-        var referenceCounts: ReferenceCounts
-    }
+    private typealias Crafted = ImageCrafting.Contents
 
-    /// Rewrites the newest checkpoint of `volume`'s image (unmounted) after `mutate`, with its
-    /// checksums and the superblock's recomputed, so only the values are hostile.
+    /// Rewrites the newest checkpoint of `volume`'s image (unmounted) after `mutate`, as the
+    /// metadata tree with its checksums and the superblock's recomputed, so only the values are
+    /// hostile.
     private func craft(_ volume: TestVolume, _ mutate: (inout Crafted) -> Void) throws {
         try volume.fs.unmount()
         volume.fs = nil
-        let store = try BackingStore(path: volume.image, writable: true)
-        let choice = try VolumeLoader.readSuperblock(store)
-        var superblock = choice.superblock
-        let loaded = try VolumeLoader.loadCheckpoint(store, superblock: superblock, cache: nil)
-        var crafted = Crafted(nextInode: loaded.nextInode, inodes: loaded.inodes.map { InodeImage($0) },
-                              referenceCounts: loaded.referenceCounts)
-        mutate(&crafted)
-        let payload = CheckpointCodec.encode(nextInode: crafted.nextInode, inodes: crafted.inodes, referenceCounts: crafted.referenceCounts)
-        let runs = try VolumeLoader.checkpointRuns(store, superblock: superblock).dropLast()
-        let blockSize = UInt64(superblock.blockSize)
-        XCTAssertLessThanOrEqual(UInt64(payload.count), runs.reduce(0) { $0 + $1.count } * blockSize, "crafted payload outgrew its blocks")
-        var offset = 0
-        for run in runs where offset < payload.count {
-            let length = min(Int(run.count * blockSize), payload.count - offset)
-            try store.write(Array(payload[offset..<offset + length]), at: run.start * blockSize)
-            offset += length
-        }
-        superblock.checkpoint.payloadBytes = UInt64(payload.count)
-        superblock.checkpoint.payloadChecksum = CRC32C.checksum(payload)
-        try Journal.writeSuperblock(superblock, store: store)
+        var crafting = try ImageCrafting(image: volume.image)
+        var contents = try crafting.contents()
+        mutate(&contents)
+        try crafting.writeTree(contents)
     }
 
     private func assertRefused(_ volume: TestVolume, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -119,20 +101,25 @@ final class HostileImageTests: XCTestCase {
         try cookies.unmountAndCheck()
     }
 
-    /// The checkpoint index of the newest superblock, rewritten to `runs`, with the payload length
-    /// `payloadBytes` (or as it was), and the checksums and superblock recomputed.
+    /// The image made version 3 (a whole checkpoint), then its checkpoint index rewritten to
+    /// `runs`, with the payload length `payloadBytes` (or as it was), and the checksums and
+    /// superblock recomputed: version 3 images still mount (and convert), so their decoders
+    /// still meet hostile values.
     private func craftIndex(_ volume: TestVolume, runs: (Superblock) -> [BlockRun], payloadBytes: ((Superblock) -> UInt64)? = nil) throws {
         try volume.fs.unmount()
         volume.fs = nil
-        let store = try BackingStore(path: volume.image, writable: true)
-        var superblock = try VolumeLoader.readSuperblock(store).superblock
+        var crafting = try ImageCrafting(image: volume.image)
+        try crafting.writeVersion3(try crafting.contents())
+        let superblock = crafting.superblock
+        guard case .whole(let root) = superblock.checkpoint else { return XCTFail("not version 3") }
         let index = CheckpointIndex.encode(payloadRuns: runs(superblock))
-        XCTAssertLessThanOrEqual(UInt64(index.count), superblock.checkpoint.indexBlockCount * UInt64(superblock.blockSize))
-        try store.write(index, at: superblock.checkpoint.indexBlock * UInt64(superblock.blockSize))
-        superblock.checkpoint.indexBytes = UInt64(index.count)
-        superblock.checkpoint.indexChecksum = CRC32C.checksum(index)
-        if let payloadBytes { superblock.checkpoint.payloadBytes = payloadBytes(superblock) }
-        try Journal.writeSuperblock(superblock, store: store)
+        XCTAssertLessThanOrEqual(UInt64(index.count), root.indexBlockCount * UInt64(superblock.blockSize))
+        try crafting.store.write(index, at: root.indexBlock * UInt64(superblock.blockSize))
+        try crafting.changeWholeRoot { root in
+            root.indexBytes = UInt64(index.count)
+            root.indexChecksum = CRC32C.checksum(index)
+            if let payloadBytes { root.payloadBytes = payloadBytes(superblock) }
+        }
     }
 
     /// Runs whose sum passes the volume's blocks: the sum is the payload's capacity, worked out

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
@@ -169,17 +170,9 @@ final class LogTests: XCTestCase {
         try volume.fs.unmount()
         volume.fs = nil
         do {
-        let store = try BackingStore(path: volume.image, writable: true)
-        for offset in Superblock.slotOffsets {
-            var bytes = try store.read(Superblock.encodedSize, at: offset)
-            guard case .valid = Superblock.decode(bytes) else { continue }
-            bytes[8] = 2
-            let checksum = CRC32C.checksum(Array(bytes[0..<508]))
-            for index in 0..<4 { bytes[508 + index] = UInt8(truncatingIfNeeded: checksum >> (8 * UInt32(index))) }
-            try store.write(bytes, at: offset)
-        }
-        try store.flush()
-        XCTAssertEqual(try VolumeLoader.readSuperblock(store).superblock.version, 2)
+            var crafting = try ImageCrafting(image: volume.image)
+            try crafting.writeVersion3(try crafting.contents(), version: 2)
+            XCTAssertEqual(try VolumeLoader.readSuperblock(crafting.store).superblock.version, 2)
         }  // the store closes here, before the volume mounts
 
         volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)

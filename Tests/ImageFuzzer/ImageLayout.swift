@@ -1,3 +1,4 @@
+import ExtentFSCore
 import ExtentFS
 
 /// Where the metadata of an image lies, read from its bytes as docs/FORMAT.md describes them (not

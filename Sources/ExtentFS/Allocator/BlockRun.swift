@@ -11,4 +11,17 @@ public struct BlockRun: Equatable, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "[\(start), +\(count))" }
 
     func overlaps(_ other: BlockRun) -> Bool { start < other.end && other.start < end }
+
+    /// The union of `runs` as disjoint runs, sorted (touching runs join).
+    static func merged(_ runs: [BlockRun]) -> [BlockRun] {
+        var result: [BlockRun] = []
+        for run in runs.sorted(by: { $0.start < $1.start }) where run.count > 0 {
+            if let last = result.last, last.end >= run.start {
+                result[result.count - 1].count = max(last.end, run.end) - last.start
+            } else {
+                result.append(run)
+            }
+        }
+        return result
+    }
 }

@@ -27,14 +27,14 @@ public final class FileSystem: @unchecked Sendable {
     private let unmountLock = Mutex()
     private var isUnmounted = false
 
-    private init(store: BackingStore, superblock: Superblock, loaded: LoadedCheckpoint, cache: PageCache, options: MountOptions) {
+    private init(store: BackingStore, superblock: Superblock, loaded: LoadedCheckpoint, cache: PageCache, options: MountOptions) throws {
         self.store = store
         self.cache = cache
         self.options = options
         metadata = Metadata(superblock: superblock, loaded: loaded)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
-        journal = Journal(store: store, metadata: metadata, loaded: loaded)
+        journal = try Journal(store: store, metadata: metadata, loaded: loaded)
         flusher = Flusher(interval: options.commitInterval)
         writeAccess = WriteAccess(readOnly: options.readOnly)
     }
@@ -56,7 +56,7 @@ public final class FileSystem: @unchecked Sendable {
                                 (problems.count > 1 ? " (and \(problems.count - 1) more problems)" : "") +
                                 "; run extentfs fsck \(image)", errno: .ioError)
         }
-        let fileSystem = FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
+        let fileSystem = try FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
         guard !options.readOnly else {
             for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
             return fileSystem

@@ -47,7 +47,7 @@ public enum Volume {
         let blockCount = size / UInt64(blockSize)
         var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: blockCount,
                                     maxInodes: max(1024, size / 8192), uuid: randomUUID(), sequence: 0,
-                                    checkpoint: CheckpointRoot(indexBlock: 0, indexBlockCount: 0, indexBytes: 0, indexChecksum: 0, payloadBytes: 0, payloadChecksum: 0))
+                                    checkpoint: .tree(nil))
         superblock.log = LogRegion(firstBlock: superblock.firstDataBlock,
                                    blockCount: LogRegion.blocks(forVolumeBytes: size, blockSize: blockSize))
         guard blockCount <= Superblock.maxBlockCount else {
@@ -63,7 +63,7 @@ public enum Volume {
         root.parent = FileSystem.rootInode
         let loaded = LoadedCheckpoint(nextInode: FileSystem.rootInode + 1, inodes: [root], referenceCounts: ReferenceCounts())
         let metadata = Metadata(superblock: superblock, loaded: loaded)
-        let journal = Journal(store: store, metadata: metadata, loaded: loaded)
+        let journal = try Journal(store: store, metadata: metadata, loaded: loaded)
         // Both superblock copies, each with a checkpoint: either can be mounted from the start.
         try journal.checkpoint()
         try journal.checkpoint()

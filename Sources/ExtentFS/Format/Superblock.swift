@@ -1,11 +1,17 @@
+import ExtentFSCore
+
 /// The superblock: 512 bytes, kept twice (at byte 0 and byte 4096) and written alternately, so a
 /// torn superblock write leaves the other copy valid. Mount uses the valid copy with the highest
 /// sequence. Layout in docs/FORMAT.md.
 public struct Superblock: Equatable {
     public static let magic: [UInt8] = Array("EXTENTFS".utf8)
     /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
-    /// Version 2 images mount as they are and become version 3 at their first checkpoint.
-    public static let currentVersion: UInt32 = 3
+    /// 4: the checkpoint is a copy-on-write B+tree (Trees/MetadataTree.swift), written
+    /// incrementally, instead of one whole payload.
+    /// Versions 2 and 3 mount as they are and become version 4 at their first checkpoint.
+    public static let currentVersion: UInt32 = 4
+    /// The first version whose checkpoint is the metadata tree.
+    static let treeVersion: UInt32 = 4
     /// The oldest version this extentfs mounts (1 had no log).
     public static let oldestMountableVersion: UInt32 = 2
     public static let encodedSize = 512
@@ -22,7 +28,7 @@ public struct Superblock: Equatable {
     public var uuid: [UInt8]
     /// Increments with every commit; the checkpoint below is the state at that commit.
     public var sequence: UInt64
-    public var checkpoint: CheckpointRoot
+    public var checkpoint: CheckpointLocation
     /// The log region: a fixed run of blocks after the superblock area, set at mkfs.
     public var log: LogRegion = LogRegion(firstBlock: 0, blockCount: 0)
     /// Where replay starts: the first record after this checkpoint.
@@ -48,6 +54,7 @@ public struct Superblock: Equatable {
         writer.raw(uuid)
         writer.u64(sequence)
         checkpoint.encode(into: &writer)
+        writer.pad(to: 56 + CheckpointLocation.encodedSize)
         writer.u64(log.firstBlock)
         writer.u64(log.blockCount)
         writer.u64(logTail.offset)
@@ -82,7 +89,7 @@ public struct Superblock: Equatable {
             let maxInodes = try reader.u64()
             let uuid = try reader.raw(16)
             let sequence = try reader.u64()
-            let checkpoint = try CheckpointRoot.decode(&reader)
+            let checkpoint = try CheckpointLocation.decode(&reader, version: version)
             let log = LogRegion(firstBlock: try reader.u64(), blockCount: try reader.u64())
             let tail = LogPosition(offset: try reader.u64(), sequence: try reader.u64())
             let superblock = Superblock(version: version, blockSize: blockSize, blockCount: blockCount, maxInodes: maxInodes,
@@ -99,6 +106,43 @@ public struct Superblock: Equatable {
         } catch {
             return .damaged("superblock is truncated")
         }
+    }
+}
+
+/// Where a commit's checkpoint of the metadata lives, in the form of the superblock's version.
+/// Either form takes the same 40 bytes of the superblock.
+public enum CheckpointLocation: Equatable {
+    /// Versions 2 and 3: the whole metadata as one payload, found through an index.
+    case whole(CheckpointRoot)
+    /// Version 4 on: the metadata tree's root; nil while the tree is empty.
+    case tree(TreeRoot?)
+
+    static let encodedSize = 40
+
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .whole(let root):
+            root.encode(into: &writer)
+        case .tree(let root):
+            // Address 0 is the superblock: never a node, so it stands for the empty tree.
+            writer.u64(root?.address ?? 0)
+            writer.u64(root?.generation ?? 0)
+            writer.u8(root?.level ?? 0)
+        }
+    }
+
+    static func decode(_ reader: inout ByteReader, version: UInt32) throws -> CheckpointLocation {
+        guard version >= Superblock.treeVersion else { return .whole(try CheckpointRoot.decode(&reader)) }
+        let address = try reader.u64()
+        let generation = try reader.u64()
+        let level = try reader.u8()
+        _ = try reader.raw(encodedSize - 17)
+        return .tree(address == 0 ? nil : TreeRoot(address: address, generation: generation, level: level))
+    }
+
+    var treeRoot: TreeRoot? {
+        if case .tree(let root) = self { return root }
+        return nil
     }
 }
 

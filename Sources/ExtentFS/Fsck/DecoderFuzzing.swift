@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Hands arbitrary bytes to the decoders of everything mount reads from an image, and what they
 /// decode to the checks and structures mount builds from it, as mount would: for the
 /// coverage-guided fuzzer (Tests/DecoderFuzzer, scripts/fuzz.sh) and the replay of its
@@ -43,8 +45,7 @@ enum DecoderFuzzing {
         let bytes: UInt64 = 16 << 20
         var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: bytes / UInt64(blockSize), maxInodes: 2048,
                                     uuid: [UInt8](repeating: 0x5A, count: 16), sequence: 7,
-                                    checkpoint: CheckpointRoot(indexBlock: 0, indexBlockCount: 0, indexBytes: 0,
-                                                               indexChecksum: 0, payloadBytes: 0, payloadChecksum: 0))
+                                    checkpoint: .tree(nil))
         superblock.log = LogRegion(firstBlock: superblock.firstDataBlock, blockCount: LogRegion.blocks(forVolumeBytes: bytes, blockSize: blockSize))
         return superblock
     }

@@ -17,9 +17,8 @@ final class Metadata: @unchecked Sendable {
     var referenceCounts: ReferenceCounts
     /// The running transaction: what changed since the last log record.
     let changes: ChangeSet
-    /// Blocks of the checkpoint each superblock slot points at (index and payload): a slot's are
-    /// freed only when a newer checkpoint has replaced it there, so either copy stays mountable.
-    var checkpointRunsBySlot: [[BlockRun]]
+    /// What changed since the last checkpoint: what the next one writes into the tree.
+    var sinceCheckpoint: CheckpointChanges
     /// The newest superblock written (or loaded).
     var superblock: Superblock
     /// What a checkpoint of the metadata takes, current at every change: space is held for it.
@@ -34,7 +33,7 @@ final class Metadata: @unchecked Sendable {
         referenceCounts = loaded.referenceCounts
         referenceCounts.changes = changes
         referenceCounts.metadataSpace = space
-        checkpointRunsBySlot = loaded.checkpointRunsBySlot
+        sinceCheckpoint = loaded.sinceCheckpoint
         var used = loaded.checkpointRuns
         for inode in loaded.inodes {
             inodes[inode.ino] = inode
@@ -44,7 +43,6 @@ final class Metadata: @unchecked Sendable {
         }
         freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount, used: used)
         freeSpace.metadataSpace = space
-        checkpointsChanged()
     }
 
     /// A new inode joins the table; its creation is part of the running transaction.
@@ -72,12 +70,6 @@ final class Metadata: @unchecked Sendable {
     @inline(__always)
     func transaction<T>(_ body: () throws -> T) rethrows -> T {
         try lock.withLock(body)
-    }
-
-    /// The checkpoints the superblock slots point at changed: the reserve counts what they hold.
-    /// Caller holds `lock`.
-    func checkpointsChanged() {
-        space.heldBlocks = Set(checkpointRunsBySlot.flatMap { $0 }).reduce(UInt64(0)) { $0 + $1.count }
     }
 
     /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that

@@ -16,7 +16,8 @@ final class MetadataSpace: @unchecked Sendable {
     /// The sum of every inode's encoded size (Inode.encodedSizeEstimate).
     var inodeBytes = 0
     var referenceEntries = 0
-    /// Blocks the checkpoints of both superblock slots occupy (each once).
+    /// Blocks the checkpoints of both superblock slots occupy (each once): the tree, and the
+    /// nodes it replaced that the older copy still reaches (TreeStorage.heldBlocks).
     var heldBlocks: UInt64 = 0
 
     init(blockSize: Int) {
@@ -24,11 +25,11 @@ final class MetadataSpace: @unchecked Sendable {
         slackBlocks = max(64, (256 << 10 + self.blockSize - 1) / self.blockSize)
     }
 
-    /// Blocks a checkpoint of the metadata as it is now takes (payload and index).
+    /// Blocks the metadata tree of the metadata as it is now takes: its items' bytes twice over
+    /// (nodes split half full; slots and headers), and a few for the path to the root.
     var checkpointBlocks: UInt64 {
         let bytes = 24 + UInt64(max(0, inodeBytes)) + 8 + UInt64(referenceEntries) * UInt64(ReferenceCounts.encodedEntryBytes)
-        let payload = (bytes + blockSize - 1) / blockSize
-        return payload + (16 + payload * 16 + blockSize - 1) / blockSize
+        return (2 * bytes + blockSize - 1) / blockSize + 8
     }
 
     /// Blocks no data may take: room for three checkpoints of the current metadata (two kept so

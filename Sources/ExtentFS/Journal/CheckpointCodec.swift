@@ -7,17 +7,25 @@ struct LoadedCheckpoint {
     var nextInode: InodeNumber
     var inodes: [Inode]
     var referenceCounts: ReferenceCounts
-    /// Blocks holding the checkpoint of each superblock slot (index and payload): both stay
-    /// intact until a newer checkpoint replaces the slot's, so either copy can be mounted.
-    var checkpointRunsBySlot: [[BlockRun]] = [[], []]
+    /// Every block either superblock copy's checkpoint holds (tree nodes, or an older image's
+    /// index and payload): none is free, so either copy can be mounted.
+    var checkpointRuns: [BlockRun] = []
+    /// Nodes of the newest copy's tree.
+    var treeNodes: UInt64 = 0
+    /// Blocks only the older copy reaches: free once the next checkpoint is durable (it
+    /// replaces that copy).
+    var heldUntilNextCheckpoint: [BlockRun] = []
+    /// Blocks the newest copy reaches but its tree will not (an older image's whole checkpoint):
+    /// free once the second checkpoint from now is durable.
+    var heldUntilSecondCheckpoint: [BlockRun] = []
+    /// What the tree does not hold yet: what replay changed, or everything (mkfs, an image of
+    /// an older version).
+    var sinceCheckpoint = CheckpointChanges(everything: true)
     /// Where the next log record goes, and the oldest log byte a superblock copy replays from.
     var logHead = LogPosition(offset: 0, sequence: 1)
     var logReclaimTail: UInt64 = 0
     /// Records replayed at load.
     var replayedRecords = 0
-
-    /// Both slots' blocks, each once (the slots may share one checkpoint, as after mkfs).
-    var checkpointRuns: [BlockRun] { Array(Set(checkpointRunsBySlot.flatMap { $0 })).sorted { $0.start < $1.start } }
 }
 
 /// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without

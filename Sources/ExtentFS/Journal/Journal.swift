@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Logging
 import SystemPackage
 
@@ -7,12 +8,13 @@ import SystemPackage
 /// `commitLock`; a caller that finds its change already durable returns at once, and the
 /// changes of everyone who waited meanwhile go out in the next record together (group commit).
 ///
-/// Checkpoints trim the log: a snapshot of all metadata is encoded without Metadata.lock,
-/// written into free blocks, flushed, and the superblock slot (sequence % 2) is pointed at it
-/// with the log tail after it, then flushed. Either superblock copy stays mountable: a slot's
-/// checkpoint blocks are freed only when a newer checkpoint has replaced it in that slot, and
-/// the log is reclaimed only up to the older copy's tail, so the older copy plus the log still
-/// reaches the newest state.
+/// Checkpoints trim the log: what changed since the last checkpoint (CheckpointChanges, O(the
+/// changes) under Metadata.lock) goes into the metadata tree without Metadata.lock, the tree's
+/// new and changed nodes are written to free blocks and flushed, and the superblock slot
+/// (sequence % 2) is pointed at the new root with the log tail after it, then flushed. Either
+/// superblock copy stays mountable: the tree is copy-on-write, a node it replaces is freed only
+/// once neither copy reaches it (TreeStorage), and the log is reclaimed only up to the older
+/// copy's tail, so the older copy plus the log still reaches the newest state.
 ///
 /// Nothing is reused before the record that frees it is durable: blocks freed by a transaction
 /// become allocatable after its record is flushed (FreeSpace.freeAfterCommit), and blocks whose
@@ -49,12 +51,21 @@ final class Journal: @unchecked Sendable {
     var onLogPressure: (() -> Void)?
     /// The last logged transaction known to be on disk. Guarded by commitLock.
     private var durable: LogSequence
+    /// The checkpoint as a tree, and where its nodes live. Guarded by checkpointLock.
+    private let treeStorage: TreeStorage
+    private let tree: MetadataTree
 
-    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) {
+    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) throws {
         self.store = store
         self.metadata = metadata
         log = LogRing(store: store, superblock: metadata.superblock, head: loaded.logHead, reclaimTail: loaded.logReclaimTail)
         durable = loaded.logHead.sequence - 1
+        treeStorage = TreeStorage(store: store, metadata: metadata, loaded: loaded)
+        tree = MetadataTree(tree: try BTree(root: metadata.superblock.checkpoint.treeRoot, owner: MetadataTree.owner,
+                                            device: treeStorage, allocator: treeStorage,
+                                            cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
+                            superblock: metadata.superblock)
+        metadata.withLock { metadata.space.heldBlocks = treeStorage.heldBlocks }
     }
 
     /// Logs every change up to transaction `target` (all of them by default) and flushes; returns
@@ -90,7 +101,7 @@ final class Journal: @unchecked Sendable {
         defer { checkpointLock.unlock() }
         try writeCheckpoint(snapshot)
         // What stalls commits (the snapshot, under commitLock) and what only takes time.
-        logger.debug("checkpoint of \(snapshot.metadata.inodes.count) inodes: snapshot \(writeStart - snapshotStart) under the commit lock, encoded and written in \(clock.now - writeStart)")
+        logger.debug("checkpoint of \(snapshot.changes.inodes.count) changed inodes: snapshot \(writeStart - snapshotStart) under the commit lock, written in \(clock.now - writeStart)")
     }
 
     /// More than half the log is in use: time for a checkpoint.
@@ -153,71 +164,46 @@ final class Journal: @unchecked Sendable {
         return true
     }
 
-    /// All metadata as it is now, the log position after the last logged record, and the newest
-    /// superblock. Caller holds commitLock and checkpointLock and has logged every closed
-    /// transaction, so replaying from `tail` over this snapshot gives every later state.
+    /// What changed since the last checkpoint, the log position after the last logged record,
+    /// and the newest superblock. Caller holds commitLock and checkpointLock and has logged every
+    /// closed transaction, so replaying from `tail` over the tree with these changes gives every
+    /// later state. O(the changes): commits wait for no copy of the whole metadata.
     private func takeSnapshot() -> CheckpointSnapshot {
         metadata.withLock {
-            CheckpointSnapshot(metadata: CheckpointCodec.snapshot(metadata),
+            CheckpointSnapshot(changes: metadata.sinceCheckpoint.take(from: metadata),
                                tail: LogPosition(offset: log.head.offset, sequence: metadata.changes.running),
                                previous: metadata.superblock)
         }
     }
 
-    /// Encodes and writes a checkpoint, then points the next superblock slot at it. Caller holds
-    /// checkpointLock (and may hold commitLock); Metadata.lock is taken only briefly.
+    /// Writes the changes into the tree and its new nodes to disk, then points the next
+    /// superblock slot at the new root. Caller holds checkpointLock (and may hold commitLock);
+    /// Metadata.lock is taken only briefly (node allocation, and the end).
     private func writeCheckpoint(_ prepared: CheckpointSnapshot) throws {
         try shutdown.check()
         // As for log records (forceLocked): the next superblock must be one mount accepts.
         guard prepared.previous.sequence + 1 < LogRing.maxSequence else {
             throw shutdown.trigger("superblock sequence numbers are used up (\(prepared.previous.sequence)): copy the files to a new volume")
         }
-        let blockSize = UInt64(metadata.geometry.blockSize)
-        let (snapshot, tail, previous) = (prepared.metadata, prepared.tail, prepared.previous)
-        let payload = CheckpointCodec.encode(nextInode: snapshot.nextInode, inodes: snapshot.inodes, referenceCounts: snapshot.referenceCounts)
-        let payloadBlocks = (UInt64(payload.count) + blockSize - 1) / blockSize
-        let (payloadRuns, indexRun, index) = try metadata.withLock { () -> ([BlockRun], BlockRun, [UInt8]) in
-            // Never take blocks promised to delayed allocations: their data must get to disk.
-            let space = metadata.freeSpace
-            let unpromised = space.freeBlocks - min(space.freeBlocks, space.reserved)
-            guard payloadBlocks + 1 < unpromised else {
-                throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
-            }
-            let payloadRuns = metadata.freeSpace.allocate(payloadBlocks)
-            let index = CheckpointIndex.encode(payloadRuns: payloadRuns)
-            let indexBlocks = (UInt64(index.count) + blockSize - 1) / blockSize
-            guard payloadRuns.reduce(0, { $0 + $1.count }) == payloadBlocks,
-                  let indexRun = metadata.freeSpace.allocateContiguous(indexBlocks) else {
-                for run in payloadRuns { metadata.freeSpace.free(run) }
-                throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
-            }
-            return (payloadRuns, indexRun, index)
-        }
-        var superblock = previous
+        var superblock = prepared.previous
         superblock.version = Superblock.currentVersion  // an older image converts here
         superblock.sequence += 1
-        superblock.logTail = tail
-        superblock.checkpoint = CheckpointRoot(
-            indexBlock: indexRun.start, indexBlockCount: indexRun.count, indexBytes: UInt64(index.count),
-            indexChecksum: CRC32C.checksum(index), payloadBytes: UInt64(payload.count),
-            payloadChecksum: CRC32C.checksum(payload))
+        superblock.logTail = prepared.tail
         do {
-            var offset = 0
-            for run in payloadRuns {
-                let length = min(Int(run.count * blockSize), payload.count - offset)
-                try payload.withUnsafeBytes { bytes in
-                    try store.write(from: bytes.baseAddress! + offset, count: length, at: run.start * blockSize)
-                }
-                offset += length
-            }
-            try store.write(index, at: indexRun.start * blockSize)
-            try store.flush()
+            // A tree that could not take the changes is not what memory holds: nothing later
+            // may be built on it.
+            try tree.apply(prepared.changes)
         } catch {
-            // The superblock does not point at these blocks: they can be used again.
-            metadata.withLock {
-                for run in payloadRuns { metadata.freeSpace.free(run) }
-                metadata.freeSpace.free(indexRun)
-            }
+            throw shutdown.trigger("updating the metadata tree for checkpoint \(superblock.sequence) failed: \(error)")
+        }
+        do {
+            superblock.checkpoint = .tree(try tree.tree.commit(generation: superblock.sequence))
+            try store.flush()
+        } catch let error as ExtentFSError where error.errno == .noSpace {
+            // Nothing was written over anything: the tree keeps the changes, and the next
+            // checkpoint, with more room, writes them.
+            throw error
+        } catch {
             throw shutdown.trigger("writing checkpoint \(superblock.sequence) failed: \(error)")
         }
         do {
@@ -227,23 +213,20 @@ final class Journal: @unchecked Sendable {
             // The superblock may be on disk: the new checkpoint's blocks stay in use.
             throw shutdown.trigger("writing superblock \(superblock.sequence) failed: \(error)")
         }
-        let slot = Int(superblock.sequence % 2)
+        let unreachable = treeStorage.checkpointDurable()
         reuseBarrier.withExclusive {
             metadata.withLock {
-                let replaced = metadata.checkpointRunsBySlot[slot]
-                let other = Set(metadata.checkpointRunsBySlot[1 - slot])
-                for run in replaced where !other.contains(run) { metadata.freeSpace.free(run) }
-                metadata.checkpointRunsBySlot[slot] = payloadRuns + [indexRun]
+                for run in unreachable { metadata.freeSpace.free(run) }
+                metadata.space.heldBlocks = treeStorage.heldBlocks
                 metadata.superblock = superblock
-                metadata.checkpointsChanged()
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.
-        log.reclaim(upTo: previous.logTail.offset)
+        log.reclaim(upTo: prepared.previous.logTail.offset)
     }
 
     struct CheckpointSnapshot {
-        var metadata: (nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts)
+        var changes: CheckpointChanges.Snapshot
         var tail: LogPosition
         var previous: Superblock
     }

@@ -37,6 +37,7 @@ struct LogRecord {
     /// Caller holds Metadata.lock: closes the running transaction and copies what it changed.
     static func close(_ metadata: Metadata) -> (sequence: LogSequence, record: LogRecord) {
         let closed = metadata.changes.close()
+        metadata.sinceCheckpoint.add(inodes: closed.inodes, referenceRuns: closed.referenceRuns)
         var inodes: [Change] = []
         inodes.reserveCapacity(closed.inodes.count)
         let entryChangesAllowed = metadata.superblock.version >= directoryChangesVersion
@@ -55,21 +56,9 @@ struct LogRecord {
             }
             if inode.type == .directory { inode.unloggedEntryChanges = [] }
         }
-        let ranges = merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
+        let ranges = BlockRun.merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
         return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges,
                                            touchesData: closed.touchesData))
-    }
-
-    private static func merged(_ runs: [BlockRun]) -> [BlockRun] {
-        var result: [BlockRun] = []
-        for run in runs.sorted(by: { $0.start < $1.start }) where run.count > 0 {
-            if let last = result.last, last.end >= run.start {
-                result[result.count - 1].count = max(last.end, run.end) - last.start
-            } else {
-                result.append(run)
-            }
-        }
-        return result
     }
 
     /// The payload.
@@ -183,8 +172,12 @@ struct LogRecord {
                 inode.directory = directory
             }
             state.inodes[ino] = inode
+            state.changed.insert(ino)
         }
-        for (run, entries) in ranges { state.referenceCounts.replace(run, with: entries) }
+        for (run, entries) in ranges {
+            state.referenceCounts.replace(run, with: entries)
+            state.changedReferenceRuns.append(run)
+        }
     }
 }
 
@@ -225,4 +218,7 @@ struct ReplayState {
     var nextInode: InodeNumber
     var inodes: [InodeNumber: Inode]
     var referenceCounts: ReferenceCounts
+    /// What replay changed: the next checkpoint writes it into the metadata tree.
+    var changed = Set<InodeNumber>()
+    var changedReferenceRuns: [BlockRun] = []
 }

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// The log region used as a ring of 512-byte sectors. Each record is a 64-byte header and its

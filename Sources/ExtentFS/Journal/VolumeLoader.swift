@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -61,11 +62,13 @@ enum VolumeLoader {
         return SuperblockChoice(superblock: newest, older: other, warnings: damage)
     }
 
-    /// The newest checkpoint with the log replayed over it; the other copy's checkpoint blocks
-    /// and log tail are kept out of reuse.
+    /// The newest checkpoint with the log replayed over it; the blocks of the other copy's
+    /// checkpoint and its log tail are kept out of reuse.
     static func load(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
-        var loaded = try loadCheckpoint(store, superblock: superblock, cache: cache)
+        var loaded = try superblock.version >= Superblock.treeVersion
+            ? loadTree(store, choice: choice, cache: cache)
+            : loadWholeCheckpoints(store, choice: choice, cache: cache)
         var state = ReplayState(nextInode: loaded.nextInode, inodes: [:], referenceCounts: loaded.referenceCounts)
         for inode in loaded.inodes { state.inodes[inode.ino] = inode }
         var replayed = 0
@@ -81,20 +84,81 @@ enum VolumeLoader {
         loaded.nextInode = state.nextInode
         loaded.inodes = Array(state.inodes.values)
         loaded.referenceCounts = state.referenceCounts
+        loaded.sinceCheckpoint.add(inodes: state.changed, referenceRuns: state.changedReferenceRuns)
         loaded.logHead = head
         loaded.replayedRecords = replayed
         loaded.logReclaimTail = superblock.logTail.offset
-        let newestSlot = Int(superblock.sequence % 2)
-        loaded.checkpointRunsBySlot[newestSlot] = loaded.checkpointRunsBySlot[0]
-        loaded.checkpointRunsBySlot[1 - newestSlot] = []
         if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
             loaded.logReclaimTail = older.logTail.offset
-            if older.checkpoint == superblock.checkpoint {
-                loaded.checkpointRunsBySlot[1 - newestSlot] = loaded.checkpointRunsBySlot[newestSlot]
-            } else if let runs = try? checkpointRuns(store, superblock: older) {
-                loaded.checkpointRunsBySlot[1 - newestSlot] = runs
-            }
         }
+        return loaded
+    }
+
+    /// Version 4: the newest copy's tree, read whole; the older copy's nodes that the newest
+    /// does not reach are held until the next checkpoint replaces that copy.
+    private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
+        let superblock = choice.superblock
+        func damaged(_ reason: String) -> ExtentFSError {
+            ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
+        }
+        // Each checkpoint stamps its nodes with its superblock's sequence: a root from the
+        // future was not written by this volume's checkpoints (and the next commit could not
+        // take a generation above it).
+        if let root = superblock.checkpoint.treeRoot, root.generation > superblock.sequence {
+            throw damaged("the metadata tree's root has generation \(root.generation), after superblock \(superblock.sequence)")
+        }
+        let newest: (tree: MetadataTree, nodes: [UInt64])
+        do {
+            newest = try openTree(store, superblock: superblock)
+        } catch {
+            throw damaged("the metadata tree: \(error)")
+        }
+        var loaded: LoadedCheckpoint
+        do {
+            let (nextInode, inodes, referenceCounts) = try newest.tree.loadAll(cache: cache)
+            loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
+        } catch {
+            throw damaged("the metadata tree: \(error)")
+        }
+        loaded.sinceCheckpoint = CheckpointChanges(inodes: [], referenceRuns: [])
+        loaded.treeNodes = UInt64(newest.nodes.count)
+        loaded.checkpointRuns = newest.nodes.map { BlockRun(start: $0, count: 1) }
+        if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
+            // An older copy whose checkpoint cannot be read reaches nothing this mount could keep
+            // safe; the newest copy is intact either way.
+            if older.version >= Superblock.treeVersion, let olderNodes = try? openTree(store, superblock: older).nodes {
+                loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newest.nodes).sorted().map { BlockRun(start: $0, count: 1) }
+            } else if older.version < Superblock.treeVersion, let runs = try? checkpointRuns(store, superblock: older) {
+                loaded.heldUntilNextCheckpoint = runs
+            }
+            loaded.checkpointRuns += loaded.heldUntilNextCheckpoint
+        }
+        return loaded
+    }
+
+    /// A superblock's tree, checked node by node (structure, checksums, key order), and the
+    /// addresses of all its nodes.
+    static func openTree(_ store: BackingStore, superblock: Superblock) throws -> (tree: MetadataTree, nodes: [UInt64]) {
+        let device = TreeReader(store: store, superblock: superblock)
+        let tree = try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
+                             allocator: device, cache: NodeCache(budgetBytes: MetadataTree.cacheBytes))
+        let report = try tree.check()
+        return (MetadataTree(tree: tree, superblock: superblock), report.storedAddresses)
+    }
+
+    /// Versions 2 and 3: whole checkpoints. The tree does not hold anything yet: the first
+    /// checkpoint writes everything into it, and both whole checkpoints stay until it has
+    /// replaced both superblock copies.
+    private static func loadWholeCheckpoints(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
+        let superblock = choice.superblock
+        var loaded = try loadCheckpoint(store, superblock: superblock, cache: cache)
+        loaded.heldUntilSecondCheckpoint = loaded.checkpointRuns
+        if let older = choice.older, older.sequence % 2 != superblock.sequence % 2, older.checkpoint != superblock.checkpoint,
+           let runs = try? checkpointRuns(store, superblock: older) {
+            let newest = Set(loaded.checkpointRuns)
+            loaded.heldUntilNextCheckpoint = runs.filter { !newest.contains($0) }
+        }
+        loaded.checkpointRuns = loaded.heldUntilSecondCheckpoint + loaded.heldUntilNextCheckpoint
         return loaded
     }
 
@@ -114,9 +178,9 @@ enum VolumeLoader {
     nonisolated(unsafe) static var machineMemoryBytes: UInt64 =
         UInt64(max(0, sysconf(Int32(_SC_PHYS_PAGES)))) * UInt64(max(0, sysconf(Int32(_SC_PAGESIZE))))
 
-    /// The blocks of a superblock's checkpoint (index and payload), from its index alone.
+    /// The blocks of a whole checkpoint (index and payload), from its index alone.
     static func checkpointRuns(_ store: BackingStore, superblock: Superblock) throws -> [BlockRun] {
-        let root = superblock.checkpoint
+        guard case .whole(let root) = superblock.checkpoint else { return [] }
         let blockSize = UInt64(superblock.blockSize)
         guard root.indexBlock >= superblock.firstAllocatableBlock, root.indexBlockCount > 0,
               root.indexBlockCount <= superblock.blockCount, root.indexBlock <= superblock.blockCount - root.indexBlockCount,
@@ -129,9 +193,11 @@ enum VolumeLoader {
         return try CheckpointIndex.decode(index, superblock: superblock) + [BlockRun(start: root.indexBlock, count: root.indexBlockCount)]
     }
 
-    /// The checkpoint alone; its runs are in slot 0 of `checkpointRunsBySlot`.
+    /// A whole checkpoint alone (versions 2 and 3); its blocks in `checkpointRuns`.
     static func loadCheckpoint(_ store: BackingStore, superblock: Superblock, cache: PageCache?) throws -> LoadedCheckpoint {
-        let root = superblock.checkpoint
+        guard case .whole(let root) = superblock.checkpoint else {
+            throw ExtentFSError("\(store.path): superblock \(superblock.sequence) has no whole checkpoint", errno: .ioError)
+        }
         let blockSize = UInt64(superblock.blockSize)
         func damaged(_ reason: String) -> ExtentFSError {
             ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
@@ -168,8 +234,9 @@ enum VolumeLoader {
         do {
             let (nextInode, inodes, referenceCounts) = try CheckpointCodec.decode(payload, superblock: superblock, cache: cache)
             let indexRun = BlockRun(start: root.indexBlock, count: root.indexBlockCount)
-            return LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts,
-                                    checkpointRunsBySlot: [payloadRuns + [indexRun], []])
+            var loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
+            loaded.checkpointRuns = payloadRuns + [indexRun]
+            return loaded
         } catch {
             throw damaged("\(error)")
         }

@@ -1,0 +1,192 @@
+import ExtentFSCore
+import SystemPackage
+
+/// The checkpoint as one copy-on-write B+tree (ExtentFSCore.BTree; docs/TREES.md): each inode's
+/// encoded image (CheckpointCodec) as numbered pieces under its number, the reference counts by
+/// first block, and the next inode number. A checkpoint rewrites the items of what changed since
+/// the last one and writes only the nodes that holds; the rest of the tree is shared with the
+/// previous checkpoint. Keys (object, kind, offset):
+///   (ino, inodeImage, piece)          a piece of inode `ino`'s image, pieces in order
+///   (0, nextInodeNumber, 0)           the next inode number (u64)
+///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
+/// Object 0 is never an inode (inode numbers start at FileSystem.rootInode).
+///
+/// Not thread-safe: the journal calls it under its checkpointLock only.
+final class MetadataTree {
+    enum Kind {
+        static let nextInodeNumber: UInt8 = 1
+        static let referenceCount: UInt8 = 2
+        static let inodeImage: UInt8 = 16
+    }
+
+    /// The owner byte in every node of this tree (a node of another tree is refused).
+    static let owner: UInt8 = 1
+    /// Clean nodes kept in memory between checkpoints (a budget for them comes with issue 9).
+    static let cacheBytes = 16 << 20
+
+    let tree: BTree
+    let superblock: Superblock
+
+    init(tree: BTree, superblock: Superblock) {
+        self.tree = tree
+        self.superblock = superblock
+    }
+
+    static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
+        TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)
+    }
+    static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
+    static func referenceKey(_ block: UInt64) -> TreeKey {
+        TreeKey(object: 0, kind: Kind.referenceCount, offset: block)
+    }
+
+    // MARK: writing a checkpoint
+
+    /// Brings the tree to `snapshot`: the images of the inodes that changed since the last
+    /// checkpoint (nil: the inode is gone), the reference counts over the runs that changed.
+    func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
+        try tree.insert(Self.nextInodeKey, Self.encodeNextInode(snapshot.nextInode))
+        for (ino, image) in snapshot.inodes {
+            var pieceCount: UInt64 = 0
+            for piece in image.map({ Self.imagePieces($0, maxPiece: tree.maxValueSize) }) ?? [] {
+                try tree.insert(Self.imageKey(ino, piece: pieceCount), piece)
+                pieceCount += 1
+            }
+            // Pieces past the new image's last (all of them for a removed inode) go.
+            let stale = try tree.items(from: Self.imageKey(ino, piece: pieceCount), through: Self.imageKey(ino, piece: .max))
+            for item in stale { _ = try tree.remove(item.key) }
+        }
+        for run in snapshot.referenceRuns {
+            try replaceReferenceCounts(in: run, with: snapshot.referenceCounts.entries(within: run))
+        }
+    }
+
+    /// The stored entries over `run` become `entries` (inside `run`); a stored entry that runs
+    /// past either end keeps its outside part. Entries are stored as cut, so two neighbours may
+    /// hold the same count: loading joins them.
+    private func replaceReferenceCounts(in run: BlockRun, with entries: [ReferenceCounts.Entry]) throws {
+        var outside: [ReferenceCounts.Entry] = []
+        var overlapping: [TreeItem] = []
+        if let before = try tree.lastItem(before: Self.referenceKey(run.start)),
+           before.key.object == 0, before.key.kind == Kind.referenceCount {
+            overlapping.append(before)
+        }
+        if run.end > run.start {
+            overlapping += try tree.items(from: Self.referenceKey(run.start), through: Self.referenceKey(run.end - 1))
+        }
+        for item in overlapping {
+            let stored = try decodeReference(item)
+            guard stored.run.end > run.start, stored.run.start < run.end else { continue }
+            _ = try tree.remove(item.key)
+            if stored.run.start < run.start {
+                outside.append(.init(run: BlockRun(start: stored.run.start, count: run.start - stored.run.start), count: stored.count))
+            }
+            if stored.run.end > run.end {
+                outside.append(.init(run: BlockRun(start: run.end, count: stored.run.end - run.end), count: stored.count))
+            }
+        }
+        for entry in outside + entries {
+            try tree.insert(Self.referenceKey(entry.run.start), Self.encodeReference(entry))
+        }
+    }
+
+    static func encodeReference(_ entry: ReferenceCounts.Entry) -> [UInt8] {
+        var writer = ByteWriter(capacity: 12)
+        writer.u64(entry.run.count)
+        writer.u32(entry.count)
+        return writer.bytes
+    }
+
+    static func encodeNextInode(_ ino: InodeNumber) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
+        writer.u64(ino)
+        return writer.bytes
+    }
+
+    /// An inode's image in pieces of at most `maxPiece` bytes, in order.
+    static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
+        var writer = ByteWriter(capacity: 256)
+        CheckpointCodec.encode(image, into: &writer)
+        let bytes = writer.bytes
+        var pieces: [[UInt8]] = []
+        var start = 0
+        repeat {
+            let end = min(bytes.count, start + maxPiece)
+            pieces.append(Array(bytes[start..<end]))
+            start = end
+        } while start < bytes.count
+        return pieces
+    }
+
+    // MARK: reading it back
+
+    /// Everything the tree holds, checked as the whole-checkpoint decoder checks it.
+    func loadAll(cache: PageCache?) throws -> (nextInode: InodeNumber, inodes: [Inode], referenceCounts: ReferenceCounts) {
+        guard let nextItem = try tree.lookup(Self.nextInodeKey) else {
+            throw DecodingError(description: "the metadata tree has no next inode number")
+        }
+        var nextReader = ByteReader(nextItem)
+        let nextInode = try CheckpointCodec.validatedNextInode(try nextReader.u64())
+        var entries: [ReferenceCounts.Entry] = []
+        var inodes: [Inode] = []
+        var pending: (ino: InodeNumber, pieces: UInt64, bytes: [UInt8])?
+        func finish() throws {
+            guard let image = pending else { return }
+            pending = nil
+            var reader = ByteReader(image.bytes)
+            let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+            guard inode.ino == image.ino, reader.remaining == 0 else {
+                throw DecodingError(description: "the metadata tree's image of inode \(image.ino) is malformed")
+            }
+            guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+                throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
+            }
+            guard UInt64(inodes.count) < superblock.maxInodes else {
+                throw DecodingError(description: "the metadata tree holds more inodes than the volume's \(superblock.maxInodes)")
+            }
+            inodes.append(inode)
+        }
+        var cursor = tree.cursor()
+        while let item = try cursor.next() {
+            switch (item.key.object, item.key.kind) {
+            case (0, Kind.nextInodeNumber):
+                continue
+            case (0, Kind.referenceCount):
+                let entry = try decodeReference(item)
+                if let last = entries.last, last.run.end > entry.run.start {
+                    throw DecodingError(description: "reference count entries overlap at block \(entry.run.start)")
+                }
+                if let last = entries.last, last.run.end == entry.run.start, last.count == entry.count {
+                    entries[entries.count - 1].run.count += entry.run.count
+                } else {
+                    entries.append(entry)
+                }
+            case (let ino, Kind.inodeImage) where ino != 0:
+                if pending?.ino != ino {
+                    try finish()
+                    pending = (ino, 0, [])
+                }
+                guard item.key.offset == pending!.pieces else {
+                    throw DecodingError(description: "the metadata tree's image of inode \(ino) misses piece \(pending!.pieces)")
+                }
+                pending!.pieces += 1
+                pending!.bytes += item.value
+            default:
+                throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
+            }
+        }
+        try finish()
+        return (nextInode, inodes, ReferenceCounts(validated: entries))
+    }
+
+    private func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
+        var reader = ByteReader(item.value)
+        let run = BlockRun(start: item.key.offset, count: try reader.u64())
+        let count = try reader.u32()
+        guard reader.remaining == 0, run.count > 0, count >= 2, run.start >= superblock.firstAllocatableBlock,
+              run.start < superblock.blockCount, run.count <= superblock.blockCount - run.start else {
+            throw DecodingError(description: "reference count entry \(run) is malformed or out of range")
+        }
+        return ReferenceCounts.Entry(run: run, count: count)
+    }
+}

@@ -1,0 +1,102 @@
+import XCTest
+import ExtentFSCore
+import SystemPackage
+@testable import ExtentFS
+
+/// Rewrites an unmounted image's newest checkpoint with chosen contents, checksums and all, so
+/// that only the values are what a test makes them: as the metadata tree (version 4) or as a
+/// whole checkpoint of version 3. New blocks come from the end of the volume, which the tests'
+/// small files never reach.
+struct ImageCrafting {
+    struct Contents {
+        var nextInode: InodeNumber
+        var inodes: [InodeImage]
+        var referenceCounts: ReferenceCounts
+    }
+
+    let store: BackingStore
+    var superblock: Superblock
+
+    init(image: String) throws {
+        store = try BackingStore(path: image, writable: true)
+        superblock = try VolumeLoader.readSuperblock(store).superblock
+    }
+
+    func contents() throws -> Contents {
+        let loaded = superblock.version >= Superblock.treeVersion
+            ? try VolumeLoader.openTree(store, superblock: superblock).tree.loadAll(cache: nil)
+            : try { let whole = try VolumeLoader.loadCheckpoint(store, superblock: superblock, cache: nil)
+                    return (whole.nextInode, whole.inodes, whole.referenceCounts) }()
+        return Contents(nextInode: loaded.nextInode, inodes: loaded.inodes.map { InodeImage($0) }, referenceCounts: loaded.referenceCounts)
+    }
+
+    /// Blocks counted down from the end of the volume.
+    private final class TopDownBlocks: NodeDevice, NodeAllocator {
+        let store: BackingStore
+        let nodeSize: Int
+        var next: UInt64
+        init(store: BackingStore, superblock: Superblock) {
+            self.store = store
+            nodeSize = Int(superblock.blockSize)
+            next = superblock.blockCount - 1
+        }
+        func readNode(at address: UInt64) throws -> [UInt8] { try store.read(nodeSize, at: address * UInt64(nodeSize)) }
+        func writeNode(_ bytes: [UInt8], at address: UInt64) throws { try store.write(bytes, at: address * UInt64(nodeSize)) }
+        func allocateNode() throws -> UInt64 {
+            defer { next -= 1 }
+            return next
+        }
+        func releaseNode(_ address: UInt64) {}
+        func take(_ count: UInt64) -> BlockRun {
+            next -= count
+            return BlockRun(start: next + 1, count: count)
+        }
+    }
+
+    /// The newest superblock now points at a new tree holding exactly `contents` (values as
+    /// they are: nothing is checked on the way in).
+    mutating func writeTree(_ contents: Contents) throws {
+        let blocks = TopDownBlocks(store: store, superblock: superblock)
+        let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
+        try tree.insert(MetadataTree.nextInodeKey, MetadataTree.encodeNextInode(contents.nextInode))
+        for image in contents.inodes {
+            for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: tree.maxValueSize).enumerated() {
+                try tree.insert(MetadataTree.imageKey(image.ino, piece: UInt64(piece)), bytes)
+            }
+        }
+        for entry in contents.referenceCounts.entries {
+            try tree.insert(MetadataTree.referenceKey(entry.run.start), MetadataTree.encodeReference(entry))
+        }
+        superblock.version = Superblock.currentVersion
+        superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
+        try store.flush()
+        try Journal.writeSuperblock(superblock, store: store)
+    }
+
+    /// The newest superblock becomes a version 3 (or 2) one whose whole checkpoint holds
+    /// `contents`.
+    mutating func writeVersion3(_ contents: Contents, version: UInt32 = 3) throws {
+        let blocks = TopDownBlocks(store: store, superblock: superblock)
+        let blockSize = UInt64(superblock.blockSize)
+        let payload = CheckpointCodec.encode(nextInode: contents.nextInode, inodes: contents.inodes, referenceCounts: contents.referenceCounts)
+        let payloadRun = blocks.take((UInt64(payload.count) + blockSize - 1) / blockSize)
+        let index = CheckpointIndex.encode(payloadRuns: [payloadRun])
+        let indexRun = blocks.take((UInt64(index.count) + blockSize - 1) / blockSize)
+        try store.write(payload, at: payloadRun.start * blockSize)
+        try store.write(index, at: indexRun.start * blockSize)
+        superblock.version = version
+        superblock.checkpoint = .whole(CheckpointRoot(
+            indexBlock: indexRun.start, indexBlockCount: indexRun.count, indexBytes: UInt64(index.count),
+            indexChecksum: CRC32C.checksum(index), payloadBytes: UInt64(payload.count), payloadChecksum: CRC32C.checksum(payload)))
+        try store.flush()
+        try Journal.writeSuperblock(superblock, store: store)
+    }
+
+    /// The version 3 superblock's whole checkpoint root, changed by `change`, written back.
+    mutating func changeWholeRoot(_ change: (inout CheckpointRoot) -> Void) throws {
+        guard case .whole(var root) = superblock.checkpoint else { throw Errno.invalidArgument }
+        change(&root)
+        superblock.checkpoint = .whole(root)
+        try Journal.writeSuperblock(superblock, store: store)
+    }
+}

@@ -1,0 +1,157 @@
+import XCTest
+import ExtentFSCore
+@testable import ExtentFS
+
+/// Checkpoints write what changed into the metadata tree (format version 4): the tree read back
+/// holds exactly the metadata in memory, a checkpoint after a small change writes a few nodes
+/// whatever the volume holds, and images of version 3 convert.
+final class TreeCheckpointTests: XCTestCase {
+    /// The newest superblock's tree, read back from the image, against the metadata in memory.
+    private func assertTreeMatchesMemory(_ volume: TestVolume, _ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        try volume.fs.journal.checkpoint()
+        let (superblock, memory) = volume.fs.metadata.withLock {
+            (volume.fs.metadata.superblock,
+             (volume.fs.metadata.nextInode, volume.fs.metadata.inodes.values.map { InodeImage($0) }, volume.fs.metadata.referenceCounts))
+        }
+        let stored = try VolumeLoader.openTree(volume.fs.store, superblock: superblock).tree.loadAll(cache: nil)
+        XCTAssertEqual(stored.nextInode, memory.0, "next inode, \(context)", file: file, line: line)
+        XCTAssertEqual(stored.referenceCounts.entries, memory.2.entries, "reference counts, \(context)", file: file, line: line)
+        func encoded(_ image: InodeImage) -> [UInt8] {
+            var writer = ByteWriter()
+            CheckpointCodec.encode(image, into: &writer)
+            return writer.bytes
+        }
+        let storedImages = Dictionary(uniqueKeysWithValues: stored.inodes.map { ($0.ino, encoded(InodeImage($0))) })
+        let memoryImages = Dictionary(uniqueKeysWithValues: memory.1.map { ($0.ino, encoded($0)) })
+        XCTAssertEqual(Set(storedImages.keys), Set(memoryImages.keys), "inode numbers, \(context)", file: file, line: line)
+        for (ino, bytes) in memoryImages where storedImages[ino] != bytes {
+            XCTFail("inode \(ino) differs in the tree, \(context)", file: file, line: line)
+        }
+    }
+
+    /// Random creates, writes, clones, punches, xattrs, renames and unlinks at each block size,
+    /// a checkpoint after every few: the tree always reads back as memory. Reference counts are
+    /// stored as each checkpoint cut them; loading joins them, so equality checks the cutting.
+    func testTheTreeHoldsWhatMemoryHoldsAfterEveryCheckpoint() throws {
+        for blockSize in [1024, 4096, 65536] {
+            var random = SeededGenerator(seed: UInt64(blockSize))
+            let volume = try TestVolume(blockSize: blockSize, size: 128 << 20)
+            var files: [InodeNumber] = []
+            var names: [InodeNumber: String] = [:]
+            for step in 0..<300 {
+                switch random.next() % 8 {
+                case 0, 1 where files.count < 40:
+                    let ino = try volume.create("f\(step)")
+                    files.append(ino)
+                    names[ino] = "f\(step)"
+                case 2 where !files.isEmpty:
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    try volume.write(file, pattern(Int(random.next() % 40_000) + 1, seed: UInt64(step)), at: random.next() % 200_000)
+                case 3 where files.count >= 2:
+                    let source = files[Int(random.next() % UInt64(files.count))]
+                    let target = files[Int(random.next() % UInt64(files.count))]
+                    let length = try volume.fs.getattr(source).size / UInt64(blockSize) * UInt64(blockSize)
+                    if source != target, length > 0 {
+                        try volume.fs.sync()
+                        _ = try volume.fs.clone(from: source, sourceOffset: 0, to: target,
+                                                destinationOffset: random.next() % 8 * UInt64(blockSize), length: length)
+                    }
+                case 4 where !files.isEmpty:
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    try volume.fs.sync()
+                    try volume.fs.fallocate(file, offset: random.next() % 16 * UInt64(blockSize), length: UInt64(blockSize) * (1 + random.next() % 4),
+                                            mode: [.punchHole, .keepSize])
+                case 5 where !files.isEmpty:
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    try volume.fs.setxattr(file, name: Array("user.s\(step % 5)".utf8), value: pattern(Int(random.next() % 3000), seed: UInt64(step)), flags: [])
+                case 6 where files.count > 5:
+                    let index = Int(random.next() % UInt64(files.count))
+                    try volume.fs.unlink(parent: FileSystem.rootInode, name: Array(names[files[index]]!.utf8))
+                    volume.fs.forget(files[index], count: 1)
+                    volume.fs.release(files[index])
+                    files.remove(at: index)
+                default:
+                    try volume.fs.sync()
+                }
+                if step % 25 == 24 { try assertTreeMatchesMemory(volume, "block size \(blockSize), step \(step)") }
+            }
+            try volume.remount()
+            try assertTreeMatchesMemory(volume, "block size \(blockSize), after a remount")
+            try volume.unmountAndCheck()
+        }
+    }
+
+    /// A checkpoint after one change writes the path to that inode's leaf, not the volume's
+    /// metadata: the same few blocks with 100 files as with 5,000.
+    func testACheckpointAfterOneChangeWritesAFewNodes() throws {
+        var written: [Int: Int] = [:]
+        for count in [100, 5_000] {
+            let volume = try TestVolume(size: 256 << 20)
+            var files: [InodeNumber] = []
+            for index in 0..<count { files.append(try volume.create("f\(index)")) }
+            try volume.fs.sync()
+            try volume.fs.journal.checkpoint()
+            try volume.fs.unmount()
+            let counter = StoreCounter()
+            volume.options.storeInterceptor = counter
+            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            try volume.fs.setxattr(files[count / 2], name: Array("user.x".utf8), value: [1], flags: [])
+            try volume.fs.journal.force()
+            let before = counter.bytes
+            try volume.fs.journal.checkpoint()
+            written[count] = (counter.bytes - before) / volume.blockSize
+            try volume.unmountAndCheck()
+        }
+        XCTAssertLessThanOrEqual(written[5_000]!, 6, "blocks a checkpoint wrote after one change among 5,000 files: \(written)")
+        XCTAssertLessThanOrEqual(written[5_000]!, written[100]! + 2, "\(written)")
+    }
+
+    /// An image of version 3 (a whole checkpoint) mounts, converts at its first checkpoint, and
+    /// keeps every file; the whole checkpoint's blocks are free once both superblock copies
+    /// point at trees.
+    func testAVersion3ImageConverts() throws {
+        let volume = try TestVolume()
+        let file = try volume.create("file")
+        try volume.write(file, pattern(20_000, seed: 3), at: 0)
+        try volume.fs.setxattr(file, name: Array("user.k".utf8), value: [4, 5], flags: [])
+        try volume.fs.unmount()
+        volume.fs = nil
+        do {
+            var crafting = try ImageCrafting(image: volume.image)
+            try crafting.writeVersion3(try crafting.contents())
+        }
+        XCTAssertEqual(try Volume.check(image: volume.image), [])
+        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+        XCTAssertEqual(try volume.read(file, 20_000, at: 0), pattern(20_000, seed: 3))
+        try volume.fs.journal.checkpoint()
+        try volume.fs.journal.checkpoint()
+        try volume.remount()
+        let superblock = volume.fs.metadata.withLock { volume.fs.metadata.superblock }
+        XCTAssertEqual(superblock.version, Superblock.currentVersion)
+        XCTAssertEqual(try volume.read(file, 20_000, at: 0), pattern(20_000, seed: 3))
+        XCTAssertEqual(try volume.fs.getxattr(file, name: Array("user.k".utf8)), [4, 5])
+        try volume.unmountAndCheck()
+    }
+
+    /// A damaged tree node is refused by fsck and mount with one line.
+    func testADamagedTreeNodeIsRefused() throws {
+        let volume = try TestVolume()
+        for index in 0..<200 { _ = try volume.create("f\(index)") }
+        try volume.fs.unmount()
+        volume.fs = nil
+        let store = try BackingStore(path: volume.image, writable: true)
+        let superblock = try VolumeLoader.readSuperblock(store).superblock
+        let nodes = try VolumeLoader.openTree(store, superblock: superblock).nodes
+        XCTAssertGreaterThan(nodes.count, 1)
+        let victim = nodes[nodes.count / 2] * UInt64(superblock.blockSize) + 100
+        var byte = try store.read(1, at: victim)
+        byte[0] ^= 0x40
+        try store.write(byte, at: victim)
+        try store.flush()
+        XCTAssertThrowsError(try Volume.check(image: volume.image)) { error in
+            XCTAssertFalse("\(error)".contains("\n"), "\(error)")
+            XCTAssertTrue("\(error)".contains("metadata tree"), "\(error)")
+        }
+        XCTAssertThrowsError(try FileSystem.mount(image: volume.image))
+    }
+}
