@@ -9,17 +9,18 @@ struct Fsck: ParsableCommand {
     var image: String
 
     func run() throws {
-        let problems: [String]
+        let report: Volume.CheckReport
         do {
-            problems = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.check(image: image) } }
+            report = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.checkReport(image: image) } }
         } catch {
             throw failure("fsck", error)
         }
-        guard !problems.isEmpty else {
-            print("\(image): clean")
+        guard !report.problems.isEmpty else {
+            print("\(image): clean (checked \(report.summary))")
             return
         }
-        problems.forEach { print($0) }
+        report.problems.forEach { print($0) }
+        print("\(image): \(report.problems.count) problems (checked \(report.summary))")
         throw ExitCode.failure
     }
 }

@@ -141,7 +141,7 @@ final class TreeCheckpointTests: XCTestCase {
         volume.fs = nil
         let store = try BackingStore(path: volume.image, writable: true)
         let superblock = try VolumeLoader.readSuperblock(store).superblock
-        let nodes = try VolumeLoader.openTree(store, superblock: superblock).nodes
+        let nodes = try VolumeLoader.openTree(store, superblock: superblock).report.storedAddresses
         XCTAssertGreaterThan(nodes.count, 1)
         let victim = nodes[nodes.count / 2] * UInt64(superblock.blockSize) + 100
         var byte = try store.read(1, at: victim)

@@ -10,8 +10,10 @@ struct LoadedCheckpoint {
     /// Every block either superblock copy's checkpoint holds (tree nodes, or an older image's
     /// index and payload): none is free, so either copy can be mounted.
     var checkpointRuns: [BlockRun] = []
-    /// Nodes of the newest copy's tree.
+    /// Nodes of the newest copy's tree, its levels, and its nodes under a quarter full.
     var treeNodes: UInt64 = 0
+    var treeHeight = 0
+    var treeUnderfilledNodes = 0
     /// Blocks only the older copy reaches: free once the next checkpoint is durable (it
     /// replaces that copy).
     var heldUntilNextCheckpoint: [BlockRun] = []

@@ -107,7 +107,7 @@ enum VolumeLoader {
         if let root = superblock.checkpoint.treeRoot, root.generation > superblock.sequence {
             throw damaged("the metadata tree's root has generation \(root.generation), after superblock \(superblock.sequence)")
         }
-        let newest: (tree: MetadataTree, nodes: [UInt64])
+        let newest: (tree: MetadataTree, report: TreeCheckReport)
         do {
             newest = try openTree(store, superblock: superblock)
         } catch {
@@ -121,13 +121,16 @@ enum VolumeLoader {
             throw damaged("the metadata tree: \(error)")
         }
         loaded.sinceCheckpoint = CheckpointChanges(inodes: [], referenceRuns: [])
-        loaded.treeNodes = UInt64(newest.nodes.count)
-        loaded.checkpointRuns = newest.nodes.map { BlockRun(start: $0, count: 1) }
+        loaded.treeNodes = UInt64(newest.report.nodes)
+        loaded.treeHeight = newest.report.height
+        loaded.treeUnderfilledNodes = newest.report.underfilledNodes
+        let newestNodes = newest.report.storedAddresses
+        loaded.checkpointRuns = newestNodes.map { BlockRun(start: $0, count: 1) }
         if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
             // An older copy whose checkpoint cannot be read reaches nothing this mount could keep
             // safe; the newest copy is intact either way.
-            if older.version >= Superblock.treeVersion, let olderNodes = try? openTree(store, superblock: older).nodes {
-                loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newest.nodes).sorted().map { BlockRun(start: $0, count: 1) }
+            if older.version >= Superblock.treeVersion, let olderNodes = try? openTree(store, superblock: older).report.storedAddresses {
+                loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newestNodes).sorted().map { BlockRun(start: $0, count: 1) }
             } else if older.version < Superblock.treeVersion, let runs = try? checkpointRuns(store, superblock: older) {
                 loaded.heldUntilNextCheckpoint = runs
             }
@@ -138,12 +141,12 @@ enum VolumeLoader {
 
     /// A superblock's tree, checked node by node (structure, checksums, key order), and the
     /// addresses of all its nodes.
-    static func openTree(_ store: BackingStore, superblock: Superblock) throws -> (tree: MetadataTree, nodes: [UInt64]) {
+    static func openTree(_ store: BackingStore, superblock: Superblock) throws -> (tree: MetadataTree, report: TreeCheckReport) {
         let device = TreeReader(store: store, superblock: superblock)
         let tree = try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
                              allocator: device, cache: NodeCache(budgetBytes: MetadataTree.cacheBytes))
         let report = try tree.check()
-        return (MetadataTree(tree: tree, superblock: superblock), report.storedAddresses)
+        return (MetadataTree(tree: tree, superblock: superblock), report)
     }
 
     /// Versions 2 and 3: whole checkpoints. The tree does not hold anything yet: the first
