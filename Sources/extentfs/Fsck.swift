@@ -5,13 +5,15 @@ struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check an unmounted extentfs image; exits 1 if it has problems.")
 
-    @Argument(help: "The image file or block device.")
+    @Argument(help: ArgumentHelp(imageArgumentHelp))
     var image: String
+
+    @OptionGroup var store: StoreArguments
 
     func run() throws {
         let problems: [String]
         do {
-            problems = try naming(image) { try Volume.check(image: image) }
+            problems = try naming(image) { try Volume.check(image: image, store: store.storeOptions) }
         } catch {
             throw failure("fsck", error)
         }

@@ -15,7 +15,7 @@ struct Mount: ParsableCommand {
             stderr, exit 1); the daemon keeps serving in the background until `extentfs umount`.
             """)
 
-    @Argument(help: "The image file or block device.")
+    @Argument(help: ArgumentHelp(imageArgumentHelp))
     var image: String
 
     @Argument(help: "An existing directory to mount on.")
@@ -35,6 +35,8 @@ struct Mount: ParsableCommand {
     @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix.")
     var cacheSize = ByteSize(bytes: 256 << 20)
 
+    @OptionGroup var store: StoreArguments
+
     @Option(help: ArgumentHelp(
         "Where the daemon's log goes (default: discarded). With -f, the log moves there once the mount is live.",
         valueName: "file"))
@@ -45,7 +47,7 @@ struct Mount: ParsableCommand {
     var readyFd: Int32?
 
     func run() throws {
-        let image = absolutePath(self.image)
+        let image = canonicalImage(self.image)
         let mountpoint = absolutePath(self.mountpoint)
         if foreground {
             try serveHere(image: image, mountpoint: mountpoint)
@@ -60,7 +62,7 @@ struct Mount: ParsableCommand {
     /// The daemon's own arguments: this command again, in the foreground, reporting on fd 3.
     func daemonArguments(image: String, mountpoint: String, readyFd: Int32) -> [String] {
         var arguments = ["mount", image, mountpoint, "--foreground", "--ready-fd", String(readyFd),
-                         "--cache-size", String(cacheSize.bytes)]
+                         "--cache-size", String(cacheSize.bytes), "--nbd-timeout", String(store.nbdTimeout)]
         for group in options { arguments += ["-o", group] }
         if allowOther { arguments.append("--allow-other") }
         return arguments
@@ -92,6 +94,7 @@ struct Mount: ParsableCommand {
         var engineOptions = MountOptions()
         engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
         engineOptions.readOnly = options.flatMap { $0.split(separator: ",") }.contains("ro")
+        engineOptions.store = store.storeOptions
         engineOptions.unmountReportPath = UnmountReport.path(forImage: image)
         if let stale = engineOptions.unmountReportPath { unlink(stale) }
         return try naming(image) { try FileSystem.mount(image: image, options: engineOptions) }

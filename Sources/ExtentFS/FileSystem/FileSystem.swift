@@ -39,7 +39,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Opens and locks the image, checks the superblock, replays the log over the checkpoint,
     /// checks the metadata, frees orphans left by a crash, starts background writeback.
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
-        let store = try BackingStore(path: image, writable: !options.readOnly)
+        let store = try BackingStore(path: image, writable: !options.readOnly, options: options.store)
         store.interceptor = options.storeInterceptor
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)

@@ -1,0 +1,94 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An image on an export of an NBD server (nbdkit, qemu-nbd, and through them files, memory,
+/// Ceph, S3 ...), reached through libnbd with no kernel module. Reads and writes are cut into
+/// commands that are all in flight at once (NBDTransfer) on one connection (NBDConnection);
+/// a flush is NBD_CMD_FLUSH, which covers every write the server has acknowledged, so the
+/// journal's promises hold as on a disk.
+///
+/// A server that cannot flush is refused for writing: a write it acknowledges might be in its
+/// cache only, and a commit would promise what a power cut takes back. Failures are EIO (ENOSPC
+/// when the server says so); a lost or stalled connection fails every later call too, and only
+/// a new mount connects again (StoreOptions.nbdTimeout bounds every wait).
+final class NBDStore: StoreBackend, @unchecked Sendable {
+    /// How much one command carries: large enough that the protocol's cost per command is small,
+    /// small enough that a 1 MiB writeback or read is several commands in flight.
+    static let pieceBytes = 256 << 10
+
+    let path: String
+    let size: UInt64
+    var isResizable: Bool { false }
+    private let connection: NBDConnection
+    private let pieceBytes: Int
+    private let lockMutex = Mutex()
+    private var lockFile: FileDescriptor?
+
+    init(uri: String, writable: Bool, timeout: Double) throws {
+        path = uri
+        connection = try NBDConnection(uri: uri, timeout: timeout)
+        if writable && connection.isReadOnly {
+            connection.close()
+            throw ExtentFSError("\(uri) is a read-only export: mount it with -o ro", errno: .readOnlyFileSystem)
+        }
+        if writable && !connection.canFlush {
+            connection.close()
+            throw ExtentFSError("\(uri): the NBD server cannot flush (no NBD_CMD_FLUSH), so nothing written to it could be made durable; mount it with -o ro, or serve it with flush support", errno: .notSupported)
+        }
+        size = connection.size
+        pieceBytes = min(Self.pieceBytes, connection.maximumPayload)
+    }
+
+    deinit {
+        connection.close()
+        try? lockFile?.close()
+    }
+
+    func setSize(_ newSize: UInt64) throws {}
+
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
+        // Past the end of the export reads as zeros, as past the end of a short file.
+        let inside = offset >= size ? 0 : Int(min(UInt64(count), size - offset))
+        if inside < count { (buffer + inside).initializeMemory(as: UInt8.self, repeating: 0, count: count - inside) }
+        guard inside > 0 else { return }
+        try read(vectors: [iovec(iov_base: buffer, iov_len: inside)], at: offset)
+    }
+
+    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        try write(vectors: [iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer), iov_len: count)], at: offset)
+    }
+
+    func read(vectors: [iovec], at offset: UInt64) throws {
+        let transfer = NBDTransfer(.read, vectors: vectors, at: offset, pieceBytes: pieceBytes)
+        defer { transfer.release() }
+        try connection.perform(transfer.commands)
+        transfer.scatter()
+    }
+
+    func write(vectors: [iovec], at offset: UInt64) throws {
+        let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes)
+        defer { transfer.release() }
+        try connection.perform(transfer.commands)
+    }
+
+    func flush() throws {
+        try connection.perform([.flush])
+    }
+
+    func lock(_ mode: BackingStore.LockMode) throws {
+        let file = try NBDLockFile.acquire(for: path, mode)
+        lockMutex.withLock {
+            try? lockFile?.close()
+            lockFile = file
+        }
+    }
+
+    func unlock() {
+        lockMutex.withLock {
+            try? lockFile?.close()
+            lockFile = nil
+        }
+    }
+}
