@@ -48,6 +48,9 @@ bash scripts/fio-verify.sh || failures+=("scripts/fio-verify.sh failed (exit $?)
 log "running the block-device backing test (a loop device)"
 bash scripts/blockdev-test.sh || failures+=("scripts/blockdev-test.sh failed (exit $?)")
 
+log "running fio verify and the exerciser through mounts on NBD exports (nbdkit, Unix socket and TCP)"
+bash scripts/nbd-test.sh || failures+=("scripts/nbd-test.sh failed (exit $?)")
+
 log "running the standard tools (xfs_io, fallocate, cp --reflink, duperemove) through the preload library"
 bash scripts/tools-test.sh || failures+=("scripts/tools-test.sh failed (exit $?)")
 

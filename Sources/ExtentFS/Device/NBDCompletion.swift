@@ -13,11 +13,18 @@ final class NBDCompletion: @unchecked Sendable {
     private var pending: Int
     /// The first command's error (an errno); 0 while all went well.
     private var firstError: Int32 = 0
+    /// What the commands' buffers belong to: kept until libnbd lets go of the last command,
+    /// even when nobody waits for them any more (readahead that was never read).
+    private let keepAlive: AnyObject?
 
-    init(commands: Int) {
+    init(commands: Int, keepAlive: AnyObject? = nil) {
         pending = commands
+        self.keepAlive = keepAlive
         condition = Condition(mutex)
     }
+
+    /// Whether every command has finished (without waiting).
+    var isFinished: Bool { mutex.withLock { pending == 0 } }
 
     var error: Int32 { mutex.withLock { firstError } }
 

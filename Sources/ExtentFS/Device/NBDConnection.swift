@@ -100,6 +100,11 @@ final class NBDConnection: @unchecked Sendable {
         }
         guard nbd_supports_uri(handle) == 1 else { throw failed("this libnbd was built without URI support") }
         _ = nbd_set_handle_name(handle, "extentfs")
+        // libnbd zeroes every read buffer before the read, lest a program that ignores errors
+        // use stale memory; we never use a buffer whose read failed (the engine zeroes a page
+        // whose fill failed, readahead drops a failed chunk), and zeroing cost a pass over
+        // every byte read.
+        _ = nbd_set_pread_initialize(handle, false)
         guard nbd_aio_connect_uri(handle, uri) == 0 else { throw failed(lastError) }
         let deadline = NBDCompletion.monotonicSeconds() + timeout
         while nbd_aio_is_connecting(handle) == 1 {
@@ -123,6 +128,13 @@ final class NBDConnection: @unchecked Sendable {
     func perform(_ commands: [Command]) throws {
         if let failure = currentFailure { throw ExtentFSError("\(uri): \(failure)", errno: .ioError) }
         let completion = NBDCompletion(commands: commands.count)
+        submit(commands, completion)
+        try wait(for: completion)
+    }
+
+    /// Sends the commands without waiting: `completion` (made for as many commands) counts them
+    /// off. Their buffers are libnbd's until it has.
+    func submit(_ commands: [Command], _ completion: NBDCompletion) {
         for command in commands {
             let cookie: Int64
             switch command {
@@ -141,6 +153,11 @@ final class NBDConnection: @unchecked Sendable {
             }
         }
         wakeDriver()
+    }
+
+    /// Waits for submitted commands, at most `timeout` (then the connection is given up);
+    /// throws the first one's error.
+    func wait(for completion: NBDCompletion) throws {
         if !completion.wait(seconds: timeout) {
             giveUp("the NBD server did not answer within \(formatSeconds(timeout)) (--nbd-timeout)")
             // The socket is shut down: libnbd fails what is in flight at once and lets go of the

@@ -5,7 +5,8 @@ import Glibc
 
 /// An image on an export of an NBD server (nbdkit, qemu-nbd, and through them files, memory,
 /// Ceph, S3 ...), reached through libnbd with no kernel module. Reads and writes are cut into
-/// commands that are all in flight at once (NBDTransfer) on one connection (NBDConnection);
+/// commands that are all in flight at once (NBDTransfer) on one connection (NBDConnection),
+/// and sequential reads are read ahead (NBDReadahead);
 /// a flush is NBD_CMD_FLUSH, which covers every write the server has acknowledged, so the
 /// journal's promises hold as on a disk.
 ///
@@ -22,6 +23,8 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
     let size: UInt64
     var isResizable: Bool { false }
     private let connection: NBDConnection
+    private let readahead: NBDReadahead
+    private let buffers: NBDBufferPool
     private let pieceBytes: Int
     private let lockMutex = Mutex()
     private var lockFile: FileDescriptor?
@@ -39,9 +42,14 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
         }
         size = connection.size
         pieceBytes = min(Self.pieceBytes, connection.maximumPayload)
+        let chunkBytes = min(NBDReadahead.defaultChunkBytes, connection.maximumPayload)
+        // Readahead keeps up to 10 chunks; concurrent staged transfers take a few more.
+        buffers = NBDBufferPool(bufferBytes: max(chunkBytes, pieceBytes), maximumKept: 16)
+        readahead = NBDReadahead(connection: connection, size: connection.size, chunkBytes: chunkBytes, pool: buffers)
     }
 
     deinit {
+        readahead.discard()
         connection.close()
         try? lockFile?.close()
     }
@@ -61,15 +69,21 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
     }
 
     func read(vectors: [iovec], at offset: UInt64) throws {
-        let transfer = NBDTransfer(.read, vectors: vectors, at: offset, pieceBytes: pieceBytes)
+        let count = vectors.reduce(0) { $0 + $1.iov_len }
+        if readahead.read(vectors: vectors, at: offset, count: count) { return }
+        let transfer = NBDTransfer(.read, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers)
         defer { transfer.release() }
         try connection.perform(transfer.commands)
         transfer.scatter()
     }
 
     func write(vectors: [iovec], at offset: UInt64) throws {
-        let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes)
+        let count = vectors.reduce(0) { $0 + $1.iov_len }
+        let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers)
         defer { transfer.release() }
+        readahead.invalidate(offset: offset, count: count)
+        // Also afterwards, failed or not: readahead asked for meanwhile may hold either version.
+        defer { readahead.invalidate(offset: offset, count: count) }
         try connection.perform(transfer.commands)
     }
 

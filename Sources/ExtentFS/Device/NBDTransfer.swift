@@ -16,9 +16,13 @@ struct NBDTransfer {
     /// Staging buffers, and the pieces of caller memory each stands for.
     private var staged: [(buffer: UnsafeMutableRawPointer, pieces: [iovec])] = []
     private let direction: Direction
+    /// Where staging buffers come from: `pieceBytes` must fit in one of its buffers.
+    private let pool: NBDBufferPool
 
-    init(_ direction: Direction, vectors: [iovec], at offset: UInt64, pieceBytes: Int) {
+    init(_ direction: Direction, vectors: [iovec], at offset: UInt64, pieceBytes: Int, pool: NBDBufferPool) {
+        precondition(pieceBytes <= pool.bufferBytes)
         self.direction = direction
+        self.pool = pool
         var position = offset
         var pieces: [iovec] = []
         var pieceTotal = 0
@@ -53,7 +57,7 @@ struct NBDTransfer {
                                                : .write(memory, count: total, offset: offset))
             return
         }
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 4096)
+        let buffer = pool.take()
         staged.append((buffer, pieces))
         switch direction {
         case .read:
@@ -81,6 +85,6 @@ struct NBDTransfer {
 
     /// Frees the staging buffers: once the commands have finished (libnbd no longer uses them).
     func release() {
-        for (buffer, _) in staged { buffer.deallocate() }
+        for (buffer, _) in staged { pool.give(buffer) }
     }
 }
