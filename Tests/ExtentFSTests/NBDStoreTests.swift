@@ -52,6 +52,30 @@ final class NBDStoreTests: XCTestCase {
         }
     }
 
+    /// TLS as libnbd supports it: nbds+unix:// with a pre-shared key named in the URI.
+    func testVolumeOverTLSWithAPreSharedKey() throws {
+        let directory = try temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let keys = directory + "/keys.psk"
+        let key = pattern(32, seed: 50).map { String(format: "%02x", $0) }.joined()
+        XCTAssertTrue(FileManager.default.createFile(atPath: keys, contents: Data("alice:\(key)\n".utf8),
+                                                     attributes: [.posixPermissions: 0o600]))
+        let server = try NBDTestServer(.memory(bytes: 32 << 20), transport: .unixSocket, directory: directory,
+                                       serverOptions: ["--tls=require", "--tls-psk=\(keys)"])
+        defer { server.stop() }
+        let uri = "nbds+unix://alice@/?socket=\(server.socketPath)&tls-psk-file=\(keys)"
+        try Volume.format(image: uri, options: FormatOptions())
+        let fs = try FileSystem.mount(image: uri)
+        let ino = try fs.create(parent: FileSystem.rootInode, name: Array("secret".utf8), mode: 0o644, flags: 0, owner: .root).ino
+        let bytes = pattern(70_000, seed: 51)
+        _ = try bytes.withUnsafeBytes { try fs.write(ino, offset: 0, $0) }
+        try fs.fsync(ino, dataOnly: false)
+        try fs.unmount()
+        XCTAssertEqual(try Volume.check(image: uri), [])
+        // Without TLS the server does not talk to us.
+        XCTAssertThrowsError(try Volume.check(image: server.uri))
+    }
+
     // MARK: - The store itself
 
     /// Reads and writes that span many commands, vectors of scattered memory (staged) and of

@@ -55,6 +55,28 @@ final class NBDMountTests: XCTestCase {
         try volume.requireClean()
     }
 
+    /// Under another name (another host would do the same) the lock on this host does not see
+    /// the mount; a server that admits one client at a time (nbdkit's limit filter) refuses the
+    /// second one, and says so.
+    func testAServerAdmittingOneClientRefusesASecondMount() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        let server = try NBDTestServer(.memory(bytes: 64 << 20), transport: .tcp, directory: harness.workDirectory + "/nbd-limit",
+                                       filters: ["limit"], parameters: ["limit=1"])
+        defer { server.stop() }
+        let volume = try harness.makeVolume(blockSize: 4096, nbdURI: server.uri)
+        try volume.mount()
+        let otherName = server.uri.replacingOccurrences(of: "127.0.0.1", with: "localhost")
+        let secondMountPoint = harness.workDirectory + "/second-mnt"
+        try FileManager.default.createDirectory(atPath: secondMountPoint, withIntermediateDirectories: true)
+        defer { if MountTable.isMounted(secondMountPoint) { harness.forceUnmount(secondMountPoint) } }
+        let second = try harness.extentfs(["mount", otherName, secondMountPoint], timeout: 60)
+        XCTAssertFalse(second.succeeded, "a second mount of the export as \(otherName) succeeded: \(second)")
+        XCTAssertTrue(second.stderr.contains("in use elsewhere"), "the refusal does not say why: \(second)")
+        try volume.unmount()
+        try volume.requireClean()
+    }
+
     /// The server is killed while files are being written and fsynced: the writer sees EIO
     /// within the timeout (no hang), umount says changes were lost; with the server started
     /// again on the same file, fsck is clean and every file whose fsync succeeded is intact.

@@ -26,21 +26,25 @@ public final class NBDTestServer: @unchecked Sendable {
 
     public let transport: Transport
     public let plugin: Plugin
-    /// nbdkit options before the plugin (filters and their parameters go after it, in `parameters`).
+    /// Filters (--filter NAME, before the plugin) and their parameters (after it).
     public let filters: [String]
     public let parameters: [String]
+    /// Other nbdkit options, before the plugin (e.g. --tls=require --tls-psk=FILE).
+    public let serverOptions: [String]
     /// What extentfs is given: nbd+unix:///?socket=PATH or nbd://127.0.0.1:PORT/.
     public let uri: String
     public let directory: String
-    private let socketPath: String
+    /// The Unix socket (for .unixSocket).
+    public let socketPath: String
     private let port: Int
     private let logPath: String
     public private(set) var pid: pid_t = 0
 
     /// Starts the server; returns once it accepts connections.
     public init(_ plugin: Plugin, transport: Transport, directory: String,
-                filters: [String] = [], parameters: [String] = []) throws {
+                filters: [String] = [], parameters: [String] = [], serverOptions: [String] = []) throws {
         self.plugin = plugin
+        self.serverOptions = serverOptions
         self.transport = transport
         self.filters = filters
         self.parameters = parameters
@@ -85,6 +89,7 @@ public final class NBDTestServer: @unchecked Sendable {
         let pidFile = directory + "/nbdkit-\(UInt32.random(in: 0...UInt32.max)).pid"
         var arguments = [nbdkit, "--foreground", "--exit-with-parent", "--pidfile", pidFile]
         arguments += transport == .tcp ? ["--ipaddr", "127.0.0.1", "--port", String(port)] : ["--unix", socketPath]
+        arguments += serverOptions
         arguments += filters.flatMap { ["--filter", $0] }
         switch plugin {
         case .memory(let bytes): arguments += ["memory", "size=\(bytes)"]

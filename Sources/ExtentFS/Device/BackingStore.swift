@@ -12,9 +12,13 @@ public final class BackingStore: @unchecked Sendable {
     /// Test-only: sees every write and flush before it happens and may fail it (the crash-replay
     /// recorder and fault injection). Set before the store is shared between threads.
     var interceptor: (any BackingStoreInterceptor)?
-    /// Writes issued, and how many of them the last completed flush covers.
+    /// Which writes a flush covers: those that had returned when it began. A write still on
+    /// its way then may reach stable storage after the flush (an NBD server answers a flush
+    /// once the writes it has acknowledged are stable; fdatasync likewise), so it stays
+    /// unflushed until the next one.
     private let writeCounter = Mutex()
-    private var writesIssued: UInt64 = 0
+    private var writesInFlight = 0
+    private var writesFinished: UInt64 = 0
     private var writesFlushed: UInt64 = 0
 
     public enum LockMode { case exclusive, shared }
@@ -36,10 +40,19 @@ public final class BackingStore: @unchecked Sendable {
     public var isResizable: Bool { backend.isResizable }
 
     /// Whether a write may not be on stable storage yet.
-    var hasUnflushedWrites: Bool { writeCounter.withLock { writesIssued > writesFlushed } }
+    var hasUnflushedWrites: Bool { writeCounter.withLock { writesInFlight > 0 || writesFinished > writesFlushed } }
 
-    private func noteWrite() {
-        writeCounter.withLock { writesIssued += 1 }
+    /// Runs a write, counted as unflushed from its start; a failed one too (its bytes may be
+    /// partly on the device).
+    private func counting(_ write: () throws -> Void) rethrows {
+        writeCounter.withLock { writesInFlight += 1 }
+        defer {
+            writeCounter.withLock {
+                writesInFlight -= 1
+                writesFinished += 1
+            }
+        }
+        try write()
     }
 
     /// Non-blocking: one image is never mounted twice, and fsck does not read a live image.
@@ -55,8 +68,7 @@ public final class BackingStore: @unchecked Sendable {
 
     public func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         if let interceptor { try interceptor.willWrite(UnsafeRawBufferPointer(start: buffer, count: count), at: offset) }
-        noteWrite()
-        try backend.write(from: buffer, count: count, at: offset)
+        try counting { try backend.write(from: buffer, count: count, at: offset) }
     }
 
     /// Gathered write of page-sized (or smaller) pieces that are contiguous on disk.
@@ -68,8 +80,7 @@ public final class BackingStore: @unchecked Sendable {
                 position += UInt64(vector.iov_len)
             }
         }
-        noteWrite()
-        try backend.write(vectors: vectors, at: offset)
+        try counting { try backend.write(vectors: vectors, at: offset) }
     }
 
     /// Scattered read into page-sized (or smaller) pieces that are contiguous on disk.
@@ -89,7 +100,7 @@ public final class BackingStore: @unchecked Sendable {
 
     public func flush() throws {
         if let interceptor { try interceptor.willFlush() }
-        let covered = writeCounter.withLock { writesIssued }
+        let covered = writeCounter.withLock { writesFinished }
         try backend.flush()
         writeCounter.withLock { writesFlushed = max(writesFlushed, covered) }
     }

@@ -105,6 +105,9 @@ final class NBDConnection: @unchecked Sendable {
         // whose fill failed, readahead drops a failed chunk), and zeroing cost a pass over
         // every byte read.
         _ = nbd_set_pread_initialize(handle, false)
+        // The URI is the user's own command line: let it name a TLS key or certificate file
+        // (nbds://...?tls-psk-file=PATH), which libnbd refuses by default.
+        _ = nbd_set_uri_allow_local_file(handle, true)
         guard nbd_aio_connect_uri(handle, uri) == 0 else { throw failed(lastError) }
         let deadline = NBDCompletion.monotonicSeconds() + timeout
         while nbd_aio_is_connecting(handle) == 1 {
@@ -116,7 +119,12 @@ final class NBDConnection: @unchecked Sendable {
             let ready = poll(&descriptor, 1, Int32(min(left * 1000 + 1, 60_000)))
             if ready < 0 && Glibc.errno != EINTR { throw failed("poll: \(Errno(rawValue: Glibc.errno))") }
             guard ready > 0 else { continue }
-            guard notify(handle, descriptor.revents) != -1 else { throw failed(lastError) }
+            guard notify(handle, descriptor.revents) != -1 else {
+                let reason = lastError
+                // nbdkit's limit filter and qemu-nbd (--shared=1) hang up on a second client.
+                let hint = reason.contains("disconnected") ? " (a server that admits one client at a time hangs up on a second one: is the export in use elsewhere?)" : ""
+                throw failed(reason + hint)
+            }
         }
         guard nbd_aio_is_ready(handle) == 1 else { throw failed(lastError) }
     }
