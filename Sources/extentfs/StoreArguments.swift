@@ -5,7 +5,7 @@ import ExtentFS
 /// how long its server may keep us waiting.
 struct StoreArguments: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "For an NBD URI: seconds the server may take to connect or to answer a request; after that the request and every later one fail with EIO (the volume shuts down), and only a new mount reconnects.",
+        "For an NBD URI: seconds the server may take to connect or to answer a request; after that the request and every later one fail with EIO (the volume shuts down at its next commit), and only a new mount reconnects.",
         valueName: "seconds"))
     var nbdTimeout: Double = 30
 

@@ -114,7 +114,10 @@ final class NBDConnection: @unchecked Sendable {
             let socket = nbd_aio_get_fd(handle)
             guard socket >= 0 else { break }
             let left = deadline - NBDCompletion.monotonicSeconds()
-            guard left > 0 else { throw failed("no answer within \(formatSeconds(timeout)) (--nbd-timeout)") }
+            guard left > 0 else {
+                // qemu-nbd (--shared=1) leaves a second client waiting.
+                throw failed("no answer within \(formatSeconds(timeout)) (--nbd-timeout; a server that admits one client at a time leaves a second one waiting: is the export in use elsewhere?)")
+            }
             var descriptor = pollfd(fd: socket, events: pollEvents(nbd_aio_get_direction(handle)), revents: 0)
             let ready = poll(&descriptor, 1, Int32(min(left * 1000 + 1, 60_000)))
             if ready < 0 && Glibc.errno != EINTR { throw failed("poll: \(Errno(rawValue: Glibc.errno))") }
