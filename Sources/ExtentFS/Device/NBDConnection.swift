@@ -118,11 +118,12 @@ final class NBDConnection: @unchecked Sendable {
                 // qemu-nbd (--shared=1) leaves a second client waiting.
                 throw failed("no answer within \(formatSeconds(timeout)) (--nbd-timeout; a server that admits one client at a time leaves a second one waiting: is the export in use elsewhere?)")
             }
-            var descriptor = pollfd(fd: socket, events: pollEvents(nbd_aio_get_direction(handle)), revents: 0)
+            let direction = nbd_aio_get_direction(handle)
+            var descriptor = pollfd(fd: socket, events: pollEvents(direction), revents: 0)
             let ready = poll(&descriptor, 1, Int32(min(left * 1000 + 1, 60_000)))
             if ready < 0 && Glibc.errno != EINTR { throw failed("poll: \(Errno(rawValue: Glibc.errno))") }
             guard ready > 0 else { continue }
-            guard notify(handle, descriptor.revents) != -1 else {
+            guard notify(handle, descriptor.revents, direction: direction) != -1 else {
                 let reason = lastError
                 // nbdkit's limit filter and qemu-nbd (--shared=1) hang up on a second client.
                 let hint = reason.contains("disconnected") ? " (a server that admits one client at a time hangs up on a second one: is the export in use elsewhere?)" : ""
@@ -223,7 +224,10 @@ final class NBDConnection: @unchecked Sendable {
         while nbd_aio_is_closed(handle) == 0 && nbd_aio_is_dead(handle) == 0 {
             let socket = nbd_aio_get_fd(handle)
             guard socket >= 0 else { break }
-            descriptors[0] = pollfd(fd: socket, events: NBDConnection.pollEvents(nbd_aio_get_direction(handle)), revents: 0)
+            let direction = nbd_aio_get_direction(handle)
+            // Waiting for neither (between states): only the wake descriptor, or a hang-up
+            // would be reported with nothing to tell libnbd, again and again.
+            descriptors[0] = pollfd(fd: direction == 0 ? -1 : socket, events: NBDConnection.pollEvents(direction), revents: 0)
             descriptors[1].revents = 0
             if poll(&descriptors, 2, -1) < 0 {
                 if Glibc.errno == EINTR { continue }
@@ -237,7 +241,7 @@ final class NBDConnection: @unchecked Sendable {
             // A command's send may have killed the connection meanwhile (on the caller's thread):
             // then libnbd would only complain that the connection is dead.
             guard nbd_aio_is_dead(handle) == 0 && nbd_aio_is_closed(handle) == 0 else { break }
-            if NBDConnection.notify(handle, descriptors[0].revents) == -1 { lastReason = NBDConnection.lastError }
+            if NBDConnection.notify(handle, descriptors[0].revents, direction: direction) == -1 { lastReason = NBDConnection.lastError }
         }
         let closedByServer = nbd_aio_is_closed(handle) == 1
         stateLock.withLock {
@@ -297,12 +301,18 @@ final class NBDConnection: @unchecked Sendable {
         return events
     }
 
-    /// Tells libnbd what poll found (as its own nbd_poll does); -1 when the connection failed.
-    static func notify(_ handle: OpaquePointer, _ revents: Int16) -> Int32 {
-        if revents & Int16(POLLIN | POLLHUP) != 0 { return nbd_aio_notify_read(handle) }
-        if revents & Int16(POLLOUT) != 0 { return nbd_aio_notify_write(handle) }
-        // An error on the socket: reading it makes libnbd see the error and fail the connection.
-        if revents & Int16(POLLERR | POLLNVAL) != 0 { return nbd_aio_notify_read(handle) }
+    /// Tells libnbd what poll found for the direction it was waiting in; -1 when that failed.
+    /// A hung-up or failed socket goes to the side libnbd waits on, whose recv or send then
+    /// fails and ends the connection (told to the other side, libnbd would only refuse the
+    /// event, and poll would report the hang-up again at once, for ever).
+    static func notify(_ handle: OpaquePointer, _ revents: Int16, direction: UInt32) -> Int32 {
+        let trouble = revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0
+        if direction & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0 && (revents & Int16(POLLIN) != 0 || trouble) {
+            return nbd_aio_notify_read(handle)
+        }
+        if direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 && (revents & Int16(POLLOUT) != 0 || trouble) {
+            return nbd_aio_notify_write(handle)
+        }
         return 0
     }
 }
