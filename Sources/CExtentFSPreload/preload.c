@@ -502,7 +502,11 @@ static int32_t dedupe_one(int src_fd, const struct file_identity *src, uint64_t 
                 status = errno == ENOTTY ? -EOPNOTSUPP : -errno;
             } else {
                 status = args.status;
-                if (status == FILE_DEDUPE_RANGE_SAME) info->bytes_deduped = args.bytes_deduped;
+                /* vfs_dedupe_file_range reports the length asked for (capped at 1 GiB), not what
+                 * the remap shortened it to (a partial EOF block is left out when it would land
+                 * in the middle of the destination): generic/517 expects 557771/557771 where the
+                 * blocks shared are 557056 bytes. (The extentfs ioctl reports the shortened length.) */
+                if (status == FILE_DEDUPE_RANGE_SAME) info->bytes_deduped = length;
             }
         }
     }

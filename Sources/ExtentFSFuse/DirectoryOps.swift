@@ -5,17 +5,22 @@ import SystemPackage
 func installDirectoryOps(_ ops: inout fuse_lowlevel_ops) {
     ops.opendir = { req, ino, fi in
         handle(req) { fs in
-            try fs.opendir(ino)
-            fuse_reply_open(req, fi)
+            let streams = Server.of(req).directoryStreams
+            let stream = streams.open(endingAt: try fs.directoryEndCookie(ino))
+            fi?.pointee.fh = stream
+            if fuse_reply_open(req, fi) != 0 {
+                streams.close(stream)  // the kernel never saw the open, so no RELEASEDIR will come
+            }
         }
     }
-    ops.readdir = { req, ino, size, offset, _ in
-        readDirectory(req, ino, size: size, offset: offset, plus: false)
+    ops.readdir = { req, ino, size, offset, fi in
+        readDirectory(req, ino, size: size, offset: offset, stream: fi?.pointee.fh, plus: false)
     }
-    ops.readdirplus = { req, ino, size, offset, _ in
-        readDirectory(req, ino, size: size, offset: offset, plus: true)
+    ops.readdirplus = { req, ino, size, offset, fi in
+        readDirectory(req, ino, size: size, offset: offset, stream: fi?.pointee.fh, plus: true)
     }
-    ops.releasedir = { req, _, _ in
+    ops.releasedir = { req, _, fi in
+        if let stream = fi?.pointee.fh { Server.of(req).directoryStreams.close(stream) }
         replyOK(req)
     }
     ops.fsyncdir = { req, ino, _, _ in
@@ -28,17 +33,29 @@ func installDirectoryOps(_ ops: inout fuse_lowlevel_ops) {
 
 /// Fills one reply buffer of the size the kernel asked for. The engine stops at the first
 /// entry that does not fit, so with `plus` exactly the entries in the buffer hold a lookup
-/// reference; if the reply never reaches the kernel those references are dropped again.
-private func readDirectory(_ req: fuse_req_t?, _ ino: InodeNumber, size: Int, offset: off_t, plus: Bool) {
+/// reference; if the reply never reaches the kernel those references are dropped again. Entries
+/// past the end of the `stream` are left out (DirectoryStreams.swift).
+private func readDirectory(_ req: fuse_req_t?, _ ino: InodeNumber, size: Int, offset: off_t, stream: UInt64?,
+                           plus: Bool) {
     guard offset >= 0 else { return replyError(req, Errno.invalidArgument) }
     handle(req) { fs in
+        var end = UInt64.max
+        if let stream {
+            let streams = Server.of(req).directoryStreams
+            if offset == 0 {
+                end = try fs.directoryEndCookie(ino)
+                streams.rewind(stream, endingAt: end)
+            } else {
+                end = streams.end(of: stream)
+            }
+        }
         try withUnsafeTemporaryAllocation(byteCount: max(size, 1), alignment: 8) { buffer in
             let start = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)
             var used = 0
             var referenced: [InodeNumber] = []
             var failure: Error?
             do {
-                try fs.readdir(ino, after: UInt64(offset), plus: plus) { entry, attributes in
+                try fs.readdir(ino, after: UInt64(offset), before: end, plus: plus) { entry, attributes in
                     let isDotOrDotDot = entry.name == dot || entry.name == dotDot
                     let needed = withCName(entry.name) { name in
                         addEntry(req, start + used, size - used, name, entry, plus: plus, attributes,

@@ -79,7 +79,7 @@ func installEntryOps(_ ops: inout fuse_lowlevel_ops) {
     ops.rename = { req, parent, name, newParent, newName, flags in
         handle(req) { fs in
             try fs.rename(parent: parent, name: nameBytes(name), newParent: newParent,
-                          newName: nameBytes(newName), flags: RenameFlags(rawValue: flags))
+                          newName: nameBytes(newName), flags: RenameFlags(rawValue: flags), whiteoutOwner: caller(req))
             replyOK(req)
         }
     }

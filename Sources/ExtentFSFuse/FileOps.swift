@@ -69,7 +69,7 @@ func installFileOps(_ ops: inout fuse_lowlevel_ops) {
             // The kernel keeps the mode it cached: with FUSE_HANDLE_KILLPRIV_V2 it does not
             // know we cleared a set-ID bit.
             if result.removedPrivileges { Server.of(req).invalidateKernelAttributes(ino) }
-            fuse_reply_write(req, result.count)
+            Server.of(req).replyToWrite(req, fi, ino: ino, offset: UInt64(offset), count: result.count)
         }
     }
     ops.flush = { req, ino, _ in

@@ -105,8 +105,10 @@ private struct IoctlCall {
                 let (sourceOffset, destinationOffset, length) = (dedupe.src_offset, dedupe.dest_offset, dedupe.length)
                 let result = try server.changingKernelCache(KernelRange(ino: ino, offset: destinationOffset, length: length),
                                                             source: KernelRange(ino: source, offset: sourceOffset, length: length)) {
-                    try fs.dedupe(from: source, sourceOffset: sourceOffset, length: length, to: ino,
-                                  destinationOffset: destinationOffset)
+                    try server.followingRemount {
+                        try fs.dedupe(from: source, sourceOffset: sourceOffset, length: length, to: ino,
+                                      destinationOffset: destinationOffset)
+                    }
                 }
                 switch result {
                 case .same(let bytes):
@@ -156,6 +158,9 @@ private struct IoctlCall {
     /// owns it or is root. duperemove dedupes through read-only descriptors.
     private func requireMayDedupe() throws {
         guard !openFlags.isWritable else { return }
+        // mnt_want_write_file comes first: a read-only mount lets a read-only descriptor through
+        // to us, but no change (Remount.swift).
+        if server.kernelMountIsReadOnly() == true { throw Errno.readOnlyFileSystem }
         let uid = caller(req).uid
         guard uid != 0 else { return }
         guard try server.fileSystem.getattr(ino).uid == uid else { throw Errno.notPermitted }

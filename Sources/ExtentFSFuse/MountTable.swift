@@ -9,6 +9,9 @@ public struct MountEntry {
     public var source: String
     /// "major:minor", the st_dev of files on the mount.
     public var device: String
+    /// The superblock's options ("rw" or "ro" first): shared by every mount of the filesystem,
+    /// and what `mount -o remount,ro` changes.
+    public var superOptions: [String] = []
 
     public var isExtentFS: Bool { fileSystemType == "fuse.extentfs" }
 
@@ -26,8 +29,9 @@ public struct MountEntry {
         let fields = line.split(separator: " ", omittingEmptySubsequences: false)
         guard fields.count >= 10, let dash = fields[6...].firstIndex(of: "-"), dash + 2 < fields.count
         else { return nil }
+        let superOptions = dash + 3 < fields.count ? fields[dash + 3].split(separator: ",").map(String.init) : []
         return MountEntry(mountpoint: unescape(fields[4]), fileSystemType: unescape(fields[dash + 1]),
-                          source: unescape(fields[dash + 2]), device: String(fields[2]))
+                          source: unescape(fields[dash + 2]), device: String(fields[2]), superOptions: superOptions)
     }
 
     /// The kernel writes space, tab, newline and backslash as \ooo octal escapes.

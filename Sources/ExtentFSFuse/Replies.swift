@@ -3,11 +3,13 @@ import ExtentFS
 import SystemPackage
 
 /// Runs one request's engine work. The body replies on success as its last step; anything it
-/// throws becomes the one error reply, so every request is answered exactly once.
+/// throws becomes the one error reply, so every request is answered exactly once. A read-only
+/// volume the kernel has remounted read-write becomes writable here (Remount.swift).
 @inline(__always)
 func handle(_ req: fuse_req_t?, _ body: (FileSystem) throws -> Void) {
     do {
-        try body(Server.of(req).fileSystem)
+        let server = Server.of(req)
+        try server.followingRemount { try body(server.fileSystem) }
     } catch {
         replyError(req, error)
     }

@@ -10,8 +10,12 @@ final class Server {
     /// st_dev of the mount, set once it is live: a clone or dedupe source with another st_dev
     /// is on another filesystem (EXDEV).
     var mountDevice: UInt?
+    /// Where each open directory's readdir stops (DirectoryStreams.swift).
+    let directoryStreams = DirectoryStreams()
     /// Where space operations run, off the loop threads (SpaceWorkers.swift).
     let spaceWorkers = SpaceWorkers(threadCount: 4)
+    /// Where O_DIRECT writes drop the kernel's stale pages and reply (DirectWriteCompletion.swift).
+    let directWriteWorkers = SpaceWorkers(threadCount: 2)
     /// The data of every size notification: it must be unreadable (KernelSize.swift).
     let unreadablePage: UnsafeMutableRawPointer? = cfuse_unreadable_page()
 

@@ -43,11 +43,14 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
         throw FuseSessionError("invalid mount options \"\(options.optionString)\"")
     }
     defer { fuse_session_destroy(session) }
-    // Space operations still running reply through the session and use the engine, so they end
-    // first (after the unmount). One waiting on the kernel for a WRITE would wait forever: no
+    // Space operations and direct-write replies still running reply through the session and
+    // use the engine, so they end first (after the unmount). One waiting on the kernel for a WRITE would wait forever: no
     // loop thread serves it now, and its notification holds the device open, so that closing
     // it does not end the connection. Severing it does.
-    defer { server.spaceWorkers.finish { abortKernelConnection(device: server.mountDevice) } }
+    defer {
+        server.spaceWorkers.finish { abortKernelConnection(device: server.mountDevice) }
+        server.directWriteWorkers.finish { abortKernelConnection(device: server.mountDevice) }
+    }
 
     guard fuse_set_signal_handlers(session) == 0 else {
         throw FuseSessionError("cannot install signal handlers")

@@ -13,8 +13,9 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
         // Today's kernels pass only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; every mode the engine
         // knows is served, so a kernel that passes more needs nothing new here.
         guard FallocateMode.engineModes.isSuperset(of: mode) else { return replyError(req, Errno.notSupported) }
-        // The kernel has taken the file's privileges already (file_modified); the engine's look
-        // finds nothing left to take.
+        // The kernel's file_modified takes the file's privileges first, unless it marked the
+        // inode S_NOSEC (with FUSE_HANDLE_KILLPRIV_V2 it then leaves them to us): the engine
+        // takes whatever is left, as the caller's privileges allow.
         let changedBy = caller(req)
         handleOnSpaceWorker(req) { _ in
             try allocateSpace(Server.of(req), ino, offset: UInt64(offset), length: UInt64(length), mode: mode, by: changedBy)
@@ -44,7 +45,10 @@ func installSpaceOps(_ ops: inout fuse_lowlevel_ops) {
 /// privileges decide whether the file keeps its set-user-ID bits). Modes that change what the
 /// file reads as go through the kernel-cache protocol (KernelCache.swift); preallocation and
 /// unshare leave every byte as it was, and after a FUSE fallocate that grows the file the
-/// kernel sets the new size itself.
+/// kernel sets the new size itself. But not the mode: after a FUSE fallocate the kernel drops
+/// only the size and times it caches, so a preallocation that took the set-ID bits drops the
+/// rest of the attributes here, or stat showed 6666 for a second where XFS shows 666 (xfstests
+/// generic/683).
 func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode,
                    by caller: Credentials) throws {
     let fs = server.fileSystem
@@ -57,6 +61,7 @@ func allocateSpace(_ server: Server, _ ino: InodeNumber, offset: UInt64, length:
     } else if !mode.isDisjoint(with: [.punchHole, .zeroRange]) {
         try server.changingKernelCache(KernelRange(ino: ino, offset: offset, length: length), operation)
     } else {
+        defer { server.invalidateKernelAttributes(ino) }
         try operation()
     }
 }

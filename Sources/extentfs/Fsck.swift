@@ -13,7 +13,7 @@ struct Fsck: ParsableCommand {
     func run() throws {
         let problems: [String]
         do {
-            problems = try naming(image) { try Volume.check(image: image, store: store.storeOptions) }
+            problems = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.check(image: image, store: store.storeOptions) } }
         } catch {
             throw failure("fsck", error)
         }

@@ -25,15 +25,15 @@ struct Mount: ParsableCommand {
     var foreground = false
 
     @Option(name: .customShort("o"), help: ArgumentHelp(
-        "Comma-separated mount options passed to FUSE (may repeat); \"ro\" also makes the engine read-only.",
+        "Comma-separated mount options (may repeat): the VFS options of mount(8) (ro, rw, noatime, relatime, nodev, nosuid, sync, dirsync ...) and FUSE's (allow_other ...); \"ro\" also makes the engine read-only.",
         valueName: "options"))
     var options: [String] = []
 
     @Flag(help: "Let users other than the one mounting access the mount.")
     var allowOther = false
 
-    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix.")
-    var cacheSize = ByteSize(bytes: 256 << 20)
+    @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 1G).")
+    var cacheSize = ByteSize(bytes: UInt64(MountOptions.defaultCacheBytes))
 
     @OptionGroup var store: StoreArguments
 
@@ -47,6 +47,10 @@ struct Mount: ParsableCommand {
     var readyFd: Int32?
 
     func run() throws {
+        let standard = StandardMountOptions(options)
+        if standard.isRemount {
+            return try reportingErrors("mount") { try remount(mountpoint: self.mountpoint, flags: standard.remountFlags) }
+        }
         let image = canonicalImage(self.image)
         let mountpoint = absolutePath(self.mountpoint)
         if foreground {
@@ -77,8 +81,13 @@ struct Mount: ParsableCommand {
         do {
             let logFile = try readyFd == nil ? log.map(openLog) : nil
             try checkMountpoint(mountpoint)
-            let fileSystem = try mountEngine(image: image)
-            try serve(fileSystem: fileSystem, mountpoint: mountpoint, options: fuseOptions(image: image)) {
+            let standard = StandardMountOptions(options)
+            for leftOut in standard.leftOut {
+                // To the daemon's log (or the terminal with -f): the mount goes on without it.
+                printError("mount", "option \(leftOut.option) left out: \(leftOut.reason)")
+            }
+            let fileSystem = try mountEngine(image: image, standard: standard)
+            try serve(fileSystem: fileSystem, mountpoint: mountpoint, options: fuseOptions(image: image, standard: standard)) {
                 if let logFile { redirectStandardError(to: logFile) }
                 ready.succeed()
             }
@@ -90,20 +99,22 @@ struct Mount: ParsableCommand {
         }
     }
 
-    private func mountEngine(image: String) throws -> FileSystem {
+    private func mountEngine(image: String, standard: StandardMountOptions) throws -> FileSystem {
         var engineOptions = MountOptions()
         engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
-        engineOptions.readOnly = options.flatMap { $0.split(separator: ",") }.contains("ro")
+        engineOptions.readOnly = standard.readOnly
+        engineOptions.synchronousDirectories = standard.dirsync
+        engineOptions.synchronousAttributes = standard.sync
         engineOptions.store = store.storeOptions
         engineOptions.unmountReportPath = UnmountReport.path(forImage: image)
         if let stale = engineOptions.unmountReportPath { unlink(stale) }
-        return try naming(image) { try FileSystem.mount(image: image, options: engineOptions) }
+        return try naming(image) { try waitingForFinishingDaemon(image: image) { try FileSystem.mount(image: image, options: engineOptions) } }
     }
 
-    private func fuseOptions(image: String) -> FuseMountOptions {
+    private func fuseOptions(image: String, standard: StandardMountOptions) -> FuseMountOptions {
         var fuseOptions = FuseMountOptions(fsName: image)
         fuseOptions.allowOther = allowOther
-        fuseOptions.extraOptions = options
+        fuseOptions.extraOptions = standard.forFuse
         return fuseOptions
     }
 }

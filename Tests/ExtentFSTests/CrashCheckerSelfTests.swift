@@ -3,6 +3,8 @@ import XCTest
 
 /// The crash checks must not pass vacuously: on an image whose data is damaged on purpose they
 /// must name the damage. (The engine bugs the crash tests find show the same from the other side.)
+/// Nor may the harness blame the engine for what its own model gets wrong: how it tells a failed
+/// write's target, and the states it allows a copy_file_range to leave, are checked here too.
 final class CrashCheckerSelfTests: XCTestCase {
     func testCheckerNamesAnotherFilesDataZerosAndAMissingName() throws {
         let blockSize = 4096
@@ -41,5 +43,45 @@ final class CrashCheckerSelfTests: XCTestCase {
         model.fsyncReturned(c, returned: model.begin(flushes: Int.max - 1), by: "fsync /c", dataOnly: false)
         let missing = checkRecoveredImage(volume.image, model: model, crashAfter: Int.max, fsckFirst: false).map(\.key)
         XCTAssertTrue(missing.contains("durable name /c"), "\(missing)")
+    }
+
+    /// At block size 65536 the last page a write dirties can hold nothing but the first bytes of a
+    /// word, cut short before its tag: still that file's data, not metadata (a metadata verdict
+    /// expects the volume to shut down). A log record is metadata; zeros are anybody's.
+    func testFaultTargetOfAPageHoldingOnlyACutWord() {
+        let blockSize = 65536
+        let model = CrashModel(blockSize: blockSize, rootBegan: CrashModel.When(flushes: 0, operation: 0))
+        let file = model.addNode(id: 1, ino: 100, isDirectory: false, parent: FileSystem.rootInode, name: "b",
+                                 began: model.begin(flushes: 0))
+        let (offset, end) = (66991, 122887)
+        model.changeData(of: file, began: model.begin(flushes: 0), operation: "write") { content in
+            content = [UInt8](repeating: 0, count: offset) + CrashDataWord.bytes(file: 1, version: 1, offset: offset, count: end - offset)
+        }
+        // The file's second block at disk block 40: its page at file offset 122880 holds 7 bytes.
+        let diskOffset = UInt64(40 * blockSize + (122880 - blockSize))
+        let page = Array(file.current.bytes[122880...]) + [UInt8](repeating: 0, count: Page.size - (end - 122880))
+        let fault = CrashRecorder.Fault(kind: .write, ordinal: 1, error: .ioError)
+        func target(_ bytes: [UInt8], at offset: UInt64) -> FaultTarget { FaultTarget.of(.failed(fault, write: (offset, bytes)), model: model) }
+
+        guard case .data(file: 1, _) = target(page, at: diskOffset) else {
+            return XCTFail("a page holding only a cut word of /b: \(target(page, at: diskOffset))")
+        }
+        let record = Array("EXLOGREC".utf8) + [UInt8](repeating: 7, count: 504)
+        guard case .metadata = target(record, at: UInt64(blockSize)) else {
+            return XCTFail("a log record: \(target(record, at: UInt64(blockSize)))")
+        }
+        let zeros = [UInt8](repeating: 0, count: Page.size)
+        guard case .unclassified = target(zeros, at: diskOffset) else { return XCTFail("a page of zeros: \(target(zeros, at: diskOffset))") }
+    }
+
+    /// copy_file_range between offsets at the same place in a block: the head up to a block
+    /// boundary, the whole blocks, the tail; elsewhere one piece.
+    func testCopyRangePieces() {
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 150120, destinationOffset: 84584, length: 133703, blockSize: 65536),
+                       [0..<46488, 46488..<112024, 112024..<133703])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 8192, destinationOffset: 4096, length: 10000, blockSize: 4096),
+                       [0..<8192, 8192..<10000])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 100, destinationOffset: 101, length: 10000, blockSize: 4096), [0..<10000])
+        XCTAssertEqual(CopyRangePieces.split(sourceOffset: 100, destinationOffset: 100, length: 50, blockSize: 4096), [0..<50])
     }
 }

@@ -15,8 +15,9 @@ final class CrashRecorder: BackingStoreInterceptor, @unchecked Sendable {
     enum Event {
         case write(offset: UInt64, bytes: [UInt8])
         case flush
-        /// The write or flush that fault injection failed: it never reached the store.
-        case failed(Fault, bytes: [UInt8]?)
+        /// The write or flush that fault injection failed: it never reached the store. `write` is
+        /// nil for a flush; for a write, where it was going tells a page of a file from metadata.
+        case failed(Fault, write: (offset: UInt64, bytes: [UInt8])?)
     }
 
     struct Marker {
@@ -52,7 +53,7 @@ final class CrashRecorder: BackingStoreInterceptor, @unchecked Sendable {
             if let fault = armed, fault.kind == .write, fault.ordinal == _writes {
                 armed = nil
                 _faultEventIndex = _events.count
-                _events.append(.failed(fault, bytes: Array(bytes)))
+                _events.append(.failed(fault, write: (offset, Array(bytes))))
                 throw fault.error
             }
             _events.append(.write(offset: offset, bytes: Array(bytes)))
@@ -64,7 +65,7 @@ final class CrashRecorder: BackingStoreInterceptor, @unchecked Sendable {
             if let fault = armed, fault.kind == .flush, fault.ordinal == _flushes + 1 {
                 armed = nil
                 _faultEventIndex = _events.count
-                _events.append(.failed(fault, bytes: nil))
+                _events.append(.failed(fault, write: nil))
                 throw fault.error
             }
             // Counted before the flush is done: see the type's comment for why that is the same.

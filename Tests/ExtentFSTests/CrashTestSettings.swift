@@ -13,7 +13,9 @@ import Foundation
 /// - EXTENTFS_CRASH_BLOCK_SIZES: e.g. "4096" (default "1024,4096,65536")
 /// - EXTENTFS_CRASH_WORKLOAD: run only workloads whose name contains this
 /// - EXTENTFS_CRASH_TRACE=1: print each workload's steps, stamped with the flushes before them
-/// - EXTENTFS_FAULT_ONLY: inject only this fault, e.g. "write#30" or "flush#3" (to reproduce one)
+/// - EXTENTFS_FAULT_ONLY: inject only this fault, e.g. "write#30" or "flush#3", or as failure
+///   messages name it, "write #30" (to reproduce one; whether or not EXTENTFS_FAULT_LIMIT's
+///   sample holds it)
 /// - EXTENTFS_CRASH_DIR: where the images go (default /dev/shm when it is writable, else /tmp)
 enum CrashTestSettings {
     private static func integer(_ name: String, _ fallback: Int) -> Int {
@@ -30,7 +32,10 @@ enum CrashTestSettings {
             .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
     static var trace: Bool { ProcessInfo.processInfo.environment["EXTENTFS_CRASH_TRACE"] == "1" }
-    static var onlyFault: String? { ProcessInfo.processInfo.environment["EXTENTFS_FAULT_ONLY"] }
+    /// Without spaces: messages say "write #30", and a value copied from one must not match nothing.
+    static var onlyFault: String? {
+        ProcessInfo.processInfo.environment["EXTENTFS_FAULT_ONLY"].map { $0.filter { !$0.isWhitespace } }
+    }
     static var workloadFilter: String? { ProcessInfo.processInfo.environment["EXTENTFS_CRASH_WORKLOAD"] }
 
     /// tmpfs when there is one: the engine's fdatasync and the rebuilt images cost no disk I/O

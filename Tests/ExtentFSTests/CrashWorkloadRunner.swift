@@ -193,7 +193,13 @@ final class CrashWorkloadRunner {
             let source = try node(fromID)
             let destination = try node(toID)
             let length = max(0, min(requested, source.current.size - fromOffset))
-            copyInModel(source, fromOffset, destination, toOffset, length, began: began, text: text)
+            // A version after each piece: a crash may leave any prefix of them (CopyRangePieces).
+            let pieces = CopyRangePieces.split(sourceOffset: fromOffset, destinationOffset: toOffset, length: length, blockSize: model.blockSize)
+            for (index, piece) in pieces.enumerated() {
+                let operation = pieces.count > 1 ? "\(text), piece \(index + 1) of \(pieces.count)" : text
+                copyInModel(source, fromOffset + piece.lowerBound, destination, toOffset + piece.lowerBound, piece.count,
+                            began: began, text: operation)
+            }
             let copied = try fs.copyFileRange(from: source.ino, sourceOffset: UInt64(fromOffset), to: destination.ino,
                                               destinationOffset: UInt64(toOffset), length: UInt64(requested))
             guard copied == length else { throw HarnessError(description: "copy_file_range copied \(copied) of \(length) bytes") }

@@ -14,29 +14,14 @@ import SystemPackage
 ///   checks for every fsync that returned success, and fsck;
 /// - the engine never traps (that kills the test process; TrapReporter names the case).
 ///
-/// A failed write is told apart by its bytes: data words of exactly one file (that shares no
-/// data with another) make it that file's data; bytes with no data word and not all zeros make it
-/// metadata; anything else (zeros, shared data) is checked only by the image checks.
+/// A failed write is told apart by its bytes (FaultTarget): a piece of exactly one file's data,
+/// metadata, or (zeros, shared data) something only the image checks judge.
 struct FaultInjection {
     let workload: CrashWorkload
     let blockSize: Int
 
     /// The workload's node number for the probe after a shutdown.
     private static let probeID = 251
-
-    enum Target: CustomStringConvertible {
-        case metadata(String)
-        case data(file: Int, path: String)
-        case unclassified(String)
-
-        var description: String {
-            switch self {
-            case .metadata(let what): return what
-            case .data(_, let path): return "a data write of \(path)"
-            case .unclassified(let what): return what
-            }
-        }
-    }
 
     /// Writes and flushes of a run without faults: the faults to inject.
     func count() throws -> (writes: Int, flushes: Int) {
@@ -83,11 +68,11 @@ struct FaultInjection {
             let text = runner.log.last?.text ?? "\(step)"
 
             if !firedBefore, let faultIndex = recorder.faultEventIndex {
-                let target = classify(recorder.events[faultIndex], model: runner.model)
+                let target = FaultTarget.of(recorder.events[faultIndex], model: runner.model)
                 if CrashTestSettings.trace {
                     var bytesShown = ""
-                    if case .failed(_, let bytes?) = recorder.events[faultIndex] {
-                        bytesShown = " (\(bytes.count) bytes: " + bytes.prefix(64).map { String(format: "%02x", $0) }.joined() + "...)"
+                    if case .failed(_, let write?) = recorder.events[faultIndex] {
+                        bytesShown = " (\(write.bytes.count) bytes at \(write.offset): " + write.bytes.prefix(64).map { String(format: "%02x", $0) }.joined() + "...)"
                     }
                     print("\(fault) fired during '\(text)': \(target)\(bytesShown)")
                 }
@@ -134,22 +119,9 @@ struct FaultInjection {
         return findings + checkRecoveredImage(volume.image, model: runner.model, crashAfter: Int.max, fsckFirst: false)
     }
 
-    private func classify(_ event: CrashRecorder.Event, model: CrashModel) -> Target {
-        guard case .failed(_, let bytes) = event, let bytes else { return .metadata("a flush") }
-        let files = Set(model.nodes.values.filter { !$0.isDirectory }.map(\.id))
-        let writers = bytes.withUnsafeBytes { CrashDataWord.writers(in: $0, among: files) }
-        if writers.isEmpty {
-            return bytes.allSatisfy { $0 == 0 } ? .unclassified("a write of zeros (data or metadata)") : .metadata("a metadata write")
-        }
-        if writers.count == 1, let node = model.node(id: writers.first!), !node.sharesWords {
-            return .data(file: node.id, path: node.path)
-        }
-        return .unclassified("a data write of files that share data (\(writers.sorted().map { model.node(id: $0)?.path ?? "#\($0)" }))")
-    }
-
     /// After a failed metadata write or flush: later requests get EIO, unmount fails saying so,
     /// and nothing more reaches the store.
-    private func checkShutdown(after fault: CrashRecorder.Fault, target: Target, during text: String, runner: CrashWorkloadRunner,
+    private func checkShutdown(after fault: CrashRecorder.Fault, target: FaultTarget, during text: String, runner: CrashWorkloadRunner,
                                recorder: CrashRecorder, faultIndex: Int, unmounted: Bool, unmountError: Error?) -> [CrashFinding] {
         var findings: [CrashFinding] = []
         let cause = "after \(fault) (\(target)) during '\(text)'"

@@ -96,4 +96,36 @@ final class HostileImageTests: XCTestCase {
             assertRefused(volume, "an xattr named \(name) with \(size) bytes")
         }
     }
+
+    /// Entry changes in a log record (format version 3) that no sequence of operations could
+    /// have made are refused, not applied: a cookie another name holds, a cookie outside the
+    /// range, changes to a directory the metadata does not have, an invalid name.
+    func testLoggedEntryChangesThatCouldNeverHaveBeenMade() throws {
+        let a = Array("a".utf8)
+        let b = Array("b".utf8)
+        var entries = Directory()
+        entries.add(name: a, ino: 5, type: .regular)
+        let cookie = entries.entry(named: a)!.cookie
+        XCTAssertThrowsError(try entries.apply(.set(name: b, entry: .init(ino: 6, type: .regular, cookie: cookie))))
+        XCTAssertThrowsError(try entries.apply(.set(name: b, entry: .init(ino: 6, type: .regular, cookie: 1))))
+        XCTAssertThrowsError(try entries.apply(.set(name: b, entry: .init(ino: 6, type: .regular, cookie: Directory.maxCookie))))
+        XCTAssertNoThrow(try entries.apply(.set(name: a, entry: .init(ino: 7, type: .regular, cookie: cookie))))
+
+        let directoryMode = UInt32(0o040755)
+        let volume = try TestVolume()
+        let superblock = volume.fs.metadata.superblock
+        let image = InodeImage(Inode(ino: 50, mode: directoryMode, uid: 0, gid: 0, time: .now, cache: nil))
+        func record(_ changes: [Directory.Change]) -> [UInt8] {
+            LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes, entryBytes: 0)], referenceRanges: []).encode().payload
+        }
+        var missing = ReplayState(nextInode: 100, inodes: [:], referenceCounts: ReferenceCounts())
+        XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: a)]), to: &missing, superblock: superblock, cache: nil),
+                             "entry changes to a directory the metadata does not have")
+        for name in [[UInt8](), Array("x/y".utf8), Array("..".utf8), [UInt8](repeating: 0x41, count: 256)] {
+            var state = ReplayState(nextInode: 100, inodes: [50: Inode(ino: 50, mode: directoryMode, uid: 0, gid: 0, time: .now, cache: nil)],
+                                    referenceCounts: ReferenceCounts())
+            XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: name)]), to: &state, superblock: superblock, cache: nil),
+                                 "an entry named \(name)")
+        }
+    }
 }

@@ -11,6 +11,11 @@ enum MountTable {
         var source: String
         /// "major:minor"; for FUSE the minor names the connection in /sys/fs/fuse/connections.
         var device: String
+        /// This mount's flags (rw or ro, nodev, noatime ...).
+        var mountOptions: [String] = []
+        /// The superblock's options, shared by every mount of the filesystem (rw or ro, sync,
+        /// allow_other ...).
+        var superOptions: [String] = []
     }
 
     static func entries() -> [Entry] {
@@ -22,7 +27,8 @@ enum MountTable {
             let tail = halves[1].split(separator: " ")
             guard head.count >= 5, tail.count >= 2 else { return nil }
             return Entry(mountPoint: unescape(String(head[4])), fileSystemType: String(tail[0]), source: unescape(String(tail[1])),
-                         device: String(head[2]))
+                         device: String(head[2]), mountOptions: head.count > 5 ? head[5].split(separator: ",").map(String.init) : [],
+                         superOptions: tail.count > 2 ? tail[2].split(separator: ",").map(String.init) : [])
         }
     }
 

@@ -38,7 +38,9 @@ struct ProcessResult: CustomStringConvertible {
 /// the mount command as running for as long as the filesystem stays mounted. Here the child gets
 /// only stdin (/dev/null) and stdout/stderr (temporary files), and its exit is seen by waitpid.
 enum ProcessRunner {
-    static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval) throws -> ProcessResult {
+    /// `environment`: variables set (or replaced) for the command, on top of the test's own.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: TimeInterval) throws -> ProcessResult {
         let outPath = temporaryOutputPath("stdout")
         let errPath = temporaryOutputPath("stderr")
         let outFD = try sys("open \(outPath)", open(outPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600))
@@ -74,8 +76,13 @@ enum ProcessRunner {
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
 
+        var variables = ProcessInfo.processInfo.environment
+        variables.merge(environment) { _, new in new }
+        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+
         var pid = pid_t()
-        let spawnError = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let spawnError = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard spawnError == 0 else {
             throw SyscallError(call: "posix_spawn(\(executable))", code: spawnError)
         }

@@ -222,8 +222,9 @@ class FileModel:
     def truncate(self, size):
         if size < 0:
             raise OpError(errno.EINVAL)
-        if size < self.size:
-            del self.blocks[align_up(size, self.bs) // self.bs:]  # XFS frees everything past EOF
+        if size <= self.size:
+            # XFS frees everything past EOF, also on a truncate to the same size (generic/092)
+            del self.blocks[align_up(size, self.bs) // self.bs:]
         self.set_data_size(size)
 
     # -- remapping: generic_remap_file_range_prep and generic_remap_checks ------------------
@@ -277,7 +278,9 @@ class FileModel:
         self.data[dest_offset:dest_offset + count] = payload
 
     def dedupe(self, source, src_offset, dest_offset, length):
-        """Returns the bytes deduped; raises OpError(EBADE) when the ranges differ."""
+        """Returns the bytes FIDEDUPERANGE reports deduped: the length asked for (capped at
+        1 GiB), also when a partial EOF block is left out (generic/517); raises OpError(EBADE)
+        when the ranges differ."""
         if src_offset + length > source.size:
             raise OpError(errno.EINVAL)
         length = min(length, DEDUPE_MAX)
@@ -287,7 +290,7 @@ class FileModel:
         if source.data[src_offset:src_offset + count] != self.data[dest_offset:dest_offset + count]:
             raise OpError(errno.EBADE)
         self.link_blocks(source, src_offset, dest_offset, block_count)
-        return count
+        return length
 
 
 def check_range(offset, length):

@@ -9,6 +9,9 @@ import Glibc
 /// threads at once.
 public final class BackingStore: @unchecked Sendable {
     let backend: any StoreBackend
+    /// Opened for writing. A read-only mount opens the image writable when it can, so that a
+    /// remount read-write needs no second descriptor or connection (FileSystem+ReadOnly.swift).
+    public let isWritable: Bool
     /// Test-only: sees every write and flush before it happens and may fail it (the crash-replay
     /// recorder and fault injection). Set before the store is shared between threads.
     var interceptor: (any BackingStoreInterceptor)?
@@ -23,14 +26,15 @@ public final class BackingStore: @unchecked Sendable {
 
     public enum LockMode { case exclusive, shared }
 
-    init(backend: any StoreBackend) {
+    init(backend: any StoreBackend, writable: Bool) {
         self.backend = backend
+        isWritable = writable
     }
 
     /// Opens an image file, a block device, or an NBD export when `path` is an NBD URI
     /// (StoreLocation).
     public convenience init(path: String, writable: Bool, options: StoreOptions = StoreOptions()) throws {
-        try self.init(backend: StoreLocation.openBackend(path, writable: writable, options: options))
+        try self.init(backend: StoreLocation.openBackend(path, writable: writable, options: options), writable: writable)
     }
 
     /// The file, device or URI the user named.

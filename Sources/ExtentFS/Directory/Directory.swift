@@ -19,8 +19,54 @@ public struct Directory: Sendable {
     private var cookies: [UInt64] = []
     private var nameByCookie: [UInt64: [UInt8]] = [:]
     public private(set) var nextCookie: UInt64 = firstEntryCookie
+    /// What the entries take in a checkpoint image (CheckpointCodec: 19 bytes and the name
+    /// each), kept as they change so that a log record of entry changes can say what the whole
+    /// directory would take without walking it.
+    private(set) var encodedEntryBytes = 0
 
     public init() {}
+
+    /// No entries, and cookies from `nextCookie` on: a directory's image in a log record that
+    /// carries its entry changes rather than its entries.
+    init(emptyWithNextCookie nextCookie: UInt64) {
+        self.nextCookie = nextCookie
+    }
+
+    static func encodedBytes(_ name: [UInt8]) -> Int { 19 + name.count }
+
+    /// A logged image's next cookie, which may be ahead of the entries' (a removed last entry).
+    mutating func raiseNextCookie(to cookie: UInt64) {
+        nextCookie = max(nextCookie, cookie)
+    }
+
+    /// One change to the entries, as a log record carries it: absolute (the name's entry after
+    /// it, or its absence), so replaying a change twice leaves what replaying it once does.
+    enum Change: Equatable {
+        case set(name: [UInt8], entry: Entry)
+        case remove(name: [UInt8])
+    }
+
+    /// Replays a logged change. Throws on a change no sequence of operations could have made
+    /// (a cookie another name holds, or one not below the next cookie).
+    mutating func apply(_ change: Change) throws {
+        switch change {
+        case .set(let name, let entry):
+            guard entry.cookie >= Directory.firstEntryCookie, entry.cookie < Directory.maxCookie else {
+                throw DecodingError(description: "directory entry change has an invalid cookie \(entry.cookie)")
+            }
+            if let holder = nameByCookie[entry.cookie], holder != name {
+                throw DecodingError(description: "directory entry change gives cookie \(entry.cookie) to a second name")
+            }
+            if let existing = byName[name], existing.cookie == entry.cookie {
+                byName[name] = entry
+            } else {
+                remove(name: name)
+                restore(name: name, entry: entry)
+            }
+        case .remove(let name):
+            remove(name: name)
+        }
+    }
 
     public var count: Int { byName.count }
     public var isEmpty: Bool { byName.isEmpty }
@@ -40,6 +86,7 @@ public struct Directory: Sendable {
     }
 
     private mutating func insert(name: [UInt8], entry: Entry) {
+        if byName[name] == nil { encodedEntryBytes += Directory.encodedBytes(name) }
         byName[name] = entry
         nameByCookie[entry.cookie] = name
         if let last = cookies.last, last > entry.cookie {
@@ -53,6 +100,7 @@ public struct Directory: Sendable {
     @discardableResult
     public mutating func remove(name: [UInt8]) -> Entry? {
         guard let entry = byName.removeValue(forKey: name) else { return nil }
+        encodedEntryBytes -= Directory.encodedBytes(name)
         nameByCookie.removeValue(forKey: entry.cookie)
         if cookies.count > 64, cookies.count > 2 * byName.count {
             cookies = cookies.filter { nameByCookie[$0] != nil }
@@ -78,10 +126,11 @@ public struct Directory: Sendable {
         return low
     }
 
-    /// Entries with a cookie greater than `cookie`, in order, until `body` returns false.
-    public func forEach(after cookie: UInt64, _ body: ([UInt8], Entry) -> Bool) {
+    /// Entries with a cookie greater than `cookie` and below `end`, in order, until `body`
+    /// returns false.
+    public func forEach(after cookie: UInt64, before end: UInt64 = .max, _ body: ([UInt8], Entry) -> Bool) {
         var index = firstCookieIndex(after: cookie)
-        while index < cookies.count {
+        while index < cookies.count, cookies[index] < end {
             if let name = nameByCookie[cookies[index]], let entry = byName[name] {
                 if !body(name, entry) { return }
             }

@@ -1,9 +1,13 @@
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// setattr, open/release and access.
 extension FileSystem {
     public func setattr(_ ino: InodeNumber, _ changes: AttributeChanges) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let inode = try self.inode(ino)
         if let size = changes.size {
             switch inode.type {
@@ -17,7 +21,7 @@ extension FileSystem {
             }
             try truncate(inode, to: size)
         }
-        return metadata.transaction {
+        let attributes = metadata.transaction { () -> FileAttributes in
             let now = Timespec.now
             if let mode = changes.mode { inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777) }
             if let uid = changes.uid { inode.uid = uid }
@@ -39,10 +43,14 @@ extension FileSystem {
             inode.ctime = changes.ctime ?? now
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfAttributesSynchronous()
+        return attributes
     }
 
     public func open(_ ino: InodeNumber, flags: Int32) throws {
         try journal.shutdown.check()
+        // Opening for writing or truncating is a change to come, refused as open(2) refuses it.
+        if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { try refuseIfReadOnly() }
         try metadata.withLock {
             let inode = try metadata.inode(ino)
             if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
@@ -52,11 +60,14 @@ extension FileSystem {
 
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
-        return try metadata.transaction {
+        try refuseIfReadOnly()
+        let attributes = try metadata.transaction {
             let inode = try makeNode(parent: parent, name: name, mode: FileType.regular.rawValue | (mode & 0o7777), owner: owner)
             inode.openCount = 1
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func release(_ ino: InodeNumber) {

@@ -8,6 +8,11 @@ extension FileSystem {
         guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
     }
 
+    /// A name a directory entry may have: what `validate` lets through, less "." and "..".
+    static func isValidEntryName(_ name: [UInt8]) -> Bool {
+        (try? validate(name: name)) != nil && !isDotOrDotDot(name)
+    }
+
     static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
         name == [0x2E] || name == [0x2E, 0x2E]
     }
@@ -27,9 +32,7 @@ extension FileSystem {
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
-        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
-        // The new inode and its directory entry, in the checkpoints to come.
-        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
+        try checkRoomForNode(named: name)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         var mode = mode
@@ -40,11 +43,12 @@ extension FileSystem {
         }
         let now = Timespec.now
         let inode = Inode(ino: metadata.nextInode, mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
+        inode.unloggedEntryChanges = nil  // no image of it on record yet: the first is whole
         metadata.nextInode += 1
         inode.generation = UInt64(now.nanoseconds)
         try configure(inode)
         metadata.insert(inode)
-        directory.directory!.add(name: name, ino: inode.ino, type: type)
+        directory.addEntry(name: name, ino: inode.ino, type: type)
         if type == .directory {
             inode.parent = parent
             directory.nlink += 1
@@ -53,6 +57,13 @@ extension FileSystem {
         directory.ctime = now
         inode.lookupCount = 1
         return inode
+    }
+
+    /// ENOSPC unless a new inode named `name` fits: an inode number, and the metadata space for
+    /// the inode and its directory entry in the checkpoints to come. In a transaction.
+    func checkRoomForNode(named name: [UInt8]) throws {
+        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
     }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops

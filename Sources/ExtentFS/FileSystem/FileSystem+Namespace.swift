@@ -38,29 +38,38 @@ extension FileSystem {
 
     public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
-        return try metadata.transaction {
+        try refuseIfReadOnly()
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func symlink(parent: InodeNumber, name: [UInt8], target: [UInt8], owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
-        return try metadata.transaction {
+        let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner) {
                 $0.symlinkTarget = target
             }.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
@@ -74,7 +83,8 @@ extension FileSystem {
 
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
-        return try metadata.transaction {
+        try refuseIfReadOnly()
+        let attributes = try metadata.transaction {
             try FileSystem.validate(name: newName)
             let inode = try metadata.inode(ino)
             guard inode.type != .directory else { throw Errno.notPermitted }
@@ -84,7 +94,7 @@ extension FileSystem {
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
             let now = Timespec.now
-            directory.directory!.add(name: newName, ino: ino, type: inode.type)
+            directory.addEntry(name: newName, ino: ino, type: inode.type)
             directory.mtime = now
             directory.ctime = now
             inode.nlink += 1
@@ -92,17 +102,20 @@ extension FileSystem {
             inode.lookupCount += 1
             return inode.attributes(blockSize: blockSize)
         }
+        try commitIfDirectoriesSynchronous()
+        return attributes
     }
 
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let victim: Inode = try metadata.transaction {
             try FileSystem.validate(name: name)
             let directory = try directoryInode(parent)
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
             guard inode.type != .directory else { throw Errno.isDirectory }
-            directory.directory!.remove(name: name)
+            directory.removeEntry(name: name)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now
@@ -111,10 +124,12 @@ extension FileSystem {
             return inode
         }
         reapIfDead(victim)
+        try commitIfDirectoriesSynchronous()
     }
 
     public func rmdir(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
         let victim: Inode = try metadata.transaction {
@@ -124,7 +139,7 @@ extension FileSystem {
             let inode = try metadata.inode(entry.ino)
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
-            directory.directory!.remove(name: name)
+            directory.removeEntry(name: name)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now
@@ -134,5 +149,6 @@ extension FileSystem {
             return inode
         }
         reapIfDead(victim)
+        try commitIfDirectoriesSynchronous()
     }
 }

@@ -9,27 +9,30 @@ extension FileSystem {
     static let maxReadaheadPages = 256
 
     /// `direct` (O_DIRECT): the cache is bypassed coherently (FileSystem+DirectIO.swift).
-    /// `body` gets the bytes in one buffer; see `readSegments` for the pages themselves.
+    /// `body` gets a copy of the bytes in one buffer, once no lock is held, so it may call the
+    /// engine (copy_file_range reads one file and writes another in it); see `readSegments`
+    /// for the cached pages themselves.
     public func read(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
                      _ body: (UnsafeRawBufferPointer) -> Void) throws {
+        var copy = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        defer { copy.deallocate() }
         try readSegments(ino, offset: offset, count: count, direct: direct) { segments in
-            guard segments.count > 1 else { return body(segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
             let length = segments.reduce(0) { $0 + $1.count }
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
-            defer { buffer.deallocate() }
+            guard length > 0 else { return }
+            copy = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
             var copied = 0
             for segment in segments {
-                UnsafeMutableRawBufferPointer(rebasing: buffer[copied..<copied + segment.count]).copyMemory(from: segment)
+                UnsafeMutableRawBufferPointer(rebasing: copy[copied..<copied + segment.count]).copyMemory(from: segment)
                 copied += segment.count
             }
-            body(UnsafeRawBufferPointer(buffer))
         }
+        body(UnsafeRawBufferPointer(copy))
     }
 
     /// Reads as `read` does, handing `body` the bytes in order as segments of the cached pages
-    /// themselves (no copy: the adapter replies with them as an iovec). The pages are locked
-    /// while `body` runs, so nothing changes them under the reply, and `body` must take no
-    /// engine lock. Empty when there is nothing to read.
+    /// themselves (no copy: the adapter replies with them as an iovec). The pages are locked and
+    /// the invalidate_lock held while `body` runs, so nothing changes them under the reply:
+    /// `body` must not call the engine. Empty when there is nothing to read.
     public func readSegments(_ ino: InodeNumber, offset: UInt64, count: Int, direct: Bool = false,
                              _ body: (UnsafeBufferPointer<UnsafeRawBufferPointer>) -> Void) throws {
         try journal.shutdown.check()

@@ -10,6 +10,7 @@ extension FileSystem {
     public func clone(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
                       destinationOffset: UInt64, length: UInt64, by caller: Credentials = .root) throws -> UInt64 {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         return try remapOperation(source, destination) { sourceInode, destinationInode in
             let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: false)
             guard length > 0 else { return 0 }
@@ -21,6 +22,7 @@ extension FileSystem {
     public func dedupe(from source: InodeNumber, sourceOffset: UInt64, length: UInt64,
                        to destination: InodeNumber, destinationOffset: UInt64) throws -> DedupeStatus {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         return try remapOperation(source, destination) { sourceInode, destinationInode in
             let length = try checkRemap(sourceInode, sourceOffset, destinationInode, destinationOffset, length, dedupe: true)
             guard length > 0 else { return .same(bytes: 0) }
@@ -37,6 +39,7 @@ extension FileSystem {
     public func copyFileRange(from source: InodeNumber, sourceOffset: UInt64, to destination: InodeNumber,
                               destinationOffset: UInt64, length: UInt64) throws -> UInt64 {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let sourceInode = try inode(source)
         let destinationInode = try inode(destination)
         guard sourceInode.type == .regular, destinationInode.type == .regular else {

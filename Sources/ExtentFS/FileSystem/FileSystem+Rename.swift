@@ -1,10 +1,16 @@
 import SystemPackage
 
-/// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE), with the errors POSIX and Linux give.
+/// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT), with the errors
+/// POSIX and Linux give.
 extension FileSystem {
-    public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags) throws {
+    /// RENAME_WHITEOUT (overlayfs's, for a name it hides): the old name becomes a whiteout, a
+    /// character device 0:0 of mode 0 owned by `whiteoutOwner`, in the same transaction. (The
+    /// kernel has checked the caller may make device nodes.)
+    public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: RenameFlags,
+                       whiteoutOwner: Credentials = .root) throws {
         try journal.shutdown.check()
-        if flags.contains(.whiteout) || (flags.contains(.exchange) && flags.contains(.noReplace)) { throw Errno.invalidArgument }
+        try refuseIfReadOnly()
+        if flags.contains(.exchange) && !flags.isDisjoint(with: [.noReplace, .whiteout]) { throw Errno.invalidArgument }
         let victim: Inode? = try metadata.transaction {
             try FileSystem.validate(name: name)
             try FileSystem.validate(name: newName)
@@ -22,8 +28,8 @@ extension FileSystem {
                 if other === moving { return nil }
                 if moving.type == .directory { try checkNotAncestor(moving.ino, of: newParent) }
                 if other.type == .directory { try checkNotAncestor(other.ino, of: parent) }
-                source.directory!.retarget(name: name, ino: other.ino, type: other.type)
-                target.directory!.retarget(name: newName, ino: moving.ino, type: moving.type)
+                source.retargetEntry(name: name, ino: other.ino, type: other.type)
+                target.retargetEntry(name: newName, ino: moving.ino, type: moving.type)
                 if source !== target {
                     if moving.type == .directory {
                         moving.parent = target.ino
@@ -47,6 +53,8 @@ extension FileSystem {
 
             if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
             if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
+            // All that could stop the whiteout, before anything changes.
+            if flags.contains(.whiteout) { try checkRoomForNode(named: name) }
             if moving.type == .directory {
                 try checkNotAncestor(moving.ino, of: newParent)
                 if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
@@ -60,7 +68,7 @@ extension FileSystem {
                 } else if old.type == .directory {
                     throw Errno.isDirectory
                 }
-                target.directory!.remove(name: newName)
+                target.removeEntry(name: newName)
                 if old.type == .directory {
                     old.nlink = 0
                     target.nlink -= 1
@@ -70,8 +78,8 @@ extension FileSystem {
                 old.ctime = now
                 replaced = old
             }
-            source.directory!.remove(name: name)
-            target.directory!.add(name: newName, ino: moving.ino, type: moving.type)
+            source.removeEntry(name: name)
+            target.addEntry(name: newName, ino: moving.ino, type: moving.type)
             if moving.type == .directory && source !== target {
                 moving.parent = target.ino
                 source.nlink -= 1
@@ -82,9 +90,14 @@ extension FileSystem {
                 inode.ctime = now
             }
             moving.ctime = now
+            if flags.contains(.whiteout) {
+                let whiteout = try makeNode(parent: parent, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
+                whiteout.lookupCount = 0  // the kernel holds no reference to it
+            }
             return replaced
         }
         if let victim { reapIfDead(victim) }
+        try commitIfDirectoriesSynchronous()
     }
 
     /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.

@@ -11,6 +11,7 @@ extension FileSystem {
     public func fallocate(_ ino: InodeNumber, offset: UInt64, length: UInt64, mode: FallocateMode,
                           by caller: Credentials = .root) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let known: FallocateMode = [.keepSize, .punchHole, .collapseRange, .zeroRange, .insertRange, .unshareRange]
         guard mode.isSubset(of: known) else { throw Errno.notSupported }
         let inode = try self.inode(ino)

@@ -3,12 +3,15 @@ import SystemPackage
 /// Size changes. Shrinking is a page-removing operation: it holds the invalidate_lock
 /// exclusively from before the pages go until the blocks are unmapped (rule 1).
 extension FileSystem {
+    /// A truncate to the current size or below frees every block past the new end of file,
+    /// preallocation (fallocate KEEP_SIZE) included, as XFS's does (xfstests generic/092); one
+    /// that grows the file keeps them.
     func truncate(_ inode: Inode, to newSize: UInt64) throws {
         guard let space = inode.pages else { throw Errno.invalidArgument }
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
         let oldSize = metadata.withLock { inode.size }
-        guard newSize < oldSize else {
+        guard newSize <= oldSize else {
             metadata.transaction { inode.size = newSize }
             return
         }

@@ -17,6 +17,7 @@ extension FileSystem {
     public func write(_ ino: InodeNumber, offset: UInt64, direct: Bool = false, _ data: UnsafeRawBufferPointer,
                       by writer: Credentials?) throws -> WriteResult {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         let inode = try self.inode(ino)
         guard let space = inode.pages else {
             throw inode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
@@ -52,7 +53,8 @@ extension FileSystem {
             let position = offset + UInt64(done)
             let inPage = Int(position % UInt64(Page.size))
             let count = min(Page.size - inPage, Int(length) - done)
-            let (page, created) = space.findOrCreate(position / UInt64(Page.size))
+            // A page this write covers whole needs no zeroing first.
+            let (page, created) = space.findOrCreate(position / UInt64(Page.size), zeroed: count < Page.size)
             if !created { page.lock.lock() }
             let firstUnit = inPage / unitSize
             let lastUnit = (inPage + count - 1) / unitSize

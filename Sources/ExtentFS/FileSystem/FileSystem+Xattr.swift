@@ -18,6 +18,7 @@ extension FileSystem {
 
     public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         try FileSystem.validate(xattrName: name)
         guard value.count <= FileSystem.maxXattrValue else { throw Errno.argListTooLong }
         try metadata.transaction {
@@ -50,6 +51,7 @@ extension FileSystem {
 
     public func removexattr(_ ino: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
+        try refuseIfReadOnly()
         try FileSystem.validate(xattrName: name)
         try metadata.transaction {
             let inode = try metadata.inode(ino)

@@ -22,6 +22,8 @@ public final class FileSystem: @unchecked Sendable {
     let options: MountOptions
     let logger = Logger(label: "extentfs.engine")
     let flusher: Flusher
+    /// Read-only until made writable (FileSystem+ReadOnly.swift).
+    let writeAccess: WriteAccess
     private let unmountLock = Mutex()
     private var isUnmounted = false
 
@@ -34,12 +36,15 @@ public final class FileSystem: @unchecked Sendable {
         blockSize = geometry.blockSize
         journal = Journal(store: store, metadata: metadata, loaded: loaded)
         flusher = Flusher(interval: options.commitInterval)
+        writeAccess = WriteAccess(readOnly: options.readOnly)
     }
 
     /// Opens and locks the image, checks the superblock, replays the log over the checkpoint,
     /// checks the metadata, frees orphans left by a crash, starts background writeback.
+    /// Read-only (`options.readOnly`): checks and replays in memory, writes nothing, and starts
+    /// no background commits (FileSystem+ReadOnly.swift).
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
-        let store = try BackingStore(path: image, writable: !options.readOnly, options: options.store)
+        let store = try openStore(image, readOnly: options.readOnly, options: options.store)
         store.interceptor = options.storeInterceptor
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)
@@ -52,16 +57,40 @@ public final class FileSystem: @unchecked Sendable {
                                 "; run extentfs fsck \(image)", errno: .ioError)
         }
         let fileSystem = FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
+        guard !options.readOnly else {
+            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
+            return fileSystem
+        }
         try fileSystem.freeOrphans()
         if !choice.warnings.isEmpty {
             // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
             for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it now") }
             try fileSystem.journal.checkpoint()
         }
-        cache.onDirtyPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
-        fileSystem.journal.onLogPressure = { [weak fileSystem] in fileSystem?.flusher.wake() }
-        fileSystem.flusher.start { [weak fileSystem] in fileSystem?.backgroundFlush() }
+        fileSystem.startBackgroundCommits()
         return fileSystem
+    }
+
+    /// A read-only mount opens the image for writing when it may, so that it can become
+    /// writable later (`makeWritable`); a read-only file or device is opened read-only.
+    private static func openStore(_ image: String, readOnly: Bool, options: StoreOptions) throws -> BackingStore {
+        guard readOnly else { return try BackingStore(path: image, writable: true, options: options) }
+        do {
+            return try BackingStore(path: image, writable: true, options: options)
+        } catch let error as ExtentFSError where StoreLocation.isNBD(image) && error.errno == .ioError {
+            // An NBD server that could not be reached would only keep us waiting again.
+            throw error
+        } catch {
+            return try BackingStore(path: image, writable: false, options: options)
+        }
+    }
+
+    /// The flusher, and the cache and log asking it for early work. Once per mount, when the
+    /// volume is (or becomes) writable.
+    func startBackgroundCommits() {
+        cache.onDirtyPressure = { [weak self] in self?.flusher.wake() }
+        journal.onLogPressure = { [weak self] in self?.flusher.wake() }
+        flusher.start { [weak self] in self?.backgroundFlush() }
     }
 
     /// Writes back everything, logs it, writes a checkpoint (so the next mount has nothing to
@@ -78,6 +107,8 @@ public final class FileSystem: @unchecked Sendable {
                 let spaces = metadata.withLock { metadata.inodes.values.compactMap(\.pages) }
                 for space in spaces { space.removePages(from: 0) }
             }
+            // A read-only volume changed nothing: nothing to write.
+            if writeAccess.isReadOnly { return }
             do {
                 try journal.shutdown.check()
                 try freeOrphans()

@@ -156,10 +156,24 @@ public enum SeekTarget: Sendable {
 
 public struct MountOptions: Sendable {
     /// Page-cache memory budget in bytes; reclaim keeps the cache under it.
-    public var cacheBytes: Int = 256 << 20
+    public var cacheBytes: Int = MountOptions.defaultCacheBytes
+    /// A sixteenth of the machine's memory, at least 256 MiB and at most 1 GiB. Half of it may be
+    /// dirty, which lets random writes over a large file go on at memory speed while writeback
+    /// catches up (the kernel lets a tenth to a fifth of memory be dirty before writers wait);
+    /// more costs a first sequential write more than it gains (every page of fresh memory is
+    /// faulted in and zeroed once), and the kernel's own page cache holds what is read anyway.
+    public static var defaultCacheBytes: Int {
+        let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) &* Int(sysconf(Int32(_SC_PAGESIZE)))
+        return min(max(memory / 16, 256 << 20), 1 << 30)
+    }
     /// Seconds between background commits of dirty metadata and data.
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
+    /// `dirsync` (or `sync`): a change to a directory is in the log before the call that made it
+    /// returns (FileSystem+Synchronous.swift).
+    public var synchronousDirectories: Bool = false
+    /// `sync`: attribute changes too (data writes are the kernel's: it sends an fsync after each).
+    public var synchronousAttributes: Bool = false
     /// Where a failed unmount leaves one line saying what was lost, written before the image is
     /// let go (so `extentfs umount`, which waits for that, finds it); removed by an unmount that
     /// succeeds.

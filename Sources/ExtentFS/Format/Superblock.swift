@@ -3,7 +3,11 @@
 /// sequence. Layout in docs/FORMAT.md.
 public struct Superblock: Equatable {
     public static let magic: [UInt8] = Array("EXTENTFS".utf8)
-    public static let currentVersion: UInt32 = 2
+    /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
+    /// Version 2 images mount as they are and become version 3 at their first checkpoint.
+    public static let currentVersion: UInt32 = 3
+    /// The oldest version this extentfs mounts (1 had no log).
+    public static let oldestMountableVersion: UInt32 = 2
     public static let encodedSize = 512
     public static let slotOffsets: [UInt64] = [0, 4096]
     /// Bytes before the first allocatable block: both superblock slots.
@@ -67,7 +71,7 @@ public struct Superblock: Equatable {
         do {
             let version = try reader.u32()
             if version > currentVersion { return .newerVersion(version) }
-            if version < currentVersion { return .olderVersion(version) }
+            if version < oldestMountableVersion { return .olderVersion(version) }
             let stored = UInt32(bytes[508]) | UInt32(bytes[509]) << 8 | UInt32(bytes[510]) << 16 | UInt32(bytes[511]) << 24
             guard CRC32C.checksum(Array(bytes[0..<508])) == stored else { return .damaged("superblock checksum mismatch") }
             let blockSize = try reader.u32()

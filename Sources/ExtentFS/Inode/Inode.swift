@@ -46,6 +46,11 @@ public final class Inode: @unchecked Sendable {
     var xattrs: [[UInt8]: [UInt8]] = [:] { didSet { noteChange() } }
     var symlinkTarget: [UInt8] = [] { didSet { noteChange() } }
     var directory: Directory? { didSet { noteChange() } }
+    /// A directory's entry changes since its image was last logged, in order, for the next log
+    /// record to carry instead of every entry (LogRecord); nil when they are not all known (a new
+    /// directory, or too many to be worth it), and the next record logs the whole directory.
+    /// Not persisted, not observed: it follows the changes the observers note.
+    var unloggedEntryChanges: [Directory.Change]? = []
     /// The running transaction's change set, once the inode belongs to a mounted volume's table.
     var changes: ChangeSet?
     /// The log sequence of the last transaction that changed this inode: fsync forces the log

@@ -181,6 +181,7 @@ final class Journal: @unchecked Sendable {
             return (payloadRuns, indexRun, index)
         }
         var superblock = previous
+        superblock.version = Superblock.currentVersion  // an older image converts here
         superblock.sequence += 1
         superblock.logTail = tail
         superblock.checkpoint = CheckpointRoot(

@@ -1,18 +1,30 @@
 /// The payload of a transaction record: the images of the inodes it changed (or that they are
-/// gone) and the reference counts over the ranges it changed. Replaying a record makes those
-/// objects exactly what they were when the transaction closed, so replay is idempotent and a
-/// record needs nothing from the one before it but the state it was logged over.
+/// gone), a directory's entry changes in place of its entries once its image is on record, and
+/// the reference counts over the ranges it changed. Replaying a record makes those objects
+/// exactly what they were when the transaction closed; every change is absolute (an image, an
+/// entry's value or absence), so replay is idempotent and a record needs nothing from the one
+/// before it but the state it was logged over.
 ///
 ///     u64 next inode number
-///     u64 inode count, per inode: u8 kind (1 image, 2 removed), then the inode as in a
-///         checkpoint (kind 1) or u64 inode number (kind 2)
+///     u64 inode count, per inode: u8 kind (1 image, 2 removed, 3 directory changes), then the
+///         inode as in a checkpoint (kind 1), u64 inode number (kind 2), or (kind 3, format
+///         version 3) the directory as in a checkpoint but with no entries, then u64 change
+///         count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
+///         u64 inode, u64 cookie, u8 type
 ///     u64 range count, per range: u64 first block, u64 block count,
 ///         u64 entry count, per entry: u64 first block, u64 block count, u32 count (>= 2)
 struct LogRecord {
     enum Change {
         case image(InodeImage)
         case removed(InodeNumber)
+        /// The directory's image without entries, the changes to its entries, and what the
+        /// whole directory's entries would take in a checkpoint (for the metadata charge).
+        case directoryChanges(InodeImage, [Directory.Change], entryBytes: Int)
     }
+
+    /// Format version 3 brings directory changes; an image still on version 2 (until its first
+    /// checkpoint writes version 3) gets whole images, which version 2 reads.
+    static let directoryChangesVersion: UInt32 = 3
 
     var nextInode: InodeNumber
     var inodes: [Change]
@@ -28,8 +40,21 @@ struct LogRecord {
         let closed = metadata.changes.close()
         var inodes: [Change] = []
         inodes.reserveCapacity(closed.inodes.count)
+        let entryChangesAllowed = metadata.superblock.version >= directoryChangesVersion
         for ino in closed.inodes.sorted() {
-            if let inode = metadata.inodes[ino] { inodes.append(.image(InodeImage(inode))) } else { inodes.append(.removed(ino)) }
+            guard let inode = metadata.inodes[ino] else {
+                inodes.append(.removed(ino))
+                continue
+            }
+            if inode.type == .directory, entryChangesAllowed, let entryChanges = inode.unloggedEntryChanges,
+               let directory = inode.directory {
+                var image = InodeImage(inode)
+                image.directory = Directory(emptyWithNextCookie: directory.nextCookie)
+                inodes.append(.directoryChanges(image, entryChanges, entryBytes: directory.encodedEntryBytes))
+            } else {
+                inodes.append(.image(InodeImage(inode)))
+            }
+            if inode.type == .directory { inode.unloggedEntryChanges = [] }
         }
         let ranges = merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
         return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges,
@@ -64,6 +89,25 @@ struct LogRecord {
             case .removed(let ino):
                 writer.u8(2)
                 writer.u64(ino)
+            case .directoryChanges(let image, let entryChanges, let entryBytes):
+                writer.u8(3)
+                let start = writer.bytes.count
+                CheckpointCodec.encode(image, into: &writer)
+                imageBytes.append((image.ino, writer.bytes.count - start + entryBytes))
+                writer.u64(UInt64(entryChanges.count))
+                for change in entryChanges {
+                    switch change {
+                    case .set(let name, let entry):
+                        writer.u8(1)
+                        writer.blob16(name)
+                        writer.u64(entry.ino)
+                        writer.u64(entry.cookie)
+                        writer.u8(UInt8(entry.type.rawValue >> 12))
+                    case .remove(let name):
+                        writer.u8(2)
+                        writer.blob16(name)
+                    }
+                }
             }
         }
         writer.u64(UInt64(referenceRanges.count))
@@ -86,19 +130,29 @@ struct LogRecord {
         var reader = ByteReader(payload)
         let nextInode = try CheckpointCodec.validatedNextInode(try reader.u64())
         let count = try reader.count(minimumItemSize: 9)
-        var changes: [(InodeNumber, Inode?)] = []
+        var changes: [(ino: InodeNumber, inode: Inode?, entryChanges: [Directory.Change]?)] = []
         for _ in 0..<count {
-            switch try reader.u8() {
-            case 1:
+            let kind = try reader.u8()
+            switch kind {
+            case 1, 3:
                 let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
                 guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
-                changes.append((inode.ino, inode))
+                if kind == 1 {
+                    changes.append((inode.ino, inode, nil))
+                    continue
+                }
+                // Not tied to the superblock's version: the older superblock copy of an image
+                // converted at its last checkpoint may replay records written after it.
+                guard inode.type == .directory, inode.directory?.isEmpty == true else {
+                    throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
+                }
+                changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino)))
             case 2:
-                changes.append((try reader.u64(), nil))
+                changes.append((try reader.u64(), nil, nil))
             default:
-                throw DecodingError(description: "log record has an inode change of unknown kind")
+                throw DecodingError(description: "log record has an inode change of unknown kind \(kind)")
             }
         }
         let rangeCount = try reader.count(minimumItemSize: 24)
@@ -124,8 +178,50 @@ struct LogRecord {
         }
         guard reader.remaining == 0 else { throw DecodingError(description: "log record has \(reader.remaining) trailing bytes") }
         state.nextInode = nextInode
-        for (ino, inode) in changes { state.inodes[ino] = inode }
+        for (ino, inode, entryChanges) in changes {
+            if let entryChanges, let inode {
+                guard let base = state.inodes[ino], var directory = base.directory else {
+                    throw DecodingError(description: "log record changes the entries of directory \(ino), which the metadata it applies to does not have")
+                }
+                for change in entryChanges { try directory.apply(change) }
+                directory.raiseNextCookie(to: inode.directory!.nextCookie)
+                inode.directory = directory
+            }
+            state.inodes[ino] = inode
+        }
         for (run, entries) in ranges { state.referenceCounts.replace(run, with: entries) }
+    }
+}
+
+extension LogRecord {
+    /// A kind 3 record's entry changes, each checked as a checkpoint's entries are.
+    fileprivate static func decodeEntryChanges(_ reader: inout ByteReader, nextInode: InodeNumber,
+                                               directory: InodeNumber) throws -> [Directory.Change] {
+        let count = try reader.count(minimumItemSize: 3)
+        var result: [Directory.Change] = []
+        result.reserveCapacity(count)
+        for _ in 0..<count {
+            let kind = try reader.u8()
+            let name = try reader.blob16()
+            guard FileSystem.isValidEntryName(name) else {
+                throw DecodingError(description: "log record has an invalid entry name in directory \(directory)")
+            }
+            switch kind {
+            case 1:
+                let ino = try reader.u64()
+                let cookie = try reader.u64()
+                let rawType = try reader.u8()
+                guard ino >= FileSystem.rootInode, ino < nextInode, let type = FileType(mode: UInt32(rawType) << 12) else {
+                    throw DecodingError(description: "log record has a malformed entry in directory \(directory)")
+                }
+                result.append(.set(name: name, entry: Directory.Entry(ino: ino, type: type, cookie: cookie)))
+            case 2:
+                result.append(.remove(name: name))
+            default:
+                throw DecodingError(description: "log record has an entry change of unknown kind \(kind) in directory \(directory)")
+            }
+        }
+        return result
     }
 }
 

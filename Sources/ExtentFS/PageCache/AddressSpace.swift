@@ -10,7 +10,6 @@ final class AddressSpace: @unchecked Sendable {
 
     // Guarded by indexLock.
     private var pages = PageIndex()
-    private var dirtyIndices = Set<UInt64>()
     /// Registered with the cache for reclaim at its first page; unregistered when the file dies.
     private var registered = false
     /// Where the last read ended, to detect sequential reads for readahead.
@@ -23,7 +22,7 @@ final class AddressSpace: @unchecked Sendable {
     }
 
     var pageCount: Int { indexLock.withLock { pages.count } }
-    var hasDirtyPages: Bool { indexLock.withLock { !dirtyIndices.isEmpty } }
+    var hasDirtyPages: Bool { indexLock.withLock { pages.dirtyCount > 0 } }
 
     /// A referenced page if it is cached.
     func find(_ index: UInt64) -> Page? {
@@ -75,13 +74,13 @@ final class AddressSpace: @unchecked Sendable {
     /// Caller holds the page lock and has just made it dirty or clean.
     func noteDirty(_ page: Page, becameDirty: Bool) {
         indexLock.withLock {
-            if becameDirty { dirtyIndices.insert(page.index) } else { dirtyIndices.remove(page.index) }
+            pages.setDirty(page.index, becameDirty)
         }
         cache.adjustDirty(becameDirty ? 1 : -1)
     }
 
     func dirtyPageIndices() -> [UInt64] {
-        indexLock.withLock { dirtyIndices.sorted() }
+        indexLock.withLock { pages.dirtyIndices() }
     }
 
     /// Removes the pages at or after `firstIndex` (all with `firstIndex` 0), waiting for each
@@ -99,7 +98,6 @@ final class AddressSpace: @unchecked Sendable {
             let stillIndexed = indexLock.withLock { () -> Bool in
                 guard pages[page.index] === page else { return false }
                 pages.remove(page.index)
-                dirtyIndices.remove(page.index)
                 return true
             }
             page.lock.unlock()

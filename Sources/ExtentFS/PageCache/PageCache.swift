@@ -8,6 +8,9 @@ final class PageCache: @unchecked Sendable {
     let budgetPages: Int
     /// Writers wait (after writing back their own file) while more pages than this are dirty.
     let dirtyLimit: Int
+    /// The flusher starts writing back once this many pages are dirty (as the kernel's
+    /// dirty_background_ratio does), so that writers seldom reach `dirtyLimit` and wait.
+    let backgroundDirtyLimit: Int
     private let lock = Mutex()
     private let dirtyBelowLimit: Condition
 
@@ -19,7 +22,7 @@ final class PageCache: @unchecked Sendable {
     private var reclaimCursor = 0
     private var spareMemory: [UnsafeMutableRawPointer] = []
     private var slabs: [PageSlab] = []
-    /// Called when dirty pages pass the limit: wakes the flusher.
+    /// Called when dirty pages pass the background limit or the limit: wakes the flusher.
     var onDirtyPressure: (() -> Void)?
     /// Test-only (Support/PausePoints.swift).
     var pauseHook: ((PausePoint) -> Void)?
@@ -27,6 +30,7 @@ final class PageCache: @unchecked Sendable {
     init(budgetBytes: Int) {
         budgetPages = max(64, budgetBytes / Page.size)
         dirtyLimit = max(16, budgetPages / 2)
+        backgroundDirtyLimit = dirtyLimit / 2
         dirtyBelowLimit = Condition(lock)
     }
 
@@ -78,11 +82,15 @@ final class PageCache: @unchecked Sendable {
         releasePageMemory(page.memory)
     }
 
+    /// Wakes the flusher as dirty pages pass `backgroundDirtyLimit` on the way up.
     func adjustDirty(_ delta: Int) {
-        lock.withLock {
+        let passedBackgroundLimit = lock.withLock { () -> Bool in
+            let before = dirtyCount
             dirtyCount += delta
             if dirtyCount <= dirtyLimit { dirtyBelowLimit.broadcast() }
+            return before <= backgroundDirtyLimit && dirtyCount > backgroundDirtyLimit
         }
+        if passedBackgroundLimit { onDirtyPressure?() }
     }
 
     func forget(_ space: AddressSpace) {

@@ -7,6 +7,11 @@ import SystemPackage
 /// then converted to written, so a checkpoint taken meanwhile maps it as reading zeros, never as
 /// holding whatever the block held before. Pages stay locked from mapping until their data is on
 /// disk. Caller must not hold the invalidate_lock; writeback takes it shared (it maps blocks).
+///
+/// Nothing is written once the volume is shut down (as XFS's writeback maps no block then): the
+/// pages stay dirty and writeback fails with EIO. A shutdown can come from inside a writeback
+/// (the log forced for a recently unshared block) or from another file's commit, so the check is
+/// made again before each batch is written, not only when writeback begins.
 extension FileSystem {
     private static let batchBytes = 1 << 20
     /// The most blocks one delayed allocation converts at once.
@@ -23,6 +28,7 @@ extension FileSystem {
 
     func writeback(_ inode: Inode) throws {
         guard let space = inode.pages, space.hasDirtyPages else { return }
+        try journal.shutdown.check()
         inode.invalidateLock.lockShared()
         defer { inode.invalidateLock.unlock() }
         var batch = WritebackBatch()
@@ -233,6 +239,7 @@ extension FileSystem {
     private func flush(_ batch: inout WritebackBatch, _ inode: Inode, _ space: AddressSpace) throws {
         guard !batch.groups.isEmpty else { return }
         pausePoint(.writebackBeforeWrite)
+        try journal.shutdown.check()
         try batch.runs.write(to: store)
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {

@@ -97,4 +97,17 @@ struct extentfs_race_outcome {
 int extentfs_test_race_source_descriptor(const struct extentfs_race_setup *setup,
                                          struct extentfs_race_outcome *outcome);
 
+struct extentfs_async_direct_outcome {
+    uint32_t rounds;        /* writes that completed and were checked */
+    uint32_t stale_rounds;  /* of those, how many a buffered read afterwards did not see whole */
+    uint64_t stale_bytes;
+};
+
+/* xfstests generic/451: `rounds` times, one asynchronous O_DIRECT write (io_submit) of `size`
+ * bytes (a multiple of 4096) over the whole of `path`, each round with other bytes, while a
+ * thread keeps reading the file through the kernel's cache; after each write completes, a
+ * buffered read of the file must return exactly what it wrote. Returns 0 or -errno. */
+int extentfs_test_async_direct_writes(const char *path, uint64_t size, uint32_t rounds,
+                                      struct extentfs_async_direct_outcome *outcome);
+
 #endif
