@@ -7,9 +7,12 @@
 # "N passed, M failed"; fails (never skips) when nbdkit or fio is missing.
 #
 # The defaults are a short run (the test command runs it); for a longer one, e.g.:
-#   NBD_FIO_SIZE=512m NBD_EXERCISE_OPS=20000 NBD_BLOCK_SIZES="512 1024 4096 65536" bash scripts/nbd-test.sh
-# Overridable: NBD_TRANSPORTS ("unix tcp"), NBD_BLOCK_SIZES ("1024 4096"), NBD_FIO_SIZE (32m),
-# NBD_EXERCISE_OPS (1000), EXTENTFS_BIN (default: the debug build), WORK_DIR.
+#   NBD_FIO_SIZE=512m NBD_IMAGE_SIZE=4G NBD_EXERCISE_OPS=20000 NBD_BLOCK_SIZES="512 1024 4096 65536" \
+#       bash scripts/nbd-test.sh
+# fio writes four files of NBD_FIO_SIZE (two jobs, sequential and random): the image must hold
+# them. Overridable: NBD_TRANSPORTS ("unix tcp"), NBD_BLOCK_SIZES ("1024 4096"), NBD_FIO_SIZE
+# (32m), NBD_IMAGE_SIZE (1G), NBD_EXERCISE_OPS (1000), EXTENTFS_BIN (default: the debug build),
+# WORK_DIR.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,6 +21,7 @@ cd "$REPO_ROOT"
 TRANSPORTS="${NBD_TRANSPORTS:-unix tcp}"
 BLOCK_SIZES="${NBD_BLOCK_SIZES:-1024 4096}"
 FIO_SIZE="${NBD_FIO_SIZE:-32m}"
+IMAGE_SIZE="${NBD_IMAGE_SIZE:-1G}"
 EXERCISE_OPS="${NBD_EXERCISE_OPS:-1000}"
 BIN="$(extentfs_bin debug)"
 WRAPPER="$REPO_ROOT/scripts/lib/extentfs-on-nbd"
@@ -76,7 +80,7 @@ for transport in $TRANSPORTS; do
     export EXTENTFS_NBD_TRANSPORT="$transport"
     export EXTENTFS_NBD_STATE="$WORK/servers-$transport"
     run "fio verify over NBD ($transport), block sizes $BLOCK_SIZES" \
-        env EXTENTFS_BIN="$WRAPPER" BLOCK_SIZES="$BLOCK_SIZES" FIO_SIZE="$FIO_SIZE" IMAGE_SIZE=1G \
+        env EXTENTFS_BIN="$WRAPPER" BLOCK_SIZES="$BLOCK_SIZES" FIO_SIZE="$FIO_SIZE" IMAGE_SIZE="$IMAGE_SIZE" \
         WORK_DIR="$WORK/fio-$transport" bash scripts/fio-verify.sh
     for block_size in $BLOCK_SIZES; do
         seed=$((block_size + 13))
