@@ -136,10 +136,11 @@ final class NBDConnection: @unchecked Sendable {
     // MARK: - Commands
 
     /// Runs the commands, all in flight at once, and returns when every one has finished;
-    /// throws the first one's error. The buffers are libnbd's until then, also after a timeout.
-    func perform(_ commands: [Command]) throws {
-        if let failure = currentFailure { throw ExtentFSError("\(uri): \(failure)", errno: .ioError) }
-        let completion = NBDCompletion(commands: commands.count)
+    /// throws the first one's error. The buffers are libnbd's until then, also after a timeout;
+    /// `keepAlive` (what owns them, if not the caller) lives until libnbd lets go of them.
+    func perform(_ commands: [Command], keepAlive: AnyObject? = nil) throws {
+        try checkUsable()
+        let completion = NBDCompletion(commands: commands.count, keepAlive: keepAlive)
         submit(commands, completion)
         try wait(for: completion)
     }
@@ -191,6 +192,11 @@ final class NBDConnection: @unchecked Sendable {
     }
 
     var currentFailure: String? { stateLock.withLock { failure } }
+
+    /// Throws (EIO, and why) once the connection has been lost or given up.
+    func checkUsable() throws {
+        if let failure = currentFailure { throw ExtentFSError("\(uri): \(failure)", errno: .ioError) }
+    }
 
     /// Ends the connection: libnbd fails every command in flight, and we every later one.
     func giveUp(_ reason: String) {

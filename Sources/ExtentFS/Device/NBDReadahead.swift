@@ -9,9 +9,9 @@ import Glibc
 /// chunks are asked for ahead of them, several in flight at once, and a read they cover is
 /// answered from them.
 ///
-/// Coherence: a write drops every chunk it overlaps, when it starts and again when it has
-/// finished (a chunk asked for while the write was on its way may hold either version), so a
-/// read that begins after a write has returned never sees what was there before it. A chunk the
+/// Coherence: a write drops every chunk it overlaps once it counts as in flight, before it is
+/// sent, and no chunk is asked for over a write in flight (the server could read it first), so
+/// a read never sees what was there before a write that returned before it began. A chunk the
 /// server failed is not used: the read goes to the server and gets its own answer.
 final class NBDReadahead: @unchecked Sendable {
     static let defaultChunkBytes = 512 << 10
@@ -42,6 +42,7 @@ final class NBDReadahead: @unchecked Sendable {
     }
 
     private let connection: NBDConnection
+    private let writes: NBDWriteBehind
     private let size: UInt64
     private let pool: NBDBufferPool
     /// defaultChunkBytes, or less when the server takes less in one command.
@@ -56,10 +57,11 @@ final class NBDReadahead: @unchecked Sendable {
     private var windowChunks = 0
 
     /// `pool`: buffers of at least `chunkBytes`.
-    init(connection: NBDConnection, size: UInt64, chunkBytes: Int, pool: NBDBufferPool) {
+    init(connection: NBDConnection, writes: NBDWriteBehind, size: UInt64, chunkBytes: Int, pool: NBDBufferPool) {
         precondition(pool.bufferBytes >= chunkBytes)
         self.chunkBytes = chunkBytes
         self.connection = connection
+        self.writes = writes
         self.size = size
         self.pool = pool
     }
@@ -113,8 +115,8 @@ final class NBDReadahead: @unchecked Sendable {
         return true
     }
 
-    /// A write to [offset, offset + count) is starting or has finished: chunks that overlap it
-    /// may hold what was there before.
+    /// A write to [offset, offset + count) is in flight: chunks that overlap it hold what was
+    /// there before.
     func invalidate(offset: UInt64, count: Int) {
         let end = offset + UInt64(count)
         lock.withLock {
@@ -132,7 +134,8 @@ final class NBDReadahead: @unchecked Sendable {
         for chunk in dropped { _ = chunk.completion.wait(seconds: connection.timeout) }
     }
 
-    /// Asks for chunks up to `windowChunks` past the stream. Caller holds `lock`.
+    /// Asks for chunks up to `windowChunks` past the stream, up to a write in flight. Caller
+    /// holds `lock` (and takes NBDWriteBehind's inside it, never the other way round).
     private func askAhead() {
         let target = min(streamEnd + UInt64(windowChunks * chunkBytes), size)
         var next = chunks.last?.end ?? streamEnd
@@ -143,6 +146,7 @@ final class NBDReadahead: @unchecked Sendable {
         }
         while next < target && chunks.count < Self.maximumChunks + 2 {
             let length = Int(min(UInt64(chunkBytes), size - next))
+            if writes.isWriting(overlapping: next, next + UInt64(length)) { break }
             let buffer = Buffer(pool)
             let completion = NBDCompletion(commands: 1, keepAlive: buffer)
             connection.submit([.read(buffer.memory, count: length, offset: next)], completion)

@@ -6,23 +6,26 @@ import Glibc
 /// An image on an export of an NBD server (nbdkit, qemu-nbd, and through them files, memory,
 /// Ceph, S3 ...), reached through libnbd with no kernel module. Reads and writes are cut into
 /// commands that are all in flight at once (NBDTransfer) on one connection (NBDConnection),
-/// and sequential reads are read ahead (NBDReadahead);
+/// writes return before the server has answered (NBDWriteBehind), and sequential reads are
+/// read ahead (NBDReadahead);
 /// a flush is NBD_CMD_FLUSH, which covers every write the server has acknowledged, so the
 /// journal's promises hold as on a disk.
 ///
 /// A server that cannot flush is refused for writing: a write it acknowledges might be in its
 /// cache only, and a commit would promise what a power cut takes back. Failures are EIO (ENOSPC
-/// when the server says so); a lost or stalled connection fails every later call too, and only
-/// a new mount connects again (StoreOptions.nbdTimeout bounds every wait).
+/// when the server says so); a failed write fails every later write and flush; a lost or
+/// stalled connection fails every later call, and only a new mount connects again
+/// (StoreOptions.nbdTimeout bounds every wait).
 final class NBDStore: StoreBackend, @unchecked Sendable {
     /// How much one command carries: large enough that the protocol's cost per command is small,
-    /// small enough that a 1 MiB writeback or read is several commands in flight.
-    static let pieceBytes = 256 << 10
+    /// small enough that a large read or write is several commands in flight.
+    static let pieceBytes = 512 << 10
 
     let path: String
     let size: UInt64
     var isResizable: Bool { false }
     private let connection: NBDConnection
+    private let writeBehind: NBDWriteBehind
     private let readahead: NBDReadahead
     private let buffers: NBDBufferPool
     private let pieceBytes: Int
@@ -43,12 +46,17 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
         size = connection.size
         pieceBytes = min(Self.pieceBytes, connection.maximumPayload)
         let chunkBytes = min(NBDReadahead.defaultChunkBytes, connection.maximumPayload)
-        // Readahead keeps up to 10 chunks; concurrent staged transfers take a few more.
-        buffers = NBDBufferPool(bufferBytes: max(chunkBytes, pieceBytes), maximumKept: 16)
-        readahead = NBDReadahead(connection: connection, size: connection.size, chunkBytes: chunkBytes, pool: buffers)
+        let bufferBytes = max(chunkBytes, pieceBytes)
+        // Readahead keeps up to 10 chunks and write-behind 8 MiB of staged pieces: reused, not
+        // allocated and faulted in again for every write.
+        buffers = NBDBufferPool(bufferBytes: bufferBytes, maximumKept: 12 + NBDWriteBehind.maximumBytes / bufferBytes)
+        writeBehind = NBDWriteBehind(connection: connection)
+        readahead = NBDReadahead(connection: connection, writes: writeBehind, size: connection.size,
+                                 chunkBytes: chunkBytes, pool: buffers)
     }
 
     deinit {
+        try? writeBehind.drain()
         readahead.discard()
         connection.close()
         try? lockFile?.close()
@@ -70,24 +78,24 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
 
     func read(vectors: [iovec], at offset: UInt64) throws {
         let count = vectors.reduce(0) { $0 + $1.iov_len }
+        try writeBehind.waitForWrites(overlapping: offset, count: count)
         if readahead.read(vectors: vectors, at: offset, count: count) { return }
         let transfer = NBDTransfer(.read, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers)
-        defer { transfer.release() }
-        try connection.perform(transfer.commands)
+        try connection.perform(transfer.commands, keepAlive: transfer.staging)
         transfer.scatter()
     }
 
     func write(vectors: [iovec], at offset: UInt64) throws {
         let count = vectors.reduce(0) { $0 + $1.iov_len }
-        let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers)
-        defer { transfer.release() }
-        readahead.invalidate(offset: offset, count: count)
-        // Also afterwards, failed or not: readahead asked for meanwhile may hold either version.
-        defer { readahead.invalidate(offset: offset, count: count) }
-        try connection.perform(transfer.commands)
+        let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers, stageAll: true)
+        try writeBehind.write(transfer, offset: offset, count: count) {
+            readahead.invalidate(offset: offset, count: count)
+        }
     }
 
+    /// NBD_CMD_FLUSH covers the writes the server has answered: all of them, once drained.
     func flush() throws {
+        try writeBehind.drain()
         try connection.perform([.flush])
     }
 

@@ -3,26 +3,29 @@ import Glibc
 #endif
 
 /// One read or write of the store as NBD commands of at most `pieceBytes` each, all sent at
-/// once: a 1 MiB writeback becomes several commands the server works on in parallel while the
-/// next ones are still on the wire, where one command would wait for each step in turn.
+/// once: a large read or write becomes several commands the server works on in parallel while
+/// the next ones are still on the wire, where one command would wait for each step in turn.
 ///
 /// NBD has no scattered commands, and page-sized vectors as commands of their own would cost a
 /// round of the protocol each; so the pieces of a command that are not one stretch of memory go
-/// through a staging buffer (a copy in memory is cheap next to a trip through a socket).
+/// through a staging buffer (a copy in memory is cheap next to a trip through a socket). A write
+/// that returns before the server has answered (NBDWriteBehind) stages every piece: the caller
+/// may change its memory as soon as the call returns.
 struct NBDTransfer {
     enum Direction { case read, write }
 
     private(set) var commands: [NBDConnection.Command] = []
-    /// Staging buffers, and the pieces of caller memory each stands for.
-    private var staged: [(buffer: UnsafeMutableRawPointer, pieces: [iovec])] = []
+    /// The staging buffers: give it to the commands' completion (`keepAlive`), so that the
+    /// buffers live until libnbd is done with them.
+    let staging: NBDStaging
     private let direction: Direction
-    /// Where staging buffers come from: `pieceBytes` must fit in one of its buffers.
-    private let pool: NBDBufferPool
 
-    init(_ direction: Direction, vectors: [iovec], at offset: UInt64, pieceBytes: Int, pool: NBDBufferPool) {
+    /// `stageAll`: stage pieces that are one stretch of caller memory too.
+    init(_ direction: Direction, vectors: [iovec], at offset: UInt64, pieceBytes: Int, pool: NBDBufferPool,
+         stageAll: Bool = false) {
         precondition(pieceBytes <= pool.bufferBytes)
         self.direction = direction
-        self.pool = pool
+        staging = NBDStaging(pool)
         var position = offset
         var pieces: [iovec] = []
         var pieceTotal = 0
@@ -40,25 +43,24 @@ struct NBDTransfer {
                 base += take
                 left -= take
                 if pieceTotal == pieceBytes {
-                    addCommand(pieces, total: pieceTotal, at: position)
+                    addCommand(pieces, total: pieceTotal, at: position, stageAll: stageAll)
                     position += UInt64(pieceTotal)
                     pieces.removeAll(keepingCapacity: true)
                     pieceTotal = 0
                 }
             }
         }
-        if pieceTotal > 0 { addCommand(pieces, total: pieceTotal, at: position) }
+        if pieceTotal > 0 { addCommand(pieces, total: pieceTotal, at: position, stageAll: stageAll) }
     }
 
-    private mutating func addCommand(_ pieces: [iovec], total: Int, at offset: UInt64) {
-        if pieces.count == 1 {
+    private mutating func addCommand(_ pieces: [iovec], total: Int, at offset: UInt64, stageAll: Bool) {
+        if pieces.count == 1 && !stageAll {
             let memory = pieces[0].iov_base!
             commands.append(direction == .read ? .read(memory, count: total, offset: offset)
                                                : .write(memory, count: total, offset: offset))
             return
         }
-        let buffer = pool.take()
-        staged.append((buffer, pieces))
+        let buffer = staging.add(pieces)
         switch direction {
         case .read:
             commands.append(.read(buffer, count: total, offset: offset))
@@ -74,17 +76,6 @@ struct NBDTransfer {
 
     /// After a read: copies what the staging buffers received to the caller's pieces.
     func scatter() {
-        for (buffer, pieces) in staged {
-            var cursor = UnsafeRawPointer(buffer)
-            for piece in pieces {
-                piece.iov_base!.copyMemory(from: cursor, byteCount: piece.iov_len)
-                cursor += piece.iov_len
-            }
-        }
-    }
-
-    /// Frees the staging buffers: once the commands have finished (libnbd no longer uses them).
-    func release() {
-        for (buffer, _) in staged { pool.give(buffer) }
+        staging.scatter()
     }
 }

@@ -7,10 +7,12 @@ import Glibc
 /// what every kind shares (the test-only interceptor, the count of unflushed writes), so the
 /// engine never knows which it has.
 ///
-/// Every method may be called from many threads at once. Reads and writes return only once the
-/// device has taken the bytes (as pwrite does); `flush` returns once every write that returned
-/// before it began is on stable storage. A failure throws `Errno` or an `ExtentFSError` whose
-/// errno is EIO (or ENOSPC when the device is out of space).
+/// Every method may be called from many threads at once. A write returns once the device has
+/// taken the bytes (as pwrite does into the host's page cache), not once they are stable; a read
+/// sees every write that returned before it began; `flush` returns once every write that
+/// returned before it began is on stable storage. A failure throws `Errno` or an
+/// `ExtentFSError` whose errno is EIO (or ENOSPC when the device is out of space); a write that
+/// fails after it returned fails a later write or flush instead (NBDWriteBehind).
 protocol StoreBackend: AnyObject, Sendable {
     /// The file, device or URI the user named: for messages.
     var path: String { get }
