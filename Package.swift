@@ -73,10 +73,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The image-level fuzzer: damages whole small images and checks that fsck, a mount, a walk
+        // and a write workload survive each, in child processes (Tests/ImageFuzzer/main.swift).
+        // Built with everything, so that the tests can run it; uses the engine's public API only.
+        .executableTarget(
+            name: "ImageFuzzer",
+            dependencies: ["ExtentFS", "ExtentFSExercise"],
+            path: "Tests/ImageFuzzer"
+        ),
+        // Test-only: the heap bytes in use, for the tests that measure what metadata costs in memory.
+        .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
         // Test-only: a real nbdkit (memory or file plugin, Unix socket or TCP) the NBD tests
         // start, kill, stall and start again.
         .target(name: "NBDTestServer", path: "Tests/NBDTestServer", swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "NBDTestServer"]),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "CHeapProbe", "NBDTestServer"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         // Test-only: what the integration tests do as another user, in a forked child (C, since
@@ -91,3 +101,12 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// The coverage-guided fuzzer of the decoders. Its main is libFuzzer's, so it exists only in the
+// build scripts/fuzz.sh makes: EXTENTFS_FUZZ=1 swift build --sanitize=fuzzer (debug, so that
+// @testable reaches the decoders).
+if Context.environment["EXTENTFS_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "DecoderFuzzer", dependencies: ["ExtentFS"], path: "Tests/DecoderFuzzer",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

@@ -161,6 +161,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Starts $@ (a FUSE daemon with -f) in the background and waits for the mount on MNT.
+# passthrough_ll keeps a descriptor open for every inode the kernel has looked up: a directory of
+# DIR_ENTRIES files needs more than the usual soft limit of 1,024.
+ulimit -n "$(cat /proc/sys/fs/nr_open)" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(( $(ulimit -n) > DIR_ENTRIES + SMALL_FILES )) || die "passthrough_ll needs more than $((DIR_ENTRIES + SMALL_FILES)) descriptors; ulimit -n allows $(ulimit -n)"
+
 start_daemon() {
     local name="$1" logfile="$WORK/$1.log"
     shift

@@ -41,6 +41,11 @@ elif ((status != 0)); then
 fi
 cleanup_test_mounts
 
+# The coverage-guided decoder fuzzer needs a build of its own (libFuzzer); swift test ran the
+# image fuzzer and replayed both corpora already.
+log "running the decoder fuzzer for a fixed budget (seed 1)"
+bash scripts/fuzz.sh --short || failures+=("scripts/fuzz.sh --short failed (exit $?)")
+
 # Runs even after a swift test failure: its result tells a data-path bug from a test-harness one.
 log "running fio verification"
 bash scripts/fio-verify.sh || failures+=("scripts/fio-verify.sh failed (exit $?)")

@@ -18,7 +18,8 @@ func installXattrOps(_ ops: inout fuse_lowlevel_ops) {
     ops.listxattr = { req, ino, size in
         handle(req) { fs in
             var list: [UInt8] = []
-            for name in try fs.listxattr(ino) {
+            // trusted.* names only to CAP_SYS_ADMIN, as ext4 and XFS list them.
+            for name in try fs.listxattr(ino, includingTrusted: callerHasSystemAdministration(req)) {
                 list += name
                 list.append(0)
             }

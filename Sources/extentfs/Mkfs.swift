@@ -64,8 +64,9 @@ struct Mkfs: ParsableCommand {
             return false
         }
         do {
+            // The image holds every file's bytes, whatever their modes inside: its owner only.
             let fd = try FileDescriptor.open(image, .writeOnly, options: [.create, .exclusiveCreate],
-                                             permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                                             permissions: [.ownerReadWrite])
             try fd.close()
             return true
         } catch Errno.fileExists {

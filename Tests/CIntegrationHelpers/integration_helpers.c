@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 #include <extentfs_ioctl.h>
@@ -309,4 +312,99 @@ static void race_child(const void *argument, void *report) {
 int extentfs_test_race_source_descriptor(const struct extentfs_race_setup *setup,
                                          struct extentfs_race_outcome *outcome) {
     return run_in_child(race_child, setup, outcome, sizeof *outcome);
+}
+
+/* ---- extended attributes as another user ---- */
+
+struct xattr_flood_request {
+    const struct extentfs_test_user *user;
+    const char *directory;
+    uint32_t max_files;
+};
+
+static int create_empty(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+static void xattr_flood_child(const void *argument, void *report) {
+    const struct xattr_flood_request *request = argument;
+    struct extentfs_xattr_flood_outcome *outcome = report;
+    memset(outcome, 0, sizeof *outcome);
+    if (drop_privileges(request->user) != 0) {
+        outcome->failed_step = EXTENTFS_STEP_DROP_PRIVILEGES;
+        outcome->setup_error = errno;
+        return;
+    }
+    enum { largest = 65536 };
+    char *value = calloc(largest + 1, 1);
+    char path[4096];
+    char name[300];
+    snprintf(path, sizeof path, "%s/single", request->directory);
+    if (value == NULL || create_empty(path) != 0) {
+        outcome->failed_step = EXTENTFS_STEP_OPEN_DESTINATION;
+        outcome->setup_error = errno;
+        free(value);
+        return;
+    }
+    memset(name, 'n', 256);
+    memcpy(name, "user.", 5);
+    name[256] = 0;
+    outcome->long_name_error = lsetxattr(path, name, value, 1, 0) == 0 ? 0 : errno;
+    outcome->oversized_value_error = lsetxattr(path, "user.big", value, largest + 1, 0) == 0 ? 0 : errno;
+    if (lsetxattr(path, "user.a", value, largest, 0) != 0) {
+        outcome->failed_step = EXTENTFS_STEP_OPEN_DESTINATION;
+        outcome->setup_error = errno;
+        free(value);
+        return;
+    }
+    outcome->second_value_error = lsetxattr(path, "user.b", value, largest, 0) == 0 ? 0 : errno;
+
+    for (uint32_t index = 0; index < request->max_files; index++) {
+        snprintf(path, sizeof path, "%s/f%u", request->directory, index);
+        if (create_empty(path) != 0) {
+            outcome->flood_error = errno;
+            outcome->flood_step = 1;
+            break;
+        }
+        if (lsetxattr(path, "user.v", value, largest, 0) != 0) {
+            outcome->flood_error = errno;
+            outcome->flood_step = 2;
+            break;
+        }
+        outcome->files++;
+    }
+    free(value);
+}
+
+int extentfs_test_xattr_flood_as_user(const struct extentfs_test_user *user, const char *directory,
+                                      uint32_t max_files, struct extentfs_xattr_flood_outcome *outcome) {
+    struct xattr_flood_request request = { .user = user, .directory = directory, .max_files = max_files };
+    return run_in_child(xattr_flood_child, &request, outcome, sizeof *outcome);
+}
+
+struct listxattr_request {
+    const struct extentfs_test_user *user;
+    const char *path;
+};
+
+static void listxattr_child(const void *argument, void *report) {
+    const struct listxattr_request *request = argument;
+    struct extentfs_listxattr_result *result = report;
+    memset(result, 0, sizeof *result);
+    if (drop_privileges(request->user) != 0) {
+        result->failed_step = EXTENTFS_STEP_DROP_PRIVILEGES;
+        result->setup_error = errno;
+        return;
+    }
+    ssize_t count = llistxattr(request->path, result->names, sizeof result->names);
+    result->result = count < 0 ? -errno : (int32_t)count;
+}
+
+int extentfs_test_listxattr_as_user(const struct extentfs_test_user *user, const char *path,
+                                    struct extentfs_listxattr_result *result) {
+    struct listxattr_request request = { .user = user, .path = path };
+    return run_in_child(listxattr_child, &request, result, sizeof *result);
 }

@@ -84,6 +84,91 @@ final class HostileImageTests: XCTestCase {
         assertRefused(volume, "a directory cookie of 2^64-2")
     }
 
+    /// An image may start one below the end of inode numbers or of a directory's cookies: mount
+    /// takes it, but a create must not take the last number and make an image no mount accepts
+    /// (found by the image fuzzer for log sequences; these are the same limit). ENOSPC instead,
+    /// and the image stays clean. Seen failing before: the create succeeded and fsck then refused
+    /// the image (the next inode number out of range; the directory's next cookie invalid).
+    func testTheLastInodeNumberAndCookieAreNotGivenOut() throws {
+        let numbers = try volumeWithAFile()
+        try craft(numbers) { $0.nextInode = CheckpointCodec.maxInodeNumber - 1 }
+        XCTAssertEqual(try Volume.check(image: numbers.image), [])
+        numbers.fs = try FileSystem.mount(image: numbers.image, options: numbers.options)
+        XCTAssertEqual(errno { _ = try numbers.create("one-too-many") }, .noSpace)
+        try numbers.unmountAndCheck()
+
+        let cookies = try volumeWithAFile()
+        try craft(cookies) { crafted in
+            for index in crafted.inodes.indices where crafted.inodes[index].type == .directory && crafted.inodes[index].ino != FileSystem.rootInode {
+                var directory = Directory()
+                directory.restore(name: Array("x".utf8), entry: Directory.Entry(ino: 0, type: .regular, cookie: Directory.maxCookie - 2))
+                _ = directory.remove(name: Array("x".utf8))
+                crafted.inodes[index].directory = directory
+            }
+        }
+        XCTAssertEqual(try Volume.check(image: cookies.image), [])
+        cookies.fs = try FileSystem.mount(image: cookies.image, options: cookies.options)
+        let dir = try cookies.lookup("dir").ino
+        let file = try cookies.lookup("file").ino
+        XCTAssertEqual(errno { _ = try cookies.create("one-too-many", in: dir) }, .noSpace)
+        XCTAssertEqual(errno { _ = try cookies.fs.link(file, newParent: dir, newName: Array("link".utf8)) }, .noSpace)
+        XCTAssertEqual(errno {
+            try cookies.fs.rename(parent: FileSystem.rootInode, name: Array("file".utf8), newParent: dir, newName: Array("moved".utf8), flags: [])
+        }, .noSpace)
+        _ = try cookies.create("elsewhere")
+        try cookies.unmountAndCheck()
+    }
+
+    /// The checkpoint index of the newest superblock, rewritten to `runs`, with the payload length
+    /// `payloadBytes` (or as it was), and the checksums and superblock recomputed.
+    private func craftIndex(_ volume: TestVolume, runs: (Superblock) -> [BlockRun], payloadBytes: ((Superblock) -> UInt64)? = nil) throws {
+        try volume.fs.unmount()
+        volume.fs = nil
+        let store = try BackingStore(path: volume.image, writable: true)
+        var superblock = try VolumeLoader.readSuperblock(store).superblock
+        let index = CheckpointIndex.encode(payloadRuns: runs(superblock))
+        XCTAssertLessThanOrEqual(UInt64(index.count), superblock.checkpoint.indexBlockCount * UInt64(superblock.blockSize))
+        try store.write(index, at: superblock.checkpoint.indexBlock * UInt64(superblock.blockSize))
+        superblock.checkpoint.indexBytes = UInt64(index.count)
+        superblock.checkpoint.indexChecksum = CRC32C.checksum(index)
+        if let payloadBytes { superblock.checkpoint.payloadBytes = payloadBytes(superblock) }
+        try Journal.writeSuperblock(superblock, store: store)
+    }
+
+    /// Runs whose sum passes the volume's blocks: the sum is the payload's capacity, worked out
+    /// before the checker looks at the runs, and on a large volume (2^17 runs of 2^47 blocks, an
+    /// index of 2 MiB) it overflowed in fsck and mount. The index decoder now refuses runs that
+    /// add up to more than the volume (seen failing before: it returned all three).
+    func testCheckpointIndexRunsMayNotAddUpToMoreThanTheVolume() throws {
+        let volume = try volumeWithAFile()
+        func threeVolumes(_ superblock: Superblock) -> [BlockRun] {
+            let whole = BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)
+            return [whole, whole, whole]
+        }
+        let superblock = volume.fs.metadata.withLock { volume.fs.metadata.superblock }
+        XCTAssertThrowsError(try CheckpointIndex.decode(CheckpointIndex.encode(payloadRuns: threeVolumes(superblock)), superblock: superblock))
+        try craftIndex(volume, runs: threeVolumes)
+        assertRefused(volume, "checkpoint index runs adding up to three volumes")
+    }
+
+    /// A sparse image takes no room on disk but can claim a checkpoint of terabytes, which mount
+    /// and fsck read whole: asking for that much memory ended the process. Refused first, with a
+    /// line, when it is more than half of the machine's memory (made 8 MiB here, so that the
+    /// test needs no terabytes).
+    func testACheckpointLargerThanMemoryIsRefusedBeforeItIsRead() throws {
+        let volume = try volumeWithAFile()
+        let memory = VolumeLoader.machineMemoryBytes
+        VolumeLoader.machineMemoryBytes = 8 << 20
+        defer { VolumeLoader.machineMemoryBytes = memory }
+        try craftIndex(volume, runs: { superblock in
+            [BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)]
+        }, payloadBytes: { _ in 32 << 20 })
+        assertRefused(volume, "a checkpoint of 32 MiB with 8 MiB of memory")
+        XCTAssertThrowsError(try Volume.check(image: volume.image)) { error in
+            XCTAssertEqual((error as? ExtentFSError)?.errno, .noMemory, "\(error)")
+        }
+    }
+
     func testXattrsThatCouldNeverBeSet() throws {
         for (name, size) in [([UInt8](), 1), (Array("noprefix".utf8), 1), (Array("user.a\u{0}b".utf8), 1),
                              (Array("user.pad".utf8), FileSystem.maxXattrValue + 1)] {
@@ -116,7 +201,7 @@ final class HostileImageTests: XCTestCase {
         let superblock = volume.fs.metadata.superblock
         let image = InodeImage(Inode(ino: 50, mode: directoryMode, uid: 0, gid: 0, time: .now, cache: nil))
         func record(_ changes: [Directory.Change]) -> [UInt8] {
-            LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes, entryBytes: 0)], referenceRanges: []).encode().payload
+            LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes)], referenceRanges: []).encode()
         }
         var missing = ReplayState(nextInode: 100, inodes: [:], referenceCounts: ReferenceCounts())
         XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: a)]), to: &missing, superblock: superblock, cache: nil),

@@ -11,8 +11,11 @@ struct FreeSpace {
     private(set) var freeBlocks: UInt64 = 0
     /// Blocks promised to delayed allocations, not yet allocated.
     private(set) var reserved: UInt64 = 0
-    /// Blocks held back for the next checkpoint, which is written before the old one is freed.
-    var metadataReserve: UInt64 = 0
+    /// What the metadata takes, for the blocks held back for the next checkpoints (written
+    /// before the old ones are freed) and for what writeback of the promised blocks may add to
+    /// it: current at every change, not only at commits.
+    var metadataSpace: MetadataSpace?
+    var metadataReserve: UInt64 { metadataSpace?.reserveBlocks(promisedDataBlocks: reserved) ?? 0 }
     private(set) var pendingFree: [BlockRun] = []
     private(set) var pendingFreeBlocks: UInt64 = 0
 
@@ -31,10 +34,19 @@ struct FreeSpace {
         freeBlocks += run.count
     }
 
-    /// Blocks a new reservation may take.
+    /// Blocks a new reservation may take. (What its writeback may add to the metadata is held
+    /// back once it is promised: one request overshoots by at most that, within the reserve's slack.)
     var available: UInt64 {
-        let held = reserved + metadataReserve
-        return freeBlocks > held ? freeBlocks - held : 0
+        let spare = spareBlocks(countingPendingFrees: false)
+        return spare > 0 ? UInt64(spare) : 0
+    }
+
+    /// Free blocks beyond every promise and the metadata reserve; negative when metadata grew
+    /// into the reserve's slack (growth no request could refuse). Pending frees count where the
+    /// caller's need can wait for the commit that releases them (metadata, statfs).
+    func spareBlocks(countingPendingFrees: Bool) -> Int64 {
+        let free = freeBlocks + (countingPendingFrees ? pendingFreeBlocks : 0)
+        return Int64(free) - Int64(reserved + metadataReserve)
     }
 
     mutating func reserve(_ count: UInt64) -> Bool {

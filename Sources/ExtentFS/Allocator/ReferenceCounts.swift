@@ -9,9 +9,15 @@ public struct ReferenceCounts: Sendable {
     }
 
     public private(set) var entries: [Entry] = []
+    /// u64 first block, u64 block count, u32 count: an entry in a checkpoint.
+    static let encodedEntryBytes = 20
     /// Told of every changed range, and of blocks whose count fell to one (the log records the
     /// former; the latter are not written in place until that record is durable).
     var changes: ChangeSet?
+    /// Told how many entries there are after each change: they are in every checkpoint.
+    var metadataSpace: MetadataSpace? {
+        didSet { metadataSpace?.referenceEntries = entries.count }
+    }
 
     public init() {}
     init(validated entries: [Entry]) { self.entries = entries }
@@ -123,5 +129,6 @@ public struct ReferenceCounts: Sendable {
             }
         }
         entries.replaceSubrange(lower..<upper, with: merged)
+        metadataSpace?.referenceEntries = entries.count
     }
 }

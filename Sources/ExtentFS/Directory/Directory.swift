@@ -19,10 +19,10 @@ public struct Directory: Sendable {
     private var cookies: [UInt64] = []
     private var nameByCookie: [UInt64: [UInt8]] = [:]
     public private(set) var nextCookie: UInt64 = firstEntryCookie
-    /// What the entries take in a checkpoint image (CheckpointCodec: 19 bytes and the name
-    /// each), kept as they change so that a log record of entry changes can say what the whole
-    /// directory would take without walking it.
+    /// What the entries take in a checkpoint (u64 ino, u64 cookie, u8 type, u16 name length,
+    /// name): charged to space as they are added (MetadataSpace).
     private(set) var encodedEntryBytes = 0
+    static let encodedEntryOverhead = 19
 
     public init() {}
 
@@ -31,8 +31,6 @@ public struct Directory: Sendable {
     init(emptyWithNextCookie nextCookie: UInt64) {
         self.nextCookie = nextCookie
     }
-
-    static func encodedBytes(_ name: [UInt8]) -> Int { 19 + name.count }
 
     /// A logged image's next cookie, which may be ahead of the entries' (a removed last entry).
     mutating func raiseNextCookie(to cookie: UInt64) {
@@ -69,6 +67,9 @@ public struct Directory: Sendable {
     }
 
     public var count: Int { byName.count }
+    /// Every cookie below the limit has been given out (they are never reused, and an image may
+    /// start near the limit): another entry would make a directory no mount accepts. ENOSPC.
+    var isOutOfCookies: Bool { nextCookie >= Directory.maxCookie - 1 }
     public var isEmpty: Bool { byName.isEmpty }
 
     public func entry(named name: [UInt8]) -> Entry? { byName[name] }
@@ -85,9 +86,14 @@ public struct Directory: Sendable {
         nextCookie = max(nextCookie, entry.cookie + 1)
     }
 
+    /// The stored next cookie (checkpoint load): entries removed before the checkpoint took
+    /// cookies above the ones left, which must not be given out again.
+    mutating func restore(nextCookie stored: UInt64) {
+        nextCookie = max(nextCookie, stored)
+    }
+
     private mutating func insert(name: [UInt8], entry: Entry) {
-        if byName[name] == nil { encodedEntryBytes += Directory.encodedBytes(name) }
-        byName[name] = entry
+        if byName.updateValue(entry, forKey: name) == nil { encodedEntryBytes += Directory.encodedEntryOverhead + name.count }
         nameByCookie[entry.cookie] = name
         if let last = cookies.last, last > entry.cookie {
             let index = firstCookieIndex(after: entry.cookie)
@@ -100,7 +106,7 @@ public struct Directory: Sendable {
     @discardableResult
     public mutating func remove(name: [UInt8]) -> Entry? {
         guard let entry = byName.removeValue(forKey: name) else { return nil }
-        encodedEntryBytes -= Directory.encodedBytes(name)
+        encodedEntryBytes -= Directory.encodedEntryOverhead + name.count
         nameByCookie.removeValue(forKey: entry.cookie)
         if cookies.count > 64, cookies.count > 2 * byName.count {
             cookies = cookies.filter { nameByCookie[$0] != nil }

@@ -25,14 +25,15 @@ extension FileSystem {
     }
 
     /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
-    /// as ext4 and XFS do; takes one lookup reference. Caller is inside a transaction.
-    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials,
+    /// as ext4 and XFS do; takes one lookup reference. `contentBytes` is what `configure` adds
+    /// to the inode (a symlink's target), charged to space with it. Caller is inside a transaction.
+    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try FileSystem.validate(name: name)
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
-        try checkRoomForNode(named: name)
+        try checkRoomForNode(named: name, in: directory, contentBytes: contentBytes)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         var mode = mode
@@ -59,11 +60,15 @@ extension FileSystem {
         return inode
     }
 
-    /// ENOSPC unless a new inode named `name` fits: an inode number, and the metadata space for
-    /// the inode and its directory entry in the checkpoints to come. In a transaction.
-    func checkRoomForNode(named name: [UInt8]) throws {
+    /// ENOSPC unless a new inode named `name` fits in `directory`: an inode number, a cookie,
+    /// and the metadata space for the inode, its directory entry and `contentBytes` (a symlink's
+    /// target) in the checkpoints to come. In a transaction.
+    func checkRoomForNode(named name: [UInt8], in directory: Inode, contentBytes: Int = 0) throws {
         guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
-        try metadata.chargeMetadata(bytes: 160 + 2 * name.count)
+        // Numbers are never reused and an image may start near the end of them: past it, the
+        // image would be one that no mount accepts.
+        guard metadata.nextInode + 1 < CheckpointCodec.maxInodeNumber, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
+        try metadata.chargeMetadata(bytes: 160 + 2 * name.count + contentBytes)
     }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops

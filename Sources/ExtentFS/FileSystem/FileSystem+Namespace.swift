@@ -64,7 +64,7 @@ extension FileSystem {
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
         let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner) {
+            try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner, contentBytes: target.count) {
                 $0.symlinkTarget = target
             }.attributes(blockSize: blockSize)
         }
@@ -93,6 +93,8 @@ extension FileSystem {
             let directory = try directoryInode(newParent)
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
+            guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
+            try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
             let now = Timespec.now
             directory.addEntry(name: newName, ino: ino, type: inode.type)
             directory.mtime = now

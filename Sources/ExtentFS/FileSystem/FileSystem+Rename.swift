@@ -54,11 +54,14 @@ extension FileSystem {
             if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
             if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
             // All that could stop the whiteout, before anything changes.
-            if flags.contains(.whiteout) { try checkRoomForNode(named: name) }
+            if flags.contains(.whiteout) { try checkRoomForNode(named: name, in: source) }
             if moving.type == .directory {
                 try checkNotAncestor(moving.ino, of: newParent)
                 if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
             }
+            // A longer name takes more room in the checkpoints; the new entry takes a cookie.
+            if newName.count > name.count { try metadata.chargeMetadata(bytes: newName.count - name.count) }
+            guard !target.directory!.isOutOfCookies else { throw Errno.noSpace }
             var replaced: Inode?
             if let targetEntry {
                 let old = try metadata.inode(targetEntry.ino)

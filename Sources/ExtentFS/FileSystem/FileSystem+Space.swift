@@ -89,13 +89,25 @@ extension FileSystem {
         if cursor < end { holes.append((cursor, end - cursor)) }
         let needed = holes.reduce(0) { $0 + $1.1 }
         guard needed <= metadata.freeSpace.available else { throw Errno.noSpace }
+        var allocations: [(logical: UInt64, runs: [BlockRun])] = []
         for (start, count) in holes {
+            // Each hole lies after a mapped extent or at the start: none of this call's runs.
             var hint: UInt64 = 0
             if start > 0, case .mapped(let previous) = inode.extents.lookup(start - 1), previous.state != .delayed {
                 hint = previous.physical + 1
             }
-            var logical = start
-            for run in metadata.freeSpace.allocate(count, near: hint) {
+            allocations.append((start, metadata.freeSpace.allocate(count, near: hint)))
+        }
+        // An extent per run: only now is it known into how many pieces free space cut the holes.
+        do {
+            try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * allocations.reduce(0) { $0 + $1.runs.count })
+        } catch {
+            for allocation in allocations { for run in allocation.runs { metadata.freeSpace.free(run) } }
+            throw error
+        }
+        for allocation in allocations {
+            var logical = allocation.logical
+            for run in allocation.runs {
                 inode.extents.insert(FileExtent(logical: logical, length: run.count, physical: run.start, state: .unwritten))
                 logical += run.count
             }
@@ -106,6 +118,7 @@ extension FileSystem {
     private func punchHole(_ inode: Inode, offset: UInt64, length: UInt64) throws {
         try withPagesLocked(inode) { space, size in
             let (first, wholeEnd) = wholeBlocks(offset, length)
+            if first < wholeEnd { try metadata.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) } }
             try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: size)
             if first < wholeEnd {
                 let blockSize = UInt64(geometry.blockSize)
@@ -170,6 +183,12 @@ extension FileSystem {
                 }
                 let needed = (wholeEnd - first) - owned
                 let fromFree = needed > delayed ? needed - delayed : 0
+                // Each extent may split where sharing changes, and at both ends; new blocks
+                // come in runs (allocateUnwritten charges those itself).
+                let pieces = inode.extents.extents(from: first, to: wholeEnd).reduce(0) {
+                    $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
+                }
+                try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * pieces + FileSystem.splitBytes)
                 guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
                 return fromFree
             } }
@@ -197,6 +216,10 @@ extension FileSystem {
         }
     }
 
+    /// What cutting a range out of a file's map may add to the metadata: the extent at each end
+    /// split in two, and the reference counts split at each end too.
+    static let splitBytes = 2 * Inode.encodedExtentBytes + 2 * ReferenceCounts.encodedEntryBytes
+
     /// The parts of an allocated extent whose blocks are shared (or, with `shared` false, owned
     /// by this extent alone). Delayed extents have no blocks: none. Caller holds Metadata.lock.
     private func sharing(_ extent: FileExtent, shared: Bool) -> [FileExtent] {
@@ -219,6 +242,7 @@ extension FileSystem {
         guard offset % blockSize == 0, length % blockSize == 0 else { throw Errno.invalidArgument }
         try shiftingOperation(inode) { space, size in
             guard offset + length < size else { throw Errno.invalidArgument }
+            try metadata.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
             dropCached(space, from: offset, to: UInt64.max)
             metadata.transaction {
                 let first = offset / blockSize
@@ -238,6 +262,8 @@ extension FileSystem {
         try shiftingOperation(inode) { space, size in
             guard offset < size else { throw Errno.invalidArgument }
             guard length <= Superblock.maxFileSize - size else { throw Errno.fileTooLarge }
+            // One more extent where the split is: repeated, inserts could add them without end.
+            try metadata.withLock { try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes) }
             dropCached(space, from: offset, to: UInt64.max)
             metadata.transaction {
                 let first = offset / blockSize
@@ -289,7 +315,15 @@ extension FileSystem {
         for extent in shared {
             let runs = try retryingAfterFreeing { try metadata.transaction { () -> [BlockRun] in
                 guard extent.length <= metadata.freeSpace.available else { throw Errno.noSpace }
-                return metadata.freeSpace.allocate(extent.length, near: extent.physical)
+                let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical)
+                // An extent per run, and the old extent and its reference counts split at both ends.
+                do {
+                    try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * runs.count + FileSystem.splitBytes)
+                } catch {
+                    for run in runs { metadata.freeSpace.free(run) }
+                    throw error
+                }
+                return runs
             } }
             var logical = extent.logical
             for run in runs {

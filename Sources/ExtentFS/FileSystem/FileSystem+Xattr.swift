@@ -1,32 +1,29 @@
 import SystemPackage
 
-/// Extended attributes in the user, trusted and security namespaces, with Linux's limits.
+/// Extended attributes in the user, trusted and security namespaces, with Linux's limits and a
+/// bound per inode (Inode/ExtendedAttributes.swift). Through a mount the kernel checks who may
+/// touch which namespace before a request gets here (trusted.* needs CAP_SYS_ADMIN, security.*
+/// the security modules' say, user.* only on regular files and directories); the engine checks
+/// names, sizes and space, which the kernel cannot.
 extension FileSystem {
-    static let maxXattrValue = 65536
-    private static let namespaces: [[UInt8]] = ["user.", "trusted.", "security."].map { Array($0.utf8) }
+    static let maxXattrValue = ExtendedAttributes.maxValueBytes
 
-    /// A name extentfs stores: 1 to 255 bytes, a known namespace and something after it, no NUL.
-    static func isValidXattrName(_ name: [UInt8]) -> Bool {
-        !name.isEmpty && name.count <= 255 && !name.contains(0) &&
-            namespaces.contains(where: { name.count > $0.count && name.starts(with: $0) })
-    }
-
-    private static func validate(xattrName name: [UInt8]) throws {
-        guard !name.isEmpty, name.count <= 255 else { throw Errno.outOfRange }
-        guard namespaces.contains(where: { name.count > $0.count && name.starts(with: $0) }) else { throw Errno.notSupported }
-    }
-
+    /// ERANGE (name length), EOPNOTSUPP (namespace), EINVAL (bare prefix, NUL) and E2BIG
+    /// (value over 64 KiB), as the kernel gives them; ENOSPC when the inode's xattrs would pass
+    /// their bound (as ext4 and btrfs answer when an inode's xattr space is full) or the volume
+    /// has no room for the metadata.
     public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags) throws {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        try FileSystem.validate(xattrName: name)
-        guard value.count <= FileSystem.maxXattrValue else { throw Errno.argListTooLong }
+        try ExtendedAttributes.check(name: name)
+        guard value.count <= ExtendedAttributes.maxValueBytes else { throw Errno.argListTooLong }
         try metadata.transaction {
             let inode = try metadata.inode(ino)
-            let exists = inode.xattrs[name] != nil
-            if flags.contains(.create) && exists { throw Errno.fileExists }
-            if flags.contains(.replace) && !exists { throw Errno.noData }
-            let growth = name.count + 6 + value.count - (inode.xattrs[name].map { $0.count + name.count + 6 } ?? 0)
+            let old = inode.xattrs[name]
+            if flags.contains(.create) && old != nil { throw Errno.fileExists }
+            if flags.contains(.replace) && old == nil { throw Errno.noData }
+            guard inode.xattrs.fits(name: name, valueBytes: value.count) else { throw Errno.noSpace }
+            let growth = value.count - (old.map { $0.count } ?? -(name.count + 6))
             if growth > 0 { try metadata.chargeMetadata(bytes: growth) }
             inode.xattrs[name] = value
             inode.ctime = .now
@@ -35,28 +32,34 @@ extension FileSystem {
 
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
         try journal.shutdown.check()
-        try FileSystem.validate(xattrName: name)
+        try ExtendedAttributes.check(name: name)
         return try metadata.withLock {
             guard let value = try metadata.inode(ino).xattrs[name] else { throw Errno.noData }
             return value
         }
     }
 
-    public func listxattr(_ ino: InodeNumber) throws -> [[UInt8]] {
+    /// The names in byte order. `includingTrusted: false` leaves out trusted.* names, as ext4
+    /// and XFS do for a caller without CAP_SYS_ADMIN (the kernel checks getxattr and setxattr of
+    /// trusted.* itself, but passes listxattr on to a FUSE daemon unfiltered).
+    public func listxattr(_ ino: InodeNumber, includingTrusted: Bool = true) throws -> [[UInt8]] {
         try journal.shutdown.check()
-        return try metadata.withLock {
-            try metadata.inode(ino).xattrs.keys.sorted { $0.lexicographicallyPrecedes($1) }
-        }
+        let names = try metadata.withLock { try metadata.inode(ino).xattrs.sortedNames }
+        guard !includingTrusted else { return names }
+        return names.filter { !$0.starts(with: FileSystem.trustedXattrPrefix) }
     }
 
     public func removexattr(_ ino: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        try FileSystem.validate(xattrName: name)
+        try ExtendedAttributes.check(name: name)
         try metadata.transaction {
             let inode = try metadata.inode(ino)
-            guard inode.xattrs.removeValue(forKey: name) != nil else { throw Errno.noData }
+            guard inode.xattrs[name] != nil else { throw Errno.noData }
+            inode.xattrs[name] = nil
             inode.ctime = .now
         }
     }
+
+    static let trustedXattrPrefix: [UInt8] = Array("trusted.".utf8)
 }

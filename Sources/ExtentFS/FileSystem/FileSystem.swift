@@ -187,10 +187,10 @@ public final class FileSystem: @unchecked Sendable {
 
     public func statistics() -> FileSystemStatistics {
         metadata.withLock {
-            let space = metadata.freeSpace
-            let held = space.reserved + space.metadataReserve
-            let free = space.freeBlocks + space.pendingFreeBlocks
-            let usable = free > held ? free - held : 0
+            // Beyond every promise and the metadata reserve; space freed by changes not yet
+            // committed counts (a write that needs it forces the commit that releases it).
+            let spare = metadata.freeSpace.spareBlocks(countingPendingFrees: true)
+            let usable = spare > 0 ? UInt64(spare) : 0
             let usedInodes = UInt64(metadata.inodes.count)
             return FileSystemStatistics(
                 blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstAllocatableBlock,

@@ -18,7 +18,8 @@ public enum Volume {
                 throw ExtentFSError("\(image) does not exist; give --size to create it", errno: .noSuchFileOrDirectory)
             }
             do {
-                let created = try FileDescriptor.open(FilePath(image), .writeOnly, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                // The image holds every file's bytes, whatever their modes inside: its owner only.
+                let created = try FileDescriptor.open(FilePath(image), .writeOnly, options: [.create, .exclusiveCreate], permissions: [.ownerReadWrite])
                 try created.close()
             } catch let error as Errno {
                 throw ExtentFSError("cannot create \(image): \(error)", errno: error)

@@ -42,10 +42,11 @@ public final class Inode: @unchecked Sendable {
     var generation: UInt64 = 0 { didSet { noteChange() } }
     /// A directory's parent (its ".."); the root is its own parent.
     var parent: InodeNumber = 0 { didSet { noteChange() } }
-    var extents = ExtentMap() { didSet { noteDataChange() } }
-    var xattrs: [[UInt8]: [UInt8]] = [:] { didSet { noteChange() } }
-    var symlinkTarget: [UInt8] = [] { didSet { noteChange() } }
-    var directory: Directory? { didSet { noteChange() } }
+    // The fields whose size varies also recount what the inode takes in a checkpoint.
+    var extents = ExtentMap() { didSet { noteDataChange(); recount() } }
+    var xattrs = ExtendedAttributes() { didSet { noteChange(); recount() } }
+    var symlinkTarget: [UInt8] = [] { didSet { noteChange(); recount() } }
+    var directory: Directory? { didSet { noteChange(); recount() } }
     /// A directory's entry changes since its image was last logged, in order, for the next log
     /// record to carry instead of every entry (LogRecord); nil when they are not all known (a new
     /// directory, or too many to be worth it), and the next record logs the whole directory.
@@ -74,6 +75,41 @@ public final class Inode: @unchecked Sendable {
         changes.noteDataChange()
     }
 
+    /// The bytes this inode takes in a checkpoint, in O(1): exact, except that a delayed extent
+    /// counts as the one extent it will at least become (docs/FORMAT.md, "Inode").
+    var encodedSizeEstimate: Int {
+        // ino, mode, nlink, uid, gid, rdev, size, three times, generation, parent, xattr count.
+        var bytes = 100 + xattrs.encodedBytes
+        switch type {
+        case .regular: bytes += 8 + Inode.encodedExtentBytes * extents.extents.count
+        case .symlink: bytes += 2 + symlinkTarget.count
+        case .directory: bytes += 16 + (directory?.encodedEntryBytes ?? 0)
+        default: break
+        }
+        return bytes
+    }
+
+    static let encodedExtentBytes = 25
+
+    /// Tells the volume's MetadataSpace how this inode's size changed. O(1), so property
+    /// observers can call it on every change.
+    @inline(__always)
+    private func recount() {
+        guard let metadataSpace else { return }
+        let now = encodedSizeEstimate
+        metadataSpace.inodeBytes += now - countedBytes
+        countedBytes = now
+    }
+
+    /// The inode joins (or, with nil, leaves) a mounted volume's metadata: its size is counted
+    /// there from now on (or no longer). Caller holds Metadata.lock.
+    func count(in space: MetadataSpace?) {
+        metadataSpace?.inodeBytes -= countedBytes
+        countedBytes = 0
+        metadataSpace = space
+        recount()
+    }
+
     /// Writeback wrote the file's dirty data below `end` (and cleaned those pages).
     func noteWrittenBack(upTo end: UInt64) {
         if pages?.hasDirtyPages != true {
@@ -91,9 +127,11 @@ public final class Inode: @unchecked Sendable {
     /// when both reach zero.
     var lookupCount: UInt64 = 0
     var openCount: UInt64 = 0
-    /// Bytes this inode took in the last record or checkpoint that wrote it: Metadata sums them
-    /// to charge metadata to space.
-    var encodedBytes = 0
+    /// What the mounted volume's metadata takes, which this inode's size is part of (nil until
+    /// the inode joins a mounted volume's table, and after it leaves).
+    private(set) var metadataSpace: MetadataSpace?
+    /// This inode's part of it: its encoded size when last counted.
+    private(set) var countedBytes = 0
     /// A writeback of this file failed since its last fsync, which must report it.
     var writebackFailed = false
 

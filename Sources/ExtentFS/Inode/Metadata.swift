@@ -22,32 +22,35 @@ final class Metadata: @unchecked Sendable {
     var checkpointRunsBySlot: [[BlockRun]]
     /// The newest superblock written (or loaded).
     var superblock: Superblock
-    /// What a checkpoint of the current metadata takes, in bytes, as of the last log commit
-    /// (each inode's last encoded size, plus reference counts): space is charged for it.
-    private(set) var encodedInodeBytes = 0
+    /// What a checkpoint of the metadata takes, current at every change: space is held for it.
+    let space: MetadataSpace
 
     init(superblock: Superblock, loaded: LoadedCheckpoint) {
         self.superblock = superblock
         geometry = Geometry(superblock: superblock)
         nextInode = loaded.nextInode
         changes = ChangeSet(running: loaded.logHead.sequence)
+        space = MetadataSpace(blockSize: Int(superblock.blockSize))
         referenceCounts = loaded.referenceCounts
         referenceCounts.changes = changes
+        referenceCounts.metadataSpace = space
         checkpointRunsBySlot = loaded.checkpointRunsBySlot
         var used = loaded.checkpointRuns
         for inode in loaded.inodes {
             inodes[inode.ino] = inode
-            encodedInodeBytes += inode.encodedBytes
+            inode.count(in: space)
             inode.changes = changes
             for extent in inode.extents.extents { used.append(extent.physicalRun) }
         }
         freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount, used: used)
-        updateMetadataReserve()
+        freeSpace.metadataSpace = space
+        checkpointsChanged()
     }
 
     /// A new inode joins the table; its creation is part of the running transaction.
     func insert(_ inode: Inode) {
         inodes[inode.ino] = inode
+        inode.count(in: space)
         inode.changes = changes
         inode.lastChange = changes.note(inode.ino)
     }
@@ -55,8 +58,7 @@ final class Metadata: @unchecked Sendable {
     /// An inode leaves the table; the log records that it is gone.
     func remove(_ inode: Inode) {
         inodes.removeValue(forKey: inode.ino)
-        encodedInodeBytes -= inode.encodedBytes
-        inode.encodedBytes = 0
+        inode.count(in: nil)
         _ = changes.note(inode.ino)
         inode.changes = nil
     }
@@ -72,40 +74,22 @@ final class Metadata: @unchecked Sendable {
         try lock.withLock(body)
     }
 
-    /// An inode was encoded (log record or checkpoint) in `bytes`. Caller holds `lock`.
-    func noteEncoded(_ inode: Inode, bytes: Int) {
-        guard inodes[inode.ino] === inode else { return }
-        encodedInodeBytes += bytes - inode.encodedBytes
-        inode.encodedBytes = bytes
+    /// The checkpoints the superblock slots point at changed: the reserve counts what they hold.
+    /// Caller holds `lock`.
+    func checkpointsChanged() {
+        space.heldBlocks = Set(checkpointRunsBySlot.flatMap { $0 }).reduce(UInt64(0)) { $0 + $1.count }
     }
 
-    /// Blocks a checkpoint of the metadata as it is now takes (payload and index).
-    var checkpointBlocksNeeded: UInt64 {
-        let bytes = UInt64(max(0, encodedInodeBytes)) + 32 + UInt64(referenceCounts.entries.count) * UInt64(20)
-        let blockSize = UInt64(geometry.blockSize)
-        let payload = (bytes + blockSize - 1) / blockSize
-        return payload + (16 + payload * 16 + blockSize - 1) / blockSize
-    }
-
-    /// Metadata is charged to space: the reserve keeps room for three checkpoints of the
-    /// current metadata (two kept so either superblock copy can be mounted, one being written)
-    /// less what the two kept ones already hold, plus slack. So free space shrinks as metadata
-    /// grows, a checkpoint replacing an older one leaves what statfs reports unchanged, and
-    /// a commit never fails for lack of space after data has filled the disk.
-    func updateMetadataReserve() {
-        let held = Set(checkpointRunsBySlot.flatMap { $0 }).reduce(UInt64(0)) { $0 + $1.count }
-        let slack = max(UInt64(64), (UInt64(256 << 10) + UInt64(geometry.blockSize) - 1) / UInt64(geometry.blockSize))
-        let wanted = 3 * checkpointBlocksNeeded + slack
-        freeSpace.metadataReserve = wanted > held ? wanted - held : 0
-    }
-
-    /// A request that adds about `bytes` of metadata fails with ENOSPC unless three times that
-    /// (the checkpoints it will be in) is free beyond every promise. Caller holds `lock`.
-    func chargeMetadata(bytes: Int) throws {
-        let blockSize = UInt64(geometry.blockSize)
-        let blocks = 3 * ((UInt64(bytes) + blockSize - 1) / blockSize) + 3
+    /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that
+    /// (the checkpoints it will be in) is free beyond every promise, the metadata reserve
+    /// included. Call before the change, in the same hold of `lock`: the change itself then
+    /// grows the reserve (MetadataSpace), so the next request sees it. `givesSpaceBack`: the
+    /// operation frees space (punch, collapse, dedupe) and may use the cleanup pool, so that a
+    /// volume full of data can still be cleaned up. Caller holds `lock`.
+    func chargeMetadata(bytes: Int, givesSpaceBack: Bool = false) throws {
         // Space freed by changes not logged yet counts: it is free before any checkpoint needs it.
-        guard freeSpace.available + freeSpace.pendingFreeBlocks >= blocks else { throw Errno.noSpace }
+        let spare = freeSpace.spareBlocks(countingPendingFrees: true) + Int64(givesSpaceBack ? space.cleanupPoolBlocks : 0)
+        guard spare >= Int64(space.reserveGrowth(forBytes: bytes)) else { throw Errno.noSpace }
     }
 
     /// Caller holds `lock`.

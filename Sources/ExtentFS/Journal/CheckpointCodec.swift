@@ -35,7 +35,7 @@ struct InodeImage {
     var ctime: Timespec
     var generation: UInt64
     var parent: InodeNumber
-    var xattrs: [[UInt8]: [UInt8]]
+    var xattrs: ExtendedAttributes
     var extents: ExtentMap
     var symlinkTarget: [UInt8]
     var directory: Directory?
@@ -106,7 +106,7 @@ enum CheckpointCodec {
         writer.u64(inode.generation)
         writer.u64(inode.parent)
         writer.u64(UInt64(inode.xattrs.count))
-        for name in inode.xattrs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+        for name in inode.xattrs.sortedNames {
             writer.blob16(name)
             writer.blob32(inode.xattrs[name]!)
         }
@@ -184,13 +184,6 @@ enum CheckpointCodec {
     }
 
     static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
-        let start = reader.offset
-        let inode = try decodeInodeFields(&reader, superblock: superblock, cache: cache)
-        inode.encodedBytes = reader.offset - start
-        return inode
-    }
-
-    private static func decodeInodeFields(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
         let ino = try reader.u64()
         let mode = try reader.u32()
         guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
@@ -219,8 +212,9 @@ enum CheckpointCodec {
         for _ in 0..<xattrCount {
             let name = try reader.blob16()
             let value = try reader.blob32()
-            guard FileSystem.isValidXattrName(name), value.count <= FileSystem.maxXattrValue, inode.xattrs[name] == nil else {
-                throw DecodingError(description: "inode \(ino) has a malformed extended attribute")
+            guard ExtendedAttributes.isValid(name: name), inode.xattrs[name] == nil,
+                  inode.xattrs.fits(name: name, valueBytes: value.count) else {
+                throw DecodingError(description: "inode \(ino) has a malformed extended attribute, or more than an inode may hold")
             }
             inode.xattrs[name] = value
         }
@@ -271,6 +265,7 @@ enum CheckpointCodec {
                 }
                 directory.restore(name: name, entry: Directory.Entry(ino: child, type: childType, cookie: cookie))
             }
+            directory.restore(nextCookie: nextCookie)
             inode.directory = directory
         default:
             break
@@ -299,12 +294,16 @@ enum CheckpointIndex {
         guard try reader.raw(8) == magic else { throw DecodingError(description: "checkpoint index has a bad magic number") }
         let count = try reader.count(minimumItemSize: 16)
         var runs: [BlockRun] = []
+        // A checkpoint never takes more blocks than the volume has: this also keeps the sum of
+        // the runs (the payload's capacity) from overflowing.
+        var total: UInt64 = 0
         for _ in 0..<count {
             let run = BlockRun(start: try reader.u64(), count: try reader.u64())
             guard run.count > 0, run.start >= superblock.firstAllocatableBlock, run.start < superblock.blockCount,
-                  run.count <= superblock.blockCount - run.start else {
+                  run.count <= superblock.blockCount - run.start, run.count <= superblock.blockCount - total else {
                 throw DecodingError(description: "checkpoint index run \(run) is out of range")
             }
+            total += run.count
             runs.append(run)
         }
         return runs

@@ -99,9 +99,14 @@ final class Journal: @unchecked Sendable {
             return (sequence, record, metadata.freeSpace.takePendingFrees())
         }
         guard let closed else { return false }
-        let (payload, imageBytes) = closed.record.encode()
+        let payload = closed.record.encode()
         guard log.head.sequence == closed.sequence else {
             throw shutdown.trigger("log sequence \(log.head.sequence) does not match transaction \(closed.sequence)")
+        }
+        // The record and the tail after it must stay below the limit mount accepts. No honest
+        // volume gets near it (2^62 commits); an image made to start there stops here, whole.
+        guard closed.sequence + 1 < LogRing.maxSequence else {
+            throw shutdown.trigger("log sequence numbers are used up (\(closed.sequence)): copy the files to a new volume")
         }
         if log.fits(payloadBytes: payload.count) {
             do {
@@ -135,10 +140,6 @@ final class Journal: @unchecked Sendable {
             metadata.withLock {
                 for run in closed.frees { metadata.freeSpace.free(run) }
                 metadata.changes.closedAreDurable()
-                for (ino, bytes) in imageBytes {
-                    if let inode = metadata.inodes[ino] { metadata.noteEncoded(inode, bytes: bytes) }
-                }
-                metadata.updateMetadataReserve()
             }
         }
         return true
@@ -159,6 +160,10 @@ final class Journal: @unchecked Sendable {
     /// checkpointLock (and may hold commitLock); Metadata.lock is taken only briefly.
     private func writeCheckpoint(_ prepared: CheckpointSnapshot) throws {
         try shutdown.check()
+        // As for log records (forceLocked): the next superblock must be one mount accepts.
+        guard prepared.previous.sequence + 1 < LogRing.maxSequence else {
+            throw shutdown.trigger("superblock sequence numbers are used up (\(prepared.previous.sequence)): copy the files to a new volume")
+        }
         let blockSize = UInt64(metadata.geometry.blockSize)
         let (snapshot, tail, previous) = (prepared.metadata, prepared.tail, prepared.previous)
         let payload = CheckpointCodec.encode(nextInode: snapshot.nextInode, inodes: snapshot.inodes, referenceCounts: snapshot.referenceCounts)
@@ -222,7 +227,7 @@ final class Journal: @unchecked Sendable {
                 for run in replaced where !other.contains(run) { metadata.freeSpace.free(run) }
                 metadata.checkpointRunsBySlot[slot] = payloadRuns + [indexRun]
                 metadata.superblock = superblock
-                metadata.updateMetadataReserve()
+                metadata.checkpointsChanged()
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.

@@ -17,9 +17,8 @@ struct LogRecord {
     enum Change {
         case image(InodeImage)
         case removed(InodeNumber)
-        /// The directory's image without entries, the changes to its entries, and what the
-        /// whole directory's entries would take in a checkpoint (for the metadata charge).
-        case directoryChanges(InodeImage, [Directory.Change], entryBytes: Int)
+        /// The directory's image without entries, and the changes to its entries.
+        case directoryChanges(InodeImage, [Directory.Change])
     }
 
     /// Format version 3 brings directory changes; an image still on version 2 (until its first
@@ -50,7 +49,7 @@ struct LogRecord {
                let directory = inode.directory {
                 var image = InodeImage(inode)
                 image.directory = Directory(emptyWithNextCookie: directory.nextCookie)
-                inodes.append(.directoryChanges(image, entryChanges, entryBytes: directory.encodedEntryBytes))
+                inodes.append(.directoryChanges(image, entryChanges))
             } else {
                 inodes.append(.image(InodeImage(inode)))
             }
@@ -73,27 +72,22 @@ struct LogRecord {
         return result
     }
 
-    /// The payload, and the encoded size of each inode image in it.
-    func encode() -> (payload: [UInt8], imageBytes: [(InodeNumber, Int)]) {
+    /// The payload.
+    func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 256 + inodes.count * 160)
-        var imageBytes: [(InodeNumber, Int)] = []
         writer.u64(nextInode)
         writer.u64(UInt64(inodes.count))
         for change in inodes {
             switch change {
             case .image(let image):
                 writer.u8(1)
-                let start = writer.bytes.count
                 CheckpointCodec.encode(image, into: &writer)
-                imageBytes.append((image.ino, writer.bytes.count - start))
             case .removed(let ino):
                 writer.u8(2)
                 writer.u64(ino)
-            case .directoryChanges(let image, let entryChanges, let entryBytes):
+            case .directoryChanges(let image, let entryChanges):
                 writer.u8(3)
-                let start = writer.bytes.count
                 CheckpointCodec.encode(image, into: &writer)
-                imageBytes.append((image.ino, writer.bytes.count - start + entryBytes))
                 writer.u64(UInt64(entryChanges.count))
                 for change in entryChanges {
                     switch change {
@@ -121,7 +115,7 @@ struct LogRecord {
                 writer.u32(entry.count)
             }
         }
-        return (writer.bytes, imageBytes)
+        return writer.bytes
     }
 
     /// Applies an encoded record to the state being loaded. Throws on anything malformed: a
@@ -168,7 +162,8 @@ struct LogRecord {
             for _ in 0..<entryCount {
                 let entryRun = BlockRun(start: try reader.u64(), count: try reader.u64())
                 let value = try reader.u32()
-                guard entryRun.count > 0, value >= 2, entryRun.start >= run.start, entryRun.count <= run.end - entryRun.start,
+                guard entryRun.count > 0, value >= 2, entryRun.start >= run.start, entryRun.start < run.end,
+                      entryRun.count <= run.end - entryRun.start,
                       entries.last.map({ $0.run.end <= entryRun.start }) ?? true else {
                     throw DecodingError(description: "log record has a malformed reference count in \(run)")
                 }

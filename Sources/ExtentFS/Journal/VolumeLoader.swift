@@ -1,4 +1,7 @@
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads a volume from its backing store: picks the newest valid superblock copy, reads and
 /// verifies the checkpoint it points at, replays the log over it. Every failure is one clear line.
@@ -21,6 +24,10 @@ enum VolumeLoader {
         var damage: [String] = []
         for (slot, offset) in Superblock.slotOffsets.enumerated() {
             switch Superblock.decode(try store.read(Superblock.encodedSize, at: offset)) {
+            case .valid(let superblock) where superblock.sequence % 2 != UInt64(slot):
+                // Each commit writes copy sequence % 2: a copy elsewhere was not written by one,
+                // and taking it would free the other copy's checkpoint as if it were its own.
+                damage.append("superblock copy \(slot) (byte \(offset)): sequence \(superblock.sequence) belongs in copy \(1 - slot)")
             case .valid(let superblock): valid.append(superblock)
             case .newerVersion(let version): newer = version
             case .olderVersion(let version): older = version
@@ -91,6 +98,22 @@ enum VolumeLoader {
         return loaded
     }
 
+    /// Mount keeps all metadata in memory and reads a checkpoint whole. A sparse image that takes
+    /// no room on disk can still claim terabytes of checkpoint, and asking for them would end
+    /// the process instead of refusing the image: more than half of this machine's memory is
+    /// refused with a line (ENOMEM), before anything is allocated.
+    static func requireMemory(for bytes: UInt64, _ what: String, of store: BackingStore) throws {
+        let memory = machineMemoryBytes
+        guard bytes <= memory / 2 else {
+            throw ExtentFSError("\(store.path): \(what) is \(bytes) bytes, more than half of this machine's memory (\(memory) bytes): not loaded",
+                                errno: .noMemory)
+        }
+    }
+
+    /// This machine's memory (tests make it small, to see the refusal without the allocation).
+    nonisolated(unsafe) static var machineMemoryBytes: UInt64 =
+        UInt64(max(0, sysconf(Int32(_SC_PHYS_PAGES)))) * UInt64(max(0, sysconf(Int32(_SC_PAGESIZE))))
+
     /// The blocks of a superblock's checkpoint (index and payload), from its index alone.
     static func checkpointRuns(_ store: BackingStore, superblock: Superblock) throws -> [BlockRun] {
         let root = superblock.checkpoint
@@ -100,6 +123,7 @@ enum VolumeLoader {
               root.indexBytes <= root.indexBlockCount * blockSize else {
             throw DecodingError(description: "the checkpoint index location is out of range")
         }
+        try requireMemory(for: root.indexBytes, "the checkpoint index", of: store)
         let index = try store.read(Int(root.indexBytes), at: root.indexBlock * blockSize)
         guard CRC32C.checksum(index) == root.indexChecksum else { throw DecodingError(description: "checkpoint index checksum mismatch") }
         return try CheckpointIndex.decode(index, superblock: superblock) + [BlockRun(start: root.indexBlock, count: root.indexBlockCount)]
@@ -117,6 +141,7 @@ enum VolumeLoader {
               root.indexBytes <= root.indexBlockCount * blockSize else {
             throw damaged("the checkpoint index location is out of range")
         }
+        try requireMemory(for: root.indexBytes, "the checkpoint index", of: store)
         let index = try store.read(Int(root.indexBytes), at: root.indexBlock * blockSize)
         guard CRC32C.checksum(index) == root.indexChecksum else { throw damaged("checkpoint index checksum mismatch") }
         let payloadRuns: [BlockRun]
@@ -129,6 +154,7 @@ enum VolumeLoader {
         guard root.payloadBytes <= capacity, root.payloadBytes < UInt64(Int.max) else {
             throw damaged("checkpoint payload length exceeds its blocks")
         }
+        try requireMemory(for: root.payloadBytes, "the checkpoint", of: store)
         var payload = [UInt8](repeating: 0, count: Int(root.payloadBytes))
         var offset = 0
         try payload.withUnsafeMutableBytes { bytes in

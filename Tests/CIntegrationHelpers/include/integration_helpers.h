@@ -110,4 +110,34 @@ struct extentfs_async_direct_outcome {
 int extentfs_test_async_direct_writes(const char *path, uint64_t size, uint32_t rounds,
                                       struct extentfs_async_direct_outcome *outcome);
 
+/* ---- extended attributes as another user ---- */
+
+struct extentfs_xattr_flood_outcome {
+    int32_t failed_step;           /* enum extentfs_test_step */
+    int32_t setup_error;
+    int32_t long_name_error;       /* setxattr with a 256-byte name: ERANGE (the kernel's) */
+    int32_t oversized_value_error; /* a value of 64 KiB + 1: E2BIG (the kernel's) */
+    int32_t second_value_error;    /* a second 64 KiB value on one file: ENOSPC (the inode's bound) */
+    uint32_t files;                /* files created that took a 64 KiB value */
+    int32_t flood_error;           /* what stopped the flood: ENOSPC */
+    int32_t flood_step;            /* 1: creating the next file, 2: setting its value */
+};
+
+/* As `user`, in `directory` (which the user may write): first the three single cases on a file
+ * of its own, then files f0, f1, ... each given user.v of 64 KiB until something fails, at most
+ * `max_files`. Returns 0 once the child has reported into *outcome, or -errno. */
+int extentfs_test_xattr_flood_as_user(const struct extentfs_test_user *user, const char *directory,
+                                      uint32_t max_files, struct extentfs_xattr_flood_outcome *outcome);
+
+struct extentfs_listxattr_result {
+    int32_t failed_step;
+    int32_t setup_error;
+    int32_t result;                /* the bytes listed, or -errno */
+    char names[4096];              /* NUL-separated, as llistxattr gives them */
+};
+
+/* llistxattr of `path` as `user`. Returns 0 once the child has reported, or -errno. */
+int extentfs_test_listxattr_as_user(const struct extentfs_test_user *user, const char *path,
+                                    struct extentfs_listxattr_result *result);
+
 #endif

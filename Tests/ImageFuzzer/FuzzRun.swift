@@ -1,0 +1,58 @@
+import Foundation
+
+/// `ImageFuzzer run`: cases numbered from 0, each a base image damaged by a Mutator seeded with
+/// (seed, case), so a case can be made again from its two numbers; each checked in a child.
+struct FuzzRun {
+    var seed: UInt64
+    var cases: Int
+    var seconds: Double
+    var timeout: Double
+    var scratch: String
+    var failures: String
+
+    struct Summary {
+        var cases = 0
+        var failures = 0
+        var refused = 0
+        var mounted = 0
+        var elapsed = 0.0
+        var slowest = 0.0
+
+        var report: String {
+            "image fuzzer: \(cases) cases in \(String(format: "%.1f", elapsed)) s " +
+                "(\(refused) refused by mount, \(mounted) mounted and used, slowest \(String(format: "%.2f", slowest)) s), \(failures) failures"
+        }
+    }
+
+    func run() throws -> Summary {
+        let started = Date()
+        let images = try BaseImages.make(in: scratch)
+        var summary = Summary()
+        for number in 0..<cases where Date().timeIntervalSince(started) < seconds {
+            var mutator = Mutator(seed: seed &* 1_000_003 &+ UInt64(number))
+            let base = images[mutator.random.below(images.count)]
+            var bytes = base.bytes
+            let damage = mutator.mutate(&bytes)
+            let path = scratch + "/case.img"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let caseStarted = Date()
+            let (verdict, output) = try ChildCheck.run(image: path, timeout: timeout)
+            summary.slowest = max(summary.slowest, Date().timeIntervalSince(caseStarted))
+            summary.cases += 1
+            switch verdict {
+            case .fine(let outcome):
+                if outcome.hasPrefix("outcome: refused") { summary.refused += 1 } else { summary.mounted += 1 }
+            default:
+                summary.failures += 1
+                let name = "image-seed\(seed)-case\(number)"
+                try FileManager.default.createDirectory(atPath: failures, withIntermediateDirectories: true)
+                try Data(SparseImage.encode(bytes)).write(to: URL(fileURLWithPath: "\(failures)/\(name).\(SparseImage.fileExtension)"))
+                let note = "base \(base.name); \(damage)\n\(verdict)\n\(output)"
+                try Data(note.utf8).write(to: URL(fileURLWithPath: "\(failures)/\(name).txt"))
+                print("case \(number): \(verdict)\n    base \(base.name); \(damage)\n    saved \(failures)/\(name).\(SparseImage.fileExtension)")
+            }
+        }
+        summary.elapsed = Date().timeIntervalSince(started)
+        return summary
+    }
+}

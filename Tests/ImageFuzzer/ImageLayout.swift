@@ -1,0 +1,177 @@
+import ExtentFS
+
+/// Where the metadata of an image lies, read from its bytes as docs/FORMAT.md describes them (not
+/// through the engine's own decoders, which are what is under test): the superblock copies, each
+/// one's checkpoint (index and payload runs) and the log records after its tail. What the
+/// crafted mutations need to change a value and recompute every checksum over it.
+struct ImageLayout {
+    /// Superblock field offsets (docs/FORMAT.md, "Superblock").
+    enum Field: Int, CaseIterable {
+        case version = 8, blockSize = 12, blockCount = 16, maxInodes = 24, sequence = 48
+        case indexBlock = 56, indexBlockCount = 64, indexBytes = 72, indexChecksum = 80
+        case payloadBytes = 84, payloadChecksum = 92, logFirstBlock = 96, logBlockCount = 104
+        case tailOffset = 112, tailSequence = 120
+
+        var width: Int {
+            switch self {
+            case .version, .blockSize, .indexChecksum, .payloadChecksum: return 4
+            default: return 8
+            }
+        }
+    }
+
+    static let slotOffsets = [0, 4096]
+    static let superblockSize = 512
+    static let logHeaderSize = 64
+
+    struct Superblock {
+        var slot: Int
+        var offset: Int
+        var sequence: UInt64
+        var blockSize: Int
+        /// Image byte ranges holding the checkpoint payload, in payload order, and its length.
+        var payloadPieces: [Range<Int>]
+        var payloadBytes: Int
+        var indexRange: Range<Int>?
+        var records: [LogRecord]
+    }
+
+    struct LogRecord {
+        /// Image offset of the 64-byte header; the payload follows it.
+        var headerOffset: Int
+        var payloadBytes: Int
+        var sequence: UInt64
+    }
+
+    var superblocks: [Superblock] = []
+
+    var newest: Superblock? { superblocks.max { $0.sequence < $1.sequence } }
+
+    /// Every byte range that holds metadata: where damage means something.
+    var metadataRanges: [Range<Int>] {
+        var ranges = [0..<8192]
+        for superblock in superblocks {
+            ranges += superblock.payloadPieces
+            if let index = superblock.indexRange { ranges.append(index) }
+            for record in superblock.records { ranges.append(record.headerOffset..<record.headerOffset + ImageLayout.logHeaderSize + record.payloadBytes) }
+        }
+        return ranges.filter { !$0.isEmpty }
+    }
+
+    init(_ image: [UInt8]) {
+        for (slot, offset) in ImageLayout.slotOffsets.enumerated() where offset + ImageLayout.superblockSize <= image.count {
+            guard Array(image[offset..<offset + 8]) == Array("EXTENTFS".utf8),
+                  CRC32C.checksum(Array(image[offset..<offset + 508])) == ImageLayout.u32(image, offset + 508) else { continue }
+            let field = { (field: Field) -> UInt64 in ImageLayout.read(image, offset + field.rawValue, field.width) }
+            let blockSize = Int(field(.blockSize))
+            guard blockSize >= 512, blockSize <= 65536 else { continue }
+            var superblock = Superblock(slot: slot, offset: offset, sequence: field(.sequence), blockSize: blockSize,
+                                        payloadPieces: [], payloadBytes: 0, indexRange: nil, records: [])
+            ImageLayout.locateCheckpoint(image, field, blockSize: blockSize, into: &superblock)
+            superblock.records = ImageLayout.records(image, field, blockSize: blockSize)
+            superblocks.append(superblock)
+        }
+    }
+
+    private static func locateCheckpoint(_ image: [UInt8], _ field: (Field) -> UInt64, blockSize: Int, into superblock: inout Superblock) {
+        let (indexBlock, indexBytes) = (field(.indexBlock), field(.indexBytes))
+        guard indexBlock < UInt64(image.count / blockSize), indexBytes >= 16, indexBytes < 1 << 20 else { return }
+        let start = Int(indexBlock) * blockSize
+        guard start + Int(indexBytes) <= image.count, Array(image[start..<start + 8]) == Array("EXINDX01".utf8) else { return }
+        superblock.indexRange = start..<start + Int(indexBytes)
+        let runCount = Int(min(read(image, start + 8, 8), (indexBytes - 16) / 16))
+        var remaining = Int(min(field(.payloadBytes), UInt64(image.count)))
+        superblock.payloadBytes = remaining
+        for run in 0..<runCount where remaining > 0 {
+            let first = read(image, start + 16 + 16 * run, 8)
+            let count = read(image, start + 24 + 16 * run, 8)
+            guard first < UInt64(image.count / blockSize), count <= UInt64(image.count / blockSize) else { return }
+            let begin = Int(first) * blockSize
+            let end = min(begin + Int(count) * blockSize, image.count, begin + remaining)
+            guard begin < end else { return }
+            superblock.payloadPieces.append(begin..<end)
+            remaining -= end - begin
+        }
+    }
+
+    /// The records replay would read from this superblock's tail: intact headers with the
+    /// expected sequences (payload checksums are not required: a mutation may be the reason).
+    private static func records(_ image: [UInt8], _ field: (Field) -> UInt64, blockSize: Int) -> [LogRecord] {
+        let regionStart = Int(min(field(.logFirstBlock), UInt64(image.count))) * blockSize
+        // Every value here may be hostile: nothing may overflow.
+        let (logBytes, overflow) = field(.logBlockCount).multipliedReportingOverflow(by: UInt64(blockSize))
+        let capacity = Int(min(overflow ? UInt64.max : logBytes, UInt64(image.count)))
+        guard regionStart + capacity <= image.count, capacity > 0 else { return [] }
+        var offset = Int(min(field(.tailOffset), UInt64(capacity)))
+        var sequence = field(.tailSequence)
+        var scanned = 0
+        var records: [LogRecord] = []
+        while scanned < capacity, offset + logHeaderSize <= capacity, records.count < 10_000 {
+            let header = regionStart + offset
+            guard Array(image[header..<header + 8]) == Array("EXLOGREC".utf8),
+                  CRC32C.checksum(Array(image[header..<header + 60])) == u32(image, header + 60),
+                  read(image, header + 8, 8) == sequence else { break }
+            let kind = u32(image, header + 16)
+            let length = Int(u32(image, header + 20))
+            if kind == 2 {
+                scanned += capacity - offset
+                offset = 0
+                continue
+            }
+            guard offset + logHeaderSize + length <= capacity else { break }
+            records.append(LogRecord(headerOffset: header, payloadBytes: length, sequence: sequence))
+            let size = (logHeaderSize + length + 511) / 512 * 512
+            scanned += size
+            offset += size
+            if offset >= capacity { offset = 0 }
+            sequence &+= 1
+        }
+        return records
+    }
+
+    // MARK: - Little-endian access
+
+    static func read(_ bytes: [UInt8], _ offset: Int, _ width: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in 0..<width where offset + index < bytes.count { value |= UInt64(bytes[offset + index]) << (8 * UInt64(index)) }
+        return value
+    }
+
+    static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 { UInt32(truncatingIfNeeded: read(bytes, offset, 4)) }
+
+    static func write(_ value: UInt64, width: Int, into bytes: inout [UInt8], at offset: Int) {
+        for index in 0..<width where offset + index < bytes.count { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+    }
+
+    // MARK: - Checksums over a mutation
+
+    /// The superblock's own checksum, after a change to any of its fields.
+    static func sealSuperblock(_ image: inout [UInt8], at offset: Int) {
+        write(UInt64(CRC32C.checksum(Array(image[offset..<offset + 508]))), width: 4, into: &image, at: offset + 508)
+    }
+
+    /// The checkpoint payload's checksum (and the superblock's), after a change to the payload.
+    static func sealPayload(_ image: inout [UInt8], of superblock: Superblock) {
+        var payload: [UInt8] = []
+        for piece in superblock.payloadPieces { payload += image[piece] }
+        write(UInt64(CRC32C.checksum(payload)), width: 4, into: &image, at: superblock.offset + Field.payloadChecksum.rawValue)
+        sealSuperblock(&image, at: superblock.offset)
+    }
+
+    static func sealIndex(_ image: inout [UInt8], of superblock: Superblock) {
+        guard let range = superblock.indexRange else { return }
+        write(UInt64(CRC32C.checksum(Array(image[range]))), width: 4, into: &image, at: superblock.offset + Field.indexChecksum.rawValue)
+        sealSuperblock(&image, at: superblock.offset)
+    }
+
+    /// A log record's payload checksum and header checksum, after a change to either.
+    static func sealRecord(_ image: inout [UInt8], _ record: LogRecord) {
+        let payload = record.headerOffset + logHeaderSize
+        let length = Int(u32(image, record.headerOffset + 20))
+        if payload + length <= image.count {
+            write(UInt64(CRC32C.checksum(Array(image[payload..<payload + length]))), width: 4, into: &image, at: record.headerOffset + 24)
+        }
+        write(UInt64(CRC32C.checksum(Array(image[record.headerOffset..<record.headerOffset + 60]))), width: 4,
+              into: &image, at: record.headerOffset + 60)
+    }
+}
