@@ -88,9 +88,11 @@ public final class FileSystem: @unchecked Sendable {
     /// The flusher, and the cache and log asking it for early work. Once per mount, when the
     /// volume is (or becomes) writable.
     func startBackgroundCommits() {
-        cache.onDirtyPressure = { [weak self] in self?.flusher.wake() }
-        journal.onLogPressure = { [weak self] in self?.flusher.wake() }
-        flusher.start { [weak self] in self?.backgroundFlush() }
+        // Dirty pages want writeback, not a commit (the kernel's background writeback does not
+        // commit either); a log half full wants both, and a checkpoint.
+        cache.onDirtyPressure = { [weak self] in self?.flusher.wake(commit: false) }
+        journal.onLogPressure = { [weak self] in self?.flusher.wake(commit: true) }
+        flusher.start { [weak self] commit in self?.backgroundFlush(commit: commit) }
     }
 
     /// Writes back everything, logs it, writes a checkpoint (so the next mount has nothing to
@@ -166,13 +168,14 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Writes back, logs, and writes a checkpoint when half the log is in use. A data writeback
     /// error is kept for the file's next fsync; a log or checkpoint error has shut the volume down.
-    private func backgroundFlush() {
+    private func backgroundFlush(commit: Bool) {
         guard !journal.shutdown.isShutDown else { return }
         do {
             try writebackAll()
         } catch {
             logger.error("background writeback failed: \(error)")
         }
+        guard commit else { return }
         do {
             try journal.force()
             if journal.wantsCheckpoint { try journal.checkpoint() }
@@ -209,15 +212,20 @@ final class Flusher: @unchecked Sendable {
     private let interval: Double
     private var running = false
     private var wakeRequested = false
+    private var commitRequested = false
+    /// Monotonic seconds of the last pass that committed: a stream of wakes for writeback alone
+    /// must not put the periodic commit off.
+    private var lastCommit = Flusher.monotonicSeconds()
     private var thread: pthread_t?
-    private var work: (() -> Void)?
+    private var work: ((Bool) -> Void)?
 
     init(interval: Double) {
         self.interval = interval
         condition = Condition(mutex)
     }
 
-    func start(_ work: @escaping () -> Void) {
+    /// `work(commit)`: write back, and commit too when `commit`.
+    func start(_ work: @escaping (Bool) -> Void) {
         self.work = work
         running = true
         let unmanaged = Unmanaged.passRetained(self)
@@ -230,9 +238,10 @@ final class Flusher: @unchecked Sendable {
         thread = handle
     }
 
-    func wake() {
+    func wake(commit: Bool) {
         mutex.withLock {
             wakeRequested = true
+            if commit { commitRequested = true }
             condition.signal()
         }
     }
@@ -250,13 +259,23 @@ final class Flusher: @unchecked Sendable {
 
     private func loop() {
         while true {
-            let keepGoing = mutex.withLock { () -> Bool in
+            let (keepGoing, commit) = mutex.withLock { () -> (Bool, Bool) in
                 if running && !wakeRequested { condition.wait(seconds: interval) }
+                let woken = wakeRequested
+                let due = !woken || commitRequested || Flusher.monotonicSeconds() - lastCommit >= interval
                 wakeRequested = false
-                return running
+                if due { commitRequested = false }
+                return (running, due)
             }
             guard keepGoing else { return }
-            work?()
+            work?(commit)
+            if commit { mutex.withLock { lastCommit = Flusher.monotonicSeconds() } }
         }
+    }
+
+    private static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

@@ -53,7 +53,9 @@ final class PageCache: @unchecked Sendable {
         let slab = PageSlab.map(bytes: PageSlab.bytes(forBudgetPages: budgetPages))
         lock.withLock {
             slabs.append(slab)
-            spareMemory.append(contentsOf: slab.pages.dropFirst())
+            // Reversed, so that pops hand out ascending addresses: a file's neighbouring pages
+            // are neighbours in memory too (writeback's vectors then join up).
+            spareMemory.append(contentsOf: slab.pages.dropFirst().reversed())
         }
         return slab.pages[0]
     }
