@@ -30,6 +30,9 @@ for tool in nbdkit fio python3 sha1sum; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (run scripts/install-deps.sh)"
 done
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing: cannot mount"
+# The servers extentfs-on-nbd starts fork into the background, and the daemons of the mounts too:
+# reaped here, not left as zombies to PID 1.
+become_subreaper "$@"
 if [[ ! -x "$BIN" && -z "${EXTENTFS_BIN:-}" ]]; then
     log "building extentfs (debug)"
     swift build

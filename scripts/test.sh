@@ -11,6 +11,9 @@ cd "$REPO_ROOT"
 SWIFT_TEST_TIMEOUT="${SWIFT_TEST_TIMEOUT:-40m}"
 
 bash scripts/install-deps.sh
+# Every mount's daemon and every nbdkit that forks is an orphan: reaped by this script, not left as
+# a zombie to PID 1 (install-deps.sh ran first: it installs python3, which this needs).
+become_subreaper "$@"
 
 log "building (debug) with tests"
 swift build
