@@ -23,6 +23,12 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        // libnbd through pkg-config: the engine's NBD backing store (Device/NBDStore.swift).
+        .systemLibrary(
+            name: "CNBD",
+            pkgConfig: "libnbd",
+            providers: [.apt(["libnbd-dev"])]
+        ),
         // The adapter's transport under libfuse: sees each raw request and negotiates what
         // libfuse 3.14 does not know (FUSE_HANDLE_KILLPRIV_V2).
         .target(name: "CFuseTransport", dependencies: ["CFuse"]),
@@ -41,6 +47,7 @@ let package = Package(
             name: "ExtentFS",
             dependencies: [
                 "ExtentFSCore",
+                "CNBD",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,7 +94,10 @@ let package = Package(
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
         .testTarget(name: "ExtentFSCoreTests", dependencies: ["ExtentFSCore"],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "ExtentFSCore", "CHeapProbe"]),
+        // Test-only: a real nbdkit (memory or file plugin, Unix socket or TCP) the NBD tests
+        // start, kill, stall and start again.
+        .target(name: "NBDTestServer", path: "Tests/NBDTestServer", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "ExtentFSTests", dependencies: ["ExtentFS", "ExtentFSCore", "CHeapProbe", "NBDTestServer"]),
         // Replays/ holds sequences that once failed; the tests read them from the source tree.
         .testTarget(name: "ExerciseTests", dependencies: ["ExtentFSExercise", "ExtentFS"], exclude: ["Replays"]),
         // Test-only: what the integration tests do as another user, in a forked child (C, since
@@ -96,7 +106,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // CExerciseSyscalls: the extentfs ioctls, which Swift cannot call through variadic ioctl().
-            dependencies: ["ExtentFS", "CExerciseSyscalls", "CIntegrationHelpers",
+            dependencies: ["ExtentFS", "CExerciseSyscalls", "CIntegrationHelpers", "NBDTestServer",
                            .product(name: "SystemPackage", package: "swift-system")]
         ),
     ],

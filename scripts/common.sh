@@ -3,6 +3,8 @@
 # Provides REPO_ROOT, logging, binary lookup and FUSE mount helpers.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The script that sourced this, as an absolute path (scripts cd to REPO_ROOT after sourcing).
+MAIN_SCRIPT="$(realpath -m "${BASH_SOURCE[-1]}")"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -58,4 +60,20 @@ force_unmount() {
     local dir="$1"
     is_mounted "$dir" || return 0
     fusermount3 -uz "$dir" 2>/dev/null || umount -l "$dir" 2>/dev/null || true
+}
+
+# Re-runs the calling script (with "$@") as a child subreaper (scripts/lib/subreaper.py), once:
+# the daemons `extentfs mount` leaves and nbdkit servers that fork are orphans, and under a
+# container's PID 1 that reaps late or never they would stay zombies (`kill -0` takes a zombie
+# for a live server); below a subreaper they are reparented to this script's bash, which reaps
+# them as they end. Without python3 it says so and goes on: where orphans go is not a test.
+become_subreaper() {
+    [[ "${EXTENTFS_SUBREAPER_PID:-}" == "$$" ]] && return 0
+    if ! command -v python3 >/dev/null 2>&1; then
+        log "python3 is missing: orphaned daemons and servers are left to PID 1 to reap"
+        return 0
+    fi
+    # exec keeps the pid: the re-run script finds its own pid here and does not re-run again.
+    export EXTENTFS_SUBREAPER_PID=$$
+    exec python3 "$REPO_ROOT/scripts/lib/subreaper.py" bash "$MAIN_SCRIPT" "$@"
 }

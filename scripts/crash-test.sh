@@ -2,8 +2,9 @@
 # The durability proof at length: the crash-replay tests (every flush point of each workload, with
 # none, all and random subsets, some torn, of the writes in flight) and fault injection (EIO and
 # ENOSPC at every write and flush), with more random workloads, longer ones, more subsets per crash
-# point and no sampling of faults, on a release build. `swift test` runs the same tests with small
-# budgets; this is the long run. Fails on any failure.
+# point and no sampling of faults, on a release build; the crash replay also with the image on an
+# NBD export (nbdkit, whose durable image is checked at every flush point too). `swift test` runs
+# the same tests with small budgets; this is the long run. Fails on any failure.
 #
 #   scripts/crash-test.sh            # defaults below
 #   EXTENTFS_CRASH_SEEDS=50 EXTENTFS_CRASH_OPS=200 scripts/crash-test.sh
@@ -22,7 +23,7 @@ seeds="${EXTENTFS_CRASH_SEEDS:-12}"
 export EXTENTFS_CRASH_OPS="${EXTENTFS_CRASH_OPS:-120}"
 export EXTENTFS_CRASH_SUBSETS="${EXTENTFS_CRASH_SUBSETS:-6}"
 export EXTENTFS_FAULT_LIMIT="${EXTENTFS_FAULT_LIMIT:-0}"
-tests='ExtentFSTests\.(CrashReplayTests|FaultInjectionTests)'
+tests='ExtentFSTests\.(CrashReplayTests|CrashReplayOnNBDTests|FaultInjectionTests)'
 
 log "crash replay and fault injection, release build (seeds $seeds, steps $EXTENTFS_CRASH_OPS, subsets $EXTENTFS_CRASH_SUBSETS, fault limit $EXTENTFS_FAULT_LIMIT)"
 # swift test (not swift build) builds the tests with testable imports in release (they use @testable).

@@ -5,9 +5,10 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# fuse3/libfuse3-dev/pkg-config: the daemon; fio, fuse2fs, e2fsprogs, attr, xfsprogs: tests and
+# fuse3/libfuse3-dev/pkg-config: the daemon; libnbd-dev: the NBD backing store; nbdkit: the NBD
+# servers the tests and scripts/bench-nbd.sh start; fio, fuse2fs, e2fsprogs, attr, xfsprogs: tests and
 # benchmark; duperemove: scripts/tools-test.sh; python3: parses fio's JSON and models XFS; kmod: modprobe; util-linux: mountpoint, mount, umount.
-PACKAGES=(fuse3 libfuse3-dev pkg-config fio fuse2fs e2fsprogs attr xfsprogs python3 kmod duperemove
+PACKAGES=(fuse3 libfuse3-dev pkg-config libnbd-dev nbdkit fio fuse2fs e2fsprogs attr xfsprogs python3 kmod duperemove
           util-linux coreutils procps)
 
 missing=()
@@ -39,4 +40,9 @@ fi
 [[ -c /dev/fuse ]] || die "/dev/fuse is not available: this machine (or container) cannot mount FUSE filesystems; load the fuse module on the host or run the container with --device /dev/fuse --cap-add SYS_ADMIN"
 
 command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 is missing after installing fuse3"
+command -v nbdkit >/dev/null 2>&1 || die "nbdkit is missing after installing it: the NBD tests need a real server"
+pkg-config --exists libnbd || die "libnbd (libnbd-dev) is missing after installing it: extentfs does not build without it"
+for plugin in memory file; do
+    nbdkit "$plugin" --help >/dev/null 2>&1 || die "nbdkit has no $plugin plugin: the NBD tests need it"
+done
 log "dependencies ready"

@@ -11,6 +11,9 @@ cd "$REPO_ROOT"
 SWIFT_TEST_TIMEOUT="${SWIFT_TEST_TIMEOUT:-40m}"
 
 bash scripts/install-deps.sh
+# Every mount's daemon and every nbdkit that forks is an orphan: reaped by this script, not left as
+# a zombie to PID 1 (install-deps.sh ran first: it installs python3, which this needs).
+become_subreaper "$@"
 
 log "building (debug) with tests"
 swift build
@@ -52,6 +55,9 @@ bash scripts/fio-verify.sh || failures+=("scripts/fio-verify.sh failed (exit $?)
 
 log "running the block-device backing test (a loop device)"
 bash scripts/blockdev-test.sh || failures+=("scripts/blockdev-test.sh failed (exit $?)")
+
+log "running fio verify and the exerciser through mounts on NBD exports (nbdkit, Unix socket and TCP)"
+bash scripts/nbd-test.sh || failures+=("scripts/nbd-test.sh failed (exit $?)")
 
 log "running the standard tools (xfs_io, fallocate, cp --reflink, duperemove) through the preload library"
 bash scripts/tools-test.sh || failures+=("scripts/tools-test.sh failed (exit $?)")

@@ -1,7 +1,7 @@
 /// How the adapter mounts: everything that ends up in the kernel mount options.
 public struct FuseMountOptions: Sendable {
     /// Shown as the mount source in /proc/self/mountinfo; `extentfs umount` finds the image by it,
-    /// so it must be the absolute image path.
+    /// so it must be the absolute image path or the NBD URI.
     public var fsName: String
     public var allowOther: Bool = false
     /// Extra comma-separated option groups, as given with -o.

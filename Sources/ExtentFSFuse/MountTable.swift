@@ -5,7 +5,7 @@ import SystemPackage
 public struct MountEntry {
     public var mountpoint: String
     public var fileSystemType: String
-    /// For extentfs, the fsname: the absolute image path.
+    /// For extentfs, the fsname: the absolute image path or the NBD URI.
     public var source: String
     /// "major:minor", the st_dev of files on the mount.
     public var device: String

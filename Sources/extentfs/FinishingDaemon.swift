@@ -24,7 +24,7 @@ func waitingForFinishingDaemon<R>(image: String, _ body: () throws -> R) throws 
 }
 
 private func isMounted(_ image: String) -> Bool {
-    let absolute = absolutePath(image)
+    let absolute = canonicalImage(image)
     // Unreadable mountinfo: say mounted, and fail at once as before.
     guard let entries = try? MountEntry.all() else { return true }
     return entries.contains { $0.isExtentFS && $0.source == absolute }

@@ -5,13 +5,15 @@ struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check an unmounted extentfs image; exits 1 if it has problems.")
 
-    @Argument(help: "The image file or block device.")
+    @Argument(help: ArgumentHelp(imageArgumentHelp))
     var image: String
+
+    @OptionGroup var store: StoreArguments
 
     func run() throws {
         let report: Volume.CheckReport
         do {
-            report = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.checkReport(image: image) } }
+            report = try naming(image) { try waitingForFinishingDaemon(image: image) { try Volume.checkReport(image: image, store: store.storeOptions) } }
         } catch {
             throw failure("fsck", error)
         }

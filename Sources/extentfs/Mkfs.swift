@@ -10,7 +10,7 @@ struct Mkfs: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create an extentfs volume in an image file or on a block device.")
 
-    @Argument(help: "The image file (created if missing) or block device.")
+    @Argument(help: ArgumentHelp(imageArgumentHelp + " A file is created if missing."))
     var image: String
 
     @Option(help: ArgumentHelp("Volume size, in bytes or with a K, M, G or T suffix (powers of 1024). Required to create a new image; default: the existing file's or device's size.", valueName: "size"))
@@ -21,6 +21,8 @@ struct Mkfs: ParsableCommand {
 
     @Flag(help: "Overwrite an image that already holds an extentfs volume.")
     var force = false
+
+    @OptionGroup var store: StoreArguments
 
     func validate() throws {
         let bytes = blockSize.bytes
@@ -38,6 +40,7 @@ struct Mkfs: ParsableCommand {
             options.blockSize = Int(blockSize.bytes)
             options.size = size?.bytes
             options.force = force
+            options.store = store.storeOptions
             let created = try createIfMissing()
             do {
                 try naming(image) { try Volume.format(image: image, options: options) }
@@ -52,6 +55,8 @@ struct Mkfs: ParsableCommand {
     /// A new image needs a size; the file itself is made here so the engine only ever formats
     /// something that exists. Returns whether it was created (and so is ours to remove on failure).
     private func createIfMissing() throws -> Bool {
+        // An NBD export exists on its server, with its own size.
+        guard !StoreLocation.isNBD(image) else { return false }
         guard size != nil else {
             guard access(image, F_OK) == 0 else {
                 throw CommandFailure("\(image) does not exist; give --size to create it")

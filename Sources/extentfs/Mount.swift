@@ -15,7 +15,7 @@ struct Mount: ParsableCommand {
             stderr, exit 1); the daemon keeps serving in the background until `extentfs umount`.
             """)
 
-    @Argument(help: "The image file or block device.")
+    @Argument(help: ArgumentHelp(imageArgumentHelp))
     var image: String
 
     @Argument(help: "An existing directory to mount on.")
@@ -35,6 +35,8 @@ struct Mount: ParsableCommand {
     @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 1G).")
     var cacheSize = ByteSize(bytes: UInt64(MountOptions.defaultCacheBytes))
 
+    @OptionGroup var store: StoreArguments
+
     @Option(help: ArgumentHelp(
         "Where the daemon's log goes (default: discarded). With -f, the log moves there once the mount is live.",
         valueName: "file"))
@@ -49,7 +51,7 @@ struct Mount: ParsableCommand {
         if standard.isRemount {
             return try reportingErrors("mount") { try remount(mountpoint: self.mountpoint, flags: standard.remountFlags) }
         }
-        let image = absolutePath(self.image)
+        let image = canonicalImage(self.image)
         let mountpoint = absolutePath(self.mountpoint)
         if foreground {
             try serveHere(image: image, mountpoint: mountpoint)
@@ -64,7 +66,7 @@ struct Mount: ParsableCommand {
     /// The daemon's own arguments: this command again, in the foreground, reporting on fd 3.
     func daemonArguments(image: String, mountpoint: String, readyFd: Int32) -> [String] {
         var arguments = ["mount", image, mountpoint, "--foreground", "--ready-fd", String(readyFd),
-                         "--cache-size", String(cacheSize.bytes)]
+                         "--cache-size", String(cacheSize.bytes), "--nbd-timeout", String(store.nbdTimeout)]
         for group in options { arguments += ["-o", group] }
         if allowOther { arguments.append("--allow-other") }
         return arguments
@@ -103,6 +105,7 @@ struct Mount: ParsableCommand {
         engineOptions.readOnly = standard.readOnly
         engineOptions.synchronousDirectories = standard.dirsync
         engineOptions.synchronousAttributes = standard.sync
+        engineOptions.store = store.storeOptions
         engineOptions.unmountReportPath = UnmountReport.path(forImage: image)
         if let stale = engineOptions.unmountReportPath { unlink(stale) }
         return try naming(image) { try waitingForFinishingDaemon(image: image) { try FileSystem.mount(image: image, options: engineOptions) } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SystemPackage
+import ExtentFS
 import ExtentFSFuse
 
 #if canImport(Glibc)
@@ -23,7 +24,7 @@ struct Umount: ParsableCommand {
                 throw CommandFailure("\(path) is not an extentfs mount")
             }
             // Opened before the unmount: afterwards nothing else names the image for us.
-            let image = try openImage(entry.source)
+            let image = try openLockedFile(entry.source)
             defer { try? image.close() }
             try detach(path)
             try waitForRelease(image, path: entry.source)
@@ -31,11 +32,14 @@ struct Umount: ParsableCommand {
         }
     }
 
-    private func openImage(_ path: String) throws -> FileDescriptor {
+    /// What the daemon holds an flock on while it has the image: the image file or device
+    /// itself, or for an NBD export the lock file named after its URI.
+    private func openLockedFile(_ source: String) throws -> FileDescriptor {
+        let path = StoreLocation.isNBD(source) ? NBDLockFile.path(for: source) : source
         do {
             return try FileDescriptor.open(path, .readOnly, options: .closeOnExec)
         } catch let errno as Errno {
-            throw CommandFailure("image \(path): \(errno)")
+            throw CommandFailure("image \(source): \(path): \(errno)")
         }
     }
 
@@ -59,7 +63,8 @@ struct Umount: ParsableCommand {
         guard status == 0 else { throw CommandFailure("fusermount3 -u \(path) failed") }
     }
 
-    /// The daemon holds an exclusive flock on the image until everything is in it.
+    /// The daemon holds an exclusive flock on the image (or its NBD lock file) until everything
+    /// is in it.
     private func waitForRelease(_ image: FileDescriptor, path: String) throws {
         let deadline = monotonicSeconds() + Self.releaseTimeout
         while flock(image.rawValue, LOCK_EX | LOCK_NB) != 0 {

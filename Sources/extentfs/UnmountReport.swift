@@ -1,3 +1,4 @@
+import ExtentFS
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -10,9 +11,14 @@ import Glibc
 /// directory of the user's own otherwise.
 enum UnmountReport {
     static func path(forImage image: String) -> String? {
+        let directory = geteuid() == 0 ? "/run/extentfs" : "/tmp/extentfs-\(geteuid())"
+        // An NBD export has no device and inode here: its URI names it, as in the mount table.
+        if StoreLocation.isNBD(image) {
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST { return nil }
+            return "\(directory)/unmount-nbd-\(NBDLockFile.fingerprint(image))"
+        }
         var info = stat()
         guard stat(image, &info) == 0 else { return nil }
-        let directory = geteuid() == 0 ? "/run/extentfs" : "/tmp/extentfs-\(geteuid())"
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { return nil }
         return "\(directory)/unmount-\(info.st_dev)-\(info.st_ino)"
     }

@@ -5,16 +5,18 @@ import Foundation
 /// it: for every flush k (0: before the first), the image with none of the writes in flight after
 /// flush k, with all of them, and with random subsets of them, some torn (only some sectors).
 /// Each subset is drawn from a generator seeded by workload, block size, k and subset number, so
-/// a failing crash point comes back on every run.
+/// a failing crash point comes back on every run. On NBD (`backing`), the server's durable image
+/// at every crash point is checked too (CrashServerCopies).
 struct CrashReplay {
     let workload: CrashWorkload
     let blockSize: Int
     let subsets: Int
+    var backing: CrashBacking = .file
 
     func run(into report: CrashReport) throws {
-        let scope = "bs \(blockSize), \(workload)"
+        let scope = "bs \(blockSize), \(workload)\(volumeIsOnNBD ? ", on NBD" : "")"
         TrapReporter.running("\(scope): recording the workload")
-        let volume = try CrashVolume(blockSize: blockSize)
+        let volume = try CrashVolume(blockSize: blockSize, backing: backing)
         let runner = volume.runner
         let next = workload.makeSource(blockSize)
         var failure: String?
@@ -25,6 +27,7 @@ struct CrashReplay {
             do { try runner.run(.unmount) } catch { failure = "unmount threw \(error)" }
         }
         runner.abandon()
+        volume.serverCopies?.finish()
         if let failure {
             // Crash points up to here are still checked: what was recorded is a valid history.
             report.add([CrashFinding(key: "workload failed", message: "the workload failed with no fault injected: \(failure)")],
@@ -52,7 +55,20 @@ struct CrashReplay {
                 try builder.build(at: image, flush: k, pending: applied)
                 report.add(checkRecoveredImage(image, model: runner.model, crashAfter: k, fsckFirst: true), blockSize: blockSize, context: context)
             }
+            if let copies = volume.serverCopies {
+                let context = "\(scope), crash after flush \(k) of \(builder.flushCount), the server's durable image " +
+                    "(\(steps); the last promise before the crash: '\(lastPromise)')"
+                TrapReporter.running(context)
+                report.add(try copies.check(flush: k, builder: builder, model: runner.model, expected: image,
+                                            copyImage: volume.scratch("server.img")),
+                           blockSize: blockSize, context: context)
+            }
         }
+    }
+
+    private var volumeIsOnNBD: Bool {
+        if case .nbd = backing { return true }
+        return false
     }
 
     /// None of the writes in flight, all of them, and `subsets` random subsets with tears.

@@ -2,30 +2,55 @@ import Foundation
 import SystemPackage
 @testable import ExtentFS
 
+/// Where a crash volume's image lives: a local file, or an NBD export (CrashNBDExport) whose
+/// server keeps writes in a volatile cache until a flush, in the given mode.
+enum CrashBacking {
+    case file
+    case nbd(CrashNBDExport.ServerCache)
+}
+
 /// A small sparse image in its own temporary directory, formatted, snapshotted as mkfs left it
 /// (the base every crash image is rebuilt from) and mounted with a recorder on its backing store.
-/// Removes its directory when done.
+/// On NBD the engine reaches the image through the URI only, and the server's durable image is
+/// copied at every flush (`serverCopies`). Removes its directory (and stops its server) when done.
 final class CrashVolume {
     let directory: String
+    /// What the engine mounts: the image file, or the export's URI.
     let image: String
     let blockSize: Int
     let base: ImageSnapshot
     let recorder: CrashRecorder
     let runner: CrashWorkloadRunner
+    /// On NBD: the export, and the server's durable image at every flush.
+    let export: CrashNBDExport?
+    let serverCopies: CrashServerCopies?
 
-    init(blockSize: Int, failing fault: CrashRecorder.Fault? = nil) throws {
+    init(blockSize: Int, failing fault: CrashRecorder.Fault? = nil, backing: CrashBacking = .file) throws {
         var template = Array("\(CrashTestSettings.scratchDirectory)/extentfs-crash-XXXXXX".utf8CString)
         directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        image = directory + "/disk.img"
         self.blockSize = blockSize
-        var format = FormatOptions()
-        format.blockSize = blockSize
-        format.size = CrashTestSettings.imageBytes
-        try Volume.format(image: image, options: format)
-        base = try ImageSnapshot(path: image)
         recorder = CrashRecorder(failing: fault)
         var options = CrashVolume.mountOptions
-        options.storeInterceptor = recorder
+        switch backing {
+        case .file:
+            image = directory + "/disk.img"
+            var format = FormatOptions()
+            format.blockSize = blockSize
+            format.size = CrashTestSettings.imageBytes
+            try Volume.format(image: image, options: format)
+            base = try ImageSnapshot(path: image)
+            export = nil
+            serverCopies = nil
+            options.storeInterceptor = recorder
+        case .nbd(let cache):
+            let export = try CrashNBDExport(directory: directory, blockSize: blockSize, cache: cache)
+            image = export.uri
+            base = try ImageSnapshot(path: export.file)
+            let copies = CrashServerCopies(recording: recorder, file: export.file)
+            self.export = export
+            serverCopies = copies
+            options.storeInterceptor = copies
+        }
         let fs = try FileSystem.mount(image: image, options: options)
         runner = CrashWorkloadRunner(fs: fs, recorder: recorder, blockSize: blockSize)
     }
@@ -53,6 +78,7 @@ final class CrashVolume {
 
     deinit {
         runner.abandon()
+        export?.server.stop()
         if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
             for name in names { unlink(directory + "/" + name) }
         }

@@ -66,6 +66,18 @@ final class MountHarness {
         return volume
     }
 
+    /// A fresh volume on an NBD export (the export's size), formatted but not mounted; the CLI
+    /// is given the URI wherever it takes an image.
+    func makeVolume(blockSize: Int, nbdURI: String) throws -> TestVolume {
+        let volume = try TestVolume(harness: self, name: "nbd-bs\(blockSize)-\(volumes.count)", blockSize: blockSize, image: nbdURI)
+        volumes.append(volume)
+        let result = try volume.format(size: nil)
+        guard result.succeeded else {
+            throw HarnessError("mkfs of \(nbdURI) with block size \(blockSize) failed: \(result)")
+        }
+        return volume
+    }
+
     /// A directory for images that are not made by mkfs (foreign or damaged ones).
     func makeScratchVolume(name: String, blockSize: Int = 4096) throws -> TestVolume {
         let volume = try TestVolume(harness: self, name: "\(name)-\(volumes.count)", blockSize: blockSize)

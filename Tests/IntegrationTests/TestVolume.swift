@@ -16,11 +16,12 @@ final class TestVolume {
     private var mountCount = 0
     private(set) var currentLog: String?
 
-    init(harness: MountHarness, name: String, blockSize: Int) throws {
+    /// `image`: what the CLI is given (an NBD URI); by default a file in the volume's directory.
+    init(harness: MountHarness, name: String, blockSize: Int, image: String? = nil) throws {
         self.harness = harness
         self.blockSize = blockSize
         directory = harness.workDirectory + "/" + name
-        image = directory + "/image.img"
+        self.image = image ?? directory + "/image.img"
         mountPoint = directory + "/mnt"
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
     }

@@ -44,7 +44,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Read-only (`options.readOnly`): checks and replays in memory, writes nothing, and starts
     /// no background commits (FileSystem+ReadOnly.swift).
     public static func mount(image: String, options: MountOptions = MountOptions()) throws -> FileSystem {
-        let store = try openStore(image, readOnly: options.readOnly)
+        let store = try openStore(image, readOnly: options.readOnly, options: options.store)
         store.interceptor = options.storeInterceptor
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)
@@ -73,10 +73,16 @@ public final class FileSystem: @unchecked Sendable {
 
     /// A read-only mount opens the image for writing when it may, so that it can become
     /// writable later (`makeWritable`); a read-only file or device is opened read-only.
-    private static func openStore(_ image: String, readOnly: Bool) throws -> BackingStore {
-        guard readOnly else { return try BackingStore(path: image, writable: true) }
-        if let store = try? BackingStore(path: image, writable: true) { return store }
-        return try BackingStore(path: image, writable: false)
+    private static func openStore(_ image: String, readOnly: Bool, options: StoreOptions) throws -> BackingStore {
+        guard readOnly else { return try BackingStore(path: image, writable: true, options: options) }
+        do {
+            return try BackingStore(path: image, writable: true, options: options)
+        } catch let error as ExtentFSError where StoreLocation.isNBD(image) && error.errno == .ioError {
+            // An NBD server that could not be reached would only keep us waiting again.
+            throw error
+        } catch {
+            return try BackingStore(path: image, writable: false, options: options)
+        }
     }
 
     /// The flusher, and the cache and log asking it for early work. Once per mount, when the

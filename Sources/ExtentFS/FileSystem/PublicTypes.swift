@@ -178,6 +178,8 @@ public struct MountOptions: Sendable {
     /// let go (so `extentfs umount`, which waits for that, finds it); removed by an unmount that
     /// succeeds.
     public var unmountReportPath: String?
+    /// How to reach the backing store (the NBD timeout).
+    public var store = StoreOptions()
     /// Test-only: installed on the backing store before anything is read or written.
     var storeInterceptor: (any BackingStoreInterceptor)?
     public init() {}
@@ -189,6 +191,8 @@ public struct FormatOptions: Sendable {
     public var size: UInt64? = nil
     /// Overwrite an image that already holds an extentfs superblock.
     public var force: Bool = false
+    /// How to reach the backing store (the NBD timeout).
+    public var store = StoreOptions()
     public init() {}
 }
 

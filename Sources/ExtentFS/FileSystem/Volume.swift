@@ -13,7 +13,7 @@ public enum Volume {
         guard blockSize >= 512, blockSize <= 65536, blockSize & (blockSize - 1) == 0 else {
             throw ExtentFSError("block size \(blockSize) is not a power of two from 512 to 65536", errno: .invalidArgument)
         }
-        if access(image, F_OK) != 0 {
+        if !StoreLocation.isNBD(image), access(image, F_OK) != 0 {
             guard options.size != nil else {
                 throw ExtentFSError("\(image) does not exist; give --size to create it", errno: .noSuchFileOrDirectory)
             }
@@ -25,7 +25,7 @@ public enum Volume {
                 throw ExtentFSError("cannot create \(image): \(error)", errno: error)
             }
         }
-        let store = try BackingStore(path: image, writable: true)
+        let store = try BackingStore(path: image, writable: true, options: options.store)
         try store.lock(.exclusive)
         if !options.force, store.size >= Superblock.reservedBytes {
             for offset in Superblock.slotOffsets {
@@ -35,12 +35,12 @@ public enum Volume {
         }
         var size = store.size
         if let requested = options.size {
-            if store.isBlockDevice {
+            if store.isResizable {
+                try store.setSize(requested)
+            } else {
                 guard requested <= store.size else {
                     throw ExtentFSError("--size \(requested) is larger than the device (\(store.size) bytes)", errno: .invalidArgument)
                 }
-            } else {
-                try store.setSize(requested)
             }
             size = requested
         }
@@ -71,8 +71,8 @@ public enum Volume {
 
     /// Problems found, one line each; empty when clean. Throws (one line) when the image cannot
     /// be read as extentfs at all: not extentfs, a newer version, damaged beyond reading, in use.
-    public static func check(image: String) throws -> [String] {
-        try checkReport(image: image).problems
+    public static func check(image: String, store options: StoreOptions = StoreOptions()) throws -> [String] {
+        try checkReport(image: image, store: options).problems
     }
 
     /// What fsck checked, how long it took, and what it found.
@@ -97,10 +97,10 @@ public enum Volume {
 
     /// Every structure of the image read and checked: both superblock copies, the metadata tree
     /// node by node, the log replayed over it, then the checker's cross-checks (Checker).
-    public static func checkReport(image: String) throws -> CheckReport {
+    public static func checkReport(image: String, store options: StoreOptions = StoreOptions()) throws -> CheckReport {
         let clock = ContinuousClock()
         let start = clock.now
-        let store = try BackingStore(path: image, writable: false)
+        let store = try BackingStore(path: image, writable: false, options: options)
         try store.lock(.shared)
         let choice = try VolumeLoader.readSuperblock(store)
         let loaded = try VolumeLoader.load(store, choice: choice, cache: nil)
