@@ -63,6 +63,15 @@ struct ImageCrafting {
             for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: tree.maxValueSize).enumerated() {
                 try tree.insert(MetadataTree.imageKey(image.ino, piece: UInt64(piece)), bytes)
             }
+            // A cookie at or past 2^62 cannot be a key; it wraps, and the image's next cookie
+            // (restored past it) is what gives it away.
+            image.directory?.forEach(after: 0) { name, entry in
+                for (part, bytes) in MetadataTree.entryParts(name, entry, maxPiece: tree.maxValueSize).enumerated() {
+                    try? tree.insert(TreeKey(object: image.ino, kind: MetadataTree.Kind.directoryEntry,
+                                             offset: entry.cookie &<< 2 | UInt64(part)), bytes)
+                }
+                return true
+            }
         }
         for entry in contents.referenceCounts.entries {
             try tree.insert(MetadataTree.referenceKey(entry.run.start), MetadataTree.encodeReference(entry))

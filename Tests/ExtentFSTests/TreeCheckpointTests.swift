@@ -97,13 +97,22 @@ final class TreeCheckpointTests: XCTestCase {
             volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
             try volume.fs.setxattr(files[count / 2], name: Array("user.x".utf8), value: [1], flags: [])
             try volume.fs.journal.force()
-            let before = counter.bytes
+            var before = counter.bytes
             try volume.fs.journal.checkpoint()
             written[count] = (counter.bytes - before) / volume.blockSize
+            // A name added to the directory of `count` entries: its entry's leaf, the new
+            // inode's, the directory's image (its times), and their paths to the root.
+            _ = try volume.create("one-more")
+            try volume.fs.journal.force()
+            before = counter.bytes
+            try volume.fs.journal.checkpoint()
+            written[-count] = (counter.bytes - before) / volume.blockSize
             try volume.unmountAndCheck()
         }
         XCTAssertLessThanOrEqual(written[5_000]!, 6, "blocks a checkpoint wrote after one change among 5,000 files: \(written)")
         XCTAssertLessThanOrEqual(written[5_000]!, written[100]! + 2, "\(written)")
+        XCTAssertLessThanOrEqual(written[-5_000]!, 10, "blocks a checkpoint wrote after a create in a directory of 5,000: \(written)")
+        XCTAssertLessThanOrEqual(written[-5_000]!, written[-100]! + 3, "\(written)")
     }
 
     /// An image of version 3 (a whole checkpoint) mounts, converts at its first checkpoint, and

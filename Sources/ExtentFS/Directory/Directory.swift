@@ -80,6 +80,12 @@ public struct Directory: Sendable {
         insert(name: name, entry: entry)
     }
 
+    /// The entry holding `cookie`, if one does.
+    func entry(atCookie cookie: UInt64) -> (name: [UInt8], entry: Entry)? {
+        guard let name = nameByCookie[cookie], let entry = byName[name], entry.cookie == cookie else { return nil }
+        return (name, entry)
+    }
+
     /// Re-adds an entry with its stored cookie (checkpoint load; cookies arrive in any order).
     mutating func restore(name: [UInt8], entry: Entry) {
         insert(name: name, entry: entry)

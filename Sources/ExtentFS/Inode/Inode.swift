@@ -52,6 +52,12 @@ public final class Inode: @unchecked Sendable {
     /// directory, or too many to be worth it), and the next record logs the whole directory.
     /// Not persisted, not observed: it follows the changes the observers note.
     var unloggedEntryChanges: [Directory.Change]? = []
+    /// A directory's entry cookies that changed since its last checkpoint (added, removed or
+    /// retargeted), for the next checkpoint to rewrite only those entries in the metadata tree;
+    /// nil when the tree's entries of it are not known to match (a directory loaded from an
+    /// older image or replayed from the log, or too many changes), and the next checkpoint
+    /// rewrites them all. Not persisted, not observed, like `unloggedEntryChanges`.
+    var checkpointEntryCookies: Set<UInt64>?
     /// The running transaction's change set, once the inode belongs to a mounted volume's table.
     var changes: ChangeSet?
     /// The log sequence of the last transaction that changed this inode: fsync forces the log

@@ -49,8 +49,15 @@ struct CheckpointChanges {
         let runs = everything
             ? [BlockRun(start: metadata.superblock.firstAllocatableBlock, count: metadata.superblock.blockCount - metadata.superblock.firstAllocatableBlock)]
             : BlockRun.merged(referenceRuns + metadata.changes.referenceRuns)
-        return Snapshot(nextInode: metadata.nextInode,
-                        inodes: numbers.sorted().map { ino in (ino, metadata.inodes[ino].map(InodeImage.init)) },
+        let images = numbers.sorted().map { ino -> (InodeNumber, InodeImage?) in
+            guard let inode = metadata.inodes[ino] else { return (ino, nil) }
+            var image = InodeImage(inode)
+            if everything { image.changedEntryCookies = nil }
+            // From here on the tree will hold this directory's entries as the image has them.
+            if inode.type == .directory { inode.checkpointEntryCookies = [] }
+            return (ino, image)
+        }
+        return Snapshot(nextInode: metadata.nextInode, inodes: images,
                         referenceRuns: runs, referenceCounts: metadata.referenceCounts)
     }
 }

@@ -49,6 +49,9 @@ struct InodeImage {
     var extents: ExtentMap
     var symlinkTarget: [UInt8]
     var directory: Directory?
+    /// A directory's entries changed since the last checkpoint, by cookie; nil: all of them
+    /// (Inode.checkpointEntryCookies).
+    var changedEntryCookies: Set<UInt64>?
 
     /// Caller holds Metadata.lock. The size is the durable one: it covers no unwritten data.
     init(_ inode: Inode) {
@@ -68,6 +71,7 @@ struct InodeImage {
         extents = inode.extents
         symlinkTarget = inode.symlinkTarget
         directory = inode.directory
+        changedEntryCookies = inode.checkpointEntryCookies
     }
 
     var type: FileType { FileType(mode: mode) ?? .regular }

@@ -6,10 +6,17 @@ import SystemPackage
 /// first block, and the next inode number. A checkpoint rewrites the items of what changed since
 /// the last one and writes only the nodes that holds; the rest of the tree is shared with the
 /// previous checkpoint. Keys (object, kind, offset):
-///   (ino, inodeImage, piece)          a piece of inode `ino`'s image, pieces in order
+///   (ino, inodeImage, piece)          a piece of inode `ino`'s image, pieces in order; a
+///                                     directory's image holds no entries (its next cookie only)
+///   (dir, directoryEntry, cookie << 2 | part)
+///                                     entry `cookie` of directory `dir`: part 0 holds u64 ino,
+///                                     u8 type (mode >> 12) and the name's first bytes, parts 1-3
+///                                     the rest of a name longer than part 0 takes (small nodes)
 ///   (0, nextInodeNumber, 0)           the next inode number (u64)
 ///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
-/// Object 0 is never an inode (inode numbers start at FileSystem.rootInode).
+/// Object 0 is never an inode (inode numbers start at FileSystem.rootInode). A directory's
+/// entries are items of their own, so a change to one entry of a large directory rewrites that
+/// entry's leaf, not the directory.
 ///
 /// Not thread-safe: the journal calls it under its checkpointLock only.
 final class MetadataTree {
@@ -17,6 +24,7 @@ final class MetadataTree {
         static let nextInodeNumber: UInt8 = 1
         static let referenceCount: UInt8 = 2
         static let inodeImage: UInt8 = 16
+        static let directoryEntry: UInt8 = 17
     }
 
     /// The owner byte in every node of this tree (a node of another tree is refused).
@@ -35,6 +43,12 @@ final class MetadataTree {
     static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
         TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)
     }
+    /// Part `part` of entry `cookie` (cookies are below 2^62, so the shift loses nothing).
+    static func entryKey(_ directory: InodeNumber, cookie: UInt64, part: UInt64 = 0) -> TreeKey {
+        TreeKey(object: directory, kind: Kind.directoryEntry, offset: cookie << 2 | part)
+    }
+    static let entryParts: UInt64 = 4
+
     static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
     static func referenceKey(_ block: UInt64) -> TreeKey {
         TreeKey(object: 0, kind: Kind.referenceCount, offset: block)
@@ -47,18 +61,72 @@ final class MetadataTree {
     func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
         try tree.insert(Self.nextInodeKey, Self.encodeNextInode(snapshot.nextInode))
         for (ino, image) in snapshot.inodes {
+            guard let image else {
+                // Everything the inode had: its pieces and, for a directory, its entries.
+                let stale = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: TreeKey(object: ino, kind: .max, offset: .max))
+                for item in stale { _ = try tree.remove(item.key) }
+                continue
+            }
             var pieceCount: UInt64 = 0
-            for piece in image.map({ Self.imagePieces($0, maxPiece: tree.maxValueSize) }) ?? [] {
+            for piece in Self.imagePieces(image, maxPiece: tree.maxValueSize) {
                 try tree.insert(Self.imageKey(ino, piece: pieceCount), piece)
                 pieceCount += 1
             }
-            // Pieces past the new image's last (all of them for a removed inode) go.
+            // Pieces past the new image's last go.
             let stale = try tree.items(from: Self.imageKey(ino, piece: pieceCount), through: Self.imageKey(ino, piece: .max))
             for item in stale { _ = try tree.remove(item.key) }
+            if let directory = image.directory { try writeEntries(of: ino, directory, changed: image.changedEntryCookies) }
         }
         for run in snapshot.referenceRuns {
             try replaceReferenceCounts(in: run, with: snapshot.referenceCounts.entries(within: run))
         }
+    }
+
+    /// The entries at `changed` cookies become what `directory` holds there (nil: every entry is
+    /// rewritten and stored entries it does not hold go).
+    private func writeEntries(of ino: InodeNumber, _ directory: Directory, changed: Set<UInt64>?) throws {
+        let cookies: [UInt64]
+        if let changed {
+            cookies = changed.sorted()
+        } else {
+            let stored = try tree.items(from: Self.entryKey(ino, cookie: 0), through: TreeKey(object: ino, kind: Kind.directoryEntry, offset: .max))
+            for item in stored { _ = try tree.remove(item.key) }
+            var all: [UInt64] = []
+            directory.forEach(after: 0) { _, entry in
+                all.append(entry.cookie)
+                return true
+            }
+            cookies = all
+        }
+        for cookie in cookies {
+            let parts = directory.entry(atCookie: cookie).map { Self.entryParts($0.name, $0.entry, maxPiece: tree.maxValueSize) } ?? []
+            for part in 0..<Self.entryParts {
+                let key = Self.entryKey(ino, cookie: cookie, part: part)
+                if part < parts.count {
+                    try tree.insert(key, parts[Int(part)])
+                } else {
+                    _ = try tree.remove(key)
+                }
+            }
+        }
+    }
+
+    /// An entry's value, in as many parts as the node size needs (part 0: ino, type, the name's
+    /// first bytes).
+    static func entryParts(_ name: [UInt8], _ entry: Directory.Entry, maxPiece: Int) -> [[UInt8]] {
+        var writer = ByteWriter(capacity: 9 + name.count)
+        writer.u64(entry.ino)
+        writer.u8(UInt8(entry.type.rawValue >> 12))
+        writer.raw(name)
+        let bytes = writer.bytes
+        var parts: [[UInt8]] = []
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + maxPiece)
+            parts.append(Array(bytes[start..<end]))
+            start = end
+        }
+        return parts
     }
 
     /// The stored entries over `run` become `entries` (inside `run`); a stored entry that runs
@@ -106,6 +174,9 @@ final class MetadataTree {
     /// An inode's image in pieces of at most `maxPiece` bytes, in order.
     static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
+        var image = image
+        // The entries are items of their own.
+        if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
         CheckpointCodec.encode(image, into: &writer)
         let bytes = writer.bytes
         var pieces: [[UInt8]] = []
@@ -127,15 +198,22 @@ final class MetadataTree {
         }
         var nextReader = ByteReader(nextItem)
         let nextInode = try CheckpointCodec.validatedNextInode(try nextReader.u64())
-        var entries: [ReferenceCounts.Entry] = []
+        var referenceEntries: [ReferenceCounts.Entry] = []
         var inodes: [Inode] = []
+        // The object being read: its image's pieces, then (a directory) its entries' parts.
         var pending: (ino: InodeNumber, pieces: UInt64, bytes: [UInt8])?
-        func finish() throws {
+        var current: Inode?
+        // The current directory's entries, built up apart from the inode so that each restore
+        // changes a uniquely held value (not a copy of the whole directory per entry).
+        var currentDirectory: Directory?
+        var entry: (cookie: UInt64, parts: UInt64, bytes: [UInt8])?
+
+        func finishImage() throws {
             guard let image = pending else { return }
             pending = nil
             var reader = ByteReader(image.bytes)
             let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
-            guard inode.ino == image.ino, reader.remaining == 0 else {
+            guard inode.ino == image.ino, reader.remaining == 0, inode.directory?.isEmpty ?? true else {
                 throw DecodingError(description: "the metadata tree's image of inode \(image.ino) is malformed")
             }
             guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
@@ -144,26 +222,54 @@ final class MetadataTree {
             guard UInt64(inodes.count) < superblock.maxInodes else {
                 throw DecodingError(description: "the metadata tree holds more inodes than the volume's \(superblock.maxInodes)")
             }
+            // What the tree holds of it is what memory holds: the next checkpoint rewrites only
+            // the entries that change.
+            if inode.type == .directory { inode.checkpointEntryCookies = [] }
             inodes.append(inode)
+            current = inode
+            currentDirectory = inode.directory
         }
+        func finishEntry() throws {
+            guard let stored = entry, let directoryInode = current, currentDirectory != nil else { return }
+            entry = nil
+            var reader = ByteReader(stored.bytes)
+            let child = try reader.u64()
+            let rawType = try reader.u8()
+            let name = try reader.raw(reader.remaining)
+            guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < nextInode,
+                  let type = FileType(mode: UInt32(rawType) << 12),
+                  stored.cookie >= Directory.firstEntryCookie, stored.cookie < currentDirectory!.nextCookie,
+                  currentDirectory!.entry(named: name) == nil else {
+                throw DecodingError(description: "directory \(directoryInode.ino) has a malformed or duplicate entry at cookie \(stored.cookie)")
+            }
+            currentDirectory!.restore(name: name, entry: Directory.Entry(ino: child, type: type, cookie: stored.cookie))
+        }
+        func finishObject() throws {
+            try finishImage()
+            try finishEntry()
+            if let directory = currentDirectory, let inode = current { inode.directory = directory }
+            current = nil
+            currentDirectory = nil
+        }
+
         var cursor = tree.cursor()
         while let item = try cursor.next() {
             switch (item.key.object, item.key.kind) {
             case (0, Kind.nextInodeNumber):
                 continue
             case (0, Kind.referenceCount):
-                let entry = try decodeReference(item)
-                if let last = entries.last, last.run.end > entry.run.start {
-                    throw DecodingError(description: "reference count entries overlap at block \(entry.run.start)")
+                let reference = try decodeReference(item)
+                if let last = referenceEntries.last, last.run.end > reference.run.start {
+                    throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
                 }
-                if let last = entries.last, last.run.end == entry.run.start, last.count == entry.count {
-                    entries[entries.count - 1].run.count += entry.run.count
+                if let last = referenceEntries.last, last.run.end == reference.run.start, last.count == reference.count {
+                    referenceEntries[referenceEntries.count - 1].run.count += reference.run.count
                 } else {
-                    entries.append(entry)
+                    referenceEntries.append(reference)
                 }
             case (let ino, Kind.inodeImage) where ino != 0:
                 if pending?.ino != ino {
-                    try finish()
+                    try finishObject()
                     pending = (ino, 0, [])
                 }
                 guard item.key.offset == pending!.pieces else {
@@ -171,12 +277,27 @@ final class MetadataTree {
                 }
                 pending!.pieces += 1
                 pending!.bytes += item.value
+            case (let ino, Kind.directoryEntry) where ino != 0:
+                try finishImage()
+                guard let directoryInode = current, directoryInode.ino == ino, directoryInode.type == .directory else {
+                    throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
+                }
+                let cookie = item.key.offset >> 2, part = item.key.offset & 3
+                if entry?.cookie != cookie {
+                    try finishEntry()
+                    entry = (cookie, 0, [])
+                }
+                guard part == entry!.parts else {
+                    throw DecodingError(description: "directory \(ino)'s entry at cookie \(cookie) misses part \(entry!.parts)")
+                }
+                entry!.parts += 1
+                entry!.bytes += item.value
             default:
                 throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
             }
         }
-        try finish()
-        return (nextInode, inodes, ReferenceCounts(validated: entries))
+        try finishObject()
+        return (nextInode, inodes, ReferenceCounts(validated: referenceEntries))
     }
 
     private func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
