@@ -9,6 +9,8 @@ struct FuzzRun {
     var timeout: Double
     var scratch: String
     var failures: String
+    /// Print every case's damage and outcome, not only the failures.
+    var verbose = false
 
     struct Summary {
         var cases = 0
@@ -42,6 +44,7 @@ struct FuzzRun {
             switch verdict {
             case .fine(let outcome):
                 if outcome.hasPrefix("outcome: refused") { summary.refused += 1 } else { summary.mounted += 1 }
+                if verbose { print("case \(number): base \(base.name); \(damage)\n    \(outcome)") }
             default:
                 summary.failures += 1
                 let name = "image-seed\(seed)-case\(number)"

@@ -8,9 +8,10 @@ import Glibc
 // walk and a write workload survive each (ImageCheck, in a child process under a time and
 // memory limit). Commands:
 //
-//   ImageFuzzer run [--seed N] [--cases N] [--seconds S] [--timeout S] [--failures DIR]
+//   ImageFuzzer run [--seed N] [--cases N] [--seconds S] [--timeout S] [--failures DIR] [--verbose]
 //       fixed-seed cases until the count or the time is reached; each failing image is saved in
-//       DIR (sparse, .fzimg) with what was done to it; exits 1 if any failed
+//       DIR (sparse, .fzimg) with what was done to it; exits 1 if any failed. --verbose prints
+//       every case's damage and outcome
 //   ImageFuzzer replay FILE...     the regression corpus (.fzimg files); exits 1 if any fails
 //   ImageFuzzer check IMAGE        one image, in this process (what `run` runs in a child; a
 //                                  trap shows Swift's backtrace)
@@ -54,7 +55,7 @@ case "run":
         let scratch = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let summary = try FuzzRun(seed: seed, cases: cases, seconds: seconds, timeout: timeout,
-                                  scratch: scratch, failures: failures).run()
+                                  scratch: scratch, failures: failures, verbose: arguments.contains("--verbose")).run()
         print(summary.report)
         exit(summary.failures == 0 ? 0 : 1)
     } catch {

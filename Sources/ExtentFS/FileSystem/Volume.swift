@@ -77,7 +77,7 @@ public enum Volume {
         let choice = try VolumeLoader.readSuperblock(store)
         let loaded = try VolumeLoader.load(store, choice: choice, cache: nil)
         // An unlinked file still open at a crash is a valid state (mount frees it): not a problem.
-        return choice.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }.map(\.message)
+        return choice.warnings + loaded.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }.map(\.message)
     }
 
     private static func randomUUID() -> [UInt8] {

@@ -149,7 +149,8 @@ final class MetadataTree {
         var cursor = tree.cursor()
         while let item = try cursor.next() {
             switch (item.key.object, item.key.kind) {
-            case (0, Kind.nextInodeNumber):
+            case (0, Kind.nextInodeNumber) where item.key.offset == 0:
+                // Read above; any other offset is an item no checkpoint writes (default).
                 continue
             case (0, Kind.referenceCount):
                 let entry = try decodeReference(item)
