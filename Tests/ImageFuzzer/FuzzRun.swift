@@ -26,15 +26,21 @@ struct FuzzRun {
         }
     }
 
+    /// Case `number` of a run with `seed`: which base image, damaged how.
+    static func damagedImage(seed: UInt64, number: Int, images: [BaseImages.Image]) -> (base: BaseImages.Image, bytes: [UInt8], damage: String) {
+        var mutator = Mutator(seed: seed &* 1_000_003 &+ UInt64(number))
+        let base = images[mutator.random.below(images.count)]
+        var bytes = base.bytes
+        let damage = mutator.mutate(&bytes)
+        return (base, bytes, damage)
+    }
+
     func run() throws -> Summary {
         let started = Date()
         let images = try BaseImages.make(in: scratch)
         var summary = Summary()
         for number in 0..<cases where Date().timeIntervalSince(started) < seconds {
-            var mutator = Mutator(seed: seed &* 1_000_003 &+ UInt64(number))
-            let base = images[mutator.random.below(images.count)]
-            var bytes = base.bytes
-            let damage = mutator.mutate(&bytes)
+            let (base, bytes, damage) = FuzzRun.damagedImage(seed: seed, number: number, images: images)
             let path = scratch + "/case.img"
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             let caseStarted = Date()

@@ -125,8 +125,13 @@ final class MetadataTree {
         guard let nextItem = try tree.lookup(Self.nextInodeKey) else {
             throw DecodingError(description: "the metadata tree has no next inode number")
         }
+        // Exactly one u64, as every value here is exactly what its kind encodes.
         var nextReader = ByteReader(nextItem)
-        let nextInode = try CheckpointCodec.validatedNextInode(try nextReader.u64())
+        let nextValue = try nextReader.u64()
+        guard nextReader.remaining == 0 else {
+            throw DecodingError(description: "the metadata tree's next inode number has \(nextReader.remaining) bytes after it")
+        }
+        let nextInode = try CheckpointCodec.validatedNextInode(nextValue)
         var entries: [ReferenceCounts.Entry] = []
         var inodes: [Inode] = []
         var pending: (ino: InodeNumber, pieces: UInt64, bytes: [UInt8])?
