@@ -3,8 +3,8 @@
 # hang or allocate without bound, whatever the image holds:
 #
 #   - the decoder fuzzer: coverage-guided (libFuzzer, through swift build --sanitize=fuzzer) over
-#     the superblock, log record, checkpoint payload and checkpoint index decoders and what mount
-#     builds from what they decode (Sources/ExtentFS/Fsck/DecoderFuzzing.swift,
+#     the superblock, log record, checkpoint payload, checkpoint index and tree node decoders, a
+#     whole metadata tree, and what mount builds from what they decode (Sources/ExtentFS/Fsck/DecoderFuzzing.swift,
 #     Tests/DecoderFuzzer);
 #   - the image fuzzer: whole small images damaged (bit flips, zeroed ranges, truncation, and
 #     crafted values with every checksum recomputed), each checked by fsck, an in-process mount, a
@@ -40,10 +40,11 @@ EXTENTFS_FUZZ=1 swift build --sanitize=fuzzer --scratch-path "$work" --product D
 fuzzer="$work/debug/DecoderFuzzer"
 
 failed=0
-# Common options: inputs up to 4 KiB (the checkpoints of the seeds are about 1 KiB), 10 s per
-# input at most (a hang), 2 GiB of memory at most (unbounded allocation), and traps reported by
-# libFuzzer, not described at length by Swift's backtracer first.
-libfuzzer_options=(-max_len=4096 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1)
+# Common options: inputs up to 8 KiB and 2 bytes (the checkpoints of the seeds are about 1 KiB;
+# a tree node is a block, and a whole tree of 4 KiB blocks needs two), 10 s per input at most (a
+# hang), 2 GiB of memory at most (unbounded allocation), and traps reported by libFuzzer, not
+# described at length by Swift's backtracer first.
+libfuzzer_options=(-max_len=8194 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1)
 if ((short)); then
     # A fresh working corpus, so that the same seed over the same inputs does the same run.
     scratch="$(mktemp -d)"

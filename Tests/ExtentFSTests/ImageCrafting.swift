@@ -56,30 +56,55 @@ struct ImageCrafting {
     /// The newest superblock now points at a new tree holding exactly `contents` (values as
     /// they are: nothing is checked on the way in).
     mutating func writeTree(_ contents: Contents) throws {
-        let blocks = TopDownBlocks(store: store, superblock: superblock)
-        let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
-        try tree.insert(MetadataTree.nextInodeKey, MetadataTree.encodeNextInode(contents.nextInode))
+        var items = [TreeItem(key: MetadataTree.nextInodeKey, value: MetadataTree.encodeNextInode(contents.nextInode))]
+        let maxPiece = BTree.maxValueSize(nodeSize: Int(superblock.blockSize))
         for image in contents.inodes {
-            for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: tree.maxValueSize).enumerated() {
-                try tree.insert(MetadataTree.imageKey(image.ino, piece: UInt64(piece)), bytes)
+            for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: maxPiece).enumerated() {
+                items.append(TreeItem(key: MetadataTree.imageKey(image.ino, piece: UInt64(piece)), value: bytes))
             }
             // A cookie at or past 2^62 cannot be a key; it wraps, and the image's next cookie
             // (restored past it) is what gives it away.
             image.directory?.forEach(after: 0) { name, entry in
-                for (part, bytes) in MetadataTree.entryParts(name, entry, maxPiece: tree.maxValueSize).enumerated() {
-                    try? tree.insert(TreeKey(object: image.ino, kind: MetadataTree.Kind.directoryEntry,
-                                             offset: entry.cookie &<< 2 | UInt64(part)), bytes)
+                for (part, bytes) in MetadataTree.entryParts(name, entry, maxPiece: maxPiece).enumerated() {
+                    items.append(TreeItem(key: TreeKey(object: image.ino, kind: MetadataTree.Kind.directoryEntry,
+                                                       offset: entry.cookie &<< 2 | UInt64(part)), value: bytes))
                 }
                 return true
             }
         }
         for entry in contents.referenceCounts.entries {
-            try tree.insert(MetadataTree.referenceKey(entry.run.start), MetadataTree.encodeReference(entry))
+            items.append(TreeItem(key: MetadataTree.referenceKey(entry.run.start), value: MetadataTree.encodeReference(entry)))
         }
+        try writeItems(items)
+    }
+
+    /// The items of the newest superblock's tree, in key order.
+    func items() throws -> [TreeItem] {
+        try VolumeLoader.openTree(store, superblock: superblock).tree.tree.items()
+    }
+
+    /// The newest superblock now points at a new tree holding exactly `items`, whatever they
+    /// are (a later item with the key of an earlier one replaces it).
+    mutating func writeItems(_ items: [TreeItem]) throws {
+        let blocks = TopDownBlocks(store: store, superblock: superblock)
+        let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
+        for item in items { try tree.insert(item.key, item.value) }
         superblock.version = Superblock.currentVersion
         superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
         try store.flush()
         try Journal.writeSuperblock(superblock, store: store)
+    }
+
+    /// The node at `address` changed by `change`, its checksum (CRC-32C of bytes 8 to the end,
+    /// at byte 4: docs/TREES.md) resealed, so that only the change is hostile.
+    func changeNode(at address: UInt64, _ change: (inout [UInt8]) -> Void) throws {
+        let nodeSize = Int(superblock.blockSize)
+        var node = try store.read(nodeSize, at: address * UInt64(nodeSize))
+        change(&node)
+        let checksum = CRC32C.checksum(Array(node[8...]))
+        withUnsafeBytes(of: checksum.littleEndian) { node.replaceSubrange(4..<8, with: $0) }
+        try store.write(node, at: address * UInt64(nodeSize))
+        try store.flush()
     }
 
     /// The newest superblock becomes a version 3 (or 2) one whose whole checkpoint holds

@@ -6,6 +6,8 @@ import Foundation
 /// extents, unwritten extents, xattrs, a symlink, a hard link, a fifo, an open unlinked file),
 /// at several block sizes, some cleanly unmounted (everything in the checkpoint) and some
 /// copied while mounted after an fsync (records in the log after the checkpoint, as after a crash).
+/// mkfs makes version 4 (the metadata tree); the crashed ones are also kept as version 3 (whole
+/// checkpoints, VersionThreeImages), which mount still reads, so that both paths are fuzzed.
 enum BaseImages {
     struct Image {
         var name: String
@@ -18,8 +20,17 @@ enum BaseImages {
             for crashed in [false, true] {
                 let path = directory + "/base-bs\(blockSize)\(crashed ? "-crashed" : "").img"
                 try build(path, blockSize: blockSize, crashed: crashed)
-                images.append(Image(name: URL(fileURLWithPath: path).lastPathComponent,
-                                    bytes: Array(try Data(contentsOf: URL(fileURLWithPath: path)))))
+                let name = URL(fileURLWithPath: path).lastPathComponent
+                let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+                images.append(Image(name: name, bytes: bytes))
+                if crashed {
+                    guard let old = VersionThreeImages.convert(bytes) else { throw FuzzerError("\(name) did not convert to version 3") }
+                    // A converter that made a damaged image would fuzz nothing but its own mistake.
+                    try Data(old).write(to: URL(fileURLWithPath: path))
+                    let problems = try Volume.check(image: path)
+                    guard problems.isEmpty else { throw FuzzerError("\(name) as version 3 is not clean: \(problems)") }
+                    images.append(Image(name: name.replacingOccurrences(of: ".img", with: "-v3.img"), bytes: old))
+                }
                 try? FileManager.default.removeItem(atPath: path)
             }
         }

@@ -9,6 +9,8 @@ struct FuzzRun {
     var timeout: Double
     var scratch: String
     var failures: String
+    /// Print every case's damage and outcome, not only the failures.
+    var verbose = false
 
     struct Summary {
         var cases = 0
@@ -24,15 +26,21 @@ struct FuzzRun {
         }
     }
 
+    /// Case `number` of a run with `seed`: which base image, damaged how.
+    static func damagedImage(seed: UInt64, number: Int, images: [BaseImages.Image]) -> (base: BaseImages.Image, bytes: [UInt8], damage: String) {
+        var mutator = Mutator(seed: seed &* 1_000_003 &+ UInt64(number))
+        let base = images[mutator.random.below(images.count)]
+        var bytes = base.bytes
+        let damage = mutator.mutate(&bytes)
+        return (base, bytes, damage)
+    }
+
     func run() throws -> Summary {
         let started = Date()
         let images = try BaseImages.make(in: scratch)
         var summary = Summary()
         for number in 0..<cases where Date().timeIntervalSince(started) < seconds {
-            var mutator = Mutator(seed: seed &* 1_000_003 &+ UInt64(number))
-            let base = images[mutator.random.below(images.count)]
-            var bytes = base.bytes
-            let damage = mutator.mutate(&bytes)
+            let (base, bytes, damage) = FuzzRun.damagedImage(seed: seed, number: number, images: images)
             let path = scratch + "/case.img"
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             let caseStarted = Date()
@@ -42,6 +50,7 @@ struct FuzzRun {
             switch verdict {
             case .fine(let outcome):
                 if outcome.hasPrefix("outcome: refused") { summary.refused += 1 } else { summary.mounted += 1 }
+                if verbose { print("case \(number): base \(base.name); \(damage)\n    \(outcome)") }
             default:
                 summary.failures += 1
                 let name = "image-seed\(seed)-case\(number)"

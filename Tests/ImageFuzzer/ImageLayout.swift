@@ -3,24 +3,54 @@ import ExtentFS
 
 /// Where the metadata of an image lies, read from its bytes as docs/FORMAT.md describes them (not
 /// through the engine's own decoders, which are what is under test): the superblock copies, each
-/// one's checkpoint (index and payload runs) and the log records after its tail. What the
-/// crafted mutations need to change a value and recompute every checksum over it.
+/// one's checkpoint (version 4: the metadata tree's nodes, TreeLayout; versions 2 and 3: the
+/// index and payload runs) and the log records after its tail. What the crafted mutations need
+/// to change a value and recompute every checksum over it.
 struct ImageLayout {
-    /// Superblock field offsets (docs/FORMAT.md, "Superblock").
-    enum Field: Int, CaseIterable {
-        case version = 8, blockSize = 12, blockCount = 16, maxInodes = 24, sequence = 48
-        case indexBlock = 56, indexBlockCount = 64, indexBytes = 72, indexChecksum = 80
-        case payloadBytes = 84, payloadChecksum = 92, logFirstBlock = 96, logBlockCount = 104
-        case tailOffset = 112, tailSequence = 120
+    /// A superblock field (docs/FORMAT.md, "Superblock"): bytes 56 to 95 are the checkpoint's
+    /// root, whose fields depend on the version.
+    struct Field: CustomStringConvertible {
+        var name: String
+        var offset: Int
+        var width: Int
 
-        var width: Int {
-            switch self {
-            case .version, .blockSize, .indexChecksum, .payloadChecksum: return 4
-            default: return 8
-            }
+        static let version = Field(name: "version", offset: 8, width: 4)
+        static let blockSize = Field(name: "blockSize", offset: 12, width: 4)
+        static let blockCount = Field(name: "blockCount", offset: 16, width: 8)
+        static let maxInodes = Field(name: "maxInodes", offset: 24, width: 8)
+        static let sequence = Field(name: "sequence", offset: 48, width: 8)
+        static let logFirstBlock = Field(name: "logFirstBlock", offset: 96, width: 8)
+        static let logBlockCount = Field(name: "logBlockCount", offset: 104, width: 8)
+        static let tailOffset = Field(name: "tailOffset", offset: 112, width: 8)
+        static let tailSequence = Field(name: "tailSequence", offset: 120, width: 8)
+        // Versions 2 and 3: a whole checkpoint.
+        static let indexBlock = Field(name: "indexBlock", offset: 56, width: 8)
+        static let indexBlockCount = Field(name: "indexBlockCount", offset: 64, width: 8)
+        static let indexBytes = Field(name: "indexBytes", offset: 72, width: 8)
+        static let indexChecksum = Field(name: "indexChecksum", offset: 80, width: 4)
+        static let payloadBytes = Field(name: "payloadBytes", offset: 84, width: 8)
+        static let payloadChecksum = Field(name: "payloadChecksum", offset: 92, width: 4)
+        // Version 4: the metadata tree's root.
+        static let rootAddress = Field(name: "rootAddress", offset: 56, width: 8)
+        static let rootGeneration = Field(name: "rootGeneration", offset: 64, width: 8)
+        static let rootLevel = Field(name: "rootLevel", offset: 72, width: 1)
+        static let rootReserved = Field(name: "rootReserved", offset: 73, width: 8)
+
+        static let common = [version, blockSize, blockCount, maxInodes, sequence, logFirstBlock, logBlockCount, tailOffset, tailSequence]
+        static let whole = [indexBlock, indexBlockCount, indexBytes, indexChecksum, payloadBytes, payloadChecksum]
+        static let tree = [rootAddress, rootGeneration, rootLevel, rootReserved]
+
+        /// The fields of a superblock of `version`, with the tree's (or the whole checkpoint's)
+        /// listed twice: they are what the other fields lead to.
+        static func all(version: UInt32) -> [Field] {
+            let root = version >= ImageLayout.treeVersion ? tree : whole
+            return common + root + root
         }
+
+        var description: String { name }
     }
 
+    static let treeVersion: UInt32 = 4
     static let slotOffsets = [0, 4096]
     static let superblockSize = 512
     static let logHeaderSize = 64
@@ -29,12 +59,15 @@ struct ImageLayout {
         var slot: Int
         var offset: Int
         var sequence: UInt64
+        var version: UInt32
         var blockSize: Int
         /// Image byte ranges holding the checkpoint payload, in payload order, and its length.
         var payloadPieces: [Range<Int>]
         var payloadBytes: Int
         var indexRange: Range<Int>?
         var records: [LogRecord]
+        /// Version 4: the metadata tree (empty for older versions).
+        var tree = TreeLayout()
     }
 
     struct LogRecord {
@@ -53,6 +86,7 @@ struct ImageLayout {
         var ranges = [0..<8192]
         for superblock in superblocks {
             ranges += superblock.payloadPieces
+            ranges += superblock.tree.nodes.map(\.range)
             if let index = superblock.indexRange { ranges.append(index) }
             for record in superblock.records { ranges.append(record.headerOffset..<record.headerOffset + ImageLayout.logHeaderSize + record.payloadBytes) }
         }
@@ -63,12 +97,17 @@ struct ImageLayout {
         for (slot, offset) in ImageLayout.slotOffsets.enumerated() where offset + ImageLayout.superblockSize <= image.count {
             guard Array(image[offset..<offset + 8]) == Array("EXTENTFS".utf8),
                   CRC32C.checksum(Array(image[offset..<offset + 508])) == ImageLayout.u32(image, offset + 508) else { continue }
-            let field = { (field: Field) -> UInt64 in ImageLayout.read(image, offset + field.rawValue, field.width) }
+            let field = { (field: Field) -> UInt64 in ImageLayout.read(image, offset + field.offset, field.width) }
             let blockSize = Int(field(.blockSize))
             guard blockSize >= 512, blockSize <= 65536 else { continue }
-            var superblock = Superblock(slot: slot, offset: offset, sequence: field(.sequence), blockSize: blockSize,
+            let version = UInt32(truncatingIfNeeded: field(.version))
+            var superblock = Superblock(slot: slot, offset: offset, sequence: field(.sequence), version: version, blockSize: blockSize,
                                         payloadPieces: [], payloadBytes: 0, indexRange: nil, records: [])
-            ImageLayout.locateCheckpoint(image, field, blockSize: blockSize, into: &superblock)
+            if version >= ImageLayout.treeVersion {
+                superblock.tree = TreeLayout(image, blockSize: blockSize, rootAddress: field(.rootAddress))
+            } else {
+                ImageLayout.locateCheckpoint(image, field, blockSize: blockSize, into: &superblock)
+            }
             superblock.records = ImageLayout.records(image, field, blockSize: blockSize)
             superblocks.append(superblock)
         }
@@ -155,13 +194,13 @@ struct ImageLayout {
     static func sealPayload(_ image: inout [UInt8], of superblock: Superblock) {
         var payload: [UInt8] = []
         for piece in superblock.payloadPieces { payload += image[piece] }
-        write(UInt64(CRC32C.checksum(payload)), width: 4, into: &image, at: superblock.offset + Field.payloadChecksum.rawValue)
+        write(UInt64(CRC32C.checksum(payload)), width: 4, into: &image, at: superblock.offset + Field.payloadChecksum.offset)
         sealSuperblock(&image, at: superblock.offset)
     }
 
     static func sealIndex(_ image: inout [UInt8], of superblock: Superblock) {
         guard let range = superblock.indexRange else { return }
-        write(UInt64(CRC32C.checksum(Array(image[range]))), width: 4, into: &image, at: superblock.offset + Field.indexChecksum.rawValue)
+        write(UInt64(CRC32C.checksum(Array(image[range]))), width: 4, into: &image, at: superblock.offset + Field.indexChecksum.offset)
         sealSuperblock(&image, at: superblock.offset)
     }
 

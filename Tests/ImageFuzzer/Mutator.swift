@@ -8,6 +8,8 @@ struct Mutator {
     enum Kind: String, CaseIterable {
         case bitFlips, zeroedRange, truncation
         case superblockField, payloadValue, payloadBytes, payloadLength, indexRun, recordValue, recordHeader
+        // Version 4: the metadata tree's nodes (TreeMutations.swift), each resealed.
+        case nodeHeader, slotKey, childPointer, valueSlot, inodeField, itemValue, leafItems
         case several
     }
 
@@ -15,6 +17,7 @@ struct Mutator {
     static let weights: [(Kind, Int)] = [
         (.bitFlips, 2), (.zeroedRange, 2), (.truncation, 1), (.superblockField, 3), (.payloadValue, 8),
         (.payloadBytes, 3), (.payloadLength, 1), (.indexRun, 1), (.recordValue, 5), (.recordHeader, 2), (.several, 2),
+        (.nodeHeader, 3), (.slotKey, 3), (.childPointer, 3), (.valueSlot, 2), (.inodeField, 8), (.itemValue, 4), (.leafItems, 5),
     ]
 
     /// Values at the edges of every range a field could be checked against.
@@ -33,6 +36,11 @@ struct Mutator {
     /// Damages `image` in place; returns what it did, for the failure report.
     mutating func mutate(_ image: inout [UInt8]) -> String {
         let layout = ImageLayout(image)
+        // Which copy mount would use: damage to the other one is noticed only by fsck.
+        return "(newest: superblock \(layout.newest.map { String($0.slot) } ?? "none")) " + damage(&image, layout)
+    }
+
+    private mutating func damage(_ image: inout [UInt8], _ layout: ImageLayout) -> String {
         let kind = pickKind()
         if kind == .several {
             var done: [String] = []
@@ -55,7 +63,7 @@ struct Mutator {
         return .bitFlips
     }
 
-    private mutating func value() -> UInt64 {
+    mutating func value() -> UInt64 {
         switch random.below(4) {
         case 0: return UInt64(random.below(256))
         case 1: return random.next()
@@ -65,10 +73,27 @@ struct Mutator {
         }
     }
 
-    private mutating func width() -> Int { [1, 2, 4, 8, 8][random.below(5)] }
+    /// A superblock field's new value: for the tree's root, mostly one that another check than
+    /// the checksum must catch (a node that is not the root, a generation after the sequence, a
+    /// level off by one).
+    private mutating func superblockValue(_ field: ImageLayout.Field, _ superblock: ImageLayout.Superblock, _ layout: ImageLayout) -> UInt64 {
+        let nodes = superblock.tree.nodes
+        switch field.name {
+        case ImageLayout.Field.rootAddress.name where !nodes.isEmpty && random.chance(0.6):
+            return nodes[random.below(nodes.count)].address
+        case ImageLayout.Field.rootGeneration.name where random.chance(0.6):
+            return superblock.sequence &+ UInt64(random.below(3)) &- 1
+        case ImageLayout.Field.rootLevel.name where !nodes.isEmpty && random.chance(0.6):
+            return UInt64(nodes[0].level) &+ UInt64(random.below(3)) &- 1
+        default:
+            return value()
+        }
+    }
+
+    mutating func width() -> Int { [1, 2, 4, 8, 8][random.below(5)] }
 
     /// A superblock to change: the newest copy mostly (what mount uses), sometimes the other.
-    private mutating func superblock(_ layout: ImageLayout) -> ImageLayout.Superblock? {
+    mutating func superblock(_ layout: ImageLayout) -> ImageLayout.Superblock? {
         guard let newest = layout.newest else { return nil }
         if random.chance(0.25), let other = layout.superblocks.first(where: { $0.slot != newest.slot }) { return other }
         return newest
@@ -103,9 +128,10 @@ struct Mutator {
             return "truncated to \(cut) bytes"
         case .superblockField:
             guard let superblock = superblock(layout) else { return "no superblock to change" }
-            let field = ImageLayout.Field.allCases[random.below(ImageLayout.Field.allCases.count)]
-            let newValue = value()
-            ImageLayout.write(newValue, width: field.width, into: &image, at: superblock.offset + field.rawValue)
+            let fields = ImageLayout.Field.all(version: superblock.version)
+            let field = fields[random.below(fields.count)]
+            let newValue = superblockValue(field, superblock, layout)
+            ImageLayout.write(newValue, width: field.width, into: &image, at: superblock.offset + field.offset)
             ImageLayout.sealSuperblock(&image, at: superblock.offset)
             return "superblock \(superblock.slot) \(field) = \(newValue)"
         case .payloadValue, .payloadBytes:
@@ -135,7 +161,7 @@ struct Mutator {
         case .payloadLength:
             guard let superblock = superblock(layout) else { return "no superblock to change" }
             let length = UInt64(max(0, superblock.payloadBytes + random.below(64) - 48))
-            ImageLayout.write(length, width: 8, into: &image, at: superblock.offset + ImageLayout.Field.payloadBytes.rawValue)
+            ImageLayout.write(length, width: 8, into: &image, at: superblock.offset + ImageLayout.Field.payloadBytes.offset)
             var shortened = superblock
             var remaining = Int(length)
             shortened.payloadPieces = superblock.payloadPieces.compactMap { piece in
@@ -170,6 +196,12 @@ struct Mutator {
             }
             ImageLayout.sealRecord(&image, record)
             return "log record \(record.sequence) (after superblock \(superblock.slot)'s tail): \(description)"
+        case .nodeHeader, .slotKey, .childPointer, .valueSlot, .inodeField, .itemValue, .leafItems:
+            guard let superblock = superblock(layout), !superblock.tree.nodes.isEmpty else {
+                // An image of version 3 or older: its checkpoint payload instead.
+                return apply(random.chance(0.5) ? .payloadValue : .payloadBytes, &image, layout)
+            }
+            return "superblock \(superblock.slot) tree: " + mutateTree(kind, &image, superblock.tree)
         case .several:
             return "several"
         }

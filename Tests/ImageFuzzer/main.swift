@@ -8,10 +8,13 @@ import Glibc
 // walk and a write workload survive each (ImageCheck, in a child process under a time and
 // memory limit). Commands:
 //
-//   ImageFuzzer run [--seed N] [--cases N] [--seconds S] [--timeout S] [--failures DIR]
+//   ImageFuzzer run [--seed N] [--cases N] [--seconds S] [--timeout S] [--failures DIR] [--verbose]
 //       fixed-seed cases until the count or the time is reached; each failing image is saved in
-//       DIR (sparse, .fzimg) with what was done to it; exits 1 if any failed
+//       DIR (sparse, .fzimg) with what was done to it; exits 1 if any failed. --verbose prints
+//       every case's damage and outcome
 //   ImageFuzzer replay FILE...     the regression corpus (.fzimg files); exits 1 if any fails
+//   ImageFuzzer make SEED CASE FILE  case CASE of `run --seed SEED` saved as FILE (.fzimg), and
+//                                  what was done to it: a case worth keeping that did not fail
 //   ImageFuzzer check IMAGE        one image, in this process (what `run` runs in a child; a
 //                                  trap shows Swift's backtrace)
 //   ImageFuzzer expand FILE IMAGE  a .fzimg file back into a whole image
@@ -54,7 +57,7 @@ case "run":
         let scratch = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let summary = try FuzzRun(seed: seed, cases: cases, seconds: seconds, timeout: timeout,
-                                  scratch: scratch, failures: failures).run()
+                                  scratch: scratch, failures: failures, verbose: arguments.contains("--verbose")).run()
         print(summary.report)
         exit(summary.failures == 0 ? 0 : 1)
     } catch {
@@ -85,6 +88,20 @@ case "replay":
         fail("\(error)")
     }
 
+case "make":
+    guard arguments.count == 4, let seed = UInt64(arguments[1]), let number = Int(arguments[2]) else {
+        fail("usage: ImageFuzzer make SEED CASE FILE.fzimg")
+    }
+    do {
+        let scratch = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let (base, bytes, damage) = FuzzRun.damagedImage(seed: seed, number: number, images: try BaseImages.make(in: scratch))
+        try Data(SparseImage.encode(bytes)).write(to: URL(fileURLWithPath: arguments[3]))
+        print("base \(base.name); \(damage)")
+    } catch {
+        fail("\(error)")
+    }
+
 case "expand":
     guard arguments.count == 3 else { fail("usage: ImageFuzzer expand FILE.fzimg IMAGE") }
     do {
@@ -106,5 +123,5 @@ case "decoder-seeds":
     }
 
 default:
-    fail("usage: ImageFuzzer run|replay|check|expand|decoder-seeds ... (see the top of Tests/ImageFuzzer/main.swift)")
+    fail("usage: ImageFuzzer run|replay|make|check|expand|decoder-seeds ... (see the top of Tests/ImageFuzzer/main.swift)")
 }

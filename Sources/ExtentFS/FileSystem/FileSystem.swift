@@ -57,14 +57,15 @@ public final class FileSystem: @unchecked Sendable {
                                 "; run extentfs fsck \(image)", errno: .ioError)
         }
         let fileSystem = try FileSystem(store: store, superblock: choice.superblock, loaded: loaded, cache: cache, options: options)
+        let warnings = choice.warnings + loaded.warnings
         guard !options.readOnly else {
-            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
+            for warning in warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
             return fileSystem
         }
         try fileSystem.freeOrphans()
-        if !choice.warnings.isEmpty {
+        if !warnings.isEmpty {
             // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
-            for warning in choice.warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it now") }
+            for warning in warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it now") }
             try fileSystem.journal.checkpoint()
         }
         fileSystem.startBackgroundCommits()

@@ -106,7 +106,7 @@ public enum Volume {
         let loaded = try VolumeLoader.load(store, choice: choice, cache: nil)
         var report = CheckReport()
         // An unlinked file still open at a crash is a valid state (mount frees it): not a problem.
-        report.problems = choice.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }.map(\.message)
+        report.problems = choice.warnings + loaded.warnings + Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }.map(\.message)
         if loaded.treeUnderfilledNodes > 0 {
             report.problems.append("the metadata tree has \(loaded.treeUnderfilledNodes) nodes under a quarter full (left by an error while it was rebalancing; the next checkpoints fill them)")
         }

@@ -1,4 +1,5 @@
 import ExtentFSCore
+import SystemPackage
 
 /// Hands arbitrary bytes to the decoders of everything mount reads from an image, and what they
 /// decode to the checks and structures mount builds from it, as mount would: for the
@@ -8,14 +9,22 @@ import ExtentFSCore
 ///
 /// Input: byte 0 picks the structure, byte 1 the block size (512 << (byte % 8)), the rest is the
 /// structure's bytes. Checksums are the first thing each reader checks, and a fuzzer cannot
-/// forge them: the superblock's is recomputed here, and log record and checkpoint payloads are
-/// decoded as they come after their checksums have matched.
+/// forge them: the superblock's and each tree node's are recomputed here, and log record and
+/// checkpoint payloads are decoded as they come after their checksums have matched.
+///
+/// Tree nodes are one block each (as in an image): a `treeNode` input is one node, read as the
+/// tree reads its root (the expectations from its own header, so that every later check is
+/// reached), then changed and committed and read back; a `tree` input is several nodes, the
+/// first the root, the others found by the addresses their headers name, loaded as mount loads
+/// the metadata tree (MetadataTree.loadAll, then the checker and Metadata).
 enum DecoderFuzzing {
     enum Structure: UInt8, CaseIterable {
         case superblock = 0
         case logRecord = 1
         case checkpointPayload = 2
         case checkpointIndex = 3
+        case treeNode = 4
+        case tree = 5
     }
 
     /// The selector and block-size bytes that make `body` an input for `structure`.
@@ -36,7 +45,78 @@ enum DecoderFuzzing {
             if let runs = try? CheckpointIndex.decode(body, superblock: superblock) {
                 _ = runs.reduce(UInt64(0)) { $0 + $1.count } * UInt64(superblock.blockSize)
             }
+        case .treeNode: readTreeNode(body, superblock: superblock)
+        case .tree: loadTree(body, superblock: superblock)
         }
+    }
+
+    private static func nodes(for superblock: Superblock) -> MemoryNodes {
+        MemoryNodes(nodeSize: Int(superblock.blockSize), dataBlocks: superblock.firstAllocatableBlock..<superblock.blockCount)
+    }
+
+    /// One node as the tree reads a root; what it holds must read back the same by every path
+    /// (a scan, a lookup of each key), and survive changes that split it, a commit and a read.
+    private static func readTreeNode(_ body: [UInt8], superblock: Superblock) {
+        let device = nodes(for: superblock)
+        guard let root = device.root(at: device.add(body)),
+              let tree = try? BTree(root: root, owner: MetadataTree.owner, device: device, allocator: device,
+                                    cache: NodeCache(budgetBytes: 1 << 20)),
+              let report = try? tree.check(), let items = try? tree.items() else { return }
+        // One node and nothing else: only a leaf reads whole (an internal node's children are
+        // not there).
+        precondition(report.nodes == 1 && items.count == report.items, "a tree of one node read back differently")
+        for item in items {
+            precondition((try? tree.lookup(item.key)) == item.value, "a lookup disagrees with the scan at \(item.key)")
+        }
+        guard root.generation < UInt64.max, let last = items.last else { return }
+        // Changes as a checkpoint makes them: a removal, and inserts of the largest values after
+        // the last key, enough to split the leaf.
+        var model = items
+        do {
+            _ = try tree.remove(model.removeFirst().key)
+            var key = last.key
+            for index in 0..<5 {
+                guard let next = key.successor else { break }
+                key = next
+                let value = [UInt8](repeating: UInt8(index), count: tree.maxValueSize)
+                try tree.insert(key, value)
+                model.append(TreeItem(key: key, value: value))
+            }
+            let committed = try tree.commit(generation: root.generation + 1)
+            let reread = try BTree(root: committed, owner: MetadataTree.owner, device: device, allocator: device,
+                                   cache: NodeCache(budgetBytes: 1 << 20))
+            _ = try reread.check()
+            let readBack = try reread.items()
+            precondition(readBack == model, "a committed tree does not read back as it was changed")
+        } catch {
+            // Out of addresses (a node named one at the end of the volume): nothing to check.
+            precondition(error as? Errno == .noSpace, "a tree read from valid nodes failed to change: \(error)")
+        }
+    }
+
+    /// Several nodes as the metadata tree of a volume, loaded as mount loads one (VolumeLoader).
+    private static func loadTree(_ body: [UInt8], superblock sample: Superblock) {
+        let device = nodes(for: sample)
+        let nodeSize = Int(sample.blockSize)
+        var rootAddress: UInt64?
+        for start in stride(from: 0, to: body.count, by: nodeSize) {
+            let address = device.add(Array(body[start..<min(body.count, start + nodeSize)]))
+            if rootAddress == nil { rootAddress = address }
+        }
+        // The superblock a checkpoint would have written with this root (mount refuses a root
+        // whose generation is past its superblock's sequence).
+        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogRing.maxSequence else { return }
+        var superblock = sample
+        superblock.sequence = max(superblock.sequence, root.generation)
+        superblock.checkpoint = .tree(root)
+        guard let tree = try? BTree(root: root, owner: MetadataTree.owner, device: device, allocator: device,
+                                    cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
+              let report = try? tree.check(),
+              let (nextInode, inodes, referenceCounts) = try? MetadataTree(tree: tree, superblock: superblock).loadAll(cache: nil) else { return }
+        var loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
+        loaded.treeNodes = UInt64(report.storedAddresses.count)
+        loaded.checkpointRuns = report.storedAddresses.map { BlockRun(start: $0, count: 1) }
+        load(loaded, superblock: superblock, tree: (MetadataTree(tree: tree, superblock: superblock), device))
     }
 
     /// A volume of 16 MiB as mkfs makes it (its log 256 KiB, after the superblocks), so that what
@@ -87,7 +167,7 @@ enum DecoderFuzzing {
     /// Mount's steps after decoding: the checker; then, if it finds nothing, the in-memory
     /// metadata (free space from the extents, the running size count) and a checkpoint of it,
     /// which must decode to the same metadata.
-    private static func load(_ loaded: LoadedCheckpoint, superblock: Superblock) {
+    private static func load(_ loaded: LoadedCheckpoint, superblock: Superblock, tree: (MetadataTree, MemoryNodes)? = nil) {
         guard Checker.check(superblock: superblock, loaded: loaded).allSatisfy(\.isOrphan) else { return }
         let metadata = Metadata(superblock: superblock, loaded: loaded)
         let encoded = metadata.withLock { () -> [UInt8] in
@@ -99,5 +179,52 @@ enum DecoderFuzzing {
             preconditionFailure("metadata that passed the checker does not survive a checkpoint")
         }
         _ = metadata.withLock { (metadata.freeSpace.available, metadata.space.reserveBlocks(promisedDataBlocks: 0)) }
+        checkpointIntoTree(metadata, superblock: superblock, tree: tree)
+    }
+
+    /// Neighbouring runs of one count as one: a whole checkpoint may list them apart, the tree
+    /// reads them back joined.
+    private static func joined(_ entries: [ReferenceCounts.Entry]) -> [ReferenceCounts.Entry] {
+        var joined: [ReferenceCounts.Entry] = []
+        for entry in entries {
+            if let last = joined.last, last.run.end == entry.run.start, last.count == entry.count {
+                joined[joined.count - 1].run.count += entry.run.count
+            } else {
+                joined.append(entry)
+            }
+        }
+        return joined
+    }
+
+    /// The metadata written by a checkpoint into the tree it was loaded from (what the first
+    /// checkpoint after a mount does, over whatever that tree held), or into a new one (an image
+    /// of version 3 converting), then read back as mount reads it: the same metadata.
+    private static func checkpointIntoTree(_ metadata: Metadata, superblock: Superblock, tree loadedFrom: (MetadataTree, MemoryNodes)?) {
+        let device = loadedFrom?.1 ?? nodes(for: superblock)
+        var changes = CheckpointChanges(everything: true)
+        let (snapshot, expected) = metadata.withLock {
+            (changes.take(from: metadata), (metadata.nextInode, Set(metadata.inodes.keys), joined(metadata.referenceCounts.entries)))
+        }
+        do {
+            let tree = try loadedFrom?.0 ?? MetadataTree(
+                tree: BTree(root: nil, owner: MetadataTree.owner, device: device, allocator: device, cache: NodeCache(budgetBytes: 1 << 20)),
+                superblock: superblock)
+            try tree.apply(snapshot)
+            let generation = superblock.sequence + 1
+            let root = try tree.tree.commit(generation: generation)
+            var written = superblock
+            written.sequence = generation
+            written.checkpoint = .tree(root)
+            let reread = MetadataTree(tree: try BTree(root: root, owner: MetadataTree.owner, device: device, allocator: device,
+                                                      cache: NodeCache(budgetBytes: 1 << 20)),
+                                      superblock: written)
+            _ = try reread.tree.check()
+            let (nextInode, inodes, referenceCounts) = try reread.loadAll(cache: nil)
+            precondition(nextInode == expected.0 && Set(inodes.map(\.ino)) == expected.1 && joined(referenceCounts.entries) == expected.2,
+                         "metadata that passed the checker does not survive a checkpoint into the tree")
+        } catch {
+            // Out of addresses (a node named one at the end of the volume): nothing to check.
+            precondition(error as? Errno == .noSpace, "metadata that passed the checker failed to checkpoint into the tree: \(error)")
+        }
     }
 }

@@ -28,6 +28,10 @@ struct LoadedCheckpoint {
     var logReclaimTail: UInt64 = 0
     /// Records replayed at load.
     var replayedRecords = 0
+    /// Damage to what only the older superblock copy reaches (its checkpoint does not read
+    /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
+    /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.
+    var warnings: [String] = []
 }
 
 /// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without

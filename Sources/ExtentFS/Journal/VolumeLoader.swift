@@ -128,11 +128,18 @@ enum VolumeLoader {
         loaded.checkpointRuns = newestNodes.map { BlockRun(start: $0, count: 1) }
         if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
             // An older copy whose checkpoint cannot be read reaches nothing this mount could keep
-            // safe; the newest copy is intact either way.
-            if older.version >= Superblock.treeVersion, let olderNodes = try? openTree(store, superblock: older).report.storedAddresses {
-                loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newestNodes).sorted().map { BlockRun(start: $0, count: 1) }
-            } else if older.version < Superblock.treeVersion, let runs = try? checkpointRuns(store, superblock: older) {
-                loaded.heldUntilNextCheckpoint = runs
+            // safe; the newest copy is intact either way. No checkpoint ever leaves the older
+            // copy's unreadable (copy-on-write: it is not written over until a newer one is
+            // durable), so that is damage: reported (fsck), and healed by the next checkpoint.
+            do {
+                if older.version >= Superblock.treeVersion {
+                    let olderNodes = try openTree(store, superblock: older).report.storedAddresses
+                    loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newestNodes).sorted().map { BlockRun(start: $0, count: 1) }
+                } else {
+                    loaded.heldUntilNextCheckpoint = try checkpointRuns(store, superblock: older)
+                }
+            } catch {
+                loaded.warnings.append("the checkpoint of the older superblock copy (sequence \(older.sequence)) is damaged: \(error)")
             }
             loaded.checkpointRuns += loaded.heldUntilNextCheckpoint
         }
@@ -156,10 +163,14 @@ enum VolumeLoader {
         let superblock = choice.superblock
         var loaded = try loadCheckpoint(store, superblock: superblock, cache: cache)
         loaded.heldUntilSecondCheckpoint = loaded.checkpointRuns
-        if let older = choice.older, older.sequence % 2 != superblock.sequence % 2, older.checkpoint != superblock.checkpoint,
-           let runs = try? checkpointRuns(store, superblock: older) {
-            let newest = Set(loaded.checkpointRuns)
-            loaded.heldUntilNextCheckpoint = runs.filter { !newest.contains($0) }
+        if let older = choice.older, older.sequence % 2 != superblock.sequence % 2, older.checkpoint != superblock.checkpoint {
+            // As loadTree: an older copy's checkpoint that does not read back is damage.
+            do {
+                let newest = Set(loaded.checkpointRuns)
+                loaded.heldUntilNextCheckpoint = try checkpointRuns(store, superblock: older).filter { !newest.contains($0) }
+            } catch {
+                loaded.warnings.append("the checkpoint of the older superblock copy (sequence \(older.sequence)) is damaged: \(error)")
+            }
         }
         loaded.checkpointRuns = loaded.heldUntilSecondCheckpoint + loaded.heldUntilNextCheckpoint
         return loaded

@@ -196,8 +196,13 @@ final class MetadataTree {
         guard let nextItem = try tree.lookup(Self.nextInodeKey) else {
             throw DecodingError(description: "the metadata tree has no next inode number")
         }
+        // Exactly one u64, as every value here is exactly what its kind encodes.
         var nextReader = ByteReader(nextItem)
-        let nextInode = try CheckpointCodec.validatedNextInode(try nextReader.u64())
+        let nextValue = try nextReader.u64()
+        guard nextReader.remaining == 0 else {
+            throw DecodingError(description: "the metadata tree's next inode number has \(nextReader.remaining) bytes after it")
+        }
+        let nextInode = try CheckpointCodec.validatedNextInode(nextValue)
         var referenceEntries: [ReferenceCounts.Entry] = []
         var inodes: [Inode] = []
         // The object being read: its image's pieces, then (a directory) its entries' parts.
@@ -255,7 +260,8 @@ final class MetadataTree {
         var cursor = tree.cursor()
         while let item = try cursor.next() {
             switch (item.key.object, item.key.kind) {
-            case (0, Kind.nextInodeNumber):
+            case (0, Kind.nextInodeNumber) where item.key.offset == 0:
+                // Read above; any other offset is an item no checkpoint writes (default).
                 continue
             case (0, Kind.referenceCount):
                 let reference = try decodeReference(item)
