@@ -71,6 +71,10 @@ struct ImageCrafting {
                 }
                 return true
             }
+            // Every extent under its own key: two at one logical block keep the later.
+            for extent in image.extents.extents where image.type == .regular {
+                items.append(TreeItem(key: MetadataTree.extentKey(image.ino, logical: extent.logical), value: MetadataTree.encodeExtent(extent)))
+            }
         }
         for entry in contents.referenceCounts.entries {
             items.append(TreeItem(key: MetadataTree.referenceKey(entry.run.start), value: MetadataTree.encodeReference(entry)))

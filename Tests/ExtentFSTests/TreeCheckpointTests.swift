@@ -29,8 +29,9 @@ final class TreeCheckpointTests: XCTestCase {
         }
     }
 
-    /// Random creates, writes, clones, punches, xattrs, renames and unlinks at each block size,
-    /// a checkpoint after every few: the tree always reads back as memory. Reference counts are
+    /// Random creates, writes, clones, punches, collapses and inserts of ranges, truncates,
+    /// xattrs and unlinks at each block size, a checkpoint after every few: the tree always reads
+    /// back as memory (each file's extents exactly, as the checkpoints rewrote their changed ranges). Reference counts are
     /// stored as each checkpoint cut them; loading joins them, so equality checks the cutting.
     func testTheTreeHoldsWhatMemoryHoldsAfterEveryCheckpoint() throws {
         for blockSize in [1024, 4096, 65536] {
@@ -39,7 +40,7 @@ final class TreeCheckpointTests: XCTestCase {
             var files: [InodeNumber] = []
             var names: [InodeNumber: String] = [:]
             for step in 0..<300 {
-                switch random.next() % 8 {
+                switch random.next() % 11 {
                 case 0, 1 where files.count < 40:
                     let ino = try volume.create("f\(step)")
                     files.append(ino)
@@ -70,6 +71,26 @@ final class TreeCheckpointTests: XCTestCase {
                     volume.fs.forget(files[index], count: 1)
                     volume.fs.release(files[index])
                     files.remove(at: index)
+                case 7 where !files.isEmpty:
+                    // A block or two collapsed or inserted inside the file: every extent after moves.
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    let blocks = try volume.fs.getattr(file).size / UInt64(blockSize)
+                    if blocks > 4 {
+                        let offset = random.next() % (blocks - 3) * UInt64(blockSize)
+                        let length = (1 + random.next() % 2) * UInt64(blockSize)
+                        try volume.fs.fallocate(file, offset: offset, length: length,
+                                                mode: random.next() % 2 == 0 ? .collapseRange : .insertRange)
+                    }
+                case 8 where !files.isEmpty:
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    _ = try volume.fs.setattr(file, AttributeChanges(size: random.next() % 240_000))
+                case 9 where !files.isEmpty:
+                    // Many one-block extents, so that the changes fall among many leaves.
+                    let file = files[Int(random.next() % UInt64(files.count))]
+                    let start = random.next() % 64
+                    for index in 0..<UInt64(1 + random.next() % 24) {
+                        try volume.write(file, pattern(blockSize, seed: UInt64(step) &+ index), at: (start + 2 * index) * UInt64(blockSize))
+                    }
                 default:
                     try volume.fs.sync()
                 }
@@ -113,6 +134,120 @@ final class TreeCheckpointTests: XCTestCase {
         XCTAssertLessThanOrEqual(written[5_000]!, written[100]! + 2, "\(written)")
         XCTAssertLessThanOrEqual(written[-5_000]!, 10, "blocks a checkpoint wrote after a create in a directory of 5,000: \(written)")
         XCTAssertLessThanOrEqual(written[-5_000]!, written[-100]! + 3, "\(written)")
+    }
+
+    /// A file of 5,000 extents: a checkpoint after one block written into a hole among them, or
+    /// one extent punched, writes the leaf that holds those extents and its path, not the map.
+    func testACheckpointAfterOneBlockOfAFileOfManyExtentsWritesAFewNodes() throws {
+        var written: [String: Int] = [:]
+        for count in [100, 5_000] {
+            let volume = try TestVolume(size: 256 << 20)
+            let bs = UInt64(volume.blockSize)
+            let file = try volume.create("fragmented")
+            // Every other block: one extent each.
+            for index in 0..<UInt64(count) { try volume.write(file, pattern(volume.blockSize, seed: index), at: 2 * index * bs) }
+            try volume.fs.sync()
+            XCTAssertEqual(volume.fs.metadata.withLock { try! volume.fs.metadata.inode(file).extents.extents.count }, count)
+            try volume.fs.journal.checkpoint()
+            try volume.fs.unmount()
+            let counter = StoreCounter()
+            volume.options.storeInterceptor = counter
+            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            func checkpointBlocks(_ change: () throws -> Void) throws -> Int {
+                try change()
+                try volume.fs.sync()
+                try volume.fs.journal.force()
+                let before = counter.bytes
+                try volume.fs.journal.checkpoint()
+                return (counter.bytes - before) / volume.blockSize
+            }
+            written["write \(count)"] = try checkpointBlocks {
+                try volume.write(file, pattern(volume.blockSize, seed: 99), at: UInt64(count + 1) * bs)
+            }
+            written["punch \(count)"] = try checkpointBlocks {
+                try volume.fs.fallocate(file, offset: UInt64(count / 2) * bs, length: bs, mode: [.punchHole, .keepSize])
+            }
+            try assertTreeMatchesMemory(volume, "\(count) extents")
+            try volume.unmountAndCheck()
+        }
+        print("blocks a checkpoint wrote: \(written)")
+        for change in ["write", "punch"] {
+            XCTAssertLessThanOrEqual(written["\(change) 5000"]!, 8, "blocks a checkpoint wrote after one \(change) in a file of 5,000 extents: \(written)")
+            XCTAssertLessThanOrEqual(written["\(change) 5000"]!, written["\(change) 100"]! + 2, "\(written)")
+        }
+    }
+
+    /// A map changed all over (truncated to nothing, then written again, fragmented) between two
+    /// checkpoints: the tree holds the new map and none of the old extents.
+    func testAMapChangedAllOverIsWrittenWhole() throws {
+        let volume = try TestVolume()
+        let bs = UInt64(volume.blockSize)
+        let file = try volume.create("file")
+        for index in 0..<UInt64(300) { try volume.write(file, pattern(volume.blockSize, seed: index), at: 2 * index * bs) }
+        try volume.fs.sync()
+        try assertTreeMatchesMemory(volume, "before the truncate")
+        _ = try volume.fs.setattr(file, AttributeChanges(size: 0))
+        for index in 0..<UInt64(100) { try volume.write(file, pattern(volume.blockSize, seed: 1000 + index), at: 3 * index * bs + 1) }
+        try volume.fs.sync()
+        try assertTreeMatchesMemory(volume, "after the truncate and the writes")
+        try volume.remount()
+        try assertTreeMatchesMemory(volume, "after a remount")
+        XCTAssertEqual(try volume.read(file, 10, at: 3 * 99 * bs + 1), Array(pattern(volume.blockSize, seed: 1099).prefix(10)))
+        try volume.unmountAndCheck()
+    }
+
+    /// The inode follows its map's changes: a change in place adds its range; a map replaced
+    /// whole, or changed out of the inode's sight, means every extent; the checkpoint's reset
+    /// notes no change (no log record, no data change) and leaves the map alone.
+    func testTheInodeFollowsTheRangeItsExtentsChangedIn() {
+        let inode = Inode(ino: 7, mode: 0o100644, uid: 0, gid: 0, time: Timespec(seconds: 0, nanoseconds: 0), cache: nil)
+        XCTAssertNil(inode.checkpointExtentRange, "a new file")
+        inode.extents.insert(FileExtent(logical: 10, length: 5, physical: 100, state: .written))
+        XCTAssertNil(inode.checkpointExtentRange, "a new file, changed")
+        let changes = ChangeSet(running: 1)
+        inode.changes = changes
+        inode.extentsCheckpointed()
+        XCTAssertTrue(changes.isEmpty && !changes.touchesData, "the reset noted a change")
+        XCTAssertEqual(inode.checkpointExtentRange, 0..<0)
+        // Merges with [10, 15): the merged extent is the change.
+        inode.extents.insert(FileExtent(logical: 15, length: 2, physical: 105, state: .written))
+        XCTAssertEqual(inode.checkpointExtentRange, 10..<17)
+        inode.extents.replace(with: FileExtent(logical: 40, length: 1, physical: 200, state: .unwritten))
+        XCTAssertEqual(inode.checkpointExtentRange, 10..<41)
+        inode.extentsCheckpointed()
+        // Cuts [10, 17) in two: the whole of it changed as the tree stores it.
+        inode.extents.remove(from: 12, to: 13)
+        XCTAssertEqual(inode.checkpointExtentRange, 10..<17)
+        inode.extentsCheckpointed()
+        inode.extents.shift(from: 40, by: 5)
+        XCTAssertEqual(inode.checkpointExtentRange, 40..<46)
+        inode.extentsCheckpointed()
+        inode.extents.split(at: 11)
+        XCTAssertEqual(inode.checkpointExtentRange, 10..<12)
+        inode.extentsCheckpointed()
+        inode.extents.remove(from: 100, to: 200)
+        XCTAssertEqual(inode.checkpointExtentRange, 0..<0, "nothing was mapped there")
+        // The same map assigned back: nothing changed.
+        let same = inode.extents
+        inode.extents = same
+        XCTAssertEqual(inode.checkpointExtentRange, 0..<0)
+        // Two changes out of the inode's sight: it cannot know where.
+        var copy = inode.extents
+        copy.remove(from: 10, to: 11)
+        copy.remove(from: 45, to: 46)
+        inode.extents = copy
+        XCTAssertNil(inode.checkpointExtentRange)
+        inode.extentsCheckpointed()
+        // A new map, and another inode's.
+        inode.extents = ExtentMap()
+        XCTAssertNil(inode.checkpointExtentRange)
+        let other = Inode(ino: 8, mode: 0o100644, uid: 0, gid: 0, time: Timespec(seconds: 0, nanoseconds: 0), cache: nil)
+        other.extents.insert(FileExtent(logical: 0, length: 1, physical: 300, state: .written))
+        other.extentsCheckpointed()
+        var another = inode.extents
+        another.insert(FileExtent(logical: 3, length: 1, physical: 400, state: .written))
+        other.extents = another
+        XCTAssertNil(other.checkpointExtentRange, "another inode's map, changed once")
     }
 
     /// An image of version 3 (a whole checkpoint) mounts, converts at its first checkpoint, and

@@ -130,11 +130,76 @@ final class TreeHostileImageTests: XCTestCase {
 
     func testItemsOfUnknownKinds() throws {
         for key in [TreeKey(object: 0, kind: 3, offset: 0), TreeKey(object: 0, kind: MetadataTree.Kind.inodeImage, offset: 0),
-                    TreeKey(object: FileSystem.rootInode, kind: 18, offset: 0), TreeKey(object: .max, kind: .max, offset: .max)] {
+                    TreeKey(object: FileSystem.rootInode, kind: 19, offset: 0), TreeKey(object: .max, kind: .max, offset: .max)] {
             let volume = try volumeWithPiecesAndSharing()
             try craftItems(volume) { items, _ in items.append(TreeItem(key: key, value: [7])) }
             assertRefused(volume.image, "an item \(key)", mentioning: "unknown kind")
         }
+    }
+
+    /// Extent items (ino, 18, logical) no checkpoint writes, each refused with its reason.
+    func testHostileExtentItems() throws {
+        let kind = MetadataTree.Kind.fileExtent
+        func firstExtent(_ items: [TreeItem]) throws -> Int { try XCTUnwrap(items.firstIndex { $0.key.kind == kind }) }
+        let cases: [(what: String, reason: String, craft: (inout [TreeItem], Superblock) throws -> Void)] = [
+            ("an extent of a directory", "not a regular file", { items, superblock in
+                let extent = FileExtent(logical: 0, length: 1, physical: superblock.firstAllocatableBlock, state: .written)
+                items.append(TreeItem(key: MetadataTree.extentKey(FileSystem.rootInode, logical: 0), value: MetadataTree.encodeExtent(extent)))
+            }),
+            ("an extent of an inode the tree does not hold", "not a regular file", { items, superblock in
+                let extent = FileExtent(logical: 0, length: 1, physical: superblock.firstAllocatableBlock, state: .written)
+                items.append(TreeItem(key: MetadataTree.extentKey(1 << 40, logical: 0), value: MetadataTree.encodeExtent(extent)))
+            }),
+            ("a delayed extent", "invalid state", { items, _ in items[try firstExtent(items)].value[16] = FileExtent.State.delayed.rawValue }),
+            ("an extent of state 7", "invalid state", { items, _ in items[try firstExtent(items)].value[16] = 7 }),
+            ("an extent of no blocks", "out of range", { items, _ in
+                items[try firstExtent(items)].value.replaceSubrange(0..<8, with: [UInt8](repeating: 0, count: 8))
+            }),
+            ("an extent past the volume's end", "out of range", { items, superblock in
+                withUnsafeBytes(of: superblock.blockCount.littleEndian) { items[try! firstExtent(items)].value.replaceSubrange(8..<16, with: $0) }
+            }),
+            ("an extent past the largest file", "out of range", { items, _ in
+                let index = try firstExtent(items)
+                items[index].key.offset = Superblock.maxFileSize
+            }),
+            ("an extent with bytes after it", "bytes after it", { items, _ in items[try firstExtent(items)].value += [0] }),
+            ("an extent without its state", "", { items, _ in items[try firstExtent(items)].value.removeLast() }),
+            ("extents that overlap", "overlapping", { items, _ in
+                let index = try firstExtent(items)
+                var second = items[index]
+                XCTAssertGreaterThan(second.value[0], 1, "the first extent is one block long")
+                second.key.offset += 1
+                items.insert(second, at: index + 1)
+            }),
+        ]
+        for (what, reason, craft) in cases {
+            let volume = try volumeWithPiecesAndSharing()
+            try craftItems(volume, craft)
+            assertRefused(volume.image, what, mentioning: reason.isEmpty ? nil : reason)
+        }
+    }
+
+    /// A file's image that lists its extents (as the whole checkpoint and the log do): in the
+    /// tree, its extents are items, and an image with extents is malformed.
+    func testAFileImageListingItsExtents() throws {
+        let volume = try volumeWithPiecesAndSharing()
+        try volume.fs.unmount()
+        volume.fs = nil
+        var crafting = try ImageCrafting(image: volume.image)
+        let contents = try crafting.contents()
+        let file = try XCTUnwrap(contents.inodes.first { $0.type == .regular && !$0.extents.extents.isEmpty })
+        var items = try crafting.items()
+        items.removeAll { Self.isImage($0, of: file.ino) }
+        var writer = ByteWriter()
+        CheckpointCodec.encode(file, into: &writer)
+        let maxPiece = BTree.maxValueSize(nodeSize: volume.blockSize)
+        for (piece, start) in stride(from: 0, to: writer.bytes.count, by: maxPiece).enumerated() {
+            items.append(TreeItem(key: MetadataTree.imageKey(file.ino, piece: UInt64(piece)),
+                                  value: Array(writer.bytes[start..<min(writer.bytes.count, start + maxPiece)])))
+        }
+        items.sort { $0.key < $1.key }
+        try crafting.writeItems(items)
+        assertRefused(volume.image, "a file image listing its extents", mentioning: "malformed")
     }
 
     // MARK: pointers between nodes

@@ -149,6 +149,7 @@ struct TreeLayout {
     static let nextInodeKind: UInt8 = 1
     static let referenceCountKind: UInt8 = 2
     static let inodeImageKind: UInt8 = 16
+    static let fileExtentKind: UInt8 = 18
 
     /// Each inode's image as the image ranges of its pieces, in order.
     var inodeImages: [(ino: UInt64, pieces: [Range<Int>])] {
@@ -161,6 +162,11 @@ struct TreeLayout {
             }
         }
         return images
+    }
+
+    /// A regular file's extents: length u64, physical u64, state u8 under (ino, 18, logical).
+    var fileExtentItems: [Item] {
+        items.filter { $0.key.object != 0 && $0.key.kind == TreeLayout.fileExtentKind }
     }
 
     var referenceCountItems: [Item] {

@@ -183,18 +183,22 @@ extension Mutator {
         return nil
     }
 
-    /// A value's bytes: mostly a reference count's fields or the next inode number, which have
-    /// no decoder of their own to stop them.
+    /// A value's bytes: mostly a reference count's or a file extent's fields or the next inode
+    /// number, which have no decoder of their own to stop them.
     private mutating func itemValue(_ image: inout [UInt8], _ tree: TreeLayout) -> String {
         let references = tree.referenceCountItems
         let next = tree.items.filter { $0.key.object == 0 && $0.key.kind == TreeLayout.nextInodeKind }
-        let pool = random.chance(0.6) && !(references + next).isEmpty ? references + next : tree.items
+        let extents = tree.fileExtentItems
+        let fielded = references + next + extents
+        let pool = random.chance(0.6) && !fielded.isEmpty ? fielded : tree.items
         guard !pool.isEmpty else { return "no item to change" }
         let item = pool[random.below(pool.count)]
         guard !item.value.isEmpty, let node = tree.node(containing: item.value.lowerBound) else { return "an empty value" }
         let (position, width): (Int, Int)
         if item.key.kind == TreeLayout.referenceCountKind, item.key.object == 0, item.value.count == 12 {
             (position, width) = random.chance(0.5) ? (0, 8) : (8, 4)
+        } else if item.key.kind == TreeLayout.fileExtentKind, item.key.object != 0, item.value.count == 17 {
+            (position, width) = [(0, 8), (8, 8), (16, 1)][random.below(3)]
         } else {
             position = random.below(item.value.count)
             width = min(self.width(), item.value.count - position)

@@ -1,15 +1,34 @@
 /// A file's logical-to-physical map: disjoint extents sorted by logical block. Lookup is a binary
 /// search, O(log n); changes cost what they touch plus one array shift. Guarded by Metadata.lock.
+///
+/// Each map also says what its latest change was (`stamp`, `latestChange`; ExtentMapChange.swift),
+/// so that the inode holding it can follow which logical range changed since the last checkpoint
+/// (Inode+ExtentChanges.swift) without comparing maps.
 public struct ExtentMap: Sendable {
     public private(set) var extents: [FileExtent] = []
     /// Blocks mapped in any state (written, unwritten, delayed): what st_blocks counts.
     public private(set) var mappedBlocks: UInt64 = 0
+    /// Names these extents. Invariant: a new map, and every mutating method that changes the
+    /// extents, takes a stamp no map had before (ExtentMapChange.nextStamp); so two maps with
+    /// the same stamp hold the same extents (copies of one value, unchanged since).
+    private(set) var stamp = ExtentMapChange.nextStamp()
+    /// The latest change: the stamp the map had just before it and a range holding every extent
+    /// it added or removed. nil for a map that has not changed since it was made.
+    private(set) var latestChange: ExtentMapChange?
 
     public init() {}
 
     init(validated extents: [FileExtent]) {
         self.extents = extents
         mappedBlocks = extents.reduce(0) { $0 + $1.length }
+    }
+
+    /// The extents just changed within `range` (every extent added or removed lies in it): a
+    /// new stamp, and the change from the old one. Each public mutating method calls this once
+    /// per change it makes; `replace` then joins its two into one.
+    private mutating func recordChange(within range: Range<UInt64>) {
+        latestChange = ExtentMapChange(from: stamp, range: range)
+        stamp = ExtentMapChange.nextStamp()
     }
 
     /// Index of the first extent whose end is past `block`.
@@ -57,6 +76,8 @@ public struct ExtentMap: Sendable {
         var last = first
         while last < extents.count, extents[last].logical < to { last += 1 }
         guard first < last else { return [] }
+        // The extents cut or dropped, and the pieces of them kept, all lie in their hull.
+        let touched = extents[first].logical..<extents[last - 1].logicalEnd
         var removed: [FileExtent] = []
         var keep: [FileExtent] = []
         for extent in extents[first..<last] {
@@ -66,6 +87,7 @@ public struct ExtentMap: Sendable {
         }
         extents.replaceSubrange(first..<last, with: keep)
         for extent in removed { mappedBlocks -= extent.length }
+        recordChange(within: touched)
         return removed
     }
 
@@ -89,13 +111,22 @@ public struct ExtentMap: Sendable {
             upper += 1
         }
         extents.replaceSubrange(lower..<upper, with: [merged])
+        // The neighbours merged in lie within the merged extent.
+        recordChange(within: merged.logical..<merged.logicalEnd)
     }
 
     /// Replaces whatever maps [extent.logical, extent.logicalEnd) with `extent`; returns the old.
     @discardableResult
     public mutating func replace(with extent: FileExtent) -> [FileExtent] {
+        let before = stamp
         let old = remove(from: extent.logical, to: extent.logicalEnd)
+        let removedRange = stamp == before ? nil : latestChange?.range
         insert(extent)
+        // One change from `before`, so that the inode sees one step (Inode+ExtentChanges.swift).
+        if stamp != before, let inserted = latestChange?.range {
+            let range = removedRange.map { min($0.lowerBound, inserted.lowerBound)..<max($0.upperBound, inserted.upperBound) } ?? inserted
+            latestChange = ExtentMapChange(from: before, range: range)
+        }
         return old
     }
 
@@ -106,15 +137,21 @@ public struct ExtentMap: Sendable {
         var index = firstIndex(endingAfter: block)
         precondition(index == extents.count || extents[index].logical >= block, "shifting across a split point")
         let first = index
+        guard first < extents.count else { return }
+        let oldStart = extents[first].logical, oldEnd = endBlock
         while index < extents.count {
             extents[index].logical = UInt64(Int64(extents[index].logical) + delta)
             index += 1
         }
+        var lower = min(oldStart, extents[first].logical)
         // The extents just before and at the seam may now be contiguous.
-        if first > 0, first < extents.count, extents[first - 1].canMerge(with: extents[first]) {
+        if first > 0, extents[first - 1].canMerge(with: extents[first]) {
+            lower = extents[first - 1].logical
             extents[first - 1].length += extents[first].length
             extents.remove(at: first)
         }
+        // Every extent from `first` on moved, within the old and the new positions' hull.
+        recordChange(within: lower..<max(oldEnd, endBlock))
     }
 
     /// Splits the extent crossing `block`, if any, so that an extent starts at `block`.
@@ -124,6 +161,8 @@ public struct ExtentMap: Sendable {
         let extent = extents[index]
         extents[index] = extent.clipped(from: extent.logical, to: block)
         extents.insert(extent.clipped(from: block, to: extent.logicalEnd), at: index + 1)
+        // The mapping is the same, but the extents are not: the tree stores extents.
+        recordChange(within: extent.logical..<extent.logicalEnd)
     }
 
     /// The logical block just past the last mapped block (0 when empty).

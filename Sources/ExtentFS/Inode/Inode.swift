@@ -43,7 +43,7 @@ public final class Inode: @unchecked Sendable {
     /// A directory's parent (its ".."); the root is its own parent.
     var parent: InodeNumber = 0 { didSet { noteChange() } }
     // The fields whose size varies also recount what the inode takes in a checkpoint.
-    var extents = ExtentMap() { didSet { noteDataChange(); recount() } }
+    var extents = ExtentMap() { didSet { followExtentChange(); noteDataChange(); recount() } }
     var xattrs = ExtendedAttributes() { didSet { noteChange(); recount() } }
     var symlinkTarget: [UInt8] = [] { didSet { noteChange(); recount() } }
     var directory: Directory? { didSet { noteChange(); recount() } }
@@ -58,6 +58,15 @@ public final class Inode: @unchecked Sendable {
     /// older image or replayed from the log, or too many changes), and the next checkpoint
     /// rewrites them all. Not persisted, not observed, like `unloggedEntryChanges`.
     var checkpointEntryCookies: Set<UInt64>?
+    /// A regular file's logical range whose extents changed since its last checkpoint (empty:
+    /// none), for the next checkpoint to rewrite only the tree's extent items there; nil when
+    /// the tree's extents of it are not known to match (a new file, one loaded from an older
+    /// image or replayed from the log, a map replaced whole). Kept by `extents`' observer
+    /// (Inode+ExtentChanges.swift, which states the invariant); not persisted, not observed.
+    var checkpointExtentRange: Range<UInt64>?
+    /// The stamp of the map `checkpointExtentRange` accounts for (ExtentMap.stamp): always
+    /// `extents.stamp`, once the observer has run. 0 (no map's) until the first change.
+    var followedExtentStamp: UInt64 = 0
     /// The running transaction's change set, once the inode belongs to a mounted volume's table.
     var changes: ChangeSet?
     /// The log sequence of the last transaction that changed this inode: fsync forces the log

@@ -52,9 +52,14 @@ struct CheckpointChanges {
         let images = numbers.sorted().map { ino -> (InodeNumber, InodeImage?) in
             guard let inode = metadata.inodes[ino] else { return (ino, nil) }
             var image = InodeImage(inode)
-            if everything { image.changedEntryCookies = nil }
-            // From here on the tree will hold this directory's entries as the image has them.
+            if everything {
+                image.changedEntryCookies = nil
+                image.changedExtentRange = nil
+            }
+            // From here on the tree will hold this directory's entries, this file's extents, as
+            // the image has them.
             if inode.type == .directory { inode.checkpointEntryCookies = [] }
+            if inode.type == .regular { inode.extentsCheckpointed() }
             return (ino, image)
         }
         return Snapshot(nextInode: metadata.nextInode, inodes: images,

@@ -56,6 +56,9 @@ struct InodeImage {
     /// A directory's entries changed since the last checkpoint, by cookie; nil: all of them
     /// (Inode.checkpointEntryCookies).
     var changedEntryCookies: Set<UInt64>?
+    /// A regular file's extents changed since the last checkpoint, by logical range; nil: all
+    /// of them (Inode.checkpointExtentRange).
+    var changedExtentRange: Range<UInt64>?
 
     /// Caller holds Metadata.lock. The size is the durable one: it covers no unwritten data.
     init(_ inode: Inode) {
@@ -76,6 +79,7 @@ struct InodeImage {
         symlinkTarget = inode.symlinkTarget
         directory = inode.directory
         changedEntryCookies = inode.checkpointEntryCookies
+        changedExtentRange = inode.checkpointExtentRange
     }
 
     var type: FileType { FileType(mode: mode) ?? .regular }
@@ -201,6 +205,22 @@ enum CheckpointCodec {
         return value
     }
 
+    /// An extent read from disk (an image's or a metadata tree item's), in range: within the
+    /// largest file and the volume's data area, never delayed.
+    static func validatedExtent(of ino: InodeNumber, logical: UInt64, length: UInt64, physical: UInt64, rawState: UInt8,
+                                superblock: Superblock) throws -> FileExtent {
+        guard let state = FileExtent.State(rawValue: rawState), state != .delayed else {
+            throw DecodingError(description: "inode \(ino) has an extent with invalid state \(rawState)")
+        }
+        let maxLogical = Superblock.maxFileSize / UInt64(superblock.blockSize)
+        guard length > 0, logical <= maxLogical, length <= maxLogical - logical,
+              physical >= superblock.firstAllocatableBlock, physical < superblock.blockCount,
+              length <= superblock.blockCount - physical else {
+            throw DecodingError(description: "inode \(ino) has an extent out of range (logical \(logical), physical \(physical), length \(length))")
+        }
+        return FileExtent(logical: logical, length: length, physical: physical, state: state)
+    }
+
     static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
         let ino = try reader.u64()
         let mode = try reader.u32()
@@ -241,24 +261,17 @@ enum CheckpointCodec {
             let count = try reader.count(minimumItemSize: 25)
             var extents: [FileExtent] = []
             extents.reserveCapacity(count)
-            let maxLogical = Superblock.maxFileSize / UInt64(superblock.blockSize)
             for _ in 0..<count {
                 let logical = try reader.u64()
                 let length = try reader.u64()
                 let physical = try reader.u64()
                 let rawState = try reader.u8()
-                guard let state = FileExtent.State(rawValue: rawState), state != .delayed else {
-                    throw DecodingError(description: "inode \(ino) has an extent with invalid state \(rawState)")
-                }
-                guard length > 0, logical <= maxLogical, length <= maxLogical - logical,
-                      physical >= superblock.firstAllocatableBlock, physical < superblock.blockCount,
-                      length <= superblock.blockCount - physical else {
-                    throw DecodingError(description: "inode \(ino) has an extent out of range (logical \(logical), physical \(physical), length \(length))")
-                }
+                let extent = try validatedExtent(of: ino, logical: logical, length: length, physical: physical,
+                                                 rawState: rawState, superblock: superblock)
                 if let last = extents.last, last.logicalEnd > logical {
                     throw DecodingError(description: "inode \(ino) has overlapping or unsorted extents at logical block \(logical)")
                 }
-                extents.append(FileExtent(logical: logical, length: length, physical: physical, state: state))
+                extents.append(extent)
             }
             inode.extents = ExtentMap(validated: extents)
         case .symlink:

@@ -2,8 +2,9 @@ import ExtentFSCore
 import SystemPackage
 
 /// The checkpoint as one copy-on-write B+tree (ExtentFSCore.BTree; docs/TREES.md): each inode's
-/// encoded image (CheckpointCodec) as numbered pieces under its number, the reference counts by
-/// first block, and the next inode number. A checkpoint rewrites the items of what changed since
+/// encoded image (CheckpointCodec) as numbered pieces under its number, a directory's entries and
+/// a regular file's extents as items of their own, the reference counts by first block, and the
+/// next inode number. A checkpoint rewrites the items of what changed since
 /// the last one and writes only the nodes that holds; the rest of the tree is shared with the
 /// previous checkpoint. Keys (object, kind, offset):
 ///   (ino, inodeImage, piece)          a piece of inode `ino`'s image, pieces in order; a
@@ -12,11 +13,14 @@ import SystemPackage
 ///                                     entry `cookie` of directory `dir`: part 0 holds u64 ino,
 ///                                     u8 type (mode >> 12) and the name's first bytes, parts 1-3
 ///                                     the rest of a name longer than part 0 takes (small nodes)
+///   (ino, fileExtent, logical block)  an extent of regular file `ino` (never a delayed one):
+///                                     length u64, physical block u64, state u8
 ///   (0, nextInodeNumber, 0)           the next inode number (u64)
 ///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
 /// Object 0 is never an inode (inode numbers start at FileSystem.rootInode). A directory's
-/// entries are items of their own, so a change to one entry of a large directory rewrites that
-/// entry's leaf, not the directory.
+/// entries and a file's extents are items of their own, so a change to one entry of a large
+/// directory, or to a few blocks of a file of many extents, rewrites those items' leaves, not
+/// every entry or extent.
 ///
 /// Not thread-safe: the journal calls it under its checkpointLock only.
 final class MetadataTree {
@@ -25,6 +29,7 @@ final class MetadataTree {
         static let referenceCount: UInt8 = 2
         static let inodeImage: UInt8 = 16
         static let directoryEntry: UInt8 = 17
+        static let fileExtent: UInt8 = 18
     }
 
     /// The owner byte in every node of this tree (a node of another tree is refused).
@@ -48,6 +53,9 @@ final class MetadataTree {
         TreeKey(object: directory, kind: Kind.directoryEntry, offset: cookie << 2 | part)
     }
     static let entryParts: UInt64 = 4
+    static func extentKey(_ file: InodeNumber, logical: UInt64) -> TreeKey {
+        TreeKey(object: file, kind: Kind.fileExtent, offset: logical)
+    }
 
     static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
     static func referenceKey(_ block: UInt64) -> TreeKey {
@@ -76,6 +84,7 @@ final class MetadataTree {
             let stale = try tree.items(from: Self.imageKey(ino, piece: pieceCount), through: Self.imageKey(ino, piece: .max))
             for item in stale { _ = try tree.remove(item.key) }
             if let directory = image.directory { try writeEntries(of: ino, directory, changed: image.changedEntryCookies) }
+            if image.type == .regular { try writeExtents(of: ino, image.extents, changed: image.changedExtentRange) }
         }
         for run in snapshot.referenceRuns {
             try replaceReferenceCounts(in: run, with: snapshot.referenceCounts.entries(within: run))
@@ -109,6 +118,72 @@ final class MetadataTree {
                 }
             }
         }
+    }
+
+    /// The stored extents over `changed` become `map`'s there (nil: all of them, and stored
+    /// extents the map does not hold go). The range is first widened until no extent, stored or
+    /// in the map, crosses either end (a stored one may have been cut or merged, a new one may
+    /// reach past the change; widening one end can bring in another extent crossing it, hence
+    /// the loop, which ends: the range only grows, to the ends of extents that exist). Then
+    /// every stored extent starting in it goes and every extent of the map starting in it is
+    /// inserted, so outside it nothing stored changes and inside it the tree holds the map.
+    private func writeExtents(of file: InodeNumber, _ map: ExtentMap, changed: Range<UInt64>?) throws {
+        var range = changed ?? 0..<UInt64.max
+        guard !range.isEmpty else { return }
+        while changed != nil {
+            var lower = range.lowerBound, upper = range.upperBound
+            if let before = try storedExtent(of: file, before: range.lowerBound), before.logicalEnd > lower {
+                lower = before.logical
+            }
+            if let last = try storedExtent(of: file, before: range.upperBound), last.logicalEnd > upper {
+                upper = last.logicalEnd
+            }
+            let first = map.firstIndex(endingAfter: range.lowerBound)
+            if first < map.extents.count, map.extents[first].logical < lower { lower = map.extents[first].logical }
+            let crossing = map.firstIndex(endingAfter: range.upperBound - 1)
+            if crossing < map.extents.count, map.extents[crossing].logical < range.upperBound,
+               map.extents[crossing].logicalEnd > upper {
+                upper = map.extents[crossing].logicalEnd
+            }
+            if lower..<upper == range { break }
+            range = lower..<upper
+        }
+        let stale = try tree.items(from: Self.extentKey(file, logical: range.lowerBound), through: Self.extentKey(file, logical: range.upperBound - 1))
+        for item in stale { _ = try tree.remove(item.key) }
+        var index = map.firstIndex(endingAfter: range.lowerBound)
+        while index < map.extents.count, map.extents[index].logical < range.upperBound {
+            let extent = map.extents[index]
+            if extent.state != .delayed { try tree.insert(Self.extentKey(file, logical: extent.logical), Self.encodeExtent(extent)) }
+            index += 1
+        }
+    }
+
+    /// The stored extent of `file` starting last before `block`, if any.
+    private func storedExtent(of file: InodeNumber, before block: UInt64) throws -> FileExtent? {
+        guard let item = try tree.lastItem(before: Self.extentKey(file, logical: block)),
+              item.key.object == file, item.key.kind == Kind.fileExtent else { return nil }
+        return try decodeExtent(item)
+    }
+
+    static func encodeExtent(_ extent: FileExtent) -> [UInt8] {
+        var writer = ByteWriter(capacity: 17)
+        writer.u64(extent.length)
+        writer.u64(extent.physical)
+        writer.u8(extent.state.rawValue)
+        return writer.bytes
+    }
+
+    /// An extent item, checked as an extent inside an image is (CheckpointCodec.validatedExtent).
+    private func decodeExtent(_ item: TreeItem) throws -> FileExtent {
+        var reader = ByteReader(item.value)
+        let length = try reader.u64()
+        let physical = try reader.u64()
+        let state = try reader.u8()
+        guard reader.remaining == 0 else {
+            throw DecodingError(description: "inode \(item.key.object)'s extent at logical block \(item.key.offset) has \(reader.remaining) bytes after it")
+        }
+        return try CheckpointCodec.validatedExtent(of: item.key.object, logical: item.key.offset, length: length,
+                                                   physical: physical, rawState: state, superblock: superblock)
     }
 
     /// An entry's value, in as many parts as the node size needs (part 0: ino, type, the name's
@@ -175,8 +250,9 @@ final class MetadataTree {
     static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
         var image = image
-        // The entries are items of their own.
+        // The entries and extents are items of their own.
         if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
+        if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
         CheckpointCodec.encode(image, into: &writer)
         let bytes = writer.bytes
         var pieces: [[UInt8]] = []
@@ -212,13 +288,15 @@ final class MetadataTree {
         // changes a uniquely held value (not a copy of the whole directory per entry).
         var currentDirectory: Directory?
         var entry: (cookie: UInt64, parts: UInt64, bytes: [UInt8])?
+        // The current file's extents, in order: its map is built once, when the file is done.
+        var currentExtents: [FileExtent] = []
 
         func finishImage() throws {
             guard let image = pending else { return }
             pending = nil
             var reader = ByteReader(image.bytes)
             let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
-            guard inode.ino == image.ino, reader.remaining == 0, inode.directory?.isEmpty ?? true else {
+            guard inode.ino == image.ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
                 throw DecodingError(description: "the metadata tree's image of inode \(image.ino) is malformed")
             }
             guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
@@ -253,8 +331,14 @@ final class MetadataTree {
             try finishImage()
             try finishEntry()
             if let directory = currentDirectory, let inode = current { inode.directory = directory }
+            if let inode = current, inode.type == .regular {
+                if !currentExtents.isEmpty { inode.extents = ExtentMap(validated: currentExtents) }
+                // The tree holds exactly this map: the next checkpoint rewrites what changes.
+                inode.extentsCheckpointed()
+            }
             current = nil
             currentDirectory = nil
+            currentExtents = []
         }
 
         var cursor = tree.cursor()
@@ -298,6 +382,16 @@ final class MetadataTree {
                 }
                 entry!.parts += 1
                 entry!.bytes += item.value
+            case (let ino, Kind.fileExtent) where ino != 0:
+                try finishImage()
+                guard let fileInode = current, fileInode.ino == ino, fileInode.type == .regular else {
+                    throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
+                }
+                let extent = try decodeExtent(item)
+                if let last = currentExtents.last, last.logicalEnd > extent.logical {
+                    throw DecodingError(description: "inode \(ino) has overlapping extents at logical block \(extent.logical)")
+                }
+                currentExtents.append(extent)
             default:
                 throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
             }
