@@ -193,15 +193,20 @@ final class MetadataTree {
         writer.u64(entry.ino)
         writer.u8(UInt8(entry.type.rawValue >> 12))
         writer.raw(name)
-        let bytes = writer.bytes
-        var parts: [[UInt8]] = []
+        return pieces(of: writer.bytes, maxPiece: maxPiece)
+    }
+
+    /// `bytes` cut into values of at most `maxPiece` bytes, in order; at least one, so that an
+    /// empty value is still stored.
+    private static func pieces(of bytes: [UInt8], maxPiece: Int) -> [[UInt8]] {
+        var pieces: [[UInt8]] = []
         var start = 0
-        while start < bytes.count {
+        repeat {
             let end = min(bytes.count, start + maxPiece)
-            parts.append(Array(bytes[start..<end]))
+            pieces.append(Array(bytes[start..<end]))
             start = end
-        }
-        return parts
+        } while start < bytes.count
+        return pieces
     }
 
     /// The stored entries over `run` become `entries` (inside `run`); a stored entry that runs
@@ -254,15 +259,7 @@ final class MetadataTree {
         if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
         if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
         CheckpointCodec.encode(image, into: &writer)
-        let bytes = writer.bytes
-        var pieces: [[UInt8]] = []
-        var start = 0
-        repeat {
-            let end = min(bytes.count, start + maxPiece)
-            pieces.append(Array(bytes[start..<end]))
-            start = end
-        } while start < bytes.count
-        return pieces
+        return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 
     // MARK: reading it back

@@ -23,7 +23,11 @@ extension BTree {
         var path = try mutablePath(to: key)
         let leaf = path[path.count - 1].step.node
         let (index, found) = leaf.search(key)
-        guard found else { preconditionFailure("a key that lookup found is missing from its leaf") }
+        // Lookup found it; a second descent that does not is a node read differently the second
+        // time (evicted and changed on disk meanwhile): damage, not a broken invariant.
+        guard found else {
+            throw TreeError.corruptNode(address: leaf.location?.address ?? 0, reason: "key \(key) found by lookup is missing from its leaf")
+        }
         leaf.removeItem(at: index)
         try restoreBalance(along: &path)
         return true
