@@ -35,6 +35,9 @@ struct Mount: ParsableCommand {
     @Option(help: "Page-cache memory budget, in bytes or with a K, M, G or T suffix (default: 1/16 of memory, 256M to 1G).")
     var cacheSize = ByteSize(bytes: UInt64(MountOptions.defaultCacheBytes))
 
+    @Option(help: "Metadata memory budget (inodes held in memory and metadata tree nodes), in bytes or with a K, M, G or T suffix (default: 64M). Inodes in use or changed since the last checkpoint stay in memory regardless.")
+    var metadataCacheSize = ByteSize(bytes: UInt64(MountOptions.defaultMetadataCacheBytes))
+
     @OptionGroup var store: StoreArguments
 
     @Option(help: ArgumentHelp(
@@ -66,7 +69,8 @@ struct Mount: ParsableCommand {
     /// The daemon's own arguments: this command again, in the foreground, reporting on fd 3.
     func daemonArguments(image: String, mountpoint: String, readyFd: Int32) -> [String] {
         var arguments = ["mount", image, mountpoint, "--foreground", "--ready-fd", String(readyFd),
-                         "--cache-size", String(cacheSize.bytes), "--nbd-timeout", String(store.nbdTimeout)]
+                         "--cache-size", String(cacheSize.bytes),
+                         "--metadata-cache-size", String(metadataCacheSize.bytes), "--nbd-timeout", String(store.nbdTimeout)]
         for group in options { arguments += ["-o", group] }
         if allowOther { arguments.append("--allow-other") }
         return arguments
@@ -102,6 +106,7 @@ struct Mount: ParsableCommand {
     private func mountEngine(image: String, standard: StandardMountOptions) throws -> FileSystem {
         var engineOptions = MountOptions()
         engineOptions.cacheBytes = Int(clamping: cacheSize.bytes)
+        engineOptions.metadataCacheBytes = Int(clamping: metadataCacheSize.bytes)
         engineOptions.readOnly = standard.readOnly
         engineOptions.synchronousDirectories = standard.dirsync
         engineOptions.synchronousAttributes = standard.sync

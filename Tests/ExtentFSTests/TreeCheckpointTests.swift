@@ -9,11 +9,16 @@ final class TreeCheckpointTests: XCTestCase {
     /// The newest superblock's tree, read back from the image, against the metadata in memory.
     private func assertTreeMatchesMemory(_ volume: TestVolume, _ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
         try volume.fs.journal.checkpoint()
-        let (superblock, memory) = volume.fs.metadata.withLock {
-            (volume.fs.metadata.superblock,
-             (volume.fs.metadata.nextInode, volume.fs.metadata.inodes.values.map { InodeImage($0) }, volume.fs.metadata.referenceCounts))
-        }
+        let superblock = volume.fs.metadata.withLock { volume.fs.metadata.superblock }
         let stored = try VolumeLoader.openTree(volume.fs.store, superblock: superblock).tree.loadAll(cache: nil)
+        // Memory holds some inodes (the inode table is a cache): every inode the tree holds is
+        // asked for, read back where memory does not hold it, and the table's count is all of them.
+        let metadata = volume.fs.metadata
+        let memory = try metadata.withLock { () throws -> (InodeNumber, [InodeImage], ReferenceCounts) in
+            XCTAssertEqual(metadata.inodeCount, UInt64(stored.inodes.count), "inode count, \(context)", file: file, line: line)
+            XCTAssertTrue(Set(metadata.inodes.keys).isSubset(of: stored.inodes.map(\.ino)), "held inodes, \(context)", file: file, line: line)
+            return (metadata.nextInode, try stored.inodes.map { InodeImage(try metadata.inode($0.ino)) }, metadata.referenceCounts)
+        }
         XCTAssertEqual(stored.nextInode, memory.0, "next inode, \(context)", file: file, line: line)
         XCTAssertEqual(stored.referenceCounts.entries, memory.2.entries, "reference counts, \(context)", file: file, line: line)
         func encoded(_ image: InodeImage) -> [UInt8] {

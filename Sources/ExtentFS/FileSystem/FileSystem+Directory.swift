@@ -24,12 +24,12 @@ extension FileSystem {
                 guard emit(entry, plus ? directory.attributes(blockSize: blockSize) : nil) else { return }
             }
             if cookie < 2 {
-                let parent = metadata.inodes[directory.parent] ?? directory
+                let parent = metadata.inodeIfPresent(directory.parent) ?? directory
                 let entry = DirectoryEntry(name: [0x2E, 0x2E], ino: parent.ino, type: .directory, nextCookie: 2)
                 guard emit(entry, plus ? parent.attributes(blockSize: blockSize) : nil) else { return }
             }
             directory.directory!.forEach(after: max(cookie, 2), before: end) { name, entry in
-                let child = plus ? metadata.inodes[entry.ino] : nil
+                let child = plus ? metadata.inodeIfPresent(entry.ino) : nil
                 let accepted = emit(DirectoryEntry(name: name, ino: entry.ino, type: entry.type, nextCookie: entry.cookie),
                                     child?.attributes(blockSize: blockSize))
                 if accepted, let child { child.lookupCount += 1 }

@@ -64,7 +64,7 @@ extension FileSystem {
     /// and the metadata space for the inode, its directory entry and `contentBytes` (a symlink's
     /// target) in the checkpoints to come. In a transaction.
     func checkRoomForNode(named name: [UInt8], in directory: Inode, contentBytes: Int = 0) throws {
-        guard UInt64(metadata.inodes.count) < geometry.maxInodes else { throw Errno.noSpace }
+        guard metadata.inodeCount < geometry.maxInodes else { throw Errno.noSpace }
         // Numbers are never reused and an image may start near the end of them: past it, the
         // image would be one that no mount accepts.
         guard metadata.nextInode + 1 < CheckpointCodec.maxInodeNumber, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }

@@ -24,7 +24,12 @@ extension FileSystem {
 
     public func forget(_ ino: InodeNumber, count: UInt64) {
         let inode: Inode? = metadata.withLock {
-            guard let inode = metadata.inodes[ino] else { return nil }
+            guard let inode = metadata.inodes[ino] else {
+                // Let go by the inode table: only its lookup count is held (a held inode with
+                // link count 0 is never let go, so nothing is left to reap).
+                metadata.cacheState.forget(ino, count: count)
+                return nil
+            }
             inode.lookupCount -= min(count, inode.lookupCount)
             return inode
         }

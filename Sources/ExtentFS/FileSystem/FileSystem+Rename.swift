@@ -110,7 +110,7 @@ extension FileSystem {
         var steps = 0
         while true {
             if current == ino { throw Errno.invalidArgument }
-            guard current != FileSystem.rootInode, let inode = metadata.inodes[current], steps < 1 << 20 else { return }
+            guard current != FileSystem.rootInode, let inode = metadata.inodeIfPresent(current), steps < 1 << 20 else { return }
             current = inode.parent
             steps += 1
         }

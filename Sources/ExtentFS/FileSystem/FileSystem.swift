@@ -32,6 +32,9 @@ public final class FileSystem: @unchecked Sendable {
         self.cache = cache
         self.options = options
         metadata = Metadata(superblock: superblock, loaded: loaded)
+        metadata.pageCache = cache
+        metadata.cacheState.budgetBytes = options.metadataCacheBytes * 3 / 4
+        metadata.committedNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
         journal = try Journal(store: store, metadata: metadata, loaded: loaded)
@@ -49,8 +52,8 @@ public final class FileSystem: @unchecked Sendable {
         try store.lock(.exclusive)
         let choice = try VolumeLoader.readSuperblock(store)
         let cache = PageCache(budgetBytes: options.cacheBytes)
-        let loaded = try VolumeLoader.load(store, choice: choice, cache: cache)
-        let problems = Checker.check(superblock: choice.superblock, loaded: loaded).filter { !$0.isOrphan }
+        let loaded = try VolumeLoader.load(store, choice: choice, cache: cache, onDemand: true)
+        let problems = (loaded.checkProblems ?? Checker.check(superblock: choice.superblock, loaded: loaded)).filter { !$0.isOrphan }
         if let first = problems.first {
             throw ExtentFSError("\(image) is a damaged extentfs image: \(first.message)" +
                                 (problems.count > 1 ? " (and \(problems.count - 1) more problems)" : "") +
@@ -195,7 +198,7 @@ public final class FileSystem: @unchecked Sendable {
             // committed counts (a write that needs it forces the commit that releases it).
             let spare = metadata.freeSpace.spareBlocks(countingPendingFrees: true)
             let usable = spare > 0 ? UInt64(spare) : 0
-            let usedInodes = UInt64(metadata.inodes.count)
+            let usedInodes = metadata.inodeCount
             return FileSystemStatistics(
                 blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstAllocatableBlock,
                 freeBlocks: usable, availableBlocks: usable, totalInodes: geometry.maxInodes,

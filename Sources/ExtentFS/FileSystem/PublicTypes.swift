@@ -167,6 +167,16 @@ public struct MountOptions: Sendable {
         return min(max(memory / 16, 256 << 20), 1 << 30)
     }
     /// Seconds between background commits of dirty metadata and data.
+    /// Memory for metadata (`--metadata-cache-size`): three quarters for inodes held in memory,
+    /// a quarter for nodes of the metadata tree read to find the others. Inodes in use or changed
+    /// since the last checkpoint are held whatever it says (InodeCache.swift).
+    public var metadataCacheBytes: Int = MountOptions.defaultMetadataCacheBytes
+    /// 64 MiB; the environment's EXTENTFS_METADATA_CACHE_BYTES, when set, replaces it (tests run
+    /// whole suites with 0: every clean inode let go as soon as it may be, and read back).
+    public static let defaultMetadataCacheBytes: Int = {
+        if let value = getenv("EXTENTFS_METADATA_CACHE_BYTES").flatMap({ Int(String(cString: $0)) }), value >= 0 { return value }
+        return 64 << 20
+    }()
     public var commitInterval: Double = 5
     public var readOnly: Bool = false
     /// `dirsync` (or `sync`): a change to a directory is in the log before the call that made it

@@ -149,6 +149,21 @@ public final class Inode: @unchecked Sendable {
     private(set) var countedBytes = 0
     /// A writeback of this file failed since its last fsync, which must report it.
     var writebackFailed = false
+    /// What the inode table charged for it (InodeCacheState), 0 outside the table.
+    var cacheCharge = 0
+
+    /// Joins a mounted volume's metadata whose MetadataSpace already counts this inode (read
+    /// back after it was let go, or counted by mount's scan). Caller holds Metadata.lock.
+    func joinCounted(_ space: MetadataSpace) {
+        metadataSpace = space
+        countedBytes = encodedSizeEstimate
+    }
+
+    /// Leaves the table but stays counted in its MetadataSpace (its image is still in the tree).
+    func leaveCounted() {
+        metadataSpace = nil
+        countedBytes = 0
+    }
 
     init(ino: InodeNumber, mode: UInt32, uid: UInt32, gid: UInt32, time: Timespec, cache: PageCache?) {
         self.ino = ino

@@ -1,3 +1,4 @@
+import Logging
 import SystemPackage
 
 /// All metadata of a mounted volume, behind one lock: the inode table (with each inode's
@@ -11,7 +12,22 @@ final class Metadata: @unchecked Sendable {
     let geometry: Geometry
 
     // Guarded by `lock`.
+    /// The inode table: a cache over the newest durable checkpoint (InodeCache.swift states what
+    /// it always holds). Use `inode(_:)` to find an inode; this holds only what is in memory.
     var inodes: [InodeNumber: Inode] = [:]
+    /// Every inode of the volume, held or not.
+    private(set) var inodeCount: UInt64 = 0
+    /// The newest durable checkpoint's tree, where inodes not held are read from (nil until the
+    /// volume has one that holds everything: an image of version 2 or 3 before its first
+    /// checkpoint, or a volume being made).
+    var committed: CommittedTree?
+    /// Inodes in checkpoints written but not durable yet: held until one is.
+    var checkpointInFlight = Set<InodeNumber>()
+    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes * 3 / 4)
+    /// The committed tree's node cache: the rest of the metadata cache's budget.
+    var committedNodeCacheBytes = MountOptions.defaultMetadataCacheBytes / 4
+    /// Where a regular file read back from the tree keeps its pages.
+    var pageCache: PageCache?
     var nextInode: InodeNumber
     var freeSpace: FreeSpace
     var referenceCounts: ReferenceCounts
@@ -34,11 +50,15 @@ final class Metadata: @unchecked Sendable {
         referenceCounts.changes = changes
         referenceCounts.metadataSpace = space
         sinceCheckpoint = loaded.sinceCheckpoint
-        var used = loaded.checkpointRuns
+        var used = loaded.checkpointRuns + loaded.notHeld.usedRuns
+        space.inodeBytes += loaded.notHeld.checkpointBytes
+        inodeCount = loaded.notHeld.count
         for inode in loaded.inodes {
             inodes[inode.ino] = inode
+            inodeCount += 1
             inode.count(in: space)
             inode.changes = changes
+            cacheState.admit(inode)
             for extent in inode.extents.extents { used.append(extent.physicalRun) }
         }
         freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount, used: used)
@@ -48,6 +68,8 @@ final class Metadata: @unchecked Sendable {
     /// A new inode joins the table; its creation is part of the running transaction.
     func insert(_ inode: Inode) {
         inodes[inode.ino] = inode
+        inodeCount += 1
+        cacheState.admit(inode)
         inode.count(in: space)
         inode.changes = changes
         inode.lastChange = changes.note(inode.ino)
@@ -56,6 +78,8 @@ final class Metadata: @unchecked Sendable {
     /// An inode leaves the table; the log records that it is gone.
     func remove(_ inode: Inode) {
         inodes.removeValue(forKey: inode.ino)
+        inodeCount -= 1
+        cacheState.release(inode)
         inode.count(in: nil)
         _ = changes.note(inode.ino)
         inode.changes = nil
@@ -84,11 +108,7 @@ final class Metadata: @unchecked Sendable {
         guard spare >= Int64(space.reserveGrowth(forBytes: bytes)) else { throw Errno.noSpace }
     }
 
-    /// Caller holds `lock`.
-    func inode(_ ino: InodeNumber) throws -> Inode {
-        guard let inode = inodes[ino] else { throw Errno.noSuchFileOrDirectory }
-        return inode
-    }
+    var logger: Logger { Logger(label: "extentfs.metadata") }
 }
 
 /// Fixed numbers of a volume, readable without a lock.

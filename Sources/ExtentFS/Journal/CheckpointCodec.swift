@@ -28,10 +28,22 @@ struct LoadedCheckpoint {
     var logReclaimTail: UInt64 = 0
     /// Records replayed at load.
     var replayedRecords = 0
+    /// Inodes the checkpoint holds that are not in `inodes` (a mount reads inodes on demand):
+    /// how many, what they take in a checkpoint (MetadataSpace), and the blocks they use.
+    var notHeld = NotHeldInodes()
+    /// The cross-checks of a mount that read inodes on demand, made during its scan (Checker);
+    /// nil when `inodes` is everything (check them with Checker.check(superblock:loaded:)).
+    var checkProblems: [Checker.Problem]?
     /// Damage to what only the older superblock copy reaches (its checkpoint does not read
     /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
     /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.
     var warnings: [String] = []
+}
+
+struct NotHeldInodes {
+    var count: UInt64 = 0
+    var checkpointBytes = 0
+    var usedRuns: [BlockRun] = []
 }
 
 /// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without

@@ -66,6 +66,12 @@ final class Journal: @unchecked Sendable {
                                             cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
                             superblock: metadata.superblock)
         metadata.withLock { metadata.space.heldBlocks = treeStorage.heldBlocks }
+        // The inode table reads what it does not hold from the newest durable checkpoint, once
+        // that holds everything (an older image's first checkpoint is still to come).
+        if !loaded.sinceCheckpoint.everything, metadata.superblock.checkpoint.treeRoot != nil {
+            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.committedNodeCacheBytes)
+            metadata.withLock { metadata.committed = committed }
+        }
     }
 
     /// Logs every change up to transaction `target` (all of them by default) and flushes; returns
@@ -170,9 +176,12 @@ final class Journal: @unchecked Sendable {
     /// later state. O(the changes): commits wait for no copy of the whole metadata.
     private func takeSnapshot() -> CheckpointSnapshot {
         metadata.withLock {
-            CheckpointSnapshot(changes: metadata.sinceCheckpoint.take(from: metadata),
-                               tail: LogPosition(offset: log.head.offset, sequence: metadata.changes.running),
-                               previous: metadata.superblock)
+            let changes = metadata.sinceCheckpoint.take(from: metadata)
+            // Until this checkpoint is durable, the tree the inode table reads from lacks them.
+            for (ino, _) in changes.inodes { metadata.checkpointInFlight.insert(ino) }
+            return CheckpointSnapshot(changes: changes,
+                                      tail: LogPosition(offset: log.head.offset, sequence: metadata.changes.running),
+                                      previous: metadata.superblock)
         }
     }
 
@@ -206,6 +215,7 @@ final class Journal: @unchecked Sendable {
         } catch {
             throw shutdown.trigger("writing checkpoint \(superblock.sequence) failed: \(error)")
         }
+        if let hook = metadata.pageCache?.pauseHook { hook(.checkpointBeforeSuperblock) }
         do {
             try Journal.writeSuperblock(superblock, store: store)
             try store.flush()
@@ -214,11 +224,25 @@ final class Journal: @unchecked Sendable {
             throw shutdown.trigger("writing superblock \(superblock.sequence) failed: \(error)")
         }
         let unreachable = treeStorage.checkpointDurable()
-        reuseBarrier.withExclusive {
-            metadata.withLock {
+        try reuseBarrier.withExclusive {
+            try metadata.withLock {
+                // Reads move to the new root before the freed nodes can be reused.
+                do {
+                    if let committed = metadata.committed {
+                        try committed.advance(to: superblock, freed: unreachable)
+                    } else {
+                        metadata.committed = try CommittedTree(store: store, superblock: superblock, cacheBytes: metadata.committedNodeCacheBytes)
+                    }
+                } catch {
+                    throw shutdown.trigger("opening checkpoint \(superblock.sequence) for reading failed: \(error)")
+                }
+                // Every checkpoint written since the last durable one is in this tree (one that
+                // failed left its changes in the tree object for this one to write).
+                metadata.checkpointInFlight.removeAll()
                 for run in unreachable { metadata.freeSpace.free(run) }
                 metadata.space.heldBlocks = treeStorage.heldBlocks
                 metadata.superblock = superblock
+                metadata.evictToBudget()
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.

@@ -164,15 +164,14 @@ struct LogRecord {
         state.nextInode = nextInode
         for (ino, inode, entryChanges) in changes {
             if let entryChanges, let inode {
-                guard let base = state.inodes[ino], var directory = base.directory else {
+                guard let base = try state.inode(ino), var directory = base.directory else {
                     throw DecodingError(description: "log record changes the entries of directory \(ino), which the metadata it applies to does not have")
                 }
                 for change in entryChanges { try directory.apply(change) }
                 directory.raiseNextCookie(to: inode.directory!.nextCookie)
                 inode.directory = directory
             }
-            state.inodes[ino] = inode
-            state.changed.insert(ino)
+            state.set(ino, inode)
         }
         for (run, entries) in ranges {
             state.referenceCounts.replace(run, with: entries)
@@ -216,9 +215,43 @@ extension LogRecord {
 /// The metadata as replay builds it: a checkpoint, then each record applied in order.
 struct ReplayState {
     var nextInode: InodeNumber
+    /// The inodes replay holds: every inode when the checkpoint was loaded whole, else those the
+    /// records changed (and the ones they needed).
     var inodes: [InodeNumber: Inode]
     var referenceCounts: ReferenceCounts
     /// What replay changed: the next checkpoint writes it into the metadata tree.
     var changed = Set<InodeNumber>()
     var changedReferenceRuns: [BlockRun] = []
+    /// Inodes a record removed (so not to be read from the checkpoint again).
+    var removed = Set<InodeNumber>()
+    /// Reads an inode the checkpoint holds and `inodes` does not (nil: `inodes` is everything).
+    var loadFromCheckpoint: ((InodeNumber) throws -> Inode?)?
+
+    init(nextInode: InodeNumber, inodes: [InodeNumber: Inode], referenceCounts: ReferenceCounts,
+         loadFromCheckpoint: ((InodeNumber) throws -> Inode?)? = nil) {
+        self.nextInode = nextInode
+        self.inodes = inodes
+        self.referenceCounts = referenceCounts
+        self.loadFromCheckpoint = loadFromCheckpoint
+    }
+
+    /// Inode `ino` as the records so far leave it.
+    mutating func inode(_ ino: InodeNumber) throws -> Inode? {
+        if let inode = inodes[ino] { return inode }
+        guard !removed.contains(ino), let load = loadFromCheckpoint, let inode = try load(ino) else { return nil }
+        inodes[ino] = inode
+        return inode
+    }
+
+    /// A record leaves inode `ino` as `inode` (nil: gone).
+    mutating func set(_ ino: InodeNumber, _ inode: Inode?) {
+        if let inode {
+            inodes[ino] = inode
+            removed.remove(ino)
+        } else {
+            inodes.removeValue(forKey: ino)
+            removed.insert(ino)
+        }
+        changed.insert(ino)
+    }
 }

@@ -64,12 +64,27 @@ enum VolumeLoader {
 
     /// The newest checkpoint with the log replayed over it; the blocks of the other copy's
     /// checkpoint and its log tail are kept out of reuse.
-    static func load(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
+    /// `onDemand`: a mount of a tree image keeps in memory only what replay changed, the root
+    /// and the orphans; it scans the rest once (cross-checks, free space, counts) and lets it go
+    /// (`notHeld`), for the inode cache to read again when asked (Metadata.inode). Otherwise
+    /// (fsck, and images of versions 2 and 3) `inodes` is every inode.
+    static func load(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?, onDemand: Bool = false) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
-        var loaded = try superblock.version >= Superblock.treeVersion
-            ? loadTree(store, choice: choice, cache: cache)
+        let treeImage = superblock.version >= Superblock.treeVersion
+        var opened: MetadataTree?
+        var loaded = try treeImage
+            ? loadTree(store, choice: choice, cache: cache, whole: !onDemand, opened: &opened)
             : loadWholeCheckpoints(store, choice: choice, cache: cache)
-        var state = ReplayState(nextInode: loaded.nextInode, inodes: [:], referenceCounts: loaded.referenceCounts)
+        let checkpointNextInode = loaded.nextInode
+        func damaged(_ error: any Error) -> ExtentFSError {
+            ExtentFSError("\(store.path) is a damaged extentfs image: the metadata tree: \(error)", errno: .ioError)
+        }
+        var state = ReplayState(nextInode: loaded.nextInode, inodes: [:], referenceCounts: loaded.referenceCounts,
+                                loadFromCheckpoint: opened.map { tree in
+                                    { ino in
+                                        do { return try tree.loadInode(ino, nextInode: checkpointNextInode, cache: cache) } catch { throw damaged(error) }
+                                    }
+                                })
         for inode in loaded.inodes { state.inodes[inode.ino] = inode }
         var replayed = 0
         let head: LogPosition
@@ -83,6 +98,15 @@ enum VolumeLoader {
         }
         loaded.nextInode = state.nextInode
         loaded.inodes = Array(state.inodes.values)
+        if let opened {
+            do {
+                try scanNotReplayed(opened, state: state, into: &loaded, superblock: superblock, cache: cache)
+            } catch let error as ExtentFSError {
+                throw error
+            } catch {
+                throw damaged(error)
+            }
+        }
         loaded.referenceCounts = state.referenceCounts
         loaded.sinceCheckpoint.add(inodes: state.changed, referenceRuns: state.changedReferenceRuns)
         loaded.logHead = head
@@ -94,9 +118,41 @@ enum VolumeLoader {
         return loaded
     }
 
-    /// Version 4: the newest copy's tree, read whole; the older copy's nodes that the newest
-    /// does not reach are held until the next checkpoint replaces that copy.
-    private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
+    /// One pass over the tree for what replay did not change: gathered for the cross-checks,
+    /// counted, their blocks noted as used; the root and orphans (link count 0: mount frees them)
+    /// read again into `loaded.inodes`, the rest let go. Called after replay, whose records are
+    /// newer than the tree for every inode they name.
+    private static func scanNotReplayed(_ tree: MetadataTree, state: ReplayState, into loaded: inout LoadedCheckpoint,
+                                        superblock: Superblock, cache: PageCache?) throws {
+        var input = CheckInput()
+        for inode in loaded.inodes { input.add(inode) }
+        var kept: [InodeNumber] = []
+        var notHeld = NotHeldInodes()
+        let checkpointNextInode = loaded.nextInode
+        try tree.forEachInode(cache: nil) { inode in
+            guard state.inodes[inode.ino] == nil, !state.removed.contains(inode.ino) else { return }
+            input.add(inode)
+            if inode.nlink == 0 || inode.ino == FileSystem.rootInode {
+                kept.append(inode.ino)
+                return
+            }
+            notHeld.count += 1
+            notHeld.checkpointBytes += inode.encodedSizeEstimate
+            for extent in inode.extents.extents { notHeld.usedRuns.append(extent.physicalRun) }
+        }
+        for ino in kept {
+            if let inode = try tree.loadInode(ino, nextInode: max(checkpointNextInode, state.nextInode), cache: cache) { loaded.inodes.append(inode) }
+        }
+        loaded.notHeld = notHeld
+        loaded.checkProblems = Checker.check(superblock: superblock, nextInode: state.nextInode, checkpointRuns: loaded.checkpointRuns,
+                                             referenceCounts: state.referenceCounts, input: input)
+    }
+
+    /// Version 4: the newest copy's tree, read whole (`whole`) or opened for reading on demand
+    /// (`opened`); the older copy's nodes that the newest does not reach are held until the next
+    /// checkpoint replaces that copy.
+    private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?, whole: Bool,
+                                 opened: inout MetadataTree?) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
         func damaged(_ reason: String) -> ExtentFSError {
             ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
@@ -115,8 +171,14 @@ enum VolumeLoader {
         }
         var loaded: LoadedCheckpoint
         do {
-            let (nextInode, inodes, referenceCounts) = try newest.tree.loadAll(cache: cache)
-            loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
+            if whole {
+                let (nextInode, inodes, referenceCounts) = try newest.tree.loadAll(cache: cache)
+                loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
+            } else {
+                loaded = LoadedCheckpoint(nextInode: try newest.tree.storedNextInode(), inodes: [],
+                                          referenceCounts: try newest.tree.loadReferenceCounts())
+                opened = newest.tree
+            }
         } catch {
             throw damaged("the metadata tree: \(error)")
         }

@@ -11,8 +11,10 @@ import Glibc
 // commitLock serializes log writes and is held across their I/O (writeback may force the log with
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it. Metadata.lock is today one level standing for "extent map -> allocator/refcounts":
-// it guards every piece of metadata, is held only for in-memory work (never across I/O), and no
-// other lock is taken while it is held (AddressSpace.indexLock aside, a leaf).
+// it guards every piece of metadata, is held for in-memory work and, one exception, across the
+// read of an inode the inode table does not hold (CommittedTree: node reads, no lock taken; per-
+// inode locks, issue 9's step 5, will move that read out), and no other lock is taken while it
+// is held (AddressSpace.indexLock aside, a leaf).
 // Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
 
 public final class Mutex: @unchecked Sendable {

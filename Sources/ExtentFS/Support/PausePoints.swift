@@ -14,6 +14,9 @@ public enum PausePoint: String, Sendable {
     case writebackBeforeWrite
     /// Eviction: a page found unused (under the index lock), not yet removed from the index.
     case evictAfterUnusedCheck
+    /// Checkpoint: the tree's new nodes written, the superblock not yet (the inode table still
+    /// reads from the tree before it, which lacks what this checkpoint writes).
+    case checkpointBeforeSuperblock
 }
 
 extension FileSystem {

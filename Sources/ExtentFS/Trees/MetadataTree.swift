@@ -174,7 +174,7 @@ final class MetadataTree {
     }
 
     /// An extent item, checked as an extent inside an image is (CheckpointCodec.validatedExtent).
-    private func decodeExtent(_ item: TreeItem) throws -> FileExtent {
+    func decodeExtent(_ item: TreeItem) throws -> FileExtent {
         var reader = ByteReader(item.value)
         let length = try reader.u64()
         let physical = try reader.u64()
@@ -262,142 +262,7 @@ final class MetadataTree {
         return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 
-    // MARK: reading it back
-
-    /// Everything the tree holds, checked as the whole-checkpoint decoder checks it.
-    func loadAll(cache: PageCache?) throws -> (nextInode: InodeNumber, inodes: [Inode], referenceCounts: ReferenceCounts) {
-        guard let nextItem = try tree.lookup(Self.nextInodeKey) else {
-            throw DecodingError(description: "the metadata tree has no next inode number")
-        }
-        // Exactly one u64, as every value here is exactly what its kind encodes.
-        var nextReader = ByteReader(nextItem)
-        let nextValue = try nextReader.u64()
-        guard nextReader.remaining == 0 else {
-            throw DecodingError(description: "the metadata tree's next inode number has \(nextReader.remaining) bytes after it")
-        }
-        let nextInode = try CheckpointCodec.validatedNextInode(nextValue)
-        var referenceEntries: [ReferenceCounts.Entry] = []
-        var inodes: [Inode] = []
-        // The object being read: its image's pieces, then (a directory) its entries' parts.
-        var pending: (ino: InodeNumber, pieces: UInt64, bytes: [UInt8])?
-        var current: Inode?
-        // The current directory's entries, built up apart from the inode so that each restore
-        // changes a uniquely held value (not a copy of the whole directory per entry).
-        var currentDirectory: Directory?
-        var entry: (cookie: UInt64, parts: UInt64, bytes: [UInt8])?
-        // The current file's extents, in order: its map is built once, when the file is done.
-        var currentExtents: [FileExtent] = []
-
-        func finishImage() throws {
-            guard let image = pending else { return }
-            pending = nil
-            var reader = ByteReader(image.bytes)
-            let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
-            guard inode.ino == image.ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
-                throw DecodingError(description: "the metadata tree's image of inode \(image.ino) is malformed")
-            }
-            guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
-                throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
-            }
-            guard UInt64(inodes.count) < superblock.maxInodes else {
-                throw DecodingError(description: "the metadata tree holds more inodes than the volume's \(superblock.maxInodes)")
-            }
-            // What the tree holds of it is what memory holds: the next checkpoint rewrites only
-            // the entries that change.
-            if inode.type == .directory { inode.checkpointEntryCookies = [] }
-            inodes.append(inode)
-            current = inode
-            currentDirectory = inode.directory
-        }
-        func finishEntry() throws {
-            guard let stored = entry, let directoryInode = current, currentDirectory != nil else { return }
-            entry = nil
-            var reader = ByteReader(stored.bytes)
-            let child = try reader.u64()
-            let rawType = try reader.u8()
-            let name = try reader.raw(reader.remaining)
-            guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < nextInode,
-                  let type = FileType(mode: UInt32(rawType) << 12),
-                  stored.cookie >= Directory.firstEntryCookie, stored.cookie < currentDirectory!.nextCookie,
-                  currentDirectory!.entry(named: name) == nil else {
-                throw DecodingError(description: "directory \(directoryInode.ino) has a malformed or duplicate entry at cookie \(stored.cookie)")
-            }
-            currentDirectory!.restore(name: name, entry: Directory.Entry(ino: child, type: type, cookie: stored.cookie))
-        }
-        func finishObject() throws {
-            try finishImage()
-            try finishEntry()
-            if let directory = currentDirectory, let inode = current { inode.directory = directory }
-            if let inode = current, inode.type == .regular {
-                if !currentExtents.isEmpty { inode.extents = ExtentMap(validated: currentExtents) }
-                // The tree holds exactly this map: the next checkpoint rewrites what changes.
-                inode.extentsCheckpointed()
-            }
-            current = nil
-            currentDirectory = nil
-            currentExtents = []
-        }
-
-        var cursor = tree.cursor()
-        while let item = try cursor.next() {
-            switch (item.key.object, item.key.kind) {
-            case (0, Kind.nextInodeNumber) where item.key.offset == 0:
-                // Read above; any other offset is an item no checkpoint writes (default).
-                continue
-            case (0, Kind.referenceCount):
-                let reference = try decodeReference(item)
-                if let last = referenceEntries.last, last.run.end > reference.run.start {
-                    throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
-                }
-                if let last = referenceEntries.last, last.run.end == reference.run.start, last.count == reference.count {
-                    referenceEntries[referenceEntries.count - 1].run.count += reference.run.count
-                } else {
-                    referenceEntries.append(reference)
-                }
-            case (let ino, Kind.inodeImage) where ino != 0:
-                if pending?.ino != ino {
-                    try finishObject()
-                    pending = (ino, 0, [])
-                }
-                guard item.key.offset == pending!.pieces else {
-                    throw DecodingError(description: "the metadata tree's image of inode \(ino) misses piece \(pending!.pieces)")
-                }
-                pending!.pieces += 1
-                pending!.bytes += item.value
-            case (let ino, Kind.directoryEntry) where ino != 0:
-                try finishImage()
-                guard let directoryInode = current, directoryInode.ino == ino, directoryInode.type == .directory else {
-                    throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
-                }
-                let cookie = item.key.offset >> 2, part = item.key.offset & 3
-                if entry?.cookie != cookie {
-                    try finishEntry()
-                    entry = (cookie, 0, [])
-                }
-                guard part == entry!.parts else {
-                    throw DecodingError(description: "directory \(ino)'s entry at cookie \(cookie) misses part \(entry!.parts)")
-                }
-                entry!.parts += 1
-                entry!.bytes += item.value
-            case (let ino, Kind.fileExtent) where ino != 0:
-                try finishImage()
-                guard let fileInode = current, fileInode.ino == ino, fileInode.type == .regular else {
-                    throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
-                }
-                let extent = try decodeExtent(item)
-                if let last = currentExtents.last, last.logicalEnd > extent.logical {
-                    throw DecodingError(description: "inode \(ino) has overlapping extents at logical block \(extent.logical)")
-                }
-                currentExtents.append(extent)
-            default:
-                throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
-            }
-        }
-        try finishObject()
-        return (nextInode, inodes, ReferenceCounts(validated: referenceEntries))
-    }
-
-    private func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
+    func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
         var reader = ByteReader(item.value)
         let run = BlockRun(start: item.key.offset, count: try reader.u64())
         let count = try reader.u32()

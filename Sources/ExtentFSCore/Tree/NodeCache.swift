@@ -64,8 +64,9 @@ public final class NodeCache {
         evictToBudget()
     }
 
-    /// The node at `address` is no longer what the tree uses (it was copied or deleted).
-    func remove(_ address: UInt64) {
+    /// The node at `address` is no longer what the tree uses (it was copied or deleted), or
+    /// (a reader of another writer's tree) the block may be reused for something else.
+    public func remove(_ address: UInt64) {
         guard let index = slotOfAddress.removeValue(forKey: address), let slot = slots[index] else { return }
         cleanBytes -= slot.charge
         slots[index] = nil

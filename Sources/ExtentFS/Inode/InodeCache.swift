@@ -1,0 +1,152 @@
+import Logging
+import SystemPackage
+
+/// The inode table as a cache over the newest durable checkpoint (issue 9, step 4 in
+/// docs/TREES.md): `Metadata.inodes` holds the inodes in use and every inode changed since that
+/// checkpoint; a clean one is let go when the table passes its budget, and read again from the
+/// checkpoint's tree (CommittedTree) when asked for.
+///
+/// Invariants (all under Metadata.lock):
+/// - An inode changed since the newest durable checkpoint (in the running transaction, in
+///   `sinceCheckpoint`, or in a checkpoint still being written: `checkpointInFlight`) is never
+///   let go; so an inode number in one of those sets that the table does not hold is gone, and
+///   is not read from the tree (which would bring back what was deleted).
+/// - An inode is let go only when the table holds the only reference to it: no request is
+///   working on it, so no change can reach an object the table no longer holds.
+/// - Kept in memory whatever the budget: the root, open files and unlinked ones, files with
+///   pages in the page cache or copy-on-write reservations. The kernel's lookup count of an inode
+///   let go is kept apart (`evictedLookups`), a few bytes each, as FUSE requires it to be exact.
+/// - What a let-go inode takes in a checkpoint stays counted in MetadataSpace (its image is
+///   still in the tree); reading it back does not count it again.
+struct InodeCacheState {
+    /// Bytes of memory the table may hold for inodes (estimated per inode).
+    var budgetBytes: Int
+    private(set) var chargedBytes = 0
+    /// Table members in the order they joined: the hand of a second-chance sweep.
+    private var order: [InodeNumber] = []
+    private var orderHead = 0
+    /// Kernel lookup counts of inodes let go.
+    var evictedLookups: [InodeNumber: UInt64] = [:]
+    private(set) var loads = 0
+    private(set) var evictions = 0
+
+    static let defaultBudgetBytes = 64 << 20
+    /// What an inode object, its table entry and its page-cache space take before its variable
+    /// parts (measured: about 1.1 KB per small file with everything in memory).
+    static let inodeOverheadBytes = 1024
+
+    init(budgetBytes: Int) {
+        self.budgetBytes = budgetBytes
+    }
+
+    static func charge(of inode: Inode) -> Int { inodeOverheadBytes + inode.encodedSizeEstimate }
+
+    mutating func admit(_ inode: Inode) {
+        inode.cacheCharge = Self.charge(of: inode)
+        chargedBytes += inode.cacheCharge
+        order.append(inode.ino)
+    }
+
+    mutating func noteLoaded() { loads += 1 }
+
+    mutating func release(_ inode: Inode) {
+        chargedBytes -= inode.cacheCharge
+        inode.cacheCharge = 0
+    }
+
+    mutating func noteEvicted() { evictions += 1 }
+
+    var isOverBudget: Bool { chargedBytes > budgetBytes }
+
+    /// The next member to consider, or nil when there is none.
+    mutating func nextCandidate() -> InodeNumber? {
+        guard orderHead < order.count else { return nil }
+        let ino = order[orderHead]
+        orderHead += 1
+        if orderHead >= 4096, orderHead * 2 >= order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+        return ino
+    }
+
+    /// The kernel dropped `count` lookups of an inode let go.
+    mutating func forget(_ ino: InodeNumber, count: UInt64) {
+        guard let held = evictedLookups[ino] else { return }
+        evictedLookups[ino] = held > count ? held - count : nil
+    }
+
+    /// A member that stays gets another turn later.
+    mutating func requeue(_ ino: InodeNumber) { order.append(ino) }
+}
+
+extension Metadata {
+    /// Inode `ino`, read from the newest durable checkpoint if the table does not hold it.
+    /// Throws ENOENT when there is no such inode, EIO when the tree cannot be read. Caller holds
+    /// `lock` (the read is done under it: step 5 of issue 9 gives inodes their own locks).
+    func inode(_ ino: InodeNumber) throws -> Inode {
+        if let inode = inodes[ino] { return inode }
+        guard let inode = try loadFromCheckpoint(ino) else { throw Errno.noSuchFileOrDirectory }
+        return inode
+    }
+
+    /// Inode `ino` or nil (no such inode, or it cannot be read: logged). Caller holds `lock`.
+    func inodeIfPresent(_ ino: InodeNumber) -> Inode? {
+        if let inode = inodes[ino] { return inode }
+        return try? loadFromCheckpoint(ino)
+    }
+
+    /// Whether inode `ino` exists (read from the tree if need be). Caller holds `lock`.
+    func holdsInode(_ ino: InodeNumber) -> Bool { inodeIfPresent(ino) != nil }
+
+    private func loadFromCheckpoint(_ ino: InodeNumber) throws -> Inode? {
+        guard let committed, !sinceCheckpoint.everything, ino >= FileSystem.rootInode, ino < nextInode,
+              !changes.inodes.contains(ino), !sinceCheckpoint.inodes.contains(ino), !checkpointInFlight.contains(ino) else {
+            return nil
+        }
+        let inode: Inode
+        do {
+            guard let loaded = try committed.loadInode(ino, nextInode: nextInode, pageCache: pageCache) else { return nil }
+            inode = loaded
+        } catch {
+            logger.error("reading inode \(ino) from the metadata tree failed: \(error)")
+            throw Errno.ioError
+        }
+        inode.joinCounted(space)
+        inode.changes = changes
+        inode.lookupCount = cacheState.evictedLookups.removeValue(forKey: ino) ?? 0
+        inodes[ino] = inode
+        cacheState.noteLoaded()
+        cacheState.admit(inode)
+        evictToBudget()
+        return inode
+    }
+
+    /// Lets clean inodes go until the table is within its budget, considering a bounded number
+    /// per call (pinned inodes are skipped, not searched past). Caller holds `lock`.
+    func evictToBudget() {
+        guard committed != nil, !sinceCheckpoint.everything, cacheState.isOverBudget else { return }
+        var considered = 0
+        while cacheState.isOverBudget, considered < 64, let ino = cacheState.nextCandidate() {
+            considered += 1
+            guard var inode = inodes.removeValue(forKey: ino) else { continue }  // deleted since
+            if isEvictable(inode), isKnownUniquelyReferenced(&inode) {
+                if inode.lookupCount > 0 { cacheState.evictedLookups[ino] = inode.lookupCount }
+                cacheState.release(inode)
+                inode.leaveCounted()
+                inode.changes = nil
+                cacheState.noteEvicted()
+            } else {
+                inodes[ino] = inode
+                cacheState.requeue(ino)
+            }
+        }
+    }
+
+    private func isEvictable(_ inode: Inode) -> Bool {
+        inode.ino != FileSystem.rootInode && inode.nlink > 0 && inode.openCount == 0 && !inode.writebackFailed
+            && inode.cowReserved.isEmpty && (inode.pages?.pageCount ?? 0) == 0
+            && !changes.inodes.contains(inode.ino) && !sinceCheckpoint.inodes.contains(inode.ino)
+            && !checkpointInFlight.contains(inode.ino)
+    }
+}

@@ -1,0 +1,46 @@
+import ExtentFSCore
+
+/// The newest durable checkpoint's metadata tree, read-only: where the inode cache loads an inode
+/// it does not hold (Metadata.inode). The journal's own tree (Journal.tree) is the next
+/// checkpoint being built, changed without Metadata.lock; this one is never written, so a load
+/// needs only Metadata.lock, never the journal's checkpointLock.
+///
+/// Why its nodes stay valid: a node a checkpoint releases is freed only when the checkpoint after
+/// it is durable (TreeStorage), and `advance` moves reads to each durable checkpoint's root under
+/// Metadata.lock before those blocks can be reused, dropping them from this cache (a block reused
+/// for a new node must not be found here with its old contents).
+///
+/// Guarded by Metadata.lock: the tree and its node cache are not thread-safe.
+final class CommittedTree {
+    private let store: BackingStore
+    private let cache: NodeCache
+    private var tree: MetadataTree
+
+    init(store: BackingStore, superblock: Superblock, cacheBytes: Int) throws {
+        self.store = store
+        cache = NodeCache(budgetBytes: cacheBytes)
+        tree = try Self.open(store, superblock, cache)
+    }
+
+    private static func open(_ store: BackingStore, _ superblock: Superblock, _ cache: NodeCache) throws -> MetadataTree {
+        let device = TreeReader(store: store, superblock: superblock)
+        return MetadataTree(tree: try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
+                                            allocator: device, cache: cache),
+                            superblock: superblock)
+    }
+
+    /// Checkpoint `superblock` is durable and `freed` may be reused from now on.
+    func advance(to superblock: Superblock, freed: [BlockRun]) throws {
+        for run in freed {
+            for address in run.start..<run.end { cache.remove(address) }
+        }
+        tree = try Self.open(store, superblock, cache)
+    }
+
+    /// Inode `ino` as the newest durable checkpoint holds it (nil: it holds nothing of it).
+    func loadInode(_ ino: InodeNumber, nextInode: InodeNumber, pageCache: PageCache?) throws -> Inode? {
+        try tree.loadInode(ino, nextInode: nextInode, cache: pageCache)
+    }
+
+    var cachedNodeBytes: Int { cache.cleanBytes }
+}

@@ -1,0 +1,183 @@
+import ExtentFSCore
+
+/// Reading the metadata tree back: one inode on demand (the mounted volume's inode cache), or
+/// every inode in number order (mount's scan, fsck). Every value is checked as the log's and the
+/// whole checkpoint's decoders check it: a damaged tree gives an error, never a trap.
+extension MetadataTree {
+    /// The stored next inode number: exactly one u64, as every value is exactly what its kind encodes.
+    func storedNextInode() throws -> InodeNumber {
+        guard let value = try tree.lookup(Self.nextInodeKey) else {
+            throw DecodingError(description: "the metadata tree has no next inode number")
+        }
+        var reader = ByteReader(value)
+        let next = try reader.u64()
+        guard reader.remaining == 0 else {
+            throw DecodingError(description: "the metadata tree's next inode number has \(reader.remaining) bytes after it")
+        }
+        return try CheckpointCodec.validatedNextInode(next)
+    }
+
+    /// Everything the tree holds, checked as the whole-checkpoint decoder checks it.
+    func loadAll(cache: PageCache?) throws -> (nextInode: InodeNumber, inodes: [Inode], referenceCounts: ReferenceCounts) {
+        var inodes: [Inode] = []
+        let (nextInode, referenceCounts) = try forEachInode(cache: cache) { inodes.append($0) }
+        return (nextInode, inodes, referenceCounts)
+    }
+
+    /// Calls `body` with every inode, whole (its entries or extents in it), in number order, and
+    /// returns the next inode number and the reference counts. Holds one inode's items at a time.
+    @discardableResult
+    func forEachInode(cache: PageCache?, _ body: (Inode) throws -> Void) throws -> (nextInode: InodeNumber, referenceCounts: ReferenceCounts) {
+        let nextInode = try storedNextInode()
+        var referenceEntries: [ReferenceCounts.Entry] = []
+        var objectItems: [TreeItem] = []
+        var inodeCount: UInt64 = 0
+        func finishObject() throws {
+            guard let first = objectItems.first else { return }
+            guard inodeCount < superblock.maxInodes else {
+                throw DecodingError(description: "the metadata tree holds more inodes than the volume's \(superblock.maxInodes)")
+            }
+            inodeCount += 1
+            try body(try decodeObject(first.key.object, items: objectItems, nextInode: nextInode, cache: cache))
+            objectItems.removeAll(keepingCapacity: true)
+        }
+        var cursor = tree.cursor()
+        while let item = try cursor.next() {
+            switch (item.key.object, item.key.kind) {
+            case (0, Kind.nextInodeNumber) where item.key.offset == 0:
+                // Read above; any other offset is an item no checkpoint writes (default).
+                continue
+            case (0, Kind.referenceCount):
+                let reference = try decodeReference(item)
+                if let last = referenceEntries.last, last.run.end > reference.run.start {
+                    throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
+                }
+                if let last = referenceEntries.last, last.run.end == reference.run.start, last.count == reference.count {
+                    referenceEntries[referenceEntries.count - 1].run.count += reference.run.count
+                } else {
+                    referenceEntries.append(reference)
+                }
+            case (let ino, _) where ino != 0:
+                if objectItems.first.map({ $0.key.object != ino }) ?? false { try finishObject() }
+                objectItems.append(item)
+            default:
+                throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
+            }
+        }
+        try finishObject()
+        return (nextInode, ReferenceCounts(validated: referenceEntries))
+    }
+
+    /// Only the reference counts (object 0's items), as `forEachInode` checks them.
+    func loadReferenceCounts() throws -> ReferenceCounts {
+        var entries: [ReferenceCounts.Entry] = []
+        let items = try tree.items(from: Self.referenceKey(0), through: Self.referenceKey(.max))
+        for item in items {
+            let reference = try decodeReference(item)
+            if let last = entries.last, last.run.end > reference.run.start {
+                throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
+            }
+            if let last = entries.last, last.run.end == reference.run.start, last.count == reference.count {
+                entries[entries.count - 1].run.count += reference.run.count
+            } else {
+                entries.append(reference)
+            }
+        }
+        return ReferenceCounts(validated: entries)
+    }
+
+    /// Inode `ino` as the tree holds it, or nil when the tree holds nothing of it.
+    func loadInode(_ ino: InodeNumber, nextInode: InodeNumber, cache: PageCache?) throws -> Inode? {
+        guard ino != 0 else { return nil }
+        let items = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: TreeKey(object: ino, kind: .max, offset: .max))
+        guard !items.isEmpty else { return nil }
+        return try decodeObject(ino, items: items, nextInode: nextInode, cache: cache)
+    }
+
+    /// One inode from its items (in key order: image pieces, then entries or extents).
+    private func decodeObject(_ ino: InodeNumber, items: [TreeItem], nextInode: InodeNumber, cache: PageCache?) throws -> Inode {
+        var index = 0
+        var image: [UInt8] = []
+        var pieces: UInt64 = 0
+        while index < items.count, items[index].key.kind == Kind.inodeImage {
+            guard items[index].key.offset == pieces else {
+                throw DecodingError(description: "the metadata tree's image of inode \(ino) misses piece \(pieces)")
+            }
+            pieces += 1
+            image += items[index].value
+            index += 1
+        }
+        guard pieces > 0 else {
+            switch items[index].key.kind {
+            case Kind.directoryEntry:
+                throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
+            case Kind.fileExtent:
+                throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
+            default:
+                throw DecodingError(description: "the metadata tree holds an item of unknown kind \(items[index].key)")
+            }
+        }
+        var reader = ByteReader(image)
+        let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+        guard inode.ino == ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
+            throw DecodingError(description: "the metadata tree's image of inode \(ino) is malformed")
+        }
+        guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+            throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
+        }
+        if index < items.count, items[index].key.kind == Kind.directoryEntry {
+            guard inode.type == .directory, var directory = inode.directory else {
+                throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
+            }
+            // Built apart from the inode, so that each restore changes a uniquely held value.
+            while index < items.count, items[index].key.kind == Kind.directoryEntry {
+                let cookie = items[index].key.offset >> 2
+                var bytes: [UInt8] = []
+                var parts: UInt64 = 0
+                while index < items.count, items[index].key.kind == Kind.directoryEntry, items[index].key.offset >> 2 == cookie {
+                    guard items[index].key.offset & 3 == parts else {
+                        throw DecodingError(description: "directory \(ino)'s entry at cookie \(cookie) misses part \(parts)")
+                    }
+                    parts += 1
+                    bytes += items[index].value
+                    index += 1
+                }
+                var entryReader = ByteReader(bytes)
+                let child = try entryReader.u64()
+                let rawType = try entryReader.u8()
+                let name = try entryReader.raw(entryReader.remaining)
+                guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < nextInode,
+                      let type = FileType(mode: UInt32(rawType) << 12),
+                      cookie >= Directory.firstEntryCookie, cookie < directory.nextCookie,
+                      directory.entry(named: name) == nil else {
+                    throw DecodingError(description: "directory \(ino) has a malformed or duplicate entry at cookie \(cookie)")
+                }
+                directory.restore(name: name, entry: Directory.Entry(ino: child, type: type, cookie: cookie))
+            }
+            inode.directory = directory
+        }
+        if index < items.count, items[index].key.kind == Kind.fileExtent {
+            guard inode.type == .regular else {
+                throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
+            }
+            var extents: [FileExtent] = []
+            while index < items.count, items[index].key.kind == Kind.fileExtent {
+                let extent = try decodeExtent(items[index])
+                if let last = extents.last, last.logicalEnd > extent.logical {
+                    throw DecodingError(description: "inode \(ino) has overlapping extents at logical block \(extent.logical)")
+                }
+                extents.append(extent)
+                index += 1
+            }
+            inode.extents = ExtentMap(validated: extents)
+        }
+        guard index == items.count else {
+            throw DecodingError(description: "the metadata tree holds an item of unknown kind \(items[index].key)")
+        }
+        // What the tree holds of it is what memory holds: the next checkpoint rewrites only the
+        // entries and extents that change.
+        if inode.type == .directory { inode.checkpointEntryCookies = [] }
+        if inode.type == .regular { inode.extentsCheckpointed() }
+        return inode
+    }
+}
