@@ -11,11 +11,12 @@
 #                 daemon reads the image from disk, as after a reboot). Every mount of the step is
 #                 timed: the first after growing, then the one before each rate run below
 #   RSS after mount      VmRSS of the daemon process (/proc/PID/status) right after the first
-#                        mount of the step returns
+#                        mount of the step returns; and its VmHWM then (the peak RSS of the mount)
 #   full walk / RSS      os.scandir recursion over pop/ with an lstat of every file (a cold
 #                        READDIRPLUS of each directory, and a LOOKUP, maybe a GETATTR, a file);
-#                        then VmRSS of the daemon again. The kernel keeps the inodes it walked,
-#                        so the daemon keeps their lookup counts
+#                        then VmRSS of the daemon again, and VmHWM (the peak over the mount and
+#                        the walk). The kernel keeps the inodes it walked, so the daemon keeps
+#                        their lookup counts
 # Then REPEAT times each of these, every one right after its own unmount, drop_caches and mount,
 # so the kernel has no dentry or inode of the volume and every operation reaches the daemon:
 #   stat          os.stat of SAMPLE random existing files (distinct; anywhere on the volume):
@@ -41,7 +42,8 @@
 #   readdir       os.scandir of the whole big directory, names only, cold (the kernel asks for
 #                 READDIRPLUS: every entry's inode is read); next to os.scandir of each small
 #                 directory in turn (one more LOOKUP, OPENDIR and RELEASEDIR per 100 entries)
-# Per-entry rates, median of REPEAT runs, each after an unmount, drop_caches and mount.
+# Per-entry rates, median of REPEAT runs, each after an unmount, drop_caches and mount; the
+# daemon's VmRSS after each run (median), and after mount and its VmHWM in mount (highest).
 #
 # Goals, printed as PASS/FAIL next to the figures (the script fails only when a step fails):
 #   RSS after the walk of the largest step <= CACHE_SIZE + METADATA_CACHE_SIZE + 64 MiB (the
@@ -173,7 +175,7 @@ record() {
 # daemon's RSS right after it) under $1 (a file count, or "big"), $2 true for the first of a step.
 DAEMON_PID=""
 remount() {
-    local files="$1" first="$2" start end seconds rss
+    local files="$1" first="$2" start end seconds rss hwm cpu
     if is_mounted "$MNT"; then
         "$BIN" umount "$MNT"
     fi
@@ -185,10 +187,11 @@ remount() {
     is_mounted "$MNT" || die "extentfs mount returned but $MNT is not a mount point"
     DAEMON_PID="$(python3 "$PY" daemon-pid "$MNT")"
     rss="$(python3 "$PY" rss "$DAEMON_PID")"
+    hwm="$(python3 "$PY" hwm "$DAEMON_PID")"
     cpu="$(python3 "$PY" cpu "$DAEMON_PID")"
     seconds="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }')"
     [[ "$files" == big ]] && files='"big"'
-    record "\"kind\": \"mount\", \"files\": $files, \"first\": $first, \"seconds\": $seconds, \"rss\": $rss, \"cpu\": $cpu"
+    record "\"kind\": \"mount\", \"files\": $files, \"first\": $first, \"seconds\": $seconds, \"rss\": $rss, \"hwm\": $hwm, \"cpu\": $cpu"
     log "  mounted in $seconds s (daemon CPU $cpu s), daemon $DAEMON_PID RSS $((rss >> 20)) MiB"
 }
 
@@ -223,7 +226,8 @@ for count in "${FILE_STEPS[@]}"; do
     remount "$count" true
     measure walk "$MNT" "$count"
     rss="$(python3 "$PY" rss "$DAEMON_PID")"
-    record "\"kind\": \"walk\", \"files\": $count, \"rss\": $rss, \"cpu\": $USED" "$MEASURED"
+    hwm="$(python3 "$PY" hwm "$DAEMON_PID")"
+    record "\"kind\": \"walk\", \"files\": $count, \"rss\": $rss, \"hwm\": $hwm, \"cpu\": $USED" "$MEASURED"
     log "  walked: $MEASURED, daemon CPU $USED s, RSS $((rss >> 20)) MiB"
     for ((run = 1; run <= REPEAT; run++)); do
         for rate in stat lookup create unlink; do
@@ -259,7 +263,8 @@ if ((BIG_DIRECTORY > 0)); then
                     readdir.big) measure big-readdir "$MNT/big" "$BIG_DIRECTORY" ;;
                     readdir.small) measure small-readdir "$MNT/small" "$SMALL_DIRECTORIES" ;;
                 esac
-                record "\"kind\": \"big\", \"rate\": \"$rate\", \"where\": \"$where\", \"run\": $run, \"cpu\": $USED" "$MEASURED"
+                rss="$(python3 "$PY" rss "$DAEMON_PID")"
+                record "\"kind\": \"big\", \"rate\": \"$rate\", \"where\": \"$where\", \"run\": $run, \"cpu\": $USED, \"rss\": $rss" "$MEASURED"
                 log "  $MEASURED, daemon CPU $USED s"
             done
         done

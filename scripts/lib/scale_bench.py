@@ -16,6 +16,7 @@
     scale_bench.py small-readdir ROOT DIRS     list each small directory in turn (entries/s over all)
     scale_bench.py daemon-pid MOUNTPOINT       the pid of the extentfs daemon serving MOUNTPOINT
     scale_bench.py rss PID                     VmRSS of PID in bytes (from /proc/PID/status)
+    scale_bench.py hwm PID                     VmHWM of PID in bytes: its peak RSS so far
     scale_bench.py cpu PID                     CPU seconds PID has used, all threads (user + system, /proc/PID/stat)
     scale_bench.py table RESULTS.json          the figures and the goals
 
@@ -251,15 +252,15 @@ def daemon_pid(mountpoint):
     return found[0]
 
 
-def rss(pid):
+def status_bytes(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 value, unit = line.split()[1:3]
                 if unit != "kB":
-                    raise SystemExit("rss: unexpected unit %r" % unit)
+                    raise SystemExit("%s: unexpected unit %r" % (key, unit))
                 return int(value) * 1024
-    raise SystemExit("rss: no VmRSS in /proc/%d/status" % pid)
+    raise SystemExit("no %s in /proc/%d/status" % (key, pid))
 
 
 def cpu(pid):
@@ -325,11 +326,13 @@ def table(path):
     row("mounts timed", ["%d" % len(mounts[n]) for n in steps])
     row("  daemon CPU in mount, median (s)", ["%.2f" % statistics.median(r["cpu"] for r in of("mount", n)) for n in steps])
     row("daemon RSS after mount", [mib(first_mount[n]["rss"]) for n in steps])
+    row("  peak RSS in mount (VmHWM)", [mib(first_mount[n]["hwm"]) for n in steps])
     walks = {n: of("walk", n)[0] for n in steps}
     row("full walk, stat of every file (files/s)", ["%.0f" % walks[n]["value"] for n in steps])
     row("full walk (s)", ["%.1f" % walks[n]["seconds"] for n in steps])
     row("  daemon CPU per file (us)", ["%.0f" % (walks[n]["cpu"] / walks[n]["ops"] * 1e6) for n in steps])
     row("daemon RSS after the walk", [mib(walks[n]["rss"]) for n in steps])
+    row("  peak RSS, mount and walk (VmHWM)", [mib(walks[n]["hwm"]) for n in steps])
     medians = {}
     for key, label in RATES:
         cells = []
@@ -381,12 +384,19 @@ def table(path):
             cb = statistics.median(r["cpu"] / r["ops"] * 1e6 for r in big if r["rate"] == key and r["where"] == "big")
             cs = statistics.median(r["cpu"] / r["ops"] * 1e6 for r in big if r["rate"] == key and r["where"] == "small")
             out.append("%-44s%16.1f%16.1f" % ("  daemon CPU per entry, median (us)", cb, cs))
+            rb = statistics.median(r["rss"] for r in big if r["rate"] == key and r["where"] == "big")
+            rs = statistics.median(r["rss"] for r in big if r["rate"] == key and r["where"] == "small")
+            out.append("%-44s%16s%16s" % ("  daemon RSS after the run, median", mib(rb), mib(rs)))
             ok = b / s >= 0.8
             results.append(ok)
             out.append("  goal: as fast per entry (read here as >= 0.80x): %s" % verdict(ok))
         mount_big = [r["seconds"] for r in records if r["kind"] == "mount" and r.get("files") == "big"]
         if mount_big:
             out.append("%-44s%16.3f" % ("mount of that volume, median (s)", statistics.median(mount_big)))
+            out.append("%-44s%16s" % ("  RSS after mount, median", mib(statistics.median(
+                r["rss"] for r in records if r["kind"] == "mount" and r.get("files") == "big"))))
+            out.append("%-44s%16s" % ("  peak RSS in mount (VmHWM), highest", mib(max(
+                r["hwm"] for r in records if r["kind"] == "mount" and r.get("files") == "big"))))
     out.append("")
     out.append("goals passed: %d of %d" % (sum(results), len(results)))
     return "\n".join(out)
@@ -418,7 +428,9 @@ def main():
     elif command == "daemon-pid":
         print(daemon_pid(args[0]))
     elif command == "rss":
-        print(rss(int(args[0])))
+        print(status_bytes(int(args[0]), "VmRSS"))
+    elif command == "hwm":
+        print(status_bytes(int(args[0]), "VmHWM"))
     elif command == "cpu":
         print("%.2f" % cpu(int(args[0])))
     elif command == "table":
