@@ -33,8 +33,8 @@ public final class FileSystem: @unchecked Sendable {
         self.options = options
         metadata = Metadata(superblock: superblock, loaded: loaded)
         metadata.pageCache = cache
-        metadata.cacheState.budgetBytes = options.metadataCacheBytes * 3 / 4
-        metadata.committedNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
+        metadata.cacheState.budgetBytes = options.metadataCacheBytes / 2
+        metadata.treeNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
         journal = try Journal(store: store, metadata: metadata, loaded: loaded)

@@ -167,8 +167,9 @@ public struct MountOptions: Sendable {
         return min(max(memory / 16, 256 << 20), 1 << 30)
     }
     /// Seconds between background commits of dirty metadata and data.
-    /// Memory for metadata (`--metadata-cache-size`): three quarters for inodes held in memory,
-    /// a quarter for nodes of the metadata tree read to find the others. Inodes in use or changed
+    /// Memory for metadata (`--metadata-cache-size`): half for inodes held in memory, a quarter
+    /// each (at least 1 MiB) for the metadata tree's nodes cached for reading and for writing
+    /// checkpoints. Inodes in use or changed
     /// since the last checkpoint are held whatever it says (InodeCache.swift).
     public var metadataCacheBytes: Int = MountOptions.defaultMetadataCacheBytes
     /// 64 MiB; the environment's EXTENTFS_METADATA_CACHE_BYTES, when set, replaces it (tests run

@@ -110,10 +110,17 @@ public final class Inode: @unchecked Sendable {
     /// observers can call it on every change.
     @inline(__always)
     private func recount() {
-        guard let metadataSpace else { return }
+        guard metadataSpace != nil || cacheAccount != nil else { return }
         let now = encodedSizeEstimate
-        metadataSpace.inodeBytes += now - countedBytes
-        countedBytes = now
+        if let metadataSpace {
+            metadataSpace.inodeBytes += now - countedBytes
+            countedBytes = now
+        }
+        if let cacheAccount {
+            let charge = InodeCacheState.inodeOverheadBytes + now
+            cacheAccount.bytes += charge - cacheCharge
+            cacheCharge = charge
+        }
     }
 
     /// The inode joins (or, with nil, leaves) a mounted volume's metadata: its size is counted
@@ -149,8 +156,10 @@ public final class Inode: @unchecked Sendable {
     private(set) var countedBytes = 0
     /// A writeback of this file failed since its last fsync, which must report it.
     var writebackFailed = false
-    /// What the inode table charged for it (InodeCacheState), 0 outside the table.
+    /// What the inode table charges for it (InodeCacheState), kept current by `recount`, and
+    /// where; 0 and nil outside the table.
     var cacheCharge = 0
+    var cacheAccount: InodeCacheAccount?
 
     /// Joins a mounted volume's metadata whose MetadataSpace already counts this inode (read
     /// back after it was let go, or counted by mount's scan). Caller holds Metadata.lock.

@@ -23,9 +23,10 @@ final class Metadata: @unchecked Sendable {
     var committed: CommittedTree?
     /// Inodes in checkpoints written but not durable yet: held until one is.
     var checkpointInFlight = Set<InodeNumber>()
-    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes * 3 / 4)
-    /// The committed tree's node cache: the rest of the metadata cache's budget.
-    var committedNodeCacheBytes = MountOptions.defaultMetadataCacheBytes / 4
+    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes / 2)
+    /// Each tree's node cache (the committed tree's, which the table reads from, and the journal's,
+    /// the next checkpoint being built): a quarter of the metadata cache's budget each.
+    var treeNodeCacheBytes = max(1 << 20, MountOptions.defaultMetadataCacheBytes / 4)
     /// Where a regular file read back from the tree keeps its pages.
     var pageCache: PageCache?
     var nextInode: InodeNumber

@@ -63,13 +63,13 @@ final class Journal: @unchecked Sendable {
         treeStorage = TreeStorage(store: store, metadata: metadata, loaded: loaded)
         tree = MetadataTree(tree: try BTree(root: metadata.superblock.checkpoint.treeRoot, owner: MetadataTree.owner,
                                             device: treeStorage, allocator: treeStorage,
-                                            cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
+                                            cache: NodeCache(budgetBytes: metadata.treeNodeCacheBytes)),
                             superblock: metadata.superblock)
         metadata.withLock { metadata.space.heldBlocks = treeStorage.heldBlocks }
         // The inode table reads what it does not hold from the newest durable checkpoint, once
         // that holds everything (an older image's first checkpoint is still to come).
         if !loaded.sinceCheckpoint.everything, metadata.superblock.checkpoint.treeRoot != nil {
-            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.committedNodeCacheBytes)
+            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.treeNodeCacheBytes)
             metadata.withLock { metadata.committed = committed }
         }
     }
@@ -231,7 +231,7 @@ final class Journal: @unchecked Sendable {
                     if let committed = metadata.committed {
                         try committed.advance(to: superblock, freed: unreachable)
                     } else {
-                        metadata.committed = try CommittedTree(store: store, superblock: superblock, cacheBytes: metadata.committedNodeCacheBytes)
+                        metadata.committed = try CommittedTree(store: store, superblock: superblock, cacheBytes: metadata.treeNodeCacheBytes)
                     }
                 } catch {
                     throw shutdown.trigger("opening checkpoint \(superblock.sequence) for reading failed: \(error)")
@@ -242,7 +242,7 @@ final class Journal: @unchecked Sendable {
                 for run in unreachable { metadata.freeSpace.free(run) }
                 metadata.space.heldBlocks = treeStorage.heldBlocks
                 metadata.superblock = superblock
-                metadata.evictToBudget()
+                metadata.evictToBudget(limit: .max)
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.
