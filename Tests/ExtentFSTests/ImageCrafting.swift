@@ -89,11 +89,11 @@ struct ImageCrafting {
 
     /// The newest superblock now points at a new tree holding exactly `items`, whatever they
     /// are (a later item with the key of an earlier one replaces it).
-    mutating func writeItems(_ items: [TreeItem]) throws {
+    mutating func writeItems(_ items: [TreeItem], version: UInt32 = Superblock.currentVersion) throws {
         let blocks = TopDownBlocks(store: store, superblock: superblock)
         let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
         for item in items { try tree.insert(item.key, item.value) }
-        superblock.version = Superblock.currentVersion
+        superblock.version = version
         superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
         try store.flush()
         try Journal.writeSuperblock(superblock, store: store)

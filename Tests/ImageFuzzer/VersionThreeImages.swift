@@ -16,7 +16,7 @@ enum VersionThreeImages {
         // (free space once no superblock reaches them).
         var next = image.count / blockSize
         for superblock in layout.superblocks {
-            guard superblock.version == ImageLayout.treeVersion, let payload = payload(image, superblock.tree) else { return nil }
+            guard superblock.version >= ImageLayout.treeVersion, let payload = payload(image, superblock.tree) else { return nil }
             let payloadBlocks = (payload.count + blockSize - 1) / blockSize
             next -= payloadBlocks
             var index = Array("EXINDX01".utf8)

@@ -188,6 +188,9 @@ public final class FileSystem: @unchecked Sendable {
         }
     }
 
+    /// The number the next new inode gets: every inode's number is below it.
+    public var nextInodeNumber: InodeNumber { metadata.withLock { metadata.nextInode } }
+
     func inode(_ ino: InodeNumber) throws -> Inode {
         try metadata.withLock { try metadata.inode(ino) }
     }

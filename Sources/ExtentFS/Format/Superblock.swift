@@ -8,8 +8,10 @@ public struct Superblock: Equatable {
     /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
     /// 4: the checkpoint is a copy-on-write B+tree (Trees/MetadataTree.swift), written
     /// incrementally, instead of one whole payload.
-    /// Versions 2 and 3 mount as they are and become version 4 at their first checkpoint.
-    public static let currentVersion: UInt32 = 4
+    /// 5: the tree also lists the blocks files use, the inode count and the orphans, and log
+    /// records carry their changes, so that mount reads neither every inode nor every extent.
+    /// Versions 2 to 4 mount as they are and become version 5 at their first checkpoint.
+    public static let currentVersion: UInt32 = 5
     /// The first version whose checkpoint is the metadata tree.
     static let treeVersion: UInt32 = 4
     /// The oldest version this extentfs mounts (1 had no log).

@@ -51,7 +51,7 @@ final class Metadata: @unchecked Sendable {
         referenceCounts.changes = changes
         referenceCounts.metadataSpace = space
         sinceCheckpoint = loaded.sinceCheckpoint
-        var used = loaded.checkpointRuns + loaded.notHeld.usedRuns
+        var fileRuns = loaded.notHeld.usedRuns
         space.inodeBytes += loaded.notHeld.checkpointBytes
         inodeCount = loaded.notHeld.count
         for inode in loaded.inodes {
@@ -60,10 +60,14 @@ final class Metadata: @unchecked Sendable {
             inode.count(in: space)
             inode.changes = changes
             cacheState.admit(inode)
-            for extent in inode.extents.extents { used.append(extent.physicalRun) }
+            if loaded.fileBlocks == nil { for extent in inode.extents.extents { fileRuns.append(extent.physicalRun) } }
         }
-        freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount, used: used)
+        // The blocks files use: the tree's list as the log left it (version 5), or every extent.
+        let fileBlocks = loaded.fileBlocks ?? BlockRunSet(fileRuns)
+        freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount,
+                              used: loaded.checkpointRuns + fileBlocks.runs, fileBlocks: fileBlocks)
         freeSpace.metadataSpace = space
+        freeSpace.changes = changes
     }
 
     /// A new inode joins the table; its creation is part of the running transaction.

@@ -34,6 +34,10 @@ struct LoadedCheckpoint {
     /// The cross-checks of a mount that read inodes on demand, made during its scan (Checker);
     /// nil when `inodes` is everything (check them with Checker.check(superblock:loaded:)).
     var checkProblems: [Checker.Problem]?
+    /// The blocks files use, when the tree holds them (format version 5) and mount read them.
+    var fileBlocks: BlockRunSet?
+    /// A version 5 tree read whole (fsck): its volume items as the log leaves them.
+    var storedVolume: StoredVolumeItems?
     /// Damage to what only the older superblock copy reaches (its checkpoint does not read
     /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
     /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.

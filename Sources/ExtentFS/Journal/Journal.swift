@@ -165,6 +165,9 @@ final class Journal: @unchecked Sendable {
             metadata.withLock {
                 for run in closed.frees { metadata.freeSpace.free(run) }
                 metadata.changes.closedAreDurable()
+                if let inconsistency = metadata.freeSpace.inconsistency {
+                    _ = shutdown.trigger("the metadata contradicts itself: \(inconsistency); run extentfs fsck")
+                }
             }
         }
         return true

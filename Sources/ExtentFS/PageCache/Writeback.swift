@@ -161,7 +161,7 @@ extension FileSystem {
         let newPhysical = try metadata.transaction { () -> UInt64 in
             if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
             guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
-                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1).first else {
+                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1, mappedNow: false).first else {
                 throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
             }
             return run.start
@@ -253,6 +253,7 @@ extension FileSystem {
                     }
                 }
                 for remap in batch.cowRemaps {
+                    metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1))
                     releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
                 }
             }
