@@ -103,8 +103,6 @@ enum VolumeLoader {
         do {
             if let opened, let volume {
                 try holdWhatMountNeeds(opened, volume: volume, state: state, into: &loaded, cache: cache)
-            } else if let opened {
-                try scanNotReplayed(opened, state: state, into: &loaded, superblock: superblock, cache: cache)
             } else if let volume {
                 // Read whole (fsck): the volume items as replay leaves them, for the checker.
                 loaded.storedVolume = StoredVolumeItems(fileBlocks: state.fileBlocks, inodeCount: state.inodeCount ?? volume.inodeCount,
@@ -164,40 +162,10 @@ enum VolumeLoader {
         loaded.checkProblems = []
     }
 
-    /// One pass over the tree for what replay did not change: gathered for the cross-checks,
-    /// counted, their blocks noted as used; the root and orphans (link count 0: mount frees them)
-    /// read again into `loaded.inodes`, the rest let go. Called after replay, whose records are
-    /// newer than the tree for every inode they name.
-    private static func scanNotReplayed(_ tree: MetadataTree, state: ReplayState, into loaded: inout LoadedCheckpoint,
-                                        superblock: Superblock, cache: PageCache?) throws {
-        var input = CheckInput()
-        for inode in loaded.inodes { input.add(inode) }
-        var kept: [InodeNumber] = []
-        var notHeld = NotHeldInodes()
-        let checkpointNextInode = loaded.nextInode
-        var volume: StoredVolumeItems?
-        try tree.forEachInode(cache: nil, volume: &volume) { inode in
-            guard state.inodes[inode.ino] == nil, !state.removed.contains(inode.ino) else { return }
-            input.add(inode)
-            if inode.nlink == 0 || inode.ino == FileSystem.rootInode {
-                kept.append(inode.ino)
-                return
-            }
-            notHeld.count += 1
-            notHeld.checkpointBytes += inode.encodedSizeEstimate
-            for extent in inode.extents.extents { notHeld.usedRuns.append(extent.physicalRun) }
-        }
-        for ino in kept {
-            if let inode = try tree.loadInode(ino, nextInode: max(checkpointNextInode, state.nextInode), cache: cache) { loaded.inodes.append(inode) }
-        }
-        loaded.notHeld = notHeld
-        loaded.checkProblems = Checker.check(superblock: superblock, nextInode: state.nextInode, checkpointRuns: loaded.checkpointRuns,
-                                             referenceCounts: state.referenceCounts, input: input)
-    }
-
-    /// Version 4: the newest copy's tree, read whole (`whole`) or opened for reading on demand
-    /// (`opened`); the older copy's nodes that the newest does not reach are held until the next
-    /// checkpoint replaces that copy.
+    /// Version 4 on: the newest copy's tree, read whole (`whole`, or a tree without the volume
+    /// items of version 5: they are needed to mount without reading every inode) or opened for
+    /// reading on demand (`opened`); the older copy's nodes that the newest does not reach are
+    /// held until the next checkpoint replaces that copy.
     private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?, whole: Bool,
                                  opened: inout MetadataTree?, volume: inout StoredVolumeItems?) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
@@ -219,16 +187,19 @@ enum VolumeLoader {
         }
         var loaded: LoadedCheckpoint
         do {
-            if whole {
+            var onDemand: (nextInode: InodeNumber, object: (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?))?
+            if !whole {
+                let nextInode = try newest.tree.storedNextInode()
+                onDemand = (nextInode, try newest.tree.loadVolumeObject(nextInode: nextInode))
+            }
+            if let onDemand, let items = onDemand.object.volume {
+                loaded = LoadedCheckpoint(nextInode: onDemand.nextInode, inodes: [], referenceCounts: onDemand.object.referenceCounts)
+                volume = items
+                opened = newest.tree
+            } else {
                 var inodes: [Inode] = []
                 let (nextInode, referenceCounts) = try newest.tree.forEachInode(cache: cache, volume: &volume) { inodes.append($0) }
                 loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
-            } else {
-                let nextInode = try newest.tree.storedNextInode()
-                let object = try newest.tree.loadVolumeObject(nextInode: nextInode)
-                loaded = LoadedCheckpoint(nextInode: nextInode, inodes: [], referenceCounts: object.referenceCounts)
-                volume = object.volume
-                opened = newest.tree
             }
         } catch {
             throw damaged("the metadata tree: \(error)")
