@@ -45,6 +45,14 @@ extension FileSystem {
         default:
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
+        // vfs_fallocate: nothing on an immutable file; on an append-only one, only allocation
+        // (mode 0, KEEP_SIZE), which changes no byte that is there. (Checked again by each
+        // operation under the inode lock would be tighter; setFlags and a fallocate racing
+        // is what a caller gets either order of.)
+        try metadata.withLock {
+            try refuseIfImmutable(inode)
+            if inode.flags.contains(.appendOnly), !mode.isSubset(of: .keepSize) { throw Errno.notPermitted }
+        }
         // Once the mode is one the engine serves: before anything changes, and also when the
         // mode's own checks (alignment, range) fail, as XFS does.
         metadata.transaction { removePrivileges(inode, changedBy: caller) }

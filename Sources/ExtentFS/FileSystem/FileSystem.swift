@@ -62,6 +62,7 @@ public final class FileSystem: @unchecked Sendable {
             for warning in warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
             return fileSystem
         }
+        fileSystem.convertIfOlder()
         try fileSystem.freeOrphans()
         if !warnings.isEmpty {
             // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
@@ -70,6 +71,24 @@ public final class FileSystem: @unchecked Sendable {
         }
         fileSystem.startBackgroundCommits()
         return fileSystem
+    }
+
+    /// An image of an older format version becomes the current one now, by a checkpoint,
+    /// before anything is logged: records of the current version (LogRecord.Kind) are then
+    /// never in the log of an image whose superblocks an older extentfs would still take.
+    /// A checkpoint that fails does not fail the mount (the image is what it was, and valid):
+    /// either the volume is shut down (every request gets EIO, as it would at its first
+    /// commit) or, out of space for the tree, the next checkpoint converts it; meanwhile an
+    /// older extentfs would refuse the records logged, not misread them.
+    func convertIfOlder() {
+        let version = metadata.withLock { metadata.superblock.version }
+        guard version < Superblock.currentVersion else { return }
+        logger.info("\(store.path): converting from format version \(version) to \(Superblock.currentVersion)")
+        do {
+            try journal.checkpoint()
+        } catch {
+            logger.warning("\(store.path): converting to format version \(Superblock.currentVersion) failed: \(error)")
+        }
     }
 
     /// A read-only mount opens the image for writing when it may, so that it can become

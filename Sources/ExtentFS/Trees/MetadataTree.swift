@@ -252,13 +252,13 @@ final class MetadataTree {
     }
 
     /// An inode's image in pieces of at most `maxPiece` bytes, in order.
-    static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
+    static func imagePieces(_ image: InodeImage, maxPiece: Int, layout: InodeImageLayout = .current) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
         var image = image
         // The entries and extents are items of their own.
         if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
         if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
-        CheckpointCodec.encode(image, into: &writer)
+        CheckpointCodec.encode(image, into: &writer, layout: layout)
         return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 
@@ -292,7 +292,8 @@ final class MetadataTree {
             guard let image = pending else { return }
             pending = nil
             var reader = ByteReader(image.bytes)
-            let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+            let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock,
+                                                        layout: InodeImageLayout(version: superblock.version), cache: cache)
             guard inode.ino == image.ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
                 throw DecodingError(description: "the metadata tree's image of inode \(image.ino) is malformed")
             }
