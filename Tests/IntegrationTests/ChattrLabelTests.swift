@@ -204,9 +204,9 @@ final class ChattrLabelTests: XCTestCase {
         XCTAssertTrue(tooLong.stderr.contains("at most 255 bytes"), "\(tooLong)")
     }
 
-    /// The birth time is kept on disk and does not change: fsck -v shows the same one after a
-    /// write and two remounts. (Through the mount statx cannot show it: see the README.)
-    func testTheBirthTimeIsStableAcrossRemounts() throws {
+    /// The birth time is kept on disk and does not change: statx (through FUSE_STATX, which the
+    /// daemon's transport answers) and fsck -v show the same one after changes and remounts.
+    func testTheBirthTimeIsStableAcrossRemountsAndShownByStatx() throws {
         let harness = try MountHarness()
         defer { harness.tearDown() }
         let volume = try harness.makeVolume(blockSize: blockSize, imageSize: "64M")
@@ -221,10 +221,20 @@ final class ChattrLabelTests: XCTestCase {
             }
             return String(line)
         }
+        func statxBirth() throws -> String {
+            let result = try run("/usr/bin/stat", ["-c", "%W.%w", file])
+            guard result.succeeded else { throw HarnessError("stat: \(result)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let shown = try statxBirth()
+        XCTAssertFalse(shown.hasPrefix("0."), "statx has no birth time: \(shown)")
         try volume.unmount()
         let first = try birthLine()
         XCTAssertFalse(first.hasSuffix("born unknown"), first)
+        // fsck's seconds.nanoseconds and stat's %W (seconds) agree.
+        XCTAssertTrue(first.contains("born \(shown.split(separator: ".").first ?? "")."), "fsck: \(first); stat: \(shown)")
         try volume.mount()
+        XCTAssertEqual(try statxBirth(), shown, "after a remount")
         usleep(20_000)
         try createFile(volume.path("later"), contents: [2])
         let fd = try openFile(file, O_WRONLY)
@@ -232,6 +242,7 @@ final class ChattrLabelTests: XCTestCase {
         try closeFile(fd)
         try sys("chmod", chmod(file, 0o600))
         try volume.remountChecked("after changes")
+        XCTAssertEqual(try statxBirth(), shown, "after changes and a remount")
         try volume.unmount()
         XCTAssertEqual(try birthLine(), first)
     }
