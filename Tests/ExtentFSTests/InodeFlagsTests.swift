@@ -136,6 +136,8 @@ final class InodeFlagsTests: XCTestCase {
         XCTAssertEqual(try volume.read(frozen, 3 * volume.blockSize, at: 0), before, "the data")
         XCTAssertEqual(try fs.getattr(frozen).mode & 0o7777, 0o644)
         XCTAssertEqual(try fs.listxattr(frozen), [bytes("user.kept")])
+        XCTAssertNoThrow(try fs.rename(parent: FileSystem.rootInode, name: bytes("frozen"), newParent: FileSystem.rootInode,
+                                       newName: bytes("frozen"), flags: []), "a rename onto itself changes nothing")
         XCTAssertNoThrow(try fs.open(frozen, flags: O_RDONLY), "reading is allowed")
         fs.release(frozen)
         XCTAssertEqual(try fs.getxattr(frozen, name: bytes("user.kept")), [1])

@@ -9,6 +9,8 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let inode = try self.inode(ino)
+        // Before the truncate takes the inode lock: one racing the setFlags that forbids it may
+        // still run, as if it had come first.
         try metadata.withLock { try refuseChange(of: inode, by: changes) }
         if let size = changes.size {
             switch inode.type {

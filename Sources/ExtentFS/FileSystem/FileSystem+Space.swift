@@ -46,9 +46,9 @@ extension FileSystem {
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
         // vfs_fallocate: nothing on an immutable file; on an append-only one, only allocation
-        // (mode 0, KEEP_SIZE), which changes no byte that is there. (Checked again by each
-        // operation under the inode lock would be tighter; setFlags and a fallocate racing
-        // is what a caller gets either order of.)
+        // (mode 0, KEEP_SIZE), which changes no byte that is there. Checked before each
+        // operation takes the inode lock: a fallocate that races the setFlags forbidding it
+        // may still run, as if it had come first.
         try metadata.withLock {
             try refuseIfImmutable(inode)
             if inode.flags.contains(.appendOnly), !mode.isSubset(of: .keepSize) { throw Errno.notPermitted }
