@@ -338,8 +338,21 @@ final class InodeFlagsTests: XCTestCase {
         }
         XCTAssertEqual(try Volume.check(image: volume.image), [], "a version 4 image is clean")
 
-        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+        // Read-only, nothing is converted; made writable, it converts before any change.
+        var readOnly = volume.options
+        readOnly.readOnly = true
+        volume.fs = try FileSystem.mount(image: volume.image, options: readOnly)
         let store = try BackingStore(path: volume.image, writable: false)
+        XCTAssertEqual(try VolumeLoader.readSuperblock(store).superblock.version, 4, "a read-only mount writes nothing")
+        XCTAssertEqual(try volume.fs.flags(kept), [])
+        try volume.fs.makeWritable()
+        XCTAssertEqual(try VolumeLoader.readSuperblock(store).superblock.version, Superblock.currentVersion, "converted when made writable")
+        try volume.fs.unmount()
+        do {
+            var crafting = try ImageCrafting(image: volume.image)
+            try crafting.writeTree(try crafting.contents(), version: 4)
+        }
+        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
         XCTAssertEqual(try VolumeLoader.readSuperblock(store).superblock.version, Superblock.currentVersion, "converted at mount")
         XCTAssertEqual(try volume.read(kept, 2 * volume.blockSize, at: 0), data)
         XCTAssertEqual(try volume.fs.getxattr(kept, name: bytes("user.a")), [1, 2])
