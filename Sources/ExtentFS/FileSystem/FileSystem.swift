@@ -81,8 +81,15 @@ public final class FileSystem: @unchecked Sendable {
     /// commit) or, out of space for the tree, the next checkpoint converts it; meanwhile an
     /// older extentfs would refuse the records logged, not misread them.
     func convertIfOlder() {
-        let version = metadata.withLock { metadata.superblock.version }
+        let (version, sequence) = metadata.withLock { (metadata.superblock.version, metadata.superblock.sequence) }
         guard version < Superblock.currentVersion else { return }
+        // A volume whose superblock sequences are used up takes no checkpoint: it shuts down at
+        // its first one, as it did before there was a conversion, not at mount (fsck, which
+        // writes nothing, finds nothing wrong with it).
+        guard sequence + 1 < LogRing.maxSequence else {
+            logger.warning("\(store.path): not converted to format version \(Superblock.currentVersion): its superblock sequence numbers are used up")
+            return
+        }
         logger.info("\(store.path): converting from format version \(version) to \(Superblock.currentVersion)")
         do {
             try journal.checkpoint()
