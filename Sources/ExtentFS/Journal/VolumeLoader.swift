@@ -94,7 +94,7 @@ enum VolumeLoader {
         return loaded
     }
 
-    /// Version 4: the newest copy's tree, read whole; the older copy's nodes that the newest
+    /// Version 4 on: the newest copy's tree, read whole; the older copy's nodes that the newest
     /// does not reach are held until the next checkpoint replaces that copy.
     private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
