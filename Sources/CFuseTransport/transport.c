@@ -21,9 +21,55 @@ static atomic_int killpriv_v2_accepted;
 static __thread const struct fuse_in_header *request_in_progress;
 static __thread size_t request_length;
 
+// FUSE_STATX's opcode and request (linux/fuse.h, 7.39).
+enum { transport_statx_opcode = 52 };
+struct transport_statx_in {
+    uint32_t getattr_flags;
+    uint32_t reserved;
+    uint64_t fh;
+    uint32_t sx_flags;
+    uint32_t sx_mask;
+};
+
+_Static_assert(sizeof(struct fuse_transport_statx) == 256, "struct fuse_statx is 256 bytes");
+_Static_assert(sizeof(struct fuse_transport_statx_out) == 288, "struct fuse_statx_out is 288 bytes");
+_Static_assert(sizeof(struct transport_statx_in) == 24, "struct fuse_statx_in is 24 bytes");
+
+// Set before the loop starts, read by every loop thread after.
+static fuse_transport_statx_handler statx_handler;
+static void *statx_context;
+
+void fuse_transport_serve_statx(fuse_transport_statx_handler handler, void *context) {
+    statx_context = context;
+    statx_handler = handler;
+}
+
+// Answers one FUSE_STATX on `fd`, as libfuse answers a request: one writev of the header and
+// the reply (an error has the header alone). A reply the kernel no longer waits for (the
+// request was interrupted) fails with ENOENT, which libfuse ignores too.
+static void serve_statx(int fd, const struct fuse_in_header *header) {
+    struct fuse_transport_statx_out reply;
+    memset(&reply, 0, sizeof reply);
+    int result = statx_handler(statx_context, header->nodeid, &reply);
+    struct fuse_out_header out = { .len = sizeof out, .error = result < 0 ? result : 0, .unique = header->unique };
+    struct iovec vector[2] = { { .iov_base = &out, .iov_len = sizeof out }, { .iov_base = &reply, .iov_len = sizeof reply } };
+    if (result == 0) out.len += sizeof reply;
+    (void)!writev(fd, vector, result == 0 ? 2 : 1);
+}
+
 static ssize_t transport_read(int fd, void *buffer, size_t length, void *userdata) {
     (void)userdata;
-    ssize_t count = read(fd, buffer, length);
+    ssize_t count;
+    // A FUSE_STATX is answered here and the next request read in its place.
+    for (;;) {
+        count = read(fd, buffer, length);
+        const struct fuse_in_header *header = buffer;
+        if (statx_handler == NULL || count < (ssize_t)(sizeof *header + sizeof(struct transport_statx_in)) ||
+            header->opcode != transport_statx_opcode) {
+            break;
+        }
+        serve_statx(fd, header);
+    }
     if (count < (ssize_t)sizeof(struct fuse_in_header)) {
         request_in_progress = NULL;
         request_length = 0;

@@ -20,6 +20,8 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
             handleOnSpaceWorker(req) { _ in try call.changeSpace(command) }
         case ExtentFSIoctl.map:
             handle(req) { _ in try call.map() }
+        case let standard where AttributeIoctl.all.contains(standard):
+            AttributeIoctl.answer(standard, req: req, ino: ino, input: call.input, outputSize: outputSize)
         default:
             replyError(req, Errno.inappropriateIOCTLForDevice)  // ENOTTY: "not ours", as any filesystem says
         }

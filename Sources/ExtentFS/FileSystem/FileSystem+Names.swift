@@ -32,6 +32,8 @@ extension FileSystem {
         try FileSystem.validate(name: name)
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+        // may_create: no new entry in an immutable directory (an append-only one takes them).
+        try refuseIfImmutable(directory)
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
         try checkRoomForNode(named: name, in: directory, contentBytes: contentBytes)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }

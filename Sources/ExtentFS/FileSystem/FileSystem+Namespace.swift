@@ -97,6 +97,8 @@ extension FileSystem {
             guard inode.nlink < FileSystem.maxLinks else { throw Errno.tooManyLinks }
             let directory = try directoryInode(newParent)
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+            try refuseIfImmutable(directory)
+            try refuseIfImmutableOrAppendOnly(inode)
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
@@ -121,6 +123,7 @@ extension FileSystem {
             let directory = try directoryInode(parent)
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
+            try refuseRemoval(of: inode, from: directory)
             guard inode.type != .directory else { throw Errno.isDirectory }
             directory.removeEntry(name: name)
             let now = Timespec.now
@@ -144,6 +147,7 @@ extension FileSystem {
             let directory = try directoryInode(parent)
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
+            try refuseRemoval(of: inode, from: directory)
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
             directory.removeEntry(name: name)

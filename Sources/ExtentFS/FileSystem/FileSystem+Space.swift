@@ -45,6 +45,14 @@ extension FileSystem {
         default:
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
+        // vfs_fallocate: nothing on an immutable file; on an append-only one, only allocation
+        // (mode 0, KEEP_SIZE), which changes no byte that is there. Checked before each
+        // operation takes the inode lock: a fallocate that races the setFlags forbidding it
+        // may still run, as if it had come first.
+        try metadata.withLock {
+            try refuseIfImmutable(inode)
+            if inode.flags.contains(.appendOnly), !mode.isSubset(of: .keepSize) { throw Errno.notPermitted }
+        }
         // Once the mode is one the engine serves: before anything changes, and also when the
         // mode's own checks (alignment, range) fail, as XFS does.
         metadata.transaction { removePrivileges(inode, changedBy: caller) }

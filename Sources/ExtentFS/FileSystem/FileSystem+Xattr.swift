@@ -19,6 +19,7 @@ extension FileSystem {
         guard value.count <= ExtendedAttributes.maxValueBytes else { throw Errno.argListTooLong }
         try metadata.transaction {
             let inode = try metadata.inode(ino)
+            try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             let old = inode.xattrs[name]
             if flags.contains(.create) && old != nil { throw Errno.fileExists }
             if flags.contains(.replace) && old == nil { throw Errno.noData }
@@ -55,6 +56,7 @@ extension FileSystem {
         try ExtendedAttributes.check(name: name)
         try metadata.transaction {
             let inode = try metadata.inode(ino)
+            try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             guard inode.xattrs[name] != nil else { throw Errno.noData }
             inode.xattrs[name] = nil
             inode.ctime = .now

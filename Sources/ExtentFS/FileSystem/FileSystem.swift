@@ -65,6 +65,7 @@ public final class FileSystem: @unchecked Sendable {
             for warning in warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
             return fileSystem
         }
+        fileSystem.convertIfOlder()
         try fileSystem.freeOrphans()
         if !warnings.isEmpty {
             // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
@@ -73,6 +74,31 @@ public final class FileSystem: @unchecked Sendable {
         }
         fileSystem.startBackgroundCommits()
         return fileSystem
+    }
+
+    /// An image of an older format version becomes the current one now, by a checkpoint,
+    /// before anything is logged: records of the current version (LogRecord.Kind) are then
+    /// never in the log of an image whose superblocks an older extentfs would still take.
+    /// A checkpoint that fails does not fail the mount (the image is what it was, and valid):
+    /// either the volume is shut down (every request gets EIO, as it would at its first
+    /// commit) or, out of space for the tree, the next checkpoint converts it; meanwhile an
+    /// older extentfs would refuse the records logged, not misread them.
+    func convertIfOlder() {
+        let (version, sequence) = metadata.withLock { (metadata.superblock.version, metadata.superblock.sequence) }
+        guard version < Superblock.currentVersion else { return }
+        // A volume whose superblock sequences are used up takes no checkpoint: it shuts down at
+        // its first one, as it did before there was a conversion, not at mount (fsck, which
+        // writes nothing, finds nothing wrong with it).
+        guard sequence + 1 < LogRing.maxSequence else {
+            logger.warning("\(store.path): not converted to format version \(Superblock.currentVersion): its superblock sequence numbers are used up")
+            return
+        }
+        logger.info("\(store.path): converting from format version \(version) to \(Superblock.currentVersion)")
+        do {
+            try journal.checkpoint()
+        } catch {
+            logger.warning("\(store.path): converting to format version \(Superblock.currentVersion) failed: \(error)")
+        }
     }
 
     /// A read-only mount opens the image for writing when it may, so that it can become

@@ -66,12 +66,23 @@ public struct Credentials: Sendable {
     /// only on the rare paths that need it (a set-group-ID file the group may not execute), so
     /// the adapter may answer from /proc.
     public var isMember: @Sendable (UInt32) -> Bool
+    /// CAP_LINUX_IMMUTABLE: may set or clear the immutable and append-only flags.
+    public var mayChangeImmutableFlags: Bool
+    /// CAP_FOWNER: acts as the owner of any file (its other flags).
+    public var overridesOwnership: Bool
+    /// CAP_SYS_ADMIN: may change the filesystem label.
+    public var administersFileSystems: Bool
 
-    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil) {
+    /// Every capability defaults to what root has, and no one else.
+    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil,
+                mayChangeImmutableFlags: Bool? = nil, overridesOwnership: Bool? = nil, administersFileSystems: Bool? = nil) {
         self.uid = uid
         self.gid = gid
         self.keepsSetIDBits = keepsSetIDBits ?? (uid == 0)
         self.isMember = isMember ?? { $0 == gid }
+        self.mayChangeImmutableFlags = mayChangeImmutableFlags ?? (uid == 0)
+        self.overridesOwnership = overridesOwnership ?? (uid == 0)
+        self.administersFileSystems = administersFileSystems ?? (uid == 0)
     }
     public static let root = Credentials(uid: 0, gid: 0)
 }
@@ -202,6 +213,8 @@ public struct FormatOptions: Sendable {
     public var size: UInt64? = nil
     /// Overwrite an image that already holds an extentfs superblock.
     public var force: Bool = false
+    /// The filesystem label (at most Superblock.maxLabelBytes bytes, no NUL).
+    public var label: [UInt8] = []
     /// How to reach the backing store (the NBD timeout).
     public var store = StoreOptions()
     public init() {}

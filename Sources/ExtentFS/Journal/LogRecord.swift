@@ -6,11 +6,13 @@
 /// before it but the state it was logged over.
 ///
 ///     u64 next inode number
-///     u64 inode count, per inode: u8 kind (1 image, 2 removed, 3 directory changes), then the
-///         inode as in a checkpoint (kind 1), u64 inode number (kind 2), or (kind 3, format
-///         version 3) the directory as in a checkpoint but with no entries, then u64 change
-///         count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
-///         u64 inode, u64 cookie, u8 type
+///     u64 inode count, per inode: u8 kind (1 or 4 image, 2 removed, 3 or 5 directory changes),
+///         then the inode as in a checkpoint (kind 1, 4), u64 inode number (kind 2), or (kind 3,
+///         5; format version 3) the directory as in a checkpoint but with no entries, then u64
+///         change count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
+///         u64 inode, u64 cookie, u8 type. Kinds 4 and 5 (format version 6) are 1 and 3 with
+///         the image's version 6 layout (btime and flags); 1 and 3 are still read, as images
+///         of the layout before (InodeImageLayout).
 ///     u64 range count, per range: u64 first block, u64 block count,
 ///         u64 entry count, per entry: u64 first block, u64 block count, u32 count (>= 2)
 ///     (format version 5, when the volume is) u8 1, u64 inode count, u64 inode checkpoint bytes,
@@ -28,6 +30,20 @@ struct LogRecord {
     /// Format version 3 brings directory changes; an image still on version 2 (until its first
     /// checkpoint writes version 3) gets whole images, which version 2 reads.
     static let directoryChangesVersion: UInt32 = 3
+
+    /// The kinds of an inode change, and the image layout each carries. The layout is tied to
+    /// the kind, not to the superblock's version: the older superblock copy of an image
+    /// converted at its last checkpoint may replay records written after it. A record of kind 4
+    /// or 5 is written only once a checkpoint has made the superblock version 6 (an image of an
+    /// older version converts at mount, before anything is logged: FileSystem.mount), so an
+    /// older extentfs never finds one in a log it would replay.
+    enum Kind {
+        static let legacyImage: UInt8 = 1
+        static let removed: UInt8 = 2
+        static let legacyDirectoryChanges: UInt8 = 3
+        static let image: UInt8 = 4
+        static let directoryChanges: UInt8 = 5
+    }
 
     var nextInode: InodeNumber
     var inodes: [Change]
@@ -88,14 +104,14 @@ struct LogRecord {
         for change in inodes {
             switch change {
             case .image(let image):
-                writer.u8(1)
-                CheckpointCodec.encode(image, into: &writer)
+                writer.u8(Kind.image)
+                CheckpointCodec.encode(image, into: &writer, layout: .version6)
             case .removed(let ino):
-                writer.u8(2)
+                writer.u8(Kind.removed)
                 writer.u64(ino)
             case .directoryChanges(let image, let entryChanges):
-                writer.u8(3)
-                CheckpointCodec.encode(image, into: &writer)
+                writer.u8(Kind.directoryChanges)
+                CheckpointCodec.encode(image, into: &writer, layout: .version6)
                 writer.u64(UInt64(entryChanges.count))
                 for change in entryChanges {
                     switch change {
@@ -147,12 +163,13 @@ struct LogRecord {
         for _ in 0..<count {
             let kind = try reader.u8()
             switch kind {
-            case 1, 3:
-                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+            case Kind.legacyImage, Kind.legacyDirectoryChanges, Kind.image, Kind.directoryChanges:
+                let layout: InodeImageLayout = kind == Kind.image || kind == Kind.directoryChanges ? .version6 : .beforeVersion6
+                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: layout, cache: cache)
                 guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
-                if kind == 1 {
+                if kind == Kind.legacyImage || kind == Kind.image {
                     changes.append((inode.ino, inode, nil))
                     continue
                 }
@@ -162,7 +179,7 @@ struct LogRecord {
                     throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
                 }
                 changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino)))
-            case 2:
+            case Kind.removed:
                 changes.append((try reader.u64(), nil, nil))
             default:
                 throw DecodingError(description: "log record has an inode change of unknown kind \(kind)")

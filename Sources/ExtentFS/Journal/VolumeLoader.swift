@@ -188,7 +188,9 @@ enum VolumeLoader {
         var loaded: LoadedCheckpoint
         do {
             var onDemand: (nextInode: InodeNumber, object: (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?))?
-            if !whole {
+            // A tree of images in an older layout is read whole: its first checkpoint rewrites
+            // every image (below), so every inode must be in memory until then.
+            if !whole, superblock.version >= InodeImageLayout.firstVersionWithFlags {
                 let nextInode = try newest.tree.storedNextInode()
                 onDemand = (nextInode, try newest.tree.loadVolumeObject(nextInode: nextInode))
             }
@@ -204,7 +206,11 @@ enum VolumeLoader {
         } catch {
             throw damaged("the metadata tree: \(error)")
         }
-        loaded.sinceCheckpoint = CheckpointChanges(inodes: [], referenceRuns: [])
+        // A version 4 tree holds images of the layout before version 5: the first checkpoint
+        // rewrites every one (and only the images: entries and extents are stored as they were),
+        // so that a version 5 tree holds no image of the old layout. O(the inodes), once.
+        let oldImages = superblock.version < InodeImageLayout.firstVersionWithFlags ? Set(loaded.inodes.map(\.ino)) : []
+        loaded.sinceCheckpoint = CheckpointChanges(inodes: oldImages, referenceRuns: [])
         loaded.treeNodes = UInt64(newest.report.nodes)
         loaded.treeHeight = newest.report.height
         loaded.treeUnderfilledNodes = newest.report.underfilledNodes

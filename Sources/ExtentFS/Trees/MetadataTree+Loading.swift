@@ -102,7 +102,8 @@ extension MetadataTree {
             }
         }
         var reader = ByteReader(image)
-        let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+        let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock,
+                                                    layout: InodeImageLayout(version: superblock.version), cache: cache)
         guard inode.ino == ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
             throw DecodingError(description: "the metadata tree's image of inode \(ino) is malformed")
         }

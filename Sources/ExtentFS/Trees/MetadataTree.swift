@@ -302,13 +302,13 @@ final class MetadataTree {
     }
 
     /// An inode's image in pieces of at most `maxPiece` bytes, in order.
-    static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
+    static func imagePieces(_ image: InodeImage, maxPiece: Int, layout: InodeImageLayout = .current) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
         var image = image
         // The entries and extents are items of their own.
         if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
         if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
-        CheckpointCodec.encode(image, into: &writer)
+        CheckpointCodec.encode(image, into: &writer, layout: layout)
         return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 
