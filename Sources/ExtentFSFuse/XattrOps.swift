@@ -6,7 +6,8 @@ func installXattrOps(_ ops: inout fuse_lowlevel_ops) {
     ops.setxattr = { req, ino, name, value, size, flags in
         handle(req) { fs in
             let bytes = [UInt8](UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size))
-            try fs.setxattr(ino, name: nameBytes(name), value: bytes, flags: XattrFlags(rawValue: flags))
+            // The caller matters for a POSIX ACL only (set-group-ID may go with it).
+            try fs.setxattr(ino, name: nameBytes(name), value: bytes, flags: XattrFlags(rawValue: flags), changedBy: caller(req))
             replyOK(req)
         }
     }

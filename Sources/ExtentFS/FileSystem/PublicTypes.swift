@@ -66,10 +66,16 @@ public struct Credentials: Sendable {
     /// only on the rare paths that need it (a set-group-ID file the group may not execute), so
     /// the adapter may answer from /proc.
     public var isMember: @Sendable (UInt32) -> Bool
+    /// The caller's umask, for what it creates in a directory without a default ACL (the kernel
+    /// leaves applying it to the daemon: FUSE_DONT_MASK). 0 for callers that masked the mode
+    /// themselves.
+    public var umask: UInt32
 
-    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil) {
+    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, umask: UInt32 = 0,
+                isMember: (@Sendable (UInt32) -> Bool)? = nil) {
         self.uid = uid
         self.gid = gid
+        self.umask = umask
         self.keepsSetIDBits = keepsSetIDBits ?? (uid == 0)
         self.isMember = isMember ?? { $0 == gid }
     }
