@@ -54,9 +54,11 @@ final class FileHandleTests: XCTestCase {
         let fileInode = try fileStatus(volume.path("a/b/file")).st_ino
 
         // Evicted from the kernel's cache: the daemon finds the file by "." and the directory's
-        // path back to the root by "..".
+        // path back to the root by ".." (the LOOKUPs it serves show the kernel had to ask).
         try dropKernelCaches()
+        let lookupsBefore = try volume.stats().requestCount("LOOKUP")
         let fd = open(fileHandle, on: volume)
+        XCTAssertGreaterThan(try volume.stats().requestCount("LOOKUP"), lookupsBefore, "the kernel still had the inode")
         XCTAssertGreaterThanOrEqual(fd, 0, "open_by_handle_at after drop_caches: \(errnoName(-fd))")
         if fd >= 0 { XCTAssertEqual(try contents(of: fd).prefix(data.count + 1), data[...]) }
         try dropKernelCaches()

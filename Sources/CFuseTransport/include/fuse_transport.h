@@ -26,4 +26,12 @@ uint32_t fuse_transport_write_flags(void);
 /// 3.14 drops FATTR_KILL_SUIDGID), 0 when this thread serves no SETATTR.
 uint32_t fuse_transport_setattr_valid(void);
 
+/// Kinds of request counted: one per FUSE opcode below the last, which counts every opcode
+/// from EXTENTFS_REQUEST_KINDS - 1 up (CUSE_INIT, opcodes of later kernels).
+#define EXTENTFS_REQUEST_KINDS 64
+
+/// Requests read since the transport was installed, and error replies written, by opcode
+/// (index = opcode, the last index for the rest). Each count is read on its own.
+void fuse_transport_request_counts(uint64_t requests[EXTENTFS_REQUEST_KINDS], uint64_t errors[EXTENTFS_REQUEST_KINDS]);
+
 #endif

@@ -24,6 +24,8 @@ public final class FileSystem: @unchecked Sendable {
     let flusher: Flusher
     /// Read-only until made writable (FileSystem+ReadOnly.swift).
     let writeAccess: WriteAccess
+    /// What `counters()` reports; the journal counts its commits and checkpoints here too.
+    let engineCounters = EngineCounters()
     private let unmountLock = Mutex()
     private var isUnmounted = false
 
@@ -34,7 +36,7 @@ public final class FileSystem: @unchecked Sendable {
         metadata = Metadata(superblock: superblock, loaded: loaded)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
-        journal = try Journal(store: store, metadata: metadata, loaded: loaded)
+        journal = try Journal(store: store, metadata: metadata, loaded: loaded, counters: engineCounters)
         flusher = Flusher(interval: options.commitInterval)
         writeAccess = WriteAccess(readOnly: options.readOnly)
     }
