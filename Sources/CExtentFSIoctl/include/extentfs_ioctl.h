@@ -12,7 +12,7 @@
  * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
  * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
  * (else EISDIR or EINVAL) and open for reading (else EBADF; an O_PATH descriptor is not), and its
- * mode bits must let the caller read it now (else EACCES). The file the ioctl is issued on is
+ * mode bits and access ACL must let the caller read it now (else EACCES). The file the ioctl is issued on is
  * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
  * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
  * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
