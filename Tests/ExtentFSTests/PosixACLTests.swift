@@ -59,6 +59,8 @@ final class PosixACLTests: XCTestCase {
         // Only a directory has a default ACL (set_posix_acl's EACCES); other system.* names are not kept.
         XCTAssertEqual(errno { try volume.fs.setxattr(file, name: self.default, value: self.acl(base), flags: []) }, .permissionDenied)
         XCTAssertEqual(errno { try volume.fs.setxattr(file, name: Array("system.other".utf8), value: [1], flags: []) }, .notSupported)
+        let link = try volume.fs.symlink(parent: FileSystem.rootInode, name: Array("link".utf8), target: Array("file".utf8), owner: .root).ino
+        XCTAssertEqual(errno { try volume.fs.setxattr(link, name: self.access, value: self.acl(base), flags: []) }, .notSupported)
         XCTAssertEqual(try mode(volume, file), 0o644, "a refused ACL changed the mode")
         XCTAssertEqual(try volume.fs.listxattr(file), [])
         try volume.unmountAndCheck()

@@ -18,6 +18,8 @@ extension FileSystem {
     /// setxattr of `system.posix_acl_access` or `_default`. In a transaction; the caller checked
     /// the flags and sets ctime.
     func setACL(_ inode: Inode, name: [UInt8], value: [UInt8], changedBy caller: Credentials?) throws {
+        // As for the kernel's symlinks, which have no set_acl.
+        guard inode.type != .symlink else { throw Errno.notSupported }
         let acl = try AccessControlList(xattrValue: value)
         if name == AccessControlList.defaultXattrName {
             // set_posix_acl's answer: only a directory has a default ACL.
@@ -97,7 +99,7 @@ extension AccessControlList {
     /// Whether an image may hold `value` under the ACL xattr `name` on an inode of `mode`: a
     /// valid ACL, and a default one only on a directory (the decoder's check).
     static func isStorable(_ value: [UInt8], named name: [UInt8], mode: UInt32) -> Bool {
-        guard (try? AccessControlList(xattrValue: value)) != nil else { return false }
+        guard (try? AccessControlList(xattrValue: value)) != nil, FileType(mode: mode) != .symlink else { return false }
         return name != defaultXattrName || FileType(mode: mode) == .directory
     }
 }
