@@ -37,4 +37,30 @@ final class EngineCountersTests: XCTestCase {
         XCTAssertEqual(volume.fs.counters().checkpoints, checkpoints + 1)
         try volume.unmountAndCheck()
     }
+
+    /// A failed data write counts as a writeback error; a failed log write shuts the volume
+    /// down, and the counters say why.
+    func testWritebackErrorsAndTheShutdownAreReported() throws {
+        let volume = try TestVolume()
+        let counter = StoreCounter()
+        volume.options.storeInterceptor = counter
+        try volume.remount()
+        let file = try volume.create("file")
+        try volume.write(file, [UInt8](repeating: 1, count: Page.size), at: 0)
+        counter.failWrites(with: .ioError)
+        XCTAssertThrowsError(try volume.fs.fsync(file, dataOnly: false))
+        let failed = volume.fs.counters()
+        XCTAssertEqual(failed.writebackErrors, 1)
+        XCTAssertNil(failed.shutdownReason, "a data write error does not shut the volume down")
+        counter.failWrites(with: nil)
+        let other = try volume.create("other")
+        counter.failFlushes(with: .ioError)
+        XCTAssertThrowsError(try volume.fs.fsync(other, dataOnly: false))
+        let shutDown = volume.fs.counters()
+        XCTAssertNotNil(shutDown.shutdownReason, "a failed log write shuts the volume down")
+        XCTAssertGreaterThanOrEqual(shutDown.writebackErrors, 1)
+        counter.failFlushes(with: nil)
+        XCTAssertThrowsError(try volume.fs.unmount())
+        volume.fs = nil
+    }
 }
