@@ -4,16 +4,16 @@
  * The kernel hands a FUSE daemon fallocate only for KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE, and
  * answers FICLONE, FICLONERANGE, FIDEDUPERANGE and FS_IOC_FIEMAP itself (EOPNOTSUPP). extentfs
  * serves the rest through these ioctls on files of an extentfs mount (and reports its counters
- * through EXTENTFS_IOC_STATS). Every argument struct has
- * a fixed size (FUSE passes only such ioctls). libExtentFSPreload.so turns the standard calls
- * into these, so unmodified programs reach them.
+ * through EXTENTFS_IOC_STATS). Every argument struct has a fixed size (FUSE passes only such
+ * ioctls). libExtentFSPreload.so turns the standard calls into these, so unmodified programs
+ * reach them.
  *
  * Errors are the errno values the standard calls give (fallocate(2), ioctl_ficlonerange(2),
  * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
  * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
  * (else EISDIR or EINVAL) and open for reading (else EBADF; an O_PATH descriptor is not), and its
- * mode bits and access ACL must let the caller read it now (else EACCES). The file the ioctl is issued on is
- * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
+ * mode bits and access ACL must let the caller read it now (else EACCES). The file the ioctl is
+ * issued on is the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
  * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
  * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
  * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.

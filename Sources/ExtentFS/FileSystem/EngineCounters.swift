@@ -27,7 +27,8 @@ final class EngineCounters: Sendable {
 public struct EngineStatistics: Sendable, Equatable {
     public var pageCacheHits: UInt64
     public var pageCacheMisses: UInt64
-    /// Bytes of file data in the engine's page cache now, of them not yet written back, and the cache's budget.
+    /// Bytes of file data in the engine's page cache now, of them not yet written back, and the
+    /// cache's budget.
     public var cachedBytes: UInt64
     public var dirtyBytes: UInt64
     public var cacheBudgetBytes: UInt64

@@ -26,8 +26,8 @@ extension FileSystem {
 
     /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
     /// as ext4 and XFS do, and its default ACL or else the owner's umask (FileSystem+ACL.swift);
-    /// takes one lookup reference. `contentBytes` is what `configure` adds
-    /// to the inode (a symlink's target), charged to space with it. Caller is inside a transaction.
+    /// takes one lookup reference. `contentBytes` is what `configure` adds to the inode (a
+    /// symlink's target), charged to space with it. Caller is inside a transaction.
     func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try FileSystem.validate(name: name)
