@@ -10,17 +10,30 @@ import SystemPackage
 /// request meanwhile, so the id is still its own. When they cannot be read, the answer is no,
 /// which errs on the side of hiding.
 func callerHasSystemAdministration(_ req: fuse_req_t?) -> Bool {
+    callerHasCapability(req, capSysAdmin)
+}
+
+/// Whether the process that sent `req` holds CAP_FSETID: what lets whoever sets a POSIX ACL
+/// keep a file's set-group-ID bit without being in its group (posix_acl_update_mode). The kernel
+/// sends no such flag with SETXATTR (libfuse 3.14 has no FUSE_SETXATTR_EXT), so it is read as
+/// above; when it cannot be, the answer is no, which errs on the side of clearing the bit.
+func callerMayKeepSetIDBits(_ req: fuse_req_t?) -> Bool {
+    callerHasCapability(req, capFsetid)
+}
+
+private func callerHasCapability(_ req: fuse_req_t?, _ capability: UInt64) -> Bool {
     guard let tid = fuse_req_ctx(req)?.pointee.pid, tid > 0,
           let status = try? readSmallFile("/proc/\(tid)/status") else { return false }
     for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
         guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: " \t"), radix: 16) else { return false }
-        return mask & (1 << capSysAdmin) != 0
+        return mask & (1 << capability) != 0
     }
     return false
 }
 
-/// CAP_SYS_ADMIN's bit (linux/capability.h).
+/// Capability bits (linux/capability.h).
 private let capSysAdmin: UInt64 = 21
+private let capFsetid: UInt64 = 4
 
 private func readSmallFile(_ path: String) throws -> String {
     let file = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])

@@ -59,6 +59,23 @@ final class PosixACLMountTests: XCTestCase {
         XCTAssertEqual(try listXattrs(open), [])
         XCTAssertTrue(try userCanRead(open))
 
+        // Setting an ACL takes set-group-ID from a file whose group the setter is not in
+        // (posix_acl_update_mode): the kernel leaves that to the daemon, which reads the
+        // setter's CAP_FSETID itself.
+        let program = volume.path("program")
+        try createFile(program, contents: Array("#!/bin/sh\n".utf8))
+        try sys("chown(program)", chown(program, TestUser.uid, TestUser.group))
+        try sys("chmod(program)", chmod(program, 0o2770))
+        let outsider = try runAsTestUser("setfacl -m u:4321:r '\(program)'")
+        XCTAssertTrue(outsider.succeeded, "\(outsider)")
+        XCTAssertEqual(try mode(program), 0o770, "set-group-ID kept for a setter outside the group")
+        try sys("chmod(program)", chmod(program, 0o2770))
+        let member = try runAsTestUser("setfacl -m u:4322:r '\(program)'", groups: [TestUser.group])
+        XCTAssertTrue(member.succeeded, "\(member)")
+        XCTAssertEqual(try mode(program), 0o2770, "set-group-ID taken from a member of the group")
+        try runChecked(setfacl, ["-m", "u:4323:r", program])
+        XCTAssertEqual(try mode(program), 0o2770, "set-group-ID taken from root (CAP_FSETID)")
+
         // Without a default ACL the user's umask applies, as on any filesystem.
         let home = volume.path("home")
         try makeDirectory(home, mode: 0o755)

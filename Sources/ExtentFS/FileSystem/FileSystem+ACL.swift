@@ -95,6 +95,13 @@ extension FileSystem {
     }
 }
 
+extension FileSystem {
+    /// Whether `name` is `system.posix_acl_access` or `system.posix_acl_default`.
+    public static func isPosixACLName(_ name: [UInt8]) -> Bool {
+        AccessControlList.isACLName(name)
+    }
+}
+
 extension AccessControlList {
     /// Whether an image may hold `value` under the ACL xattr `name` on an inode of `mode`: a
     /// valid ACL, and a default one only on a directory (the decoder's check).
