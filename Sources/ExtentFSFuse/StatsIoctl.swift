@@ -25,6 +25,12 @@ func replyStatistics(_ req: fuse_req_t?, outputSize: Int) {
     stats.checkpoints = engine.checkpoints
     stats.log_used_bytes = engine.logUsedBytes
     stats.log_capacity_bytes = engine.logCapacityBytes
+    // The transport's table and the ioctl's arrays are declared in two headers: one size, or
+    // the copy below would run past the struct.
+    guard MemoryLayout.size(ofValue: stats.requests) == Int(EXTENTFS_REQUEST_KINDS) * MemoryLayout<UInt64>.size else {
+        log.error("EXTENTFS_REQUEST_KINDS and EXTENTFS_STATS_REQUEST_KINDS differ")
+        return replyError(req, Errno.ioError)
+    }
     withUnsafeMutableBytes(of: &stats.requests) { requests in
         withUnsafeMutableBytes(of: &stats.request_errors) { errors in
             fuse_transport_request_counts(requests.bindMemory(to: UInt64.self).baseAddress,
