@@ -7,6 +7,8 @@ import SystemPackage
 enum Capability: UInt64 {
     /// Acts as the owner of any file: here, may change another user's chattr flags.
     case fileOwner = 3
+    /// Keeps set-group-ID when setting a POSIX ACL without being in the file's group.
+    case keepSetID = 4
     /// May set or clear the immutable and append-only flags.
     case linuxImmutable = 9
     /// What the kernel asks of anyone who reads or writes trusted.* xattrs, and what ext4 and
@@ -27,6 +29,14 @@ func callerHas(_ capability: Capability, _ req: fuse_req_t?) -> Bool {
 /// FUSE daemon unfiltered: hiding those names is ours.
 func callerHasSystemAdministration(_ req: fuse_req_t?) -> Bool {
     callerHas(.systemAdministration, req)
+}
+
+/// Whether the process that sent `req` holds CAP_FSETID: what lets whoever sets a POSIX ACL
+/// keep a file's set-group-ID bit without being in its group (posix_acl_update_mode). The kernel
+/// sends no such flag with SETXATTR (libfuse 3.14 has no FUSE_SETXATTR_EXT), so it is read as
+/// above; when it cannot be, the answer is no, which errs on the side of clearing the bit.
+func callerMayKeepSetIDBits(_ req: fuse_req_t?) -> Bool {
+    callerHas(.keepSetID, req)
 }
 
 /// The caller as `caller(req)` has it, with the capabilities chattr flags and the label ask

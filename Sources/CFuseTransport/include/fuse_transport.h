@@ -76,4 +76,12 @@ typedef int (*fuse_transport_statx_handler)(void *context, uint64_t nodeid, stru
 /// Call before the loop starts.
 void fuse_transport_serve_statx(fuse_transport_statx_handler handler, void *context);
 
+/// Kinds of request counted: one per FUSE opcode below the last, which counts every opcode
+/// from EXTENTFS_REQUEST_KINDS - 1 up (CUSE_INIT, opcodes of later kernels).
+#define EXTENTFS_REQUEST_KINDS 64
+
+/// Requests read since the transport was installed, and error replies written, by opcode
+/// (index = opcode, the last index for the rest). Each count is read on its own.
+void fuse_transport_request_counts(uint64_t requests[EXTENTFS_REQUEST_KINDS], uint64_t errors[EXTENTFS_REQUEST_KINDS]);
+
 #endif

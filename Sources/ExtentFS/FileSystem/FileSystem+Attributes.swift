@@ -26,7 +26,10 @@ extension FileSystem {
         }
         let attributes = metadata.transaction { () -> FileAttributes in
             let now = Timespec.now
-            if let mode = changes.mode { inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777) }
+            if let mode = changes.mode {
+                inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777)
+                updateAccessACLAfterChmod(inode)
+            }
             if let uid = changes.uid { inode.uid = uid }
             if let gid = changes.gid { inode.gid = gid }
             switch changes.atime {

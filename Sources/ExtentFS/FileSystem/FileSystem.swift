@@ -24,6 +24,8 @@ public final class FileSystem: @unchecked Sendable {
     let flusher: Flusher
     /// Read-only until made writable (FileSystem+ReadOnly.swift).
     let writeAccess: WriteAccess
+    /// What `counters()` reports; the journal counts its commits and checkpoints here too.
+    let engineCounters = EngineCounters()
     private let unmountLock = Mutex()
     private var isUnmounted = false
 
@@ -37,7 +39,7 @@ public final class FileSystem: @unchecked Sendable {
         metadata.treeNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
-        journal = try Journal(store: store, metadata: metadata, loaded: loaded)
+        journal = try Journal(store: store, metadata: metadata, loaded: loaded, counters: engineCounters)
         flusher = Flusher(interval: options.commitInterval)
         writeAccess = WriteAccess(readOnly: options.readOnly)
     }

@@ -72,12 +72,17 @@ public struct Credentials: Sendable {
     public var overridesOwnership: Bool
     /// CAP_SYS_ADMIN: may change the filesystem label.
     public var administersFileSystems: Bool
+    /// The caller's umask, for what it creates in a directory without a default ACL (the kernel
+    /// leaves applying it to the daemon: FUSE_DONT_MASK). 0 for callers that masked the mode
+    /// themselves.
+    public var umask: UInt32
 
     /// Every capability defaults to what root has, and no one else.
-    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil,
+    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, umask: UInt32 = 0, isMember: (@Sendable (UInt32) -> Bool)? = nil,
                 mayChangeImmutableFlags: Bool? = nil, overridesOwnership: Bool? = nil, administersFileSystems: Bool? = nil) {
         self.uid = uid
         self.gid = gid
+        self.umask = umask
         self.keepsSetIDBits = keepsSetIDBits ?? (uid == 0)
         self.isMember = isMember ?? { $0 == gid }
         self.mayChangeImmutableFlags = mayChangeImmutableFlags ?? (uid == 0)

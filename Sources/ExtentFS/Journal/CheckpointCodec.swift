@@ -307,7 +307,8 @@ enum CheckpointCodec {
             let name = try reader.blob16()
             let value = try reader.blob32()
             guard ExtendedAttributes.isValid(name: name), inode.xattrs[name] == nil,
-                  inode.xattrs.fits(name: name, valueBytes: value.count) else {
+                  inode.xattrs.fits(name: name, valueBytes: value.count),
+                  !AccessControlList.isACLName(name) || AccessControlList.isStorable(value, named: name, mode: mode) else {
                 throw DecodingError(description: "inode \(ino) has a malformed extended attribute, or more than an inode may hold")
             }
             inode.xattrs[name] = value

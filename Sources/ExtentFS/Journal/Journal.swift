@@ -54,10 +54,13 @@ final class Journal: @unchecked Sendable {
     /// The checkpoint as a tree, and where its nodes live. Guarded by checkpointLock.
     private let treeStorage: TreeStorage
     private let tree: MetadataTree
+    /// Commits, checkpoints and the log's use, for `extentfs stats`.
+    let counters: EngineCounters
 
-    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) throws {
+    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint, counters: EngineCounters = EngineCounters()) throws {
         self.store = store
         self.metadata = metadata
+        self.counters = counters
         log = LogRing(store: store, superblock: metadata.superblock, head: loaded.logHead, reclaimTail: loaded.logReclaimTail)
         durable = loaded.logHead.sequence - 1
         treeStorage = TreeStorage(store: store, metadata: metadata, loaded: loaded)
@@ -72,6 +75,7 @@ final class Journal: @unchecked Sendable {
             let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.treeNodeCacheBytes)
             metadata.withLock { metadata.committed = committed }
         }
+        counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
     }
 
     /// Logs every change up to transaction `target` (all of them by default) and flushes; returns
@@ -145,6 +149,8 @@ final class Journal: @unchecked Sendable {
             } catch {
                 throw shutdown.trigger("writing log record \(closed.sequence) failed: \(error)")
             }
+            counters.logCommits.wrappingAdd(1, ordering: .relaxed)
+            counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
         } else {
             // Too big for the room the log has: two checkpoints record it instead, so that both
             // superblock copies hold it (the older copy's log replay would stop before it). The
@@ -250,6 +256,8 @@ final class Journal: @unchecked Sendable {
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.
         log.reclaim(upTo: prepared.previous.logTail.offset)
+        counters.checkpoints.wrappingAdd(1, ordering: .relaxed)
+        counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
     }
 
     struct CheckpointSnapshot {

@@ -53,6 +53,7 @@ extension FileSystem {
             }
             batch.abandon(space)
             metadata.withLock { inode.writebackFailed = true }
+            engineCounters.writebackErrors.wrappingAdd(1, ordering: .relaxed)
             logger.error("writeback of inode \(inode.ino) failed: \(error)")
             throw Errno.ioError
         }
@@ -245,6 +246,7 @@ extension FileSystem {
         pausePoint(.writebackBeforeWrite)
         try journal.shutdown.check()
         try batch.runs.write(to: store)
+        EngineCounters.add(engineCounters.writtenBackBytes, batch.runs.totalBytes)
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {
                 for block in batch.conversions {
