@@ -14,15 +14,7 @@ struct BlockRunSet: Equatable {
 
     var blockCount: UInt64 { runs.reduce(0) { $0 + $1.count } }
 
-    /// The index of the first run that ends after `block`.
-    private func firstIndex(endingAfter block: UInt64) -> Int {
-        var low = 0, high = runs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if runs[mid].end <= block { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
+    private func firstIndex(endingAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
 
     mutating func insert(_ run: BlockRun) {
         guard run.count > 0 else { return }

@@ -139,15 +139,7 @@ struct FreeSpace {
         return largest
     }
 
-    private func firstIndex(atOrAfter block: UInt64) -> Int {
-        var low = 0
-        var high = runs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if runs[mid].end <= block { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
+    private func firstIndex(atOrAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
 
     /// File blocks a change released: no longer file blocks, free at the next commit.
     mutating func freeAfterCommit(_ run: BlockRun) {
