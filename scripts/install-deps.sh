@@ -5,10 +5,11 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# fuse3/libfuse3-dev/pkg-config: the daemon; libnbd-dev: the NBD backing store; nbdkit: the NBD
+# fuse3/libfuse3-dev/pkg-config: the daemon; libnbd-dev: the NBD backing store; acl: getfacl and setfacl
+# for the POSIX ACL tests; nbdkit: the NBD
 # servers the tests and scripts/bench-nbd.sh start; fio, fuse2fs, e2fsprogs, attr, xfsprogs: tests and
 # benchmark; duperemove: scripts/tools-test.sh; python3: parses fio's JSON and models XFS; kmod: modprobe; util-linux: mountpoint, mount, umount.
-PACKAGES=(fuse3 libfuse3-dev pkg-config libnbd-dev nbdkit fio fuse2fs e2fsprogs attr xfsprogs python3 kmod duperemove
+PACKAGES=(fuse3 libfuse3-dev pkg-config libnbd-dev acl nbdkit fio fuse2fs e2fsprogs attr xfsprogs python3 kmod duperemove
           util-linux coreutils procps)
 
 missing=()

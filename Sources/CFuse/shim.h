@@ -42,11 +42,16 @@ static inline void cfuse_fi_set_keep_cache(struct fuse_file_info *fi, int on) { 
 static inline void cfuse_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
 
 /// Leaves the kernel in charge of O_TRUNC, suid/sgid clearing and page-cache write-back:
-/// the engine sees each of those as a plain setattr or write.
+/// the engine sees each of those as a plain setattr or write. Asks for, when the kernel offers
+/// them: POSIX ACLs checked by the kernel (the engine keeps them and the mode consistent and
+/// inherits default ACLs), with the umask left to the engine (FUSE_DONT_MASK: a default ACL
+/// replaces it), and export support (LOOKUP of "." and ".." for file handles whose inode the
+/// kernel no longer caches: node ids are inode numbers, stable across mounts).
 static inline void cfuse_conn_configure(struct fuse_conn_info *conn, unsigned max_bytes) {
     conn->max_write = max_bytes;
     conn->max_readahead = max_bytes;
     conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV);
+    conn->want |= conn->capable & (unsigned)(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK | FUSE_CAP_EXPORT_SUPPORT);
 }
 
 /// A page that can be neither read nor written, or NULL: the data of cfuse_raise_kernel_size.

@@ -3,13 +3,15 @@ import CFuseTransport
 import ExtentFS
 import SystemPackage
 
-/// The calling process's ids: the owner of anything it creates, and who changes a file's data.
+/// The calling process's ids and umask: the owner of anything it creates, and who changes a file's data.
 /// Root keeps set-ID bits (CAP_FSETID) unless the request says otherwise.
 func caller(_ req: fuse_req_t?) -> Credentials {
     guard let context = fuse_req_ctx(req)?.pointee else { return .root }
     nonisolated(unsafe) let request = req
     let gid = context.gid
-    return Credentials(uid: context.uid, gid: gid) { group in
+    // libfuse fills `umask` for MKNOD, MKDIR and CREATE (0 otherwise), where it is ours to
+    // apply (FUSE_DONT_MASK).
+    return Credentials(uid: context.uid, gid: gid, umask: UInt32(context.umask)) { group in
         group == gid || supplementaryGroups(of: request).contains(group)
     }
 }

@@ -46,9 +46,9 @@ func withCallerSource<R>(_ descriptor: Int64, of req: fuse_req_t?, server: Serve
     // allowed to read it when it opened it (the kernel checked the mode bits then:
     // default_permissions).
     guard OpenFlags(rawValue: openFlags).isReadable else { throw Errno.badFileDescriptor }
-    // A second line only: whoever may not read the file by its mode bits now does not get its
-    // blocks, even through a descriptor that was opened for it earlier or handed over.
-    guard callerMayRead(st, req) else { throw Errno.permissionDenied }
+    // A second line only: whoever may not read the file by its mode bits and ACL now does not
+    // get its blocks, even through a descriptor that was opened for it earlier or handed over.
+    guard try server.fileSystem.mayRead(InodeNumber(st.st_ino), by: caller(req)) else { throw Errno.permissionDenied }
     // The adapter answers getattr with the engine's inode number as st_ino.
     return try body(InodeNumber(st.st_ino))
 }
@@ -73,20 +73,4 @@ private func takeCallerDescriptor(_ descriptor: Int32, of tid: pid_t) throws -> 
     default:
         throw error
     }
-}
-
-/// The kernel's read permission check on the mode bits (generic_permission; extentfs keeps no
-/// ACLs): root may; otherwise the owner's bits for the owner, the group's for a member, the
-/// others' for everyone else. Each class is final, as in the kernel: a member of the group
-/// that the group bits shut out is shut out even when others may read.
-private func callerMayRead(_ st: stat, _ req: fuse_req_t?) -> Bool {
-    guard let context = fuse_req_ctx(req)?.pointee else { return false }
-    if context.uid == 0 { return true }
-    if context.uid == st.st_uid { return st.st_mode & S_IRUSR != 0 }
-    let groupMayRead = st.st_mode & S_IRGRP != 0
-    let othersMayRead = st.st_mode & S_IROTH != 0
-    // Membership matters only where the group's bits and the others' differ.
-    guard groupMayRead != othersMayRead else { return othersMayRead }
-    let isMember = context.gid == st.st_gid || supplementaryGroups(of: req).contains(st.st_gid)
-    return isMember ? groupMayRead : othersMayRead
 }

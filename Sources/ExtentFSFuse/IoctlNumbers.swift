@@ -11,6 +11,7 @@ public enum ExtentFSIoctl {
     public static let cloneRange = command(4, writes: extentfs_clone_args.self)
     public static let dedupeRange = command(5, writes: extentfs_dedupe_args.self, reads: true)
     public static let map = command(6, writes: extentfs_map_args.self, reads: true)
+    public static let stats = command(7, reads: extentfs_stats.self)
 
     /// _IOW (the caller passes the struct in) or, with `reads`, _IOWR (and gets it back).
     private static func command<Argument>(_ number: UInt32, writes _: Argument.Type, reads: Bool = false) -> UInt32 {
@@ -19,5 +20,13 @@ public enum ExtentFSIoctl {
         let size = UInt32(MemoryLayout<Argument>.size)
         precondition(size < 1 << 14, "an ioctl argument must be under 16 KiB")
         return direction << 30 | size << 16 | UInt32(EXTENTFS_IOC_MAGIC) << 8 | number
+    }
+
+    /// _IOR: the caller passes nothing in and gets the struct back.
+    private static func command<Argument>(_ number: UInt32, reads _: Argument.Type) -> UInt32 {
+        let read: UInt32 = 2
+        let size = UInt32(MemoryLayout<Argument>.size)
+        precondition(size < 1 << 14, "an ioctl argument must be under 16 KiB")
+        return read << 30 | size << 16 | UInt32(EXTENTFS_IOC_MAGIC) << 8 | number
     }
 }

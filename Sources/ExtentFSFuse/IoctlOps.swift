@@ -4,8 +4,9 @@ import ExtentFS
 import SystemPackage
 
 /// The extentfs ioctls (extentfs_ioctl.h): the space operations the kernel does not pass to a
-/// FUSE filesystem. They are restricted ioctls: the kernel copies in the _IOC_SIZE bytes of the
-/// argument and, for _IOWR, copies back as many as we reply with.
+/// FUSE filesystem, and the daemon's counters (StatsIoctl.swift). They are restricted ioctls:
+/// the kernel copies in the _IOC_SIZE bytes of the argument and, for _IOWR and _IOR, copies
+/// back as many as we reply with.
 func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
     ops.ioctl = { req, ino, command, _, fi, flags, input, inputSize, outputSize in
         // Copies of the argument and the open flags: a space operation runs after this handler
@@ -20,6 +21,10 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
             handleOnSpaceWorker(req) { _ in try call.changeSpace(command) }
         case ExtentFSIoctl.map:
             handle(req) { _ in try call.map() }
+        case ExtentFSIoctl.stats:
+            replyStatistics(req, outputSize: outputSize)
+        case let standard where AttributeIoctl.all.contains(standard):
+            AttributeIoctl.answer(standard, req: req, ino: ino, input: call.input, outputSize: outputSize)
         default:
             replyError(req, Errno.inappropriateIOCTLForDevice)  // ENOTTY: "not ours", as any filesystem says
         }

@@ -64,9 +64,10 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
     let transportResult = fuse_transport_install(session)
     if transportResult != 0 {
         // Requests are still served; the kernel goes on asking for security.capability before
-        // every write.
+        // every write, and statx shows no birth time.
         log.error("cannot install the request transport: \(Errno(rawValue: -transportResult))")
     }
+    if transportResult == 0 { installBirthTimeStatx(server) }
 
     server.session = session
     // From mountinfo, not stat(): nothing serves requests yet, so a stat of the mountpoint

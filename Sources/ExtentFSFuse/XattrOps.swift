@@ -6,7 +6,14 @@ func installXattrOps(_ ops: inout fuse_lowlevel_ops) {
     ops.setxattr = { req, ino, name, value, size, flags in
         handle(req) { fs in
             let bytes = [UInt8](UnsafeRawBufferPointer(start: value, count: value == nil ? 0 : size))
-            try fs.setxattr(ino, name: nameBytes(name), value: bytes, flags: XattrFlags(rawValue: flags))
+            let name = nameBytes(name)
+            // Who sets it matters for a POSIX ACL only (set-group-ID may go with it).
+            var setter: Credentials?
+            if FileSystem.isPosixACLName(name) {
+                setter = caller(req)
+                setter?.keepsSetIDBits = callerMayKeepSetIDBits(req)
+            }
+            try fs.setxattr(ino, name: name, value: bytes, flags: XattrFlags(rawValue: flags), changedBy: setter)
             replyOK(req)
         }
     }

@@ -14,7 +14,7 @@ struct Extentfs: ParsableCommand {
             """,
         subcommands: [Mkfs.self, Mount.self, Umount.self, Fsck.self,
                       Punch.self, Zero.self, Collapse.self, Insert.self, Unshare.self, Prealloc.self,
-                      Clone.self, Dedupe.self, Map.self, ExerciseCommand.self]
+                      Clone.self, Dedupe.self, Map.self, Stats.self, ExerciseCommand.self]
     )
 
     static func main() {

@@ -22,6 +22,9 @@ struct Mkfs: ParsableCommand {
     @Flag(help: "Overwrite an image that already holds an extentfs volume.")
     var force = false
 
+    @Option(name: [.customShort("L"), .long], help: ArgumentHelp("Filesystem label: at most 255 bytes, no NUL (read by xfs_io -c label and extentfs fsck).", valueName: "label"))
+    var label: String?
+
     @OptionGroup var store: StoreArguments
 
     func validate() throws {
@@ -32,6 +35,9 @@ struct Mkfs: ParsableCommand {
         if let size, size.bytes == 0 {
             throw ValidationError("size must be greater than zero")
         }
+        if let label, label.utf8.count > Superblock.maxLabelBytes {
+            throw ValidationError("label is \(label.utf8.count) bytes; extentfs labels are at most \(Superblock.maxLabelBytes) bytes")
+        }
     }
 
     func run() throws {
@@ -40,6 +46,7 @@ struct Mkfs: ParsableCommand {
             options.blockSize = Int(blockSize.bytes)
             options.size = size?.bytes
             options.force = force
+            options.label = Array((label ?? "").utf8)
             options.store = store.storeOptions
             let created = try createIfMissing()
             do {
@@ -48,7 +55,7 @@ struct Mkfs: ParsableCommand {
                 if created { unlink(image) }
                 throw error
             }
-            print("\(image): extentfs volume, block size \(blockSize.bytes)")
+            print("\(image): extentfs volume, block size \(blockSize.bytes)" + (label.map { ", label \"\($0)\"" } ?? ""))
         }
     }
 

@@ -169,6 +169,30 @@ final class HostileImageTests: XCTestCase {
         }
     }
 
+    /// A POSIX ACL that setxattr would refuse (FileSystem+ACL.swift): the engine parses stored
+    /// ACLs on chmod and create, so an image must not bring one in. A default ACL on a file too.
+    func testACLsThatCouldNeverBeSet() throws {
+        let version2: [UInt8] = [2, 0, 0, 0]
+        func entry(_ tag: UInt8, _ permissions: UInt8) -> [UInt8] { [tag, 0, permissions, 0, 0xFF, 0xFF, 0xFF, 0xFF] }
+        let valid = version2 + entry(0x01, 6) + entry(0x04, 4) + entry(0x20, 4)
+        let cases: [([UInt8], [UInt8], String)] = [
+            (AccessControlList.accessXattrName, [7, 0, 0, 0] + entry(0x01, 6) + entry(0x04, 4) + entry(0x20, 4), "version 7"),
+            (AccessControlList.accessXattrName, version2 + entry(0x01, 6) + entry(0x20, 4), "no group entry"),
+            (AccessControlList.accessXattrName, version2 + entry(0x01, 9) + entry(0x04, 4) + entry(0x20, 4), "permissions 9"),
+            (AccessControlList.accessXattrName, Array(valid.dropLast()), "a torn entry"),
+            (AccessControlList.defaultXattrName, valid, "a default ACL on a file"),
+        ]
+        for (name, value, what) in cases {
+            let volume = try volumeWithAFile()
+            try craft(volume) { crafted in
+                for index in crafted.inodes.indices where crafted.inodes[index].type == .regular {
+                    crafted.inodes[index].xattrs[name] = value
+                }
+            }
+            assertRefused(volume, what)
+        }
+    }
+
     /// Entry changes in a log record (format version 3) that no sequence of operations could
     /// have made are refused, not applied: a cookie another name holds, a cookie outside the
     /// range, changes to a directory the metadata does not have, an invalid name.

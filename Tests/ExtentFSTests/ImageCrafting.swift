@@ -54,12 +54,12 @@ struct ImageCrafting {
     }
 
     /// The newest superblock now points at a new tree holding exactly `contents` (values as
-    /// they are: nothing is checked on the way in).
-    mutating func writeTree(_ contents: Contents) throws {
+    /// they are: nothing is checked on the way in), as format `version` (4 or later) has it.
+    mutating func writeTree(_ contents: Contents, version: UInt32 = Superblock.currentVersion) throws {
         var items = [TreeItem(key: MetadataTree.nextInodeKey, value: MetadataTree.encodeNextInode(contents.nextInode))]
         let maxPiece = BTree.maxValueSize(nodeSize: Int(superblock.blockSize))
         for image in contents.inodes {
-            for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: maxPiece).enumerated() {
+            for (piece, bytes) in MetadataTree.imagePieces(image, maxPiece: maxPiece, layout: InodeImageLayout(version: version)).enumerated() {
                 items.append(TreeItem(key: MetadataTree.imageKey(image.ino, piece: UInt64(piece)), value: bytes))
             }
             // A cookie at or past 2^62 cannot be a key; it wraps, and the image's next cookie
@@ -79,7 +79,7 @@ struct ImageCrafting {
         for entry in contents.referenceCounts.entries {
             items.append(TreeItem(key: MetadataTree.referenceKey(entry.run.start), value: MetadataTree.encodeReference(entry)))
         }
-        try writeItems(items)
+        try writeItems(items, version: version)
     }
 
     /// The items of the newest superblock's tree, in key order.
@@ -89,11 +89,11 @@ struct ImageCrafting {
 
     /// The newest superblock now points at a new tree holding exactly `items`, whatever they
     /// are (a later item with the key of an earlier one replaces it).
-    mutating func writeItems(_ items: [TreeItem]) throws {
+    mutating func writeItems(_ items: [TreeItem], version: UInt32 = Superblock.currentVersion) throws {
         let blocks = TopDownBlocks(store: store, superblock: superblock)
         let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
         for item in items { try tree.insert(item.key, item.value) }
-        superblock.version = Superblock.currentVersion
+        superblock.version = version
         superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
         try store.flush()
         try Journal.writeSuperblock(superblock, store: store)

@@ -76,6 +76,39 @@ func pattern(_ count: Int, seed: UInt64) -> [UInt8] {
     }
 }
 
+extension TestVolume {
+    /// A copy of the image as it is on disk now, as a power cut would leave it (what was not
+    /// written back or logged yet is not in it).
+    func crashCopy() throws -> String {
+        let copy = directory + "/crash.img"
+        unlink(copy)
+        let source = try FileDescriptor.open(image, .readOnly)
+        defer { try? source.close() }
+        let target = try FileDescriptor.open(copy, .writeOnly, options: [.create, .truncate], permissions: .ownerReadWrite)
+        defer { try? target.close() }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = try buffer.withUnsafeMutableBytes { try source.read(into: $0) }
+            if count == 0 { break }
+            _ = try buffer.withUnsafeBytes { try target.writeAll(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
+        return copy
+    }
+
+    /// Mounts a crash copy (fsck clean before and after) and runs `body` on it.
+    func withCrashedCopy(file: StaticString = #filePath, line: UInt = #line, _ body: (FileSystem) throws -> Void) throws {
+        let copy = try crashCopy()
+        defer { unlink(copy) }
+        XCTAssertEqual(try Volume.check(image: copy), [], "fsck of the crashed image", file: file, line: line)
+        var options = MountOptions()
+        options.commitInterval = 3600
+        let crashed = try FileSystem.mount(image: copy, options: options)
+        try body(crashed)
+        try crashed.unmount()
+        XCTAssertEqual(try Volume.check(image: copy), [], "fsck after mounting the crashed image", file: file, line: line)
+    }
+}
+
 func errno(of body: () throws -> Void) -> Errno? {
     do {
         try body()

@@ -15,7 +15,8 @@ final class XattrLimitTests: XCTestCase {
             ([], 1, .outOfRange),                                               // empty name
             (name("user." + String(repeating: "n", count: 251)), 1, .outOfRange), // 256 bytes
             (name("nonamespace"), 1, .notSupported),
-            (name("system.posix_acl_access"), 1, .notSupported),                // no POSIX ACLs
+            (name("system.other"), 1, .notSupported),                           // of system.*, only POSIX ACLs
+            (name("system.posix_acl_access"), 1, .invalidArgument),             // not an ACL (PosixACLTests)
             (name("user."), 1, .invalidArgument),                               // a bare prefix
             (name("user.a") + [0] + name("b"), 1, .invalidArgument),
             (name("user.big"), ExtendedAttributes.maxValueBytes + 1, .argListTooLong),
@@ -27,7 +28,8 @@ final class XattrLimitTests: XCTestCase {
         let longest = name("user." + String(repeating: "n", count: 250))
         try volume.fs.setxattr(file, name: longest, value: [UInt8](repeating: 2, count: ExtendedAttributes.maxValueBytes), flags: [])
         XCTAssertEqual(try volume.fs.getxattr(file, name: longest).count, ExtendedAttributes.maxValueBytes)
-        XCTAssertEqual(errno { _ = try volume.fs.getxattr(file, name: self.name("system.posix_acl_default")) }, .notSupported)
+        XCTAssertEqual(errno { _ = try volume.fs.getxattr(file, name: self.name("system.posix_acl_default")) }, .noData)
+        XCTAssertEqual(errno { _ = try volume.fs.getxattr(file, name: self.name("system.other")) }, .notSupported)
         XCTAssertEqual(errno { try volume.fs.removexattr(file, name: self.name("user.")) }, .invalidArgument)
         try volume.unmountAndCheck()
     }

@@ -6,8 +6,9 @@ import Foundation
 /// extents, unwritten extents, xattrs, a symlink, a hard link, a fifo, an open unlinked file),
 /// at several block sizes, some cleanly unmounted (everything in the checkpoint) and some
 /// copied while mounted after an fsync (records in the log after the checkpoint, as after a crash).
-/// mkfs makes version 4 (the metadata tree); the crashed ones are also kept as version 3 (whole
-/// checkpoints, VersionThreeImages), which mount still reads, so that both paths are fuzzed.
+/// mkfs makes version 6 (the metadata tree, with a label here and flags on one file); the
+/// crashed ones are also kept as version 3 (whole checkpoints, VersionThreeImages), which mount
+/// still reads, so that both paths are fuzzed.
 enum BaseImages {
     struct Image {
         var name: String
@@ -42,6 +43,7 @@ enum BaseImages {
         format.blockSize = blockSize
         format.size = 2 << 20
         format.force = true
+        format.label = Array("fuzzed".utf8)
         try Volume.format(image: path, options: format)
         var options = MountOptions()
         options.cacheBytes = 1 << 20
@@ -56,6 +58,8 @@ enum BaseImages {
         let data = try fs.create(parent: directory, name: bytes("data"), mode: 0o644, flags: 0, owner: .root).ino
         try write(data, (0..<(6 * blockSize)).map { UInt8(truncatingIfNeeded: $0 &* 31) }, at: 0)
         try write(data, bytes("after a hole"), at: UInt64(12 * blockSize))
+        // Flags that leave the file writable: the fuzzer's workload writes to every file.
+        try fs.setFlags(data, [.noDump, .noAccessTime], by: .root)
         let copy = try fs.create(parent: root, name: bytes("copy"), mode: 0o600, flags: 0, owner: .root).ino
         try fs.sync()
         _ = try fs.clone(from: data, sourceOffset: 0, to: copy, destinationOffset: UInt64(blockSize), length: UInt64(4 * blockSize))

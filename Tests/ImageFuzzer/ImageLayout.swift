@@ -35,6 +35,10 @@ struct ImageLayout {
         static let rootGeneration = Field(name: "rootGeneration", offset: 64, width: 8)
         static let rootLevel = Field(name: "rootLevel", offset: 72, width: 1)
         static let rootReserved = Field(name: "rootReserved", offset: 73, width: 8)
+        // Version 6: the label's length and its first bytes (a NUL among a label's bytes is
+        // damage; bytes past its end are not read).
+        static let labelLength = Field(name: "labelLength", offset: 128, width: 1)
+        static let labelBytes = Field(name: "labelBytes", offset: 129, width: 2)
 
         static let common = [version, blockSize, blockCount, maxInodes, sequence, logFirstBlock, logBlockCount, tailOffset, tailSequence]
         static let whole = [indexBlock, indexBlockCount, indexBytes, indexChecksum, payloadBytes, payloadChecksum]
@@ -44,13 +48,15 @@ struct ImageLayout {
         /// listed twice: they are what the other fields lead to.
         static func all(version: UInt32) -> [Field] {
             let root = version >= ImageLayout.treeVersion ? tree : whole
-            return common + root + root
+            let label = version >= ImageLayout.labelVersion ? [labelLength, labelBytes] : []
+            return common + root + root + label
         }
 
         var description: String { name }
     }
 
     static let treeVersion: UInt32 = 4
+    static let labelVersion: UInt32 = 6
     static let slotOffsets = [0, 4096]
     static let superblockSize = 512
     static let logHeaderSize = 64

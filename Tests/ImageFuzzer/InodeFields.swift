@@ -13,7 +13,9 @@ enum InodeFields {
     /// Lists are read up to this many entries: enough for every base image, and a bound.
     static let maxListed = 256
 
-    static func parse(_ bytes: [UInt8]) -> [Field] {
+    /// `flagsAndBirthTime`: the layout of format version 6 on (the base images' trees), with
+    /// btime after ctime and the flags after the parent.
+    static func parse(_ bytes: [UInt8], flagsAndBirthTime: Bool = true) -> [Field] {
         var fields: [Field] = []
         var offset = 0
         @discardableResult
@@ -31,12 +33,13 @@ enum InodeFields {
         field("ino", 8)
         guard let mode = field("mode", 4) else { return fields }
         for (name, width) in [("nlink", 4), ("uid", 4), ("gid", 4), ("rdev", 8), ("size", 8)] { field(name, width) }
-        for time in ["atime", "mtime", "ctime"] {
+        for time in ["atime", "mtime", "ctime"] + (flagsAndBirthTime ? ["btime"] : []) {
             field(time + " seconds", 8)
             field(time + " nanoseconds", 4)
         }
         field("generation", 8)
         field("parent", 8)
+        if flagsAndBirthTime { field("flags", 4) }
         guard let xattrs = field("xattr count", 8) else { return fields }
         for index in 0..<min(xattrs, UInt64(maxListed)) {
             guard let nameLength = field("xattr \(index) name length", 2), skip(nameLength),

@@ -148,6 +148,10 @@ struct TreeLayout {
 
     static let nextInodeKind: UInt8 = 1
     static let referenceCountKind: UInt8 = 2
+    /// Version 5's volume items: file block runs, the counts, orphans.
+    static let fileBlocksKind: UInt8 = 3
+    static let volumeCountsKind: UInt8 = 4
+    static let orphanKind: UInt8 = 5
     static let inodeImageKind: UInt8 = 16
     static let fileExtentKind: UInt8 = 18
 
@@ -171,5 +175,10 @@ struct TreeLayout {
 
     var referenceCountItems: [Item] {
         items.filter { $0.key.object == 0 && $0.key.kind == TreeLayout.referenceCountKind }
+    }
+
+    /// Version 5: file block runs (u64 count), the counts item (u64 inodes, u64 bytes), orphans.
+    var volumeItems: [Item] {
+        items.filter { $0.key.object == 0 && [TreeLayout.fileBlocksKind, TreeLayout.volumeCountsKind, TreeLayout.orphanKind].contains($0.key.kind) }
     }
 }

@@ -183,13 +183,13 @@ extension Mutator {
         return nil
     }
 
-    /// A value's bytes: mostly a reference count's or a file extent's fields or the next inode
-    /// number, which have no decoder of their own to stop them.
+    /// A value's bytes: mostly a reference count's, a file extent's or a volume item's fields or
+    /// the next inode number, which have no decoder of their own to stop them.
     private mutating func itemValue(_ image: inout [UInt8], _ tree: TreeLayout) -> String {
         let references = tree.referenceCountItems
         let next = tree.items.filter { $0.key.object == 0 && $0.key.kind == TreeLayout.nextInodeKind }
         let extents = tree.fileExtentItems
-        let fielded = references + next + extents
+        let fielded = references + next + extents + tree.volumeItems.filter { !$0.value.isEmpty }
         let pool = random.chance(0.6) && !fielded.isEmpty ? fielded : tree.items
         guard !pool.isEmpty else { return "no item to change" }
         let item = pool[random.below(pool.count)]
@@ -199,6 +199,10 @@ extension Mutator {
             (position, width) = random.chance(0.5) ? (0, 8) : (8, 4)
         } else if item.key.kind == TreeLayout.fileExtentKind, item.key.object != 0, item.value.count == 17 {
             (position, width) = [(0, 8), (8, 8), (16, 1)][random.below(3)]
+        } else if item.key.kind == TreeLayout.volumeCountsKind, item.key.object == 0, item.value.count == 16 {
+            (position, width) = random.chance(0.5) ? (0, 8) : (8, 8)
+        } else if item.key.kind == TreeLayout.fileBlocksKind, item.key.object == 0, item.value.count == 8 {
+            (position, width) = (0, 8)
         } else {
             position = random.below(item.value.count)
             width = min(self.width(), item.value.count - position)

@@ -16,7 +16,10 @@ enum VersionThreeImages {
         // (free space once no superblock reaches them).
         var next = image.count / blockSize
         for superblock in layout.superblocks {
-            guard superblock.version == ImageLayout.treeVersion, let payload = payload(image, superblock.tree) else { return nil }
+            guard superblock.version >= ImageLayout.treeVersion, let payload = payload(image, superblock.tree,
+                                                                                         flagsAndBirthTime: superblock.version >= ImageLayout.labelVersion) else {
+                return nil
+            }
             let payloadBlocks = (payload.count + blockSize - 1) / blockSize
             next -= payloadBlocks
             var index = Array("EXINDX01".utf8)
@@ -41,14 +44,23 @@ enum VersionThreeImages {
     }
 
     /// "EXCKPT01", the next inode number, the inodes' images in order, the reference counts
-    /// (neighbouring runs of one count joined, as loading the tree joins them).
-    private static func payload(_ image: [UInt8], _ tree: TreeLayout) -> [UInt8]? {
+    /// (neighbouring runs of one count joined, as loading the tree joins them). Images of
+    /// version 5 on lose their btime and flags: a whole checkpoint has the layout before.
+    private static func payload(_ image: [UInt8], _ tree: TreeLayout, flagsAndBirthTime: Bool) -> [UInt8]? {
         guard let next = tree.items.first(where: { $0.key.object == 0 && $0.key.kind == TreeLayout.nextInodeKind }),
               next.value.count == 8 else { return nil }
         var payload = Array("EXCKPT01".utf8) + image[next.value]
         let inodes = tree.inodeImages
         append(UInt64(inodes.count), 8, to: &payload)
-        for inode in inodes { payload += inode.pieces.flatMap { image[$0] } }
+        for inode in inodes {
+            var bytes = inode.pieces.flatMap { image[$0] }
+            if flagsAndBirthTime {
+                // docs/FORMAT.md, "Inode": btime at bytes 76-87, the flags at 104-107.
+                guard bytes.count >= 108 else { return nil }
+                bytes = Array(bytes[0..<76] + bytes[88..<104] + bytes[108...])
+            }
+            payload += bytes
+        }
         var runs: [(start: UInt64, blocks: UInt64, count: UInt64)] = []
         for item in tree.referenceCountItems {
             guard item.value.count == 12 else { return nil }

@@ -61,3 +61,19 @@ func ioctlAsUser(_ user: extentfs_test_user, _ operation: extentfs_test_operatio
     }
     return result
 }
+
+/// Runs a shell command line as the test user (setpriv: its uid and gid, no supplementary
+/// groups but `groups`), for tests that drive real tools (getfacl, setfacl, cat) as someone else.
+func runAsTestUser(_ commandLine: String, groups: [gid_t] = [], timeout: TimeInterval = 60) throws -> ProcessResult {
+    let groupArgument = groups.isEmpty ? "--clear-groups" : "--groups=" + groups.map(String.init).joined(separator: ",")
+    return try ProcessRunner.run("/usr/bin/setpriv", ["--reuid=\(TestUser.uid)", "--regid=\(TestUser.gid)", groupArgument,
+                                                     "/bin/sh", "-c", commandLine], timeout: timeout)
+}
+
+/// Runs a tool as root (the test's own ids) and throws unless it exits 0; returns its stdout.
+@discardableResult
+func runChecked(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> String {
+    let result = try ProcessRunner.run(executable, arguments, timeout: timeout)
+    guard result.succeeded else { throw HarnessError("\(result)") }
+    return result.stdout
+}

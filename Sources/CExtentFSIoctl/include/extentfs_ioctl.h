@@ -3,16 +3,17 @@
  *
  * The kernel hands a FUSE daemon fallocate only for KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE, and
  * answers FICLONE, FICLONERANGE, FIDEDUPERANGE and FS_IOC_FIEMAP itself (EOPNOTSUPP). extentfs
- * serves the rest through these ioctls on files of an extentfs mount. Every argument struct has
- * a fixed size (FUSE passes only such ioctls). libExtentFSPreload.so turns the standard calls
- * into these, so unmodified programs reach them.
+ * serves the rest through these ioctls on files of an extentfs mount (and reports its counters
+ * through EXTENTFS_IOC_STATS). Every argument struct has a fixed size (FUSE passes only such
+ * ioctls). libExtentFSPreload.so turns the standard calls into these, so unmodified programs
+ * reach them.
  *
  * Errors are the errno values the standard calls give (fallocate(2), ioctl_ficlonerange(2),
  * ioctl_fideduperange(2)). A source file descriptor (src_fd) is a descriptor of the calling
  * process: it must be open (else EBADF), on the same extentfs mount (else EXDEV), a regular file
  * (else EISDIR or EINVAL) and open for reading (else EBADF; an O_PATH descriptor is not), and its
- * mode bits must let the caller read it now (else EACCES). The file the ioctl is issued on is
- * the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
+ * mode bits and access ACL must let the caller read it now (else EACCES). The file the ioctl is
+ * issued on is the destination: a regular file (else EISDIR), open for writing (else EBADF; for clone also
  * not O_APPEND). Dedupe relaxes that as FIDEDUPERANGE does: a destination open read-only will
  * do if the caller owns it or is root (else EPERM). Offsets and lengths are unsigned here but
  * loff_t in the standard calls: one above INT64_MAX is EINVAL, a range ending past it EFBIG.
@@ -102,6 +103,36 @@ struct extentfs_map_args {
     struct extentfs_extent extents[EXTENTFS_MAP_MAX];
 };
 
+/* STATS: the daemon's counters since mount (what `extentfs stats MOUNTPOINT` prints), on any
+ * file or directory of the mount (the mount point itself will do), open for anything; any user
+ * who can open one may read them. Counters only grow; the *_bytes fields but written_back_bytes
+ * are gauges. version is EXTENTFS_STATS_VERSION: a later daemon may add fields at the end of a
+ * larger struct under a new number. */
+#define EXTENTFS_STATS_VERSION 1
+#define EXTENTFS_STATS_REQUEST_KINDS 64
+#define EXTENTFS_STATS_REASON_BYTES 256
+struct extentfs_stats {
+    uint32_t version;
+    uint32_t shut_down;            /* 1 once a failed log or metadata write shut the volume down */
+    uint64_t page_cache_hits;      /* pages a read found in the daemon's cache, uptodate */
+    uint64_t page_cache_misses;    /* pages a read had to read from the image */
+    uint64_t cached_bytes;         /* file data in the daemon's page cache now */
+    uint64_t dirty_bytes;          /* of it, not yet written back */
+    uint64_t cache_budget_bytes;   /* --cache-size */
+    uint64_t written_back_bytes;   /* dirty data written to the image since mount */
+    uint64_t writeback_errors;     /* writebacks that failed (reported to the file's next fsync) */
+    uint64_t log_commits;          /* log records written, each one flush */
+    uint64_t checkpoints;          /* metadata checkpoints written */
+    uint64_t log_used_bytes;       /* of the log ring, what a mount would replay now */
+    uint64_t log_capacity_bytes;
+    /* FUSE requests the kernel sent, and those answered with an error (ENOENT for a lookup of a
+     * name that does not exist counts), by opcode (linux/fuse.h): index = opcode, the last
+     * index for opcodes from EXTENTFS_STATS_REQUEST_KINDS - 1 up. */
+    uint64_t requests[EXTENTFS_STATS_REQUEST_KINDS];
+    uint64_t request_errors[EXTENTFS_STATS_REQUEST_KINDS];
+    char shutdown_reason[EXTENTFS_STATS_REASON_BYTES];  /* NUL-terminated; empty while running */
+};
+
 /* Every struct has the same layout for 32-bit and 64-bit callers (no padding anywhere), so the
  * numbers are the same for both. */
 #define EXTENTFS_IOC_COLLAPSE_RANGE _IOW(EXTENTFS_IOC_MAGIC, 1, struct extentfs_range_args)
@@ -110,6 +141,7 @@ struct extentfs_map_args {
 #define EXTENTFS_IOC_CLONE_RANGE    _IOW(EXTENTFS_IOC_MAGIC, 4, struct extentfs_clone_args)
 #define EXTENTFS_IOC_DEDUPE_RANGE   _IOWR(EXTENTFS_IOC_MAGIC, 5, struct extentfs_dedupe_args)
 #define EXTENTFS_IOC_MAP            _IOWR(EXTENTFS_IOC_MAGIC, 6, struct extentfs_map_args)
+#define EXTENTFS_IOC_STATS          _IOR(EXTENTFS_IOC_MAGIC, 7, struct extentfs_stats)
 
 /* The kernel keeps its own copy of each file's size, and the ioctls above change the size behind
  * its back. extentfs tells it of a file that grew (INSERT_RANGE, CLONE_RANGE past the end) before

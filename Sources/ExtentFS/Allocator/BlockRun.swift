@@ -25,3 +25,15 @@ public struct BlockRun: Equatable, Hashable, Sendable, CustomStringConvertible {
         return result
     }
 }
+
+extension Array where Element == BlockRun {
+    /// In runs sorted and disjoint: the index of the first that ends after `block` (count if none).
+    func firstIndex(endingAfter block: UInt64) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let mid = (low + high) / 2
+            if self[mid].end <= block { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+}

@@ -1,6 +1,9 @@
-/// Free physical blocks as a sorted array of disjoint, non-adjacent runs. Not persisted: mount
-/// rebuilds it as "every block minus the superblock area, the checkpoint and all extents", and
-/// fsck checks the same. Guarded by Metadata.lock.
+/// Free physical blocks as a sorted array of disjoint, non-adjacent runs, and the blocks files
+/// use (`fileBlocks`). Free space is not persisted: mount rebuilds it as "every block minus the
+/// superblock area and log, the checkpoints' tree nodes and the blocks files use"; the blocks
+/// files use are kept in the metadata tree (format version 5) and every change to them is in the
+/// log record of its transaction (ChangeSet.fileBlockChanges), so mount reads them instead of
+/// every extent, and fsck checks them against every extent. Guarded by Metadata.lock.
 ///
 /// Blocks freed by a change are not reusable until the checkpoint that records the change is on
 /// disk (`pendingFree`), or a crash would find another file's data in a block the old checkpoint
@@ -18,16 +21,29 @@ struct FreeSpace {
     var metadataReserve: UInt64 { metadataSpace?.reserveBlocks(promisedDataBlocks: reserved) ?? 0 }
     private(set) var pendingFree: [BlockRun] = []
     private(set) var pendingFreeBlocks: UInt64 = 0
+    /// Blocks file extents use (allocated for data and not yet released by a change), whatever
+    /// their reference counts. Tree nodes are not in it.
+    private(set) var fileBlocks = BlockRunSet()
+    /// Where changes to `fileBlocks` are noted for the log (nil: not a mounted volume's).
+    var changes: ChangeSet?
+    /// Set when a block is freed twice or freed while free: the metadata contradicts itself (a
+    /// damaged image that got past mount's checks). The journal shuts the volume down on it.
+    private(set) var inconsistency: String?
 
     /// Free space of a device whose used runs are `used` (any order, may touch, must not overlap).
-    init(firstBlock: UInt64, blockCount: UInt64, used: [BlockRun]) {
+    init(firstBlock: UInt64, blockCount: UInt64, used: [BlockRun], fileBlocks: BlockRunSet = BlockRunSet()) {
+        self.fileBlocks = fileBlocks
         var cursor = firstBlock
         for run in used.sorted(by: { $0.start < $1.start }) where run.count > 0 {
             if run.start > cursor { appendRun(BlockRun(start: cursor, count: run.start - cursor)) }
             cursor = max(cursor, run.end)
         }
         if cursor < blockCount { appendRun(BlockRun(start: cursor, count: blockCount - cursor)) }
+        blockCountLimit = blockCount
     }
+
+    /// The volume's block count: nothing at or past it is ever free.
+    private var blockCountLimit: UInt64 = .max
 
     private mutating func appendRun(_ run: BlockRun) {
         runs.append(run)
@@ -63,7 +79,11 @@ struct FreeSpace {
     /// Allocates up to `count` blocks, preferring one run at or after `near`; may return fewer
     /// runs' worth only if the space is fragmented (the total is always `count` unless the disk
     /// holds fewer free blocks, in which case it returns what there is).
-    mutating func allocate(_ count: UInt64, near: UInt64 = 0) -> [BlockRun] {
+    /// `mappedNow`: the caller maps the blocks in this same transaction (they are file blocks from
+    /// now on); false: it maps them in a later one, after writing their data, and calls
+    /// `noteMapped` in that one (or `free` if it never does), so that no log record holds file
+    /// blocks no extent maps.
+    mutating func allocate(_ count: UInt64, near: UInt64 = 0, mappedNow: Bool = true) -> [BlockRun] {
         var result: [BlockRun] = []
         var needed = count
         while needed > 0, !runs.isEmpty {
@@ -76,10 +96,29 @@ struct FreeSpace {
             freeBlocks -= take
             needed -= take
         }
+        if mappedNow { for run in result { noteFileBlocks(allocated: true, run) } }
         return result
     }
 
-    /// One contiguous run of exactly `count` blocks, or nil.
+    /// Blocks `allocate(mappedNow: false)` gave out are mapped by the running transaction.
+    mutating func noteMapped(_ run: BlockRun) {
+        noteFileBlocks(allocated: true, run)
+    }
+
+    private mutating func noteFileBlocks(allocated: Bool, _ run: BlockRun) {
+        if allocated { fileBlocks.insert(run) } else { fileBlocks.remove(run) }
+        changes?.noteFileBlocks(allocated: allocated, run)
+    }
+
+    /// Takes back blocks `allocate` gave out in the running transaction and that nothing maps
+    /// (an operation that failed part way): free now, no longer file blocks.
+    mutating func unallocate(_ run: BlockRun) {
+        noteFileBlocks(allocated: false, run)
+        free(run)
+    }
+
+    /// One contiguous run of exactly `count` blocks, or nil: for the metadata tree's nodes, which
+    /// are not file blocks (mount finds them from the trees themselves).
     mutating func allocateContiguous(_ count: UInt64) -> BlockRun? {
         guard let index = runs.firstIndex(where: { $0.count >= count }) else { return nil }
         let run = BlockRun(start: runs[index].start, count: count)
@@ -100,19 +139,12 @@ struct FreeSpace {
         return largest
     }
 
-    private func firstIndex(atOrAfter block: UInt64) -> Int {
-        var low = 0
-        var high = runs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if runs[mid].end <= block { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
+    private func firstIndex(atOrAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
 
-    /// Frees at the next commit.
+    /// File blocks a change released: no longer file blocks, free at the next commit.
     mutating func freeAfterCommit(_ run: BlockRun) {
         guard run.count > 0 else { return }
+        noteFileBlocks(allocated: false, run)
         pendingFree.append(run)
         pendingFreeBlocks += run.count
     }
@@ -126,12 +158,17 @@ struct FreeSpace {
         return pendingFree
     }
 
-    /// Makes blocks free now: the caller knows no durable metadata points at them.
+    /// Makes blocks free now: the caller knows no durable metadata points at them. A run that is
+    /// already free in part is left as it is and noted (`inconsistency`), never trapped on: only
+    /// metadata that contradicts itself frees a block twice.
     mutating func free(_ run: BlockRun) {
         guard run.count > 0 else { return }
         let index = firstIndex(atOrAfter: run.start)
-        precondition(index == runs.count || runs[index].start >= run.end, "double free of \(run)")
-        precondition(index == 0 || runs[index - 1].end <= run.start, "double free of \(run)")
+        guard index == runs.count || runs[index].start >= run.end, index == 0 || runs[index - 1].end <= run.start,
+              run.end <= blockCountLimit else {
+            if inconsistency == nil { inconsistency = "blocks \(run) were freed while free (or past the volume)" }
+            return
+        }
         freeBlocks += run.count
         let mergesLeft = index > 0 && runs[index - 1].end == run.start
         let mergesRight = index < runs.count && runs[index].start == run.end

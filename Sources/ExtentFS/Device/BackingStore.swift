@@ -67,6 +67,7 @@ public final class BackingStore: @unchecked Sendable {
 
     /// Reads exactly `count` bytes; bytes past the end of a short file read as zeros.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
+        interceptor?.willRead(count: count, at: offset)
         try backend.read(into: buffer, count: count, at: offset)
     }
 

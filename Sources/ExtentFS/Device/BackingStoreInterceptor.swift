@@ -5,4 +5,10 @@
 protocol BackingStoreInterceptor: AnyObject, Sendable {
     func willWrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
     func willFlush() throws
+    /// A read of `count` bytes at `offset` (tests count what a mount reads).
+    func willRead(count: Int, at offset: UInt64)
+}
+
+extension BackingStoreInterceptor {
+    func willRead(count: Int, at offset: UInt64) {}
 }

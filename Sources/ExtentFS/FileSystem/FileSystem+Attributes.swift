@@ -9,6 +9,9 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let inode = try self.inode(ino)
+        // Before the truncate takes the inode lock: one racing the setFlags that forbids it may
+        // still run, as if it had come first.
+        try metadata.withLock { try refuseChange(of: inode, by: changes) }
         if let size = changes.size {
             switch inode.type {
             case .regular: break
@@ -23,7 +26,10 @@ extension FileSystem {
         }
         let attributes = metadata.transaction { () -> FileAttributes in
             let now = Timespec.now
-            if let mode = changes.mode { inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777) }
+            if let mode = changes.mode {
+                inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777)
+                updateAccessACLAfterChmod(inode)
+            }
             if let uid = changes.uid { inode.uid = uid }
             if let gid = changes.gid { inode.gid = gid }
             switch changes.atime {
@@ -47,6 +53,18 @@ extension FileSystem {
         return attributes
     }
 
+    /// EPERM for a setattr the VFS's notify_change and truncate refuse: any change of an
+    /// immutable file; of an append-only one, anything but setting its times to now. Caller
+    /// holds Metadata.lock.
+    private func refuseChange(of inode: Inode, by changes: AttributeChanges) throws {
+        try refuseIfImmutable(inode)
+        guard inode.flags.contains(.appendOnly) else { return }
+        let setsTime = [changes.atime, changes.mtime].contains { if case .set = $0 { return true } else { return false } }
+        if changes.size != nil || changes.mode != nil || changes.uid != nil || changes.gid != nil || setsTime {
+            throw Errno.notPermitted
+        }
+    }
+
     public func open(_ ino: InodeNumber, flags: Int32) throws {
         try journal.shutdown.check()
         // Opening for writing or truncating is a change to come, refused as open(2) refuses it.
@@ -54,6 +72,7 @@ extension FileSystem {
         try metadata.withLock {
             let inode = try metadata.inode(ino)
             if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
+            try refuseOpen(inode, flags: flags)
             inode.openCount += 1
         }
     }

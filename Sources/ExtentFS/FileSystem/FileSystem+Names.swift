@@ -25,18 +25,23 @@ extension FileSystem {
     }
 
     /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
-    /// as ext4 and XFS do; takes one lookup reference. `contentBytes` is what `configure` adds
-    /// to the inode (a symlink's target), charged to space with it. Caller is inside a transaction.
+    /// as ext4 and XFS do, and its default ACL or else the owner's umask (FileSystem+ACL.swift);
+    /// takes one lookup reference. `contentBytes` is what `configure` adds to the inode (a
+    /// symlink's target), charged to space with it. Caller is inside a transaction.
     func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try FileSystem.validate(name: name)
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+        // may_create: no new entry in an immutable directory (an append-only one takes them).
+        try refuseIfImmutable(directory)
         if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
-        try checkRoomForNode(named: name, in: directory, contentBytes: contentBytes)
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
+        let (inheritedMode, aclXattrs) = try inheritedPermissions(in: directory, mode: mode, umask: owner.umask)
+        let aclBytes = aclXattrs.reduce(0) { $0 + $1.0.count + $1.1.count + 6 }
+        try checkRoomForNode(named: name, in: directory, contentBytes: contentBytes + aclBytes)
         if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
-        var mode = mode
+        var mode = inheritedMode
         var gid = owner.gid
         if directory.mode & UInt32(0o2000) != 0 {
             gid = directory.gid
@@ -48,6 +53,7 @@ extension FileSystem {
         metadata.nextInode += 1
         inode.generation = UInt64(now.nanoseconds)
         try configure(inode)
+        for (aclName, value) in aclXattrs { inode.xattrs[aclName] = value }
         metadata.insert(inode)
         directory.addEntry(name: name, ino: inode.ino, type: type)
         if type == .directory {

@@ -2,21 +2,27 @@ import SystemPackage
 
 /// Lookup, creation, links, removal and rename.
 extension FileSystem {
+    /// Takes a lookup reference on what `name` names in `parent`. The VFS resolves "." and ".."
+    /// itself; the kernel sends them only to reconnect an NFS or open_by_handle_at file handle
+    /// whose inode it no longer caches (FUSE export support): "." with any inode's number, to
+    /// find that inode, ".." with a directory's, to find its parent. An inode with no name left
+    /// (deleted) is ENOENT, which the kernel turns into ESTALE; inode numbers are never reused,
+    /// and the handle's generation tells a number reused after a crash from the old one.
     public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
         return try metadata.withLock {
-            let directory = try directoryInode(parent)
             let ino: InodeNumber
             if name == [0x2E] {
                 ino = parent
             } else if name == [0x2E, 0x2E] {
-                ino = directory.parent
+                ino = try directoryInode(parent).parent
             } else {
-                guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+                guard let entry = try directoryInode(parent).directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
                 ino = entry.ino
             }
             let inode = try metadata.inode(ino)
+            guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             inode.lookupCount += 1
             return inode.attributes(blockSize: blockSize)
         }
@@ -97,6 +103,8 @@ extension FileSystem {
             guard inode.nlink < FileSystem.maxLinks else { throw Errno.tooManyLinks }
             let directory = try directoryInode(newParent)
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
+            try refuseIfImmutable(directory)
+            try refuseIfImmutableOrAppendOnly(inode)
             if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
@@ -121,6 +129,7 @@ extension FileSystem {
             let directory = try directoryInode(parent)
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
+            try refuseRemoval(of: inode, from: directory)
             guard inode.type != .directory else { throw Errno.isDirectory }
             directory.removeEntry(name: name)
             let now = Timespec.now
@@ -144,6 +153,7 @@ extension FileSystem {
             let directory = try directoryInode(parent)
             guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
+            try refuseRemoval(of: inode, from: directory)
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
             directory.removeEntry(name: name)

@@ -91,6 +91,7 @@ extension FileSystem {
         var pages: [Page] = []
         var readahead: [Page] = []
         var toFill: [(Page, UInt8)] = []
+        var hits = 0
         pages.reserveCapacity(range.count)
         for index in range.lowerBound...max(range.upperBound, readaheadTo) {
             // A created page is filled whole, so its memory need not be zeroed first.
@@ -111,11 +112,14 @@ extension FileSystem {
                 page.lock.lock()
                 if page.isUptodate(units: allUnits) {
                     page.lock.unlock()
+                    hits += 1
                 } else {
                     toFill.append((page, allUnits & ~page.uptodate))
                 }
             }
         }
+        EngineCounters.add(engineCounters.pageCacheHits, hits)
+        EngineCounters.add(engineCounters.pageCacheMisses, pages.count - hits)
         defer {
             for (page, _) in toFill { page.lock.unlock() }
             for page in readahead { space.release(page) }

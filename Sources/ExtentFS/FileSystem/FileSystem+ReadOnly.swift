@@ -32,6 +32,7 @@ extension FileSystem {
         }
         guard madeWritable else { return }
         logger.info("\(store.path): now read-write")
+        convertIfOlder()
         try freeOrphans()
         startBackgroundCommits()
     }

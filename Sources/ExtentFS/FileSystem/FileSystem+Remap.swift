@@ -45,7 +45,11 @@ extension FileSystem {
         guard sourceInode.type == .regular, destinationInode.type == .regular else {
             throw sourceInode.type == .directory || destinationInode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
         }
-        let sourceSize = metadata.withLock { sourceInode.size }
+        // generic_copy_file_checks: no copy into an immutable (or append-only) file.
+        let sourceSize = try metadata.withLock { () -> UInt64 in
+            try refuseIfImmutableOrAppendOnly(destinationInode)
+            return sourceInode.size
+        }
         guard sourceOffset < sourceSize, length > 0 else { return 0 }
         var remaining = min(length, sourceSize - sourceOffset)
         guard destinationOffset <= Superblock.maxFileSize, remaining <= Superblock.maxFileSize - destinationOffset else {
@@ -105,6 +109,9 @@ extension FileSystem {
         let ordered = source == destination ? [sourceInode] : [sourceInode, destinationInode].sorted { $0.ino < $1.ino }
         for inode in ordered { inode.lock.lockExclusive() }
         defer { for inode in ordered.reversed() { inode.lock.unlock() } }
+        // generic_remap_file_range_prep: nothing is cloned or deduped into an immutable file;
+        // an append-only one takes data only at its end, as writes.
+        try metadata.withLock { try refuseIfImmutableOrAppendOnly(destinationInode) }
         for inode in ordered { try writeback(inode) }
         for inode in ordered { inode.invalidateLock.lockExclusive() }
         defer { for inode in ordered.reversed() { inode.invalidateLock.unlock() } }

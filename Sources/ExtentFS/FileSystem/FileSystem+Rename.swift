@@ -20,6 +20,9 @@ extension FileSystem {
             guard let sourceEntry = source.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
             let moving = try metadata.inode(sourceEntry.ino)
             let targetEntry = target.directory!.entry(named: newName)
+            // A name renamed onto a name of the same inode changes nothing, and is not refused
+            // (vfs_rename returns before may_delete).
+            if targetEntry?.ino != sourceEntry.ino { try refuseRename(moving, from: source, to: target, replacing: targetEntry) }
             let now = Timespec.now
 
             if flags.contains(.exchange) {
@@ -101,6 +104,17 @@ extension FileSystem {
         }
         if let victim { reapIfDead(victim) }
         try commitIfDirectoriesSynchronous()
+    }
+
+    /// EPERM for what may_delete and may_create refuse: the moved inode leaves `source`; an
+    /// existing target leaves `target` (replaced, or with RENAME_EXCHANGE moved into `source`,
+    /// which the first check already requires to take changes); a new name in an immutable
+    /// directory. Caller holds Metadata.lock.
+    private func refuseRename(_ moving: Inode, from source: Inode, to target: Inode, replacing targetEntry: Directory.Entry?) throws {
+        try refuseRemoval(of: moving, from: source)
+        try refuseIfImmutable(target)
+        guard let targetEntry, let replaced = metadata.inodes[targetEntry.ino] else { return }
+        try refuseRemoval(of: replaced, from: target)
     }
 
     /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.

@@ -45,6 +45,14 @@ extension FileSystem {
         default:
             throw mode.contains(.punchHole) && !mode.contains(.keepSize) ? Errno.notSupported : Errno.invalidArgument
         }
+        // vfs_fallocate: nothing on an immutable file; on an append-only one, only allocation
+        // (mode 0, KEEP_SIZE), which changes no byte that is there. Checked before each
+        // operation takes the inode lock: a fallocate that races the setFlags forbidding it
+        // may still run, as if it had come first.
+        try metadata.withLock {
+            try refuseIfImmutable(inode)
+            if inode.flags.contains(.appendOnly), !mode.isSubset(of: .keepSize) { throw Errno.notPermitted }
+        }
         // Once the mode is one the engine serves: before anything changes, and also when the
         // mode's own checks (alignment, range) fail, as XFS does.
         metadata.transaction { removePrivileges(inode, changedBy: caller) }
@@ -102,7 +110,7 @@ extension FileSystem {
         do {
             try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * allocations.reduce(0) { $0 + $1.runs.count })
         } catch {
-            for allocation in allocations { for run in allocation.runs { metadata.freeSpace.free(run) } }
+            for allocation in allocations { for run in allocation.runs { metadata.freeSpace.unallocate(run) } }
             throw error
         }
         for allocation in allocations {
@@ -315,7 +323,8 @@ extension FileSystem {
         for extent in shared {
             let runs = try retryingAfterFreeing { try metadata.transaction { () -> [BlockRun] in
                 guard extent.length <= metadata.freeSpace.available else { throw Errno.noSpace }
-                let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical)
+                // Mapped run by run below, once each run's copy is written.
+                let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical, mappedNow: false)
                 // An extent per run, and the old extent and its reference counts split at both ends.
                 do {
                     try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * runs.count + FileSystem.splitBytes)
@@ -326,15 +335,22 @@ extension FileSystem {
                 return runs
             } }
             var logical = extent.logical
-            for run in runs {
-                if extent.state == .written {
-                    for index in 0..<run.count {
-                        let source = extent.physical + (logical - extent.logical) + index
-                        try store.read(into: buffer, count: geometry.blockSize, at: source << shift)
-                        try store.write(from: buffer, count: geometry.blockSize, at: (run.start + index) << shift)
+            for (index, run) in runs.enumerated() {
+                do {
+                    if extent.state == .written {
+                        for block in 0..<run.count {
+                            let source = extent.physical + (logical - extent.logical) + block
+                            try store.read(into: buffer, count: geometry.blockSize, at: source << shift)
+                            try store.write(from: buffer, count: geometry.blockSize, at: (run.start + block) << shift)
+                        }
                     }
+                } catch {
+                    // The runs not mapped yet go back; the file keeps what it shared there.
+                    metadata.transaction { for unmapped in runs[index...] { metadata.freeSpace.free(unmapped) } }
+                    throw error
                 }
                 metadata.transaction {
+                    metadata.freeSpace.noteMapped(run)
                     releaseExtents(inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: extent.state)))
                 }
                 logical += run.count

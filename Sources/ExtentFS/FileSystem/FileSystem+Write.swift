@@ -34,7 +34,13 @@ extension FileSystem {
         let firstBlock = offset >> shift
         let endBlock = (offset + length - 1) >> shift + 1
         var removedPrivileges = false
-        var securedEnd = metadata.transaction {
+        var securedEnd = try metadata.transaction {
+            // Under the inode lock, which setFlags takes too, before anything changes. An
+            // append-only file takes data only at its end: through a mount the kernel writes an
+            // O_APPEND descriptor (the only kind open for writing, FileSystem.refuseOpen) at the
+            // size it knows, which is ours.
+            try refuseIfImmutable(inode)
+            if inode.flags.contains(.appendOnly), offset != inode.size { throw Errno.notPermitted }
             // Before any byte changes (FileSystem+Privileges.swift).
             if let writer { removedPrivileges = removePrivileges(inode, changedBy: writer) }
             return reserveForDirtying(inode, from: firstBlock, to: endBlock)

@@ -1,7 +1,7 @@
 import SystemPackage
 
-/// Extended attributes in the user, trusted and security namespaces, with Linux's limits and a
-/// bound per inode (Inode/ExtendedAttributes.swift). Through a mount the kernel checks who may
+/// Extended attributes in the user, trusted and security namespaces, and POSIX ACLs, with
+/// Linux's limits and a bound per inode (Inode/ExtendedAttributes.swift). Through a mount the kernel checks who may
 /// touch which namespace before a request gets here (trusted.* needs CAP_SYS_ADMIN, security.*
 /// the security modules' say, user.* only on regular files and directories); the engine checks
 /// names, sizes and space, which the kernel cannot.
@@ -11,23 +11,37 @@ extension FileSystem {
     /// ERANGE (name length), EOPNOTSUPP (namespace), EINVAL (bare prefix, NUL) and E2BIG
     /// (value over 64 KiB), as the kernel gives them; ENOSPC when the inode's xattrs would pass
     /// their bound (as ext4 and btrfs answer when an inode's xattr space is full) or the volume
-    /// has no room for the metadata.
-    public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags) throws {
+    /// has no room for the metadata. A POSIX ACL (FileSystem+ACL.swift) is validated (EINVAL)
+    /// and kept consistent with the mode; `changedBy` is who sets it, for the set-group-ID rule
+    /// (nil: an in-process caller, who keeps it).
+    public func setxattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: XattrFlags,
+                         changedBy caller: Credentials? = nil) throws {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         try ExtendedAttributes.check(name: name)
         guard value.count <= ExtendedAttributes.maxValueBytes else { throw Errno.argListTooLong }
         try metadata.transaction {
             let inode = try metadata.inode(ino)
+            try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             let old = inode.xattrs[name]
             if flags.contains(.create) && old != nil { throw Errno.fileExists }
             if flags.contains(.replace) && old == nil { throw Errno.noData }
-            guard inode.xattrs.fits(name: name, valueBytes: value.count) else { throw Errno.noSpace }
-            let growth = value.count - (old.map { $0.count } ?? -(name.count + 6))
-            if growth > 0 { try metadata.chargeMetadata(bytes: growth) }
-            inode.xattrs[name] = value
+            if AccessControlList.isACLName(name) {
+                try setACL(inode, name: name, value: value, changedBy: caller)
+            } else {
+                try storeXattr(inode, name: name, value: value)
+            }
             inode.ctime = .now
         }
+    }
+
+    /// Sets one xattr within the inode's bounds, charging the metadata it adds. In a transaction.
+    func storeXattr(_ inode: Inode, name: [UInt8], value: [UInt8]) throws {
+        let old = inode.xattrs[name]
+        guard inode.xattrs.fits(name: name, valueBytes: value.count) else { throw Errno.noSpace }
+        let growth = value.count - (old.map { $0.count } ?? -(name.count + 6))
+        if growth > 0 { try metadata.chargeMetadata(bytes: growth) }
+        inode.xattrs[name] = value
     }
 
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
@@ -55,6 +69,7 @@ extension FileSystem {
         try ExtendedAttributes.check(name: name)
         try metadata.transaction {
             let inode = try metadata.inode(ino)
+            try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             guard inode.xattrs[name] != nil else { throw Errno.noData }
             inode.xattrs[name] = nil
             inode.ctime = .now

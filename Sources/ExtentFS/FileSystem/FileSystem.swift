@@ -24,6 +24,8 @@ public final class FileSystem: @unchecked Sendable {
     let flusher: Flusher
     /// Read-only until made writable (FileSystem+ReadOnly.swift).
     let writeAccess: WriteAccess
+    /// What `counters()` reports; the journal counts its commits and checkpoints here too.
+    let engineCounters = EngineCounters()
     private let unmountLock = Mutex()
     private var isUnmounted = false
 
@@ -33,11 +35,11 @@ public final class FileSystem: @unchecked Sendable {
         self.options = options
         metadata = Metadata(superblock: superblock, loaded: loaded)
         metadata.pageCache = cache
-        metadata.cacheState.budgetBytes = options.metadataCacheBytes * 3 / 4
-        metadata.committedNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
+        metadata.cacheState.budgetBytes = options.metadataCacheBytes / 2
+        metadata.treeNodeCacheBytes = max(1 << 20, options.metadataCacheBytes / 4)
         geometry = metadata.geometry
         blockSize = geometry.blockSize
-        journal = try Journal(store: store, metadata: metadata, loaded: loaded)
+        journal = try Journal(store: store, metadata: metadata, loaded: loaded, counters: engineCounters)
         flusher = Flusher(interval: options.commitInterval)
         writeAccess = WriteAccess(readOnly: options.readOnly)
     }
@@ -65,6 +67,7 @@ public final class FileSystem: @unchecked Sendable {
             for warning in warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
             return fileSystem
         }
+        fileSystem.convertIfOlder()
         try fileSystem.freeOrphans()
         if !warnings.isEmpty {
             // The next checkpoint (sequence + 1) goes to the other slot, the damaged one: it heals.
@@ -73,6 +76,31 @@ public final class FileSystem: @unchecked Sendable {
         }
         fileSystem.startBackgroundCommits()
         return fileSystem
+    }
+
+    /// An image of an older format version becomes the current one now, by a checkpoint,
+    /// before anything is logged: records of the current version (LogRecord.Kind) are then
+    /// never in the log of an image whose superblocks an older extentfs would still take.
+    /// A checkpoint that fails does not fail the mount (the image is what it was, and valid):
+    /// either the volume is shut down (every request gets EIO, as it would at its first
+    /// commit) or, out of space for the tree, the next checkpoint converts it; meanwhile an
+    /// older extentfs would refuse the records logged, not misread them.
+    func convertIfOlder() {
+        let (version, sequence) = metadata.withLock { (metadata.superblock.version, metadata.superblock.sequence) }
+        guard version < Superblock.currentVersion else { return }
+        // A volume whose superblock sequences are used up takes no checkpoint: it shuts down at
+        // its first one, as it did before there was a conversion, not at mount (fsck, which
+        // writes nothing, finds nothing wrong with it).
+        guard sequence + 1 < LogRing.maxSequence else {
+            logger.warning("\(store.path): not converted to format version \(Superblock.currentVersion): its superblock sequence numbers are used up")
+            return
+        }
+        logger.info("\(store.path): converting from format version \(version) to \(Superblock.currentVersion)")
+        do {
+            try journal.checkpoint()
+        } catch {
+            logger.warning("\(store.path): converting to format version \(Superblock.currentVersion) failed: \(error)")
+        }
     }
 
     /// A read-only mount opens the image for writing when it may, so that it can become
@@ -187,6 +215,9 @@ public final class FileSystem: @unchecked Sendable {
             logger.error("background commit failed: \(error)")
         }
     }
+
+    /// The number the next new inode gets: every inode's number is below it.
+    public var nextInodeNumber: InodeNumber { metadata.withLock { metadata.nextInode } }
 
     func inode(_ ino: InodeNumber) throws -> Inode {
         try metadata.withLock { try metadata.inode(ino) }

@@ -66,12 +66,28 @@ public struct Credentials: Sendable {
     /// only on the rare paths that need it (a set-group-ID file the group may not execute), so
     /// the adapter may answer from /proc.
     public var isMember: @Sendable (UInt32) -> Bool
+    /// CAP_LINUX_IMMUTABLE: may set or clear the immutable and append-only flags.
+    public var mayChangeImmutableFlags: Bool
+    /// CAP_FOWNER: acts as the owner of any file (its other flags).
+    public var overridesOwnership: Bool
+    /// CAP_SYS_ADMIN: may change the filesystem label.
+    public var administersFileSystems: Bool
+    /// The caller's umask, for what it creates in a directory without a default ACL (the kernel
+    /// leaves applying it to the daemon: FUSE_DONT_MASK). 0 for callers that masked the mode
+    /// themselves.
+    public var umask: UInt32
 
-    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, isMember: (@Sendable (UInt32) -> Bool)? = nil) {
+    /// Every capability defaults to what root has, and no one else.
+    public init(uid: UInt32, gid: UInt32, keepsSetIDBits: Bool? = nil, umask: UInt32 = 0, isMember: (@Sendable (UInt32) -> Bool)? = nil,
+                mayChangeImmutableFlags: Bool? = nil, overridesOwnership: Bool? = nil, administersFileSystems: Bool? = nil) {
         self.uid = uid
         self.gid = gid
+        self.umask = umask
         self.keepsSetIDBits = keepsSetIDBits ?? (uid == 0)
         self.isMember = isMember ?? { $0 == gid }
+        self.mayChangeImmutableFlags = mayChangeImmutableFlags ?? (uid == 0)
+        self.overridesOwnership = overridesOwnership ?? (uid == 0)
+        self.administersFileSystems = administersFileSystems ?? (uid == 0)
     }
     public static let root = Credentials(uid: 0, gid: 0)
 }
@@ -167,8 +183,9 @@ public struct MountOptions: Sendable {
         return min(max(memory / 16, 256 << 20), 1 << 30)
     }
     /// Seconds between background commits of dirty metadata and data.
-    /// Memory for metadata (`--metadata-cache-size`): three quarters for inodes held in memory,
-    /// a quarter for nodes of the metadata tree read to find the others. Inodes in use or changed
+    /// Memory for metadata (`--metadata-cache-size`): half for inodes held in memory, a quarter
+    /// each (at least 1 MiB) for the metadata tree's nodes cached for reading and for writing
+    /// checkpoints. Inodes in use or changed
     /// since the last checkpoint are held whatever it says (InodeCache.swift).
     public var metadataCacheBytes: Int = MountOptions.defaultMetadataCacheBytes
     /// 64 MiB; the environment's EXTENTFS_METADATA_CACHE_BYTES, when set, replaces it (tests run
@@ -201,6 +218,8 @@ public struct FormatOptions: Sendable {
     public var size: UInt64? = nil
     /// Overwrite an image that already holds an extentfs superblock.
     public var force: Bool = false
+    /// The filesystem label (at most Superblock.maxLabelBytes bytes, no NUL).
+    public var label: [UInt8] = []
     /// How to reach the backing store (the NBD timeout).
     public var store = StoreOptions()
     public init() {}

@@ -10,6 +10,9 @@ public enum Volume {
 
     public static func format(image: String, options: FormatOptions) throws {
         let blockSize = options.blockSize
+        guard Superblock.isValidLabel(options.label) else {
+            throw ExtentFSError("the label is \(options.label.count) bytes or holds a NUL; a label is at most \(Superblock.maxLabelBytes) bytes, no NUL", errno: .invalidArgument)
+        }
         guard blockSize >= 512, blockSize <= 65536, blockSize & (blockSize - 1) == 0 else {
             throw ExtentFSError("block size \(blockSize) is not a power of two from 512 to 65536", errno: .invalidArgument)
         }
@@ -47,7 +50,7 @@ public enum Volume {
         let blockCount = size / UInt64(blockSize)
         var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: blockCount,
                                     maxInodes: max(1024, size / 8192), uuid: randomUUID(), sequence: 0,
-                                    checkpoint: .tree(nil))
+                                    checkpoint: .tree(nil), label: options.label)
         superblock.log = LogRegion(firstBlock: superblock.firstDataBlock,
                                    blockCount: LogRegion.blocks(forVolumeBytes: size, blockSize: blockSize))
         guard blockCount <= Superblock.maxBlockCount else {
@@ -87,6 +90,20 @@ public enum Volume {
         public var treeHeight = 0
         public var replayedRecords = 0
         public var seconds = 0.0
+        /// The newest superblock's format version and label.
+        public var version: UInt32 = 0
+        public var label: [UInt8] = []
+        /// Every inode's number, type, chattr flags and birth time, by number; filled only when
+        /// asked for (`listingInodes`).
+        public var inodeListing: [InodeSummary] = []
+
+        public struct InodeSummary: Sendable {
+            public var ino: InodeNumber
+            public var type: FileType
+            public var flags: InodeFlags
+            /// The epoch: not known (an inode made before format version 6).
+            public var birthTime: Timespec
+        }
 
         public var summary: String {
             "\(inodes) inodes, \(directories) directories with \(entries) entries, \(extents) extents, " +
@@ -97,7 +114,8 @@ public enum Volume {
 
     /// Every structure of the image read and checked: both superblock copies, the metadata tree
     /// node by node, the log replayed over it, then the checker's cross-checks (Checker).
-    public static func checkReport(image: String, store options: StoreOptions = StoreOptions()) throws -> CheckReport {
+    public static func checkReport(image: String, store options: StoreOptions = StoreOptions(),
+                                   listingInodes: Bool = false) throws -> CheckReport {
         let clock = ContinuousClock()
         let start = clock.now
         let store = try BackingStore(path: image, writable: false, options: options)
@@ -111,6 +129,13 @@ public enum Volume {
             report.problems.append("the metadata tree has \(loaded.treeUnderfilledNodes) nodes under a quarter full (left by an error while it was rebalancing; the next checkpoints fill them)")
         }
         report.inodes = loaded.inodes.count
+        report.version = choice.superblock.version
+        report.label = choice.superblock.label
+        if listingInodes {
+            report.inodeListing = loaded.inodes.sorted { $0.ino < $1.ino }.map {
+                CheckReport.InodeSummary(ino: $0.ino, type: $0.type, flags: $0.flags, birthTime: $0.btime)
+            }
+        }
         for inode in loaded.inodes {
             report.extents += inode.extents.extents.count
             if let directory = inode.directory {

@@ -8,10 +8,17 @@ public struct Superblock: Equatable {
     /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
     /// 4: the checkpoint is a copy-on-write B+tree (Trees/MetadataTree.swift), written
     /// incrementally, instead of one whole payload.
-    /// Versions 2 and 3 mount as they are and become version 4 at their first checkpoint.
-    public static let currentVersion: UInt32 = 4
+    /// 5: the tree also lists the blocks files use, the inode count and the orphans, and log
+    /// records carry their changes, so that mount reads neither every inode nor every extent.
+    /// 6: inode images carry the birth time and chattr flags (InodeImageLayout), log records
+    /// kinds of change that carry them; the superblock holds a label.
+    /// Versions 2 to 5 mount as they are and become version 6 at their first checkpoint, which a
+    /// read-write mount writes at once (FileSystem.mount).
+    public static let currentVersion: UInt32 = 6
     /// The first version whose checkpoint is the metadata tree.
     static let treeVersion: UInt32 = 4
+    /// The first version with a label.
+    static let labelVersion: UInt32 = 6
     /// The oldest version this extentfs mounts (1 had no log).
     public static let oldestMountableVersion: UInt32 = 2
     public static let encodedSize = 512
@@ -33,6 +40,19 @@ public struct Superblock: Equatable {
     public var log: LogRegion = LogRegion(firstBlock: 0, blockCount: 0)
     /// Where replay starts: the first record after this checkpoint.
     public var logTail: LogPosition = LogPosition(offset: 0, sequence: 1)
+    /// The filesystem label (mkfs -L, FS_IOC_SETFSLABEL): up to `maxLabelBytes` bytes, no NUL
+    /// (FS_IOC_GETFSLABEL hands it out NUL-terminated); empty when there is none.
+    public var label: [UInt8] = []
+
+    /// The longest label: what FS_IOC_GETFSLABEL's buffer (FSLABEL_MAX, 256) holds with its
+    /// NUL. XFS keeps 12 bytes and ext4 16; btrfs, like extentfs, 255.
+    public static let maxLabelBytes = 255
+    static let labelOffset = 128
+
+    /// Whether `label` may be stored: not too long, no NUL.
+    public static func isValidLabel(_ label: [UInt8]) -> Bool {
+        label.count <= maxLabelBytes && !label.contains(0)
+    }
 
     /// Block counts above this could overflow byte offsets (2^63 bytes at 64 KiB blocks).
     static let maxBlockCount: UInt64 = 1 << 47
@@ -59,6 +79,13 @@ public struct Superblock: Equatable {
         writer.u64(log.blockCount)
         writer.u64(logTail.offset)
         writer.u64(logTail.sequence)
+        writer.pad(to: Superblock.labelOffset)
+        if version >= Superblock.labelVersion {
+            // Never longer: every way in checks (isValidLabel); a longer one would overrun the CRC.
+            let stored = label.prefix(Superblock.maxLabelBytes)
+            writer.u8(UInt8(stored.count))
+            writer.raw(Array(stored))
+        }
         writer.pad(to: Superblock.encodedSize - 4)
         writer.u32(CRC32C.checksum(writer.bytes))
         return writer.bytes
@@ -92,8 +119,15 @@ public struct Superblock: Equatable {
             let checkpoint = try CheckpointLocation.decode(&reader, version: version)
             let log = LogRegion(firstBlock: try reader.u64(), blockCount: try reader.u64())
             let tail = LogPosition(offset: try reader.u64(), sequence: try reader.u64())
+            var label: [UInt8] = []
+            if version >= labelVersion {
+                let length = Int(bytes[labelOffset])
+                label = Array(bytes[(labelOffset + 1)..<(labelOffset + 1 + length)])
+                guard !label.contains(0) else { return .damaged("superblock label holds a NUL byte") }
+            }
             let superblock = Superblock(version: version, blockSize: blockSize, blockCount: blockCount, maxInodes: maxInodes,
-                                        uuid: uuid, sequence: sequence, checkpoint: checkpoint, log: log, logTail: tail)
+                                        uuid: uuid, sequence: sequence, checkpoint: checkpoint, log: log, logTail: tail,
+                                        label: label)
             guard blockCount > superblock.firstDataBlock else { return .damaged("superblock block count \(blockCount) is too small") }
             guard blockCount <= Superblock.maxBlockCount else { return .damaged("superblock block count \(blockCount) is too large") }
             guard log.firstBlock == superblock.firstDataBlock, log.blockCount > 0, log.blockCount <= blockCount - log.firstBlock,

@@ -18,8 +18,39 @@ enum Checker {
     static func check(superblock: Superblock, loaded: LoadedCheckpoint) -> [Problem] {
         var input = CheckInput()
         for inode in loaded.inodes { input.add(inode) }
-        return check(superblock: superblock, nextInode: loaded.nextInode, checkpointRuns: loaded.checkpointRuns,
-                     referenceCounts: loaded.referenceCounts, input: input)
+        var problems = check(superblock: superblock, nextInode: loaded.nextInode, checkpointRuns: loaded.checkpointRuns,
+                             referenceCounts: loaded.referenceCounts, input: input)
+        if let stored = loaded.storedVolume {
+            problems += checkVolumeItems(stored, loaded: loaded).map { Problem(message: $0) }
+        }
+        return problems
+    }
+
+    /// Format version 5's lists against what they summarize: the blocks files use against every
+    /// extent, the inode count against the inodes, the orphan list against link counts (for
+    /// inodes the log did not change since: the list is rewritten at the next checkpoint).
+    private static func checkVolumeItems(_ stored: StoredVolumeItems, loaded: LoadedCheckpoint) -> [String] {
+        var problems: [String] = []
+        let used = BlockRunSet(loaded.inodes.flatMap { $0.extents.extents.map(\.physicalRun) })
+        if used != stored.fileBlocks {
+            let listed = stored.fileBlocks.runs.prefix(5).map(\.description).joined(separator: ", ")
+            let found = used.runs.prefix(5).map(\.description).joined(separator: ", ")
+            problems.append("the list of blocks files use does not match their extents (listed: \(listed.isEmpty ? "none" : listed); used: \(found.isEmpty ? "none" : found))")
+        }
+        if stored.inodeCount != UInt64(loaded.inodes.count) {
+            problems.append("the inode count is \(stored.inodeCount) but the volume holds \(loaded.inodes.count) inodes")
+        }
+        let replayed = loaded.sinceCheckpoint.inodes
+        let listed = Set(stored.orphans)
+        for inode in loaded.inodes where !replayed.contains(inode.ino) && (inode.nlink == 0) != listed.contains(inode.ino) {
+            problems.append(inode.nlink == 0 ? "inode \(inode.ino) has link count 0 but is not listed as an orphan"
+                                             : "inode \(inode.ino) is listed as an orphan but has link count \(inode.nlink)")
+        }
+        let present = Set(loaded.inodes.map(\.ino))
+        for ino in listed where !replayed.contains(ino) && !present.contains(ino) {
+            problems.append("orphan \(ino) is listed but the volume does not hold it")
+        }
+        return Array(problems.prefix(1000))
     }
 
     static func check(superblock: Superblock, nextInode: InodeNumber, checkpointRuns: [BlockRun],

@@ -5,7 +5,8 @@ import SystemPackage
 ///
 /// Limits (docs/FORMAT.md, "Limits"; the kernel enforces the first two itself before a request
 /// reaches the daemon, the engine again for in-process callers and images):
-/// - a name is 1 to 255 bytes (XATTR_NAME_MAX) in the user., trusted. or security. namespace;
+/// - a name is 1 to 255 bytes (XATTR_NAME_MAX) in the user., trusted. or security. namespace,
+///   or one of the two POSIX ACL names of system. (whose values AccessControlList validates);
 /// - a value is at most 64 KiB (XATTR_SIZE_MAX);
 /// - the names of one inode, each with its NUL, take at most 64 KiB (XATTR_LIST_MAX), so
 ///   listxattr always fits the buffer the kernel allows; this also bounds the count (9362 names
@@ -58,10 +59,11 @@ struct ExtendedAttributes: Sendable {
     }
 
     /// The kernel's errors for a bad name: ERANGE for its length, EOPNOTSUPP for a namespace
-    /// extentfs does not keep (system.* holds POSIX ACLs, which it does not support), EINVAL
-    /// for a prefix with nothing after it or a NUL inside.
+    /// extentfs does not keep (of system.*, only the POSIX ACLs), EINVAL for a prefix with
+    /// nothing after it or a NUL inside.
     static func check(name: [UInt8]) throws {
         guard !name.isEmpty, name.count <= maxNameBytes else { throw Errno.outOfRange }
+        if AccessControlList.isACLName(name) { return }
         guard let prefix = namespaces.first(where: { name.starts(with: $0) }) else { throw Errno.notSupported }
         guard name.count > prefix.count, !name.contains(0) else { throw Errno.invalidArgument }
     }

@@ -39,6 +39,11 @@ public final class Inode: @unchecked Sendable {
     var atime: Timespec { didSet { noteChange() } }
     var mtime: Timespec { didSet { noteChange() } }
     var ctime: Timespec { didSet { noteChange() } }
+    /// When the inode was created (statx's btime): set once, never changed. The epoch for an
+    /// inode made before format version 6, which did not record it.
+    var btime: Timespec { didSet { noteChange() } }
+    /// chattr flags (InodeFlags): only known ones, whatever the source.
+    var flags: InodeFlags = [] { didSet { noteChange() } }
     var generation: UInt64 = 0 { didSet { noteChange() } }
     /// A directory's parent (its ".."); the root is its own parent.
     var parent: InodeNumber = 0 { didSet { noteChange() } }
@@ -93,8 +98,9 @@ public final class Inode: @unchecked Sendable {
     /// The bytes this inode takes in a checkpoint, in O(1): exact, except that a delayed extent
     /// counts as the one extent it will at least become (docs/FORMAT.md, "Inode").
     var encodedSizeEstimate: Int {
-        // ino, mode, nlink, uid, gid, rdev, size, three times, generation, parent, xattr count.
-        var bytes = 100 + xattrs.encodedBytes
+        // ino, mode, nlink, uid, gid, rdev, size, four times, generation, parent, flags, xattr
+        // count.
+        var bytes = 116 + xattrs.encodedBytes
         switch type {
         case .regular: bytes += 8 + Inode.encodedExtentBytes * extents.extents.count
         case .symlink: bytes += 2 + symlinkTarget.count
@@ -110,10 +116,17 @@ public final class Inode: @unchecked Sendable {
     /// observers can call it on every change.
     @inline(__always)
     private func recount() {
-        guard let metadataSpace else { return }
+        guard metadataSpace != nil || cacheAccount != nil else { return }
         let now = encodedSizeEstimate
-        metadataSpace.inodeBytes += now - countedBytes
-        countedBytes = now
+        if let metadataSpace {
+            metadataSpace.inodeBytes += now - countedBytes
+            countedBytes = now
+        }
+        if let cacheAccount {
+            let charge = InodeCacheState.inodeOverheadBytes + now
+            cacheAccount.bytes += charge - cacheCharge
+            cacheCharge = charge
+        }
     }
 
     /// The inode joins (or, with nil, leaves) a mounted volume's metadata: its size is counted
@@ -149,8 +162,10 @@ public final class Inode: @unchecked Sendable {
     private(set) var countedBytes = 0
     /// A writeback of this file failed since its last fsync, which must report it.
     var writebackFailed = false
-    /// What the inode table charged for it (InodeCacheState), 0 outside the table.
+    /// What the inode table charges for it (InodeCacheState), kept current by `recount`, and
+    /// where; 0 and nil outside the table.
     var cacheCharge = 0
+    var cacheAccount: InodeCacheAccount?
 
     /// Joins a mounted volume's metadata whose MetadataSpace already counts this inode (read
     /// back after it was let go, or counted by mount's scan). Caller holds Metadata.lock.
@@ -173,6 +188,7 @@ public final class Inode: @unchecked Sendable {
         atime = time
         mtime = time
         ctime = time
+        btime = time
         let type = FileType(mode: mode)
         nlink = type == .directory ? 2 : 1
         if type == .directory { directory = Directory() }

@@ -21,7 +21,9 @@ import SystemPackage
 struct InodeCacheState {
     /// Bytes of memory the table may hold for inodes (estimated per inode).
     var budgetBytes: Int
-    private(set) var chargedBytes = 0
+    /// What the members take, kept current as they change (Inode.recount).
+    let account = InodeCacheAccount()
+    var chargedBytes: Int { account.bytes }
     /// Table members in the order they joined: the hand of a second-chance sweep.
     private var order: [InodeNumber] = []
     private var orderHead = 0
@@ -43,20 +45,25 @@ struct InodeCacheState {
 
     mutating func admit(_ inode: Inode) {
         inode.cacheCharge = Self.charge(of: inode)
-        chargedBytes += inode.cacheCharge
+        inode.cacheAccount = account
+        account.bytes += inode.cacheCharge
         order.append(inode.ino)
     }
 
     mutating func noteLoaded() { loads += 1 }
 
     mutating func release(_ inode: Inode) {
-        chargedBytes -= inode.cacheCharge
+        account.bytes -= inode.cacheCharge
         inode.cacheCharge = 0
+        inode.cacheAccount = nil
     }
 
     mutating func noteEvicted() { evictions += 1 }
 
+
     var isOverBudget: Bool { chargedBytes > budgetBytes }
+    /// Entries in the sweep's order (members, and numbers of inodes deleted since, passed over).
+    var memberCount: Int { order.count - orderHead }
 
     /// The next member to consider, or nil when there is none.
     mutating func nextCandidate() -> InodeNumber? {
@@ -78,6 +85,12 @@ struct InodeCacheState {
 
     /// A member that stays gets another turn later.
     mutating func requeue(_ ino: InodeNumber) { order.append(ino) }
+}
+
+/// The inode table's running charge, shared with its members so that a change of an inode's
+/// size changes it in O(1) (as MetadataSpace is). Guarded by Metadata.lock.
+final class InodeCacheAccount {
+    var bytes = 0
 }
 
 extension Metadata {
@@ -122,12 +135,15 @@ extension Metadata {
         return inode
     }
 
-    /// Lets clean inodes go until the table is within its budget, considering a bounded number
-    /// per call (pinned inodes are skipped, not searched past). Caller holds `lock`.
-    func evictToBudget() {
+    /// Lets clean inodes go until the table is within its budget, considering at most `limit`
+    /// members (pinned ones are passed over, not searched past; each member once at most).
+    /// After a checkpoint, what it made clean may all go: the caller passes no limit. Caller
+    /// holds `lock`.
+    func evictToBudget(limit: Int = 64) {
         guard committed != nil, !sinceCheckpoint.everything, cacheState.isOverBudget else { return }
         var considered = 0
-        while cacheState.isOverBudget, considered < 64, let ino = cacheState.nextCandidate() {
+        let members = cacheState.memberCount
+        while cacheState.isOverBudget, considered < min(limit, members), let ino = cacheState.nextCandidate() {
             considered += 1
             guard var inode = inodes.removeValue(forKey: ino) else { continue }  // deleted since
             if isEvictable(inode), isKnownUniquelyReferenced(&inode) {

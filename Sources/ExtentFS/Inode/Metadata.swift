@@ -23,9 +23,10 @@ final class Metadata: @unchecked Sendable {
     var committed: CommittedTree?
     /// Inodes in checkpoints written but not durable yet: held until one is.
     var checkpointInFlight = Set<InodeNumber>()
-    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes * 3 / 4)
-    /// The committed tree's node cache: the rest of the metadata cache's budget.
-    var committedNodeCacheBytes = MountOptions.defaultMetadataCacheBytes / 4
+    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes / 2)
+    /// Each tree's node cache (the committed tree's, which the table reads from, and the journal's,
+    /// the next checkpoint being built): a quarter of the metadata cache's budget each.
+    var treeNodeCacheBytes = max(1 << 20, MountOptions.defaultMetadataCacheBytes / 4)
     /// Where a regular file read back from the tree keeps its pages.
     var pageCache: PageCache?
     var nextInode: InodeNumber
@@ -50,7 +51,7 @@ final class Metadata: @unchecked Sendable {
         referenceCounts.changes = changes
         referenceCounts.metadataSpace = space
         sinceCheckpoint = loaded.sinceCheckpoint
-        var used = loaded.checkpointRuns + loaded.notHeld.usedRuns
+        var fileRuns = loaded.notHeld.usedRuns
         space.inodeBytes += loaded.notHeld.checkpointBytes
         inodeCount = loaded.notHeld.count
         for inode in loaded.inodes {
@@ -59,10 +60,14 @@ final class Metadata: @unchecked Sendable {
             inode.count(in: space)
             inode.changes = changes
             cacheState.admit(inode)
-            for extent in inode.extents.extents { used.append(extent.physicalRun) }
+            if loaded.fileBlocks == nil { for extent in inode.extents.extents { fileRuns.append(extent.physicalRun) } }
         }
-        freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount, used: used)
+        // The blocks files use: the tree's list as the log left it (version 5), or every extent.
+        let fileBlocks = loaded.fileBlocks ?? BlockRunSet(fileRuns)
+        freeSpace = FreeSpace(firstBlock: superblock.firstAllocatableBlock, blockCount: superblock.blockCount,
+                              used: loaded.checkpointRuns + fileBlocks.runs, fileBlocks: fileBlocks)
         freeSpace.metadataSpace = space
+        freeSpace.changes = changes
     }
 
     /// A new inode joins the table; its creation is part of the running transaction.

@@ -20,12 +20,19 @@ final class ChangeSet: @unchecked Sendable {
     /// (DESIGN.md, Durability). Two generations: the running one and the one being written.
     private(set) var unshared: [BlockRun] = []
     private(set) var unsharedCommitting: [BlockRun] = []
+    /// Blocks that became file blocks or stopped being file blocks (FreeSpace.fileBlocks), in
+    /// order: the record carries them, so that mount replays them over the tree's copy.
+    private(set) var fileBlockChanges: [FileBlockChange] = []
 
     init(running: LogSequence) {
         self.running = running
     }
 
-    var isEmpty: Bool { inodes.isEmpty && referenceRuns.isEmpty }
+    var isEmpty: Bool { inodes.isEmpty && referenceRuns.isEmpty && fileBlockChanges.isEmpty }
+
+    func noteFileBlocks(allocated: Bool, _ run: BlockRun) {
+        fileBlockChanges.append(FileBlockChange(allocated: allocated, run: run))
+    }
 
     /// Returns the sequence the change will be logged under.
     func note(_ ino: InodeNumber) -> LogSequence {
@@ -48,20 +55,28 @@ final class ChangeSet: @unchecked Sendable {
     }
 
     /// Closes the running transaction: what it changed, and a new empty one opens.
-    func close() -> (sequence: LogSequence, inodes: Set<InodeNumber>, referenceRuns: [BlockRun], touchesData: Bool) {
+    func close() -> (sequence: LogSequence, inodes: Set<InodeNumber>, referenceRuns: [BlockRun], fileBlockChanges: [FileBlockChange],
+                     touchesData: Bool) {
         defer {
             running += 1
             touchesData = false
             inodes = []
             referenceRuns = []
+            fileBlockChanges = []
             unsharedCommitting += unshared
             unshared = []
         }
-        return (running, inodes, referenceRuns, touchesData || !referenceRuns.isEmpty)
+        return (running, inodes, referenceRuns, fileBlockChanges, touchesData || !referenceRuns.isEmpty || !fileBlockChanges.isEmpty)
     }
 
     /// The closed transactions are durable: their unshared blocks may be written in place.
     func closedAreDurable() {
         unsharedCommitting = []
     }
+}
+
+/// Blocks becoming file blocks (allocated and mapped) or ceasing to be (released by a change).
+struct FileBlockChange: Equatable {
+    var allocated: Bool
+    var run: BlockRun
 }

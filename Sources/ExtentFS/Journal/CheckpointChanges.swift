@@ -11,23 +11,32 @@
 struct CheckpointChanges {
     private(set) var inodes = Set<InodeNumber>()
     private(set) var referenceRuns: [BlockRun] = []
+    /// Ranges where the blocks files use changed (FreeSpace.fileBlocks).
+    private(set) var fileBlockRuns: [BlockRun] = []
     /// Every inode and every reference count, whatever the sets say.
     private(set) var everything: Bool
+    /// Every file block range (an image of version 4, whose tree has none yet), whatever
+    /// `fileBlockRuns` says.
+    var allFileBlocks: Bool
 
     init(everything: Bool) {
         self.everything = everything
+        allFileBlocks = everything
     }
 
-    init(inodes: Set<InodeNumber>, referenceRuns: [BlockRun]) {
+    init(inodes: Set<InodeNumber>, referenceRuns: [BlockRun], fileBlockRuns: [BlockRun] = []) {
         everything = false
+        allFileBlocks = false
         self.inodes = inodes
         self.referenceRuns = referenceRuns
+        self.fileBlockRuns = fileBlockRuns
     }
 
-    mutating func add(inodes changed: Set<InodeNumber>, referenceRuns runs: [BlockRun]) {
+    mutating func add(inodes changed: Set<InodeNumber>, referenceRuns runs: [BlockRun], fileBlockChanges: [FileBlockChange] = []) {
         guard !everything else { return }
         inodes.formUnion(changed)
         referenceRuns += runs
+        if !allFileBlocks { fileBlockRuns += fileBlockChanges.map(\.run) }
     }
 
     /// What a checkpoint writes into the tree, copied out under Metadata.lock.
@@ -39,6 +48,12 @@ struct CheckpointChanges {
         var referenceRuns: [BlockRun]
         /// Copy-on-write: costs nothing until the next change of a count.
         var referenceCounts: ReferenceCounts
+        /// Disjoint, sorted; the tree's file block items over each become `fileBlocks`' there.
+        var fileBlockRuns: [BlockRun]
+        var fileBlocks: BlockRunSet
+        /// Every inode of the volume, and what they take in a checkpoint (MetadataSpace).
+        var inodeCount: UInt64
+        var inodeBytes: Int
     }
 
     /// The snapshot of what changed, and an empty set for the next checkpoint. Caller holds
@@ -46,9 +61,9 @@ struct CheckpointChanges {
     mutating func take(from metadata: Metadata) -> Snapshot {
         defer { self = CheckpointChanges(everything: false) }
         let numbers = everything ? Array(metadata.inodes.keys) : Array(inodes.union(metadata.changes.inodes))
-        let runs = everything
-            ? [BlockRun(start: metadata.superblock.firstAllocatableBlock, count: metadata.superblock.blockCount - metadata.superblock.firstAllocatableBlock)]
-            : BlockRun.merged(referenceRuns + metadata.changes.referenceRuns)
+        let volume = BlockRun(start: metadata.superblock.firstAllocatableBlock, count: metadata.superblock.blockCount - metadata.superblock.firstAllocatableBlock)
+        let runs = everything ? [volume] : BlockRun.merged(referenceRuns + metadata.changes.referenceRuns)
+        let fileBlockRanges = allFileBlocks ? [volume] : BlockRun.merged(fileBlockRuns + metadata.changes.fileBlockChanges.map(\.run))
         let images = numbers.sorted().map { ino -> (InodeNumber, InodeImage?) in
             guard let inode = metadata.inodes[ino] else { return (ino, nil) }
             var image = InodeImage(inode)
@@ -63,6 +78,8 @@ struct CheckpointChanges {
             return (ino, image)
         }
         return Snapshot(nextInode: metadata.nextInode, inodes: images,
-                        referenceRuns: runs, referenceCounts: metadata.referenceCounts)
+                        referenceRuns: runs, referenceCounts: metadata.referenceCounts,
+                        fileBlockRuns: fileBlockRanges, fileBlocks: metadata.freeSpace.fileBlocks,
+                        inodeCount: metadata.inodeCount, inodeBytes: metadata.space.inodeBytes)
     }
 }

@@ -34,6 +34,10 @@ struct LoadedCheckpoint {
     /// The cross-checks of a mount that read inodes on demand, made during its scan (Checker);
     /// nil when `inodes` is everything (check them with Checker.check(superblock:loaded:)).
     var checkProblems: [Checker.Problem]?
+    /// The blocks files use, when the tree holds them (format version 5) and mount read them.
+    var fileBlocks: BlockRunSet?
+    /// A version 5 tree read whole (fsck): its volume items as the log leaves them.
+    var storedVolume: StoredVolumeItems?
     /// Damage to what only the older superblock copy reaches (its checkpoint does not read
     /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
     /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.
@@ -59,6 +63,8 @@ struct InodeImage {
     var atime: Timespec
     var mtime: Timespec
     var ctime: Timespec
+    var btime: Timespec
+    var flags: InodeFlags
     var generation: UInt64
     var parent: InodeNumber
     var xattrs: ExtendedAttributes
@@ -84,6 +90,8 @@ struct InodeImage {
         atime = inode.atime
         mtime = inode.mtime
         ctime = inode.ctime
+        btime = inode.btime
+        flags = inode.flags
         generation = inode.generation
         parent = inode.parent
         xattrs = inode.xattrs
@@ -95,6 +103,24 @@ struct InodeImage {
     }
 
     var type: FileType { FileType(mode: mode) ?? .regular }
+}
+
+/// The fields an encoded inode image holds, by the format version that wrote it: a decoder
+/// must know which (an image does not say). Trees carry their superblock's version, log records
+/// say it by the kind of each change (LogRecord), whole checkpoints are all before version 6.
+enum InodeImageLayout: Sendable {
+    /// Versions 2 to 4: no birth time, no flags.
+    case beforeVersion6
+    /// Version 6 on: btime after ctime, u32 flags after the parent.
+    case version6
+
+    static let current = InodeImageLayout.version6
+    /// The first format version whose images carry btime and flags.
+    static let firstVersionWithFlags: UInt32 = 6
+
+    init(version: UInt32) {
+        self = version >= InodeImageLayout.firstVersionWithFlags ? .version6 : .beforeVersion6
+    }
 }
 
 enum CheckpointCodec {
@@ -113,8 +139,10 @@ enum CheckpointCodec {
         writer.raw(payloadMagic)
         writer.u64(nextInode)
         writer.u64(UInt64(inodes.count))
+        // Whole checkpoints are versions 2 and 3 only (read for conversion, and made by tests
+        // and the fuzzer to exercise that): their images have the layout of then.
         for image in inodes.sorted(by: { $0.ino < $1.ino }) {
-            encode(image, into: &writer)
+            encode(image, into: &writer, layout: .beforeVersion6)
         }
         writer.u64(UInt64(referenceCounts.entries.count))
         for entry in referenceCounts.entries {
@@ -125,7 +153,7 @@ enum CheckpointCodec {
         return writer.bytes
     }
 
-    static func encode(_ inode: InodeImage, into writer: inout ByteWriter) {
+    static func encode(_ inode: InodeImage, into writer: inout ByteWriter, layout: InodeImageLayout = .current) {
         writer.u64(inode.ino)
         writer.u32(inode.mode)
         writer.u32(inode.nlink)
@@ -133,12 +161,14 @@ enum CheckpointCodec {
         writer.u32(inode.gid)
         writer.u64(inode.rdev)
         writer.u64(inode.size)
-        for time in [inode.atime, inode.mtime, inode.ctime] {
+        let times = layout == .version6 ? [inode.atime, inode.mtime, inode.ctime, inode.btime] : [inode.atime, inode.mtime, inode.ctime]
+        for time in times {
             writer.i64(time.seconds)
             writer.u32(UInt32(time.nanoseconds))
         }
         writer.u64(inode.generation)
         writer.u64(inode.parent)
+        if layout == .version6 { writer.u32(inode.flags.rawValue) }
         writer.u64(UInt64(inode.xattrs.count))
         for name in inode.xattrs.sortedNames {
             writer.blob16(name)
@@ -183,7 +213,7 @@ enum CheckpointCodec {
         var inodes: [Inode] = []
         inodes.reserveCapacity(inodeCount)
         for _ in 0..<inodeCount {
-            let inode = try decodeInode(&reader, superblock: superblock, cache: cache)
+            let inode = try decodeInode(&reader, superblock: superblock, layout: .beforeVersion6, cache: cache)
             guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
                 throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
             }
@@ -233,7 +263,11 @@ enum CheckpointCodec {
         return FileExtent(logical: logical, length: length, physical: physical, state: state)
     }
 
-    static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, cache: PageCache?) throws -> Inode {
+    /// An image of `layout`. Flags other than InodeFlags.known are damage, not masked: they
+    /// come from no extentfs, and a flag dropped silently could be an immutable file made
+    /// writable.
+    static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, layout: InodeImageLayout,
+                            cache: PageCache?) throws -> Inode {
         let ino = try reader.u64()
         let mode = try reader.u32()
         guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
@@ -243,7 +277,7 @@ enum CheckpointCodec {
         let rdev = try reader.u64()
         let size = try reader.u64()
         var times: [Timespec] = []
-        for _ in 0..<3 {
+        for _ in 0..<(layout == .version6 ? 4 : 3) {
             let seconds = try reader.i64()
             let nanoseconds = try reader.u32()
             guard nanoseconds < 1_000_000_000 else { throw DecodingError(description: "inode \(ino) has an invalid timestamp") }
@@ -255,15 +289,26 @@ enum CheckpointCodec {
         inode.size = size
         inode.mtime = times[1]
         inode.ctime = times[2]
+        // Before version 6 the birth time was not kept: the epoch says "not known".
+        inode.btime = layout == .version6 ? times[3] : Timespec(seconds: 0, nanoseconds: 0)
         inode.generation = try reader.u64()
         inode.parent = try reader.u64()
+        if layout == .version6 {
+            let rawFlags = try reader.u32()
+            let flags = InodeFlags(rawValue: rawFlags)
+            guard flags.isSubset(of: .known) else {
+                throw DecodingError(description: "inode \(ino) has unknown flags 0x\(String(rawFlags & ~InodeFlags.known.rawValue, radix: 16))")
+            }
+            inode.flags = flags
+        }
         guard size <= Superblock.maxFileSize else { throw DecodingError(description: "inode \(ino) has size \(size), past the largest file") }
         let xattrCount = try reader.count(minimumItemSize: 6)
         for _ in 0..<xattrCount {
             let name = try reader.blob16()
             let value = try reader.blob32()
             guard ExtendedAttributes.isValid(name: name), inode.xattrs[name] == nil,
-                  inode.xattrs.fits(name: name, valueBytes: value.count) else {
+                  inode.xattrs.fits(name: name, valueBytes: value.count),
+                  !AccessControlList.isACLName(name) || AccessControlList.isStorable(value, named: name, mode: mode) else {
                 throw DecodingError(description: "inode \(ino) has a malformed extended attribute, or more than an inode may hold")
             }
             inode.xattrs[name] = value

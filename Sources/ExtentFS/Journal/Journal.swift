@@ -54,24 +54,28 @@ final class Journal: @unchecked Sendable {
     /// The checkpoint as a tree, and where its nodes live. Guarded by checkpointLock.
     private let treeStorage: TreeStorage
     private let tree: MetadataTree
+    /// Commits, checkpoints and the log's use, for `extentfs stats`.
+    let counters: EngineCounters
 
-    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) throws {
+    init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint, counters: EngineCounters = EngineCounters()) throws {
         self.store = store
         self.metadata = metadata
+        self.counters = counters
         log = LogRing(store: store, superblock: metadata.superblock, head: loaded.logHead, reclaimTail: loaded.logReclaimTail)
         durable = loaded.logHead.sequence - 1
         treeStorage = TreeStorage(store: store, metadata: metadata, loaded: loaded)
         tree = MetadataTree(tree: try BTree(root: metadata.superblock.checkpoint.treeRoot, owner: MetadataTree.owner,
                                             device: treeStorage, allocator: treeStorage,
-                                            cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
+                                            cache: NodeCache(budgetBytes: metadata.treeNodeCacheBytes)),
                             superblock: metadata.superblock)
         metadata.withLock { metadata.space.heldBlocks = treeStorage.heldBlocks }
         // The inode table reads what it does not hold from the newest durable checkpoint, once
         // that holds everything (an older image's first checkpoint is still to come).
         if !loaded.sinceCheckpoint.everything, metadata.superblock.checkpoint.treeRoot != nil {
-            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.committedNodeCacheBytes)
+            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.treeNodeCacheBytes)
             metadata.withLock { metadata.committed = committed }
         }
+        counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
     }
 
     /// Logs every change up to transaction `target` (all of them by default) and flushes; returns
@@ -145,6 +149,8 @@ final class Journal: @unchecked Sendable {
             } catch {
                 throw shutdown.trigger("writing log record \(closed.sequence) failed: \(error)")
             }
+            counters.logCommits.wrappingAdd(1, ordering: .relaxed)
+            counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
         } else {
             // Too big for the room the log has: two checkpoints record it instead, so that both
             // superblock copies hold it (the older copy's log replay would stop before it). The
@@ -165,6 +171,9 @@ final class Journal: @unchecked Sendable {
             metadata.withLock {
                 for run in closed.frees { metadata.freeSpace.free(run) }
                 metadata.changes.closedAreDurable()
+                if let inconsistency = metadata.freeSpace.inconsistency {
+                    _ = shutdown.trigger("the metadata contradicts itself: \(inconsistency); run extentfs fsck")
+                }
             }
         }
         return true
@@ -231,7 +240,7 @@ final class Journal: @unchecked Sendable {
                     if let committed = metadata.committed {
                         try committed.advance(to: superblock, freed: unreachable)
                     } else {
-                        metadata.committed = try CommittedTree(store: store, superblock: superblock, cacheBytes: metadata.committedNodeCacheBytes)
+                        metadata.committed = try CommittedTree(store: store, superblock: superblock, cacheBytes: metadata.treeNodeCacheBytes)
                     }
                 } catch {
                     throw shutdown.trigger("opening checkpoint \(superblock.sequence) for reading failed: \(error)")
@@ -242,11 +251,13 @@ final class Journal: @unchecked Sendable {
                 for run in unreachable { metadata.freeSpace.free(run) }
                 metadata.space.heldBlocks = treeStorage.heldBlocks
                 metadata.superblock = superblock
-                metadata.evictToBudget()
+                metadata.evictToBudget(limit: .max)
             }
         }
         // The other copy (the previous newest) replays from its tail: keep the log from there.
         log.reclaim(upTo: prepared.previous.logTail.offset)
+        counters.checkpoints.wrappingAdd(1, ordering: .relaxed)
+        counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)
     }
 
     struct CheckpointSnapshot {

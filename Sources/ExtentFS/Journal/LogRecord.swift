@@ -6,13 +6,19 @@
 /// before it but the state it was logged over.
 ///
 ///     u64 next inode number
-///     u64 inode count, per inode: u8 kind (1 image, 2 removed, 3 directory changes), then the
-///         inode as in a checkpoint (kind 1), u64 inode number (kind 2), or (kind 3, format
-///         version 3) the directory as in a checkpoint but with no entries, then u64 change
-///         count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
-///         u64 inode, u64 cookie, u8 type
+///     u64 inode count, per inode: u8 kind (1 or 4 image, 2 removed, 3 or 5 directory changes),
+///         then the inode as in a checkpoint (kind 1, 4), u64 inode number (kind 2), or (kind 3,
+///         5; format version 3) the directory as in a checkpoint but with no entries, then u64
+///         change count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
+///         u64 inode, u64 cookie, u8 type. Kinds 4 and 5 (format version 6) are 1 and 3 with
+///         the image's version 6 layout (btime and flags); 1 and 3 are still read, as images
+///         of the layout before (InodeImageLayout).
 ///     u64 range count, per range: u64 first block, u64 block count,
 ///         u64 entry count, per entry: u64 first block, u64 block count, u32 count (>= 2)
+///     (format version 5, when the volume is) u8 1, u64 inode count, u64 inode checkpoint bytes,
+///         u64 file block change count, per change: u8 (1 became file blocks, 2 ceased to be),
+///         u64 first block, u64 block count. A record without it (an older volume's) changes none
+///         of these: it is recognized by ending after the reference ranges.
 struct LogRecord {
     enum Change {
         case image(InodeImage)
@@ -25,9 +31,34 @@ struct LogRecord {
     /// checkpoint writes version 3) gets whole images, which version 2 reads.
     static let directoryChangesVersion: UInt32 = 3
 
+    /// The kinds of an inode change, and the image layout each carries. The layout is tied to
+    /// the kind, not to the superblock's version: the older superblock copy of an image
+    /// converted at its last checkpoint may replay records written after it. A record of kind 4
+    /// or 5 is written only once a checkpoint has made the superblock version 6 (an image of an
+    /// older version converts at mount, before anything is logged: FileSystem.mount), so an
+    /// older extentfs never finds one in a log it would replay.
+    enum Kind {
+        static let legacyImage: UInt8 = 1
+        static let removed: UInt8 = 2
+        static let legacyDirectoryChanges: UInt8 = 3
+        static let image: UInt8 = 4
+        static let directoryChanges: UInt8 = 5
+    }
+
     var nextInode: InodeNumber
     var inodes: [Change]
     var referenceRanges: [(run: BlockRun, entries: [ReferenceCounts.Entry])]
+    /// What the version 5 part carries (nil: the volume is older, the record has none of it).
+    var volume: VolumeChanges?
+
+    struct VolumeChanges {
+        var inodeCount: UInt64
+        var inodeBytes: UInt64
+        var fileBlockChanges: [FileBlockChange]
+    }
+
+    /// Format version 5 keeps the blocks files use, the inode count and orphans in the tree.
+    static let volumeItemsVersion: UInt32 = 5
 
     /// Changes a block map, a logged size or reference counts (not written: decides the preflush).
     var touchesData = false
@@ -37,7 +68,7 @@ struct LogRecord {
     /// Caller holds Metadata.lock: closes the running transaction and copies what it changed.
     static func close(_ metadata: Metadata) -> (sequence: LogSequence, record: LogRecord) {
         let closed = metadata.changes.close()
-        metadata.sinceCheckpoint.add(inodes: closed.inodes, referenceRuns: closed.referenceRuns)
+        metadata.sinceCheckpoint.add(inodes: closed.inodes, referenceRuns: closed.referenceRuns, fileBlockChanges: closed.fileBlockChanges)
         var inodes: [Change] = []
         inodes.reserveCapacity(closed.inodes.count)
         let entryChangesAllowed = metadata.superblock.version >= directoryChangesVersion
@@ -57,8 +88,12 @@ struct LogRecord {
             if inode.type == .directory { inode.unloggedEntryChanges = [] }
         }
         let ranges = BlockRun.merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
+        let volume = metadata.superblock.version >= volumeItemsVersion
+            ? VolumeChanges(inodeCount: metadata.inodeCount, inodeBytes: UInt64(max(0, metadata.space.inodeBytes)),
+                            fileBlockChanges: closed.fileBlockChanges)
+            : nil
         return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges,
-                                           touchesData: closed.touchesData))
+                                           volume: volume, touchesData: closed.touchesData))
     }
 
     /// The payload.
@@ -69,14 +104,14 @@ struct LogRecord {
         for change in inodes {
             switch change {
             case .image(let image):
-                writer.u8(1)
-                CheckpointCodec.encode(image, into: &writer)
+                writer.u8(Kind.image)
+                CheckpointCodec.encode(image, into: &writer, layout: .version6)
             case .removed(let ino):
-                writer.u8(2)
+                writer.u8(Kind.removed)
                 writer.u64(ino)
             case .directoryChanges(let image, let entryChanges):
-                writer.u8(3)
-                CheckpointCodec.encode(image, into: &writer)
+                writer.u8(Kind.directoryChanges)
+                CheckpointCodec.encode(image, into: &writer, layout: .version6)
                 writer.u64(UInt64(entryChanges.count))
                 for change in entryChanges {
                     switch change {
@@ -104,6 +139,17 @@ struct LogRecord {
                 writer.u32(entry.count)
             }
         }
+        if let volume {
+            writer.u8(1)
+            writer.u64(volume.inodeCount)
+            writer.u64(volume.inodeBytes)
+            writer.u64(UInt64(volume.fileBlockChanges.count))
+            for change in volume.fileBlockChanges {
+                writer.u8(change.allocated ? 1 : 2)
+                writer.u64(change.run.start)
+                writer.u64(change.run.count)
+            }
+        }
         return writer.bytes
     }
 
@@ -117,12 +163,13 @@ struct LogRecord {
         for _ in 0..<count {
             let kind = try reader.u8()
             switch kind {
-            case 1, 3:
-                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+            case Kind.legacyImage, Kind.legacyDirectoryChanges, Kind.image, Kind.directoryChanges:
+                let layout: InodeImageLayout = kind == Kind.image || kind == Kind.directoryChanges ? .version6 : .beforeVersion6
+                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: layout, cache: cache)
                 guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
-                if kind == 1 {
+                if kind == Kind.legacyImage || kind == Kind.image {
                     changes.append((inode.ino, inode, nil))
                     continue
                 }
@@ -132,7 +179,7 @@ struct LogRecord {
                     throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
                 }
                 changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino)))
-            case 2:
+            case Kind.removed:
                 changes.append((try reader.u64(), nil, nil))
             default:
                 throw DecodingError(description: "log record has an inode change of unknown kind \(kind)")
@@ -160,6 +207,28 @@ struct LogRecord {
             }
             ranges.append((run, entries))
         }
+        var volume: VolumeChanges?
+        if reader.remaining > 0 {
+            guard try reader.u8() == 1 else { throw DecodingError(description: "log record has an unknown part after its reference counts") }
+            let inodeCount = try reader.u64()
+            let inodeBytes = try reader.u64()
+            guard inodeCount <= superblock.maxInodes, inodeBytes <= superblock.blockCount &* UInt64(superblock.blockSize) else {
+                throw DecodingError(description: "log record has an inode count or size out of range")
+            }
+            let changeCount = try reader.count(minimumItemSize: 17)
+            var fileBlockChanges: [FileBlockChange] = []
+            fileBlockChanges.reserveCapacity(changeCount)
+            for _ in 0..<changeCount {
+                let kind = try reader.u8()
+                let run = BlockRun(start: try reader.u64(), count: try reader.u64())
+                guard kind == 1 || kind == 2, run.count > 0, run.start >= superblock.firstAllocatableBlock,
+                      run.start < superblock.blockCount, run.count <= superblock.blockCount - run.start else {
+                    throw DecodingError(description: "log record has a malformed file block change \(run)")
+                }
+                fileBlockChanges.append(FileBlockChange(allocated: kind == 1, run: run))
+            }
+            volume = VolumeChanges(inodeCount: inodeCount, inodeBytes: inodeBytes, fileBlockChanges: fileBlockChanges)
+        }
         guard reader.remaining == 0 else { throw DecodingError(description: "log record has \(reader.remaining) trailing bytes") }
         state.nextInode = nextInode
         for (ino, inode, entryChanges) in changes {
@@ -176,6 +245,14 @@ struct LogRecord {
         for (run, entries) in ranges {
             state.referenceCounts.replace(run, with: entries)
             state.changedReferenceRuns.append(run)
+        }
+        if let volume {
+            state.inodeCount = volume.inodeCount
+            state.inodeBytes = volume.inodeBytes
+            for change in volume.fileBlockChanges {
+                if change.allocated { state.fileBlocks.insert(change.run) } else { state.fileBlocks.remove(change.run) }
+            }
+            state.fileBlockChanges += volume.fileBlockChanges
         }
     }
 }
@@ -224,6 +301,12 @@ struct ReplayState {
     var changedReferenceRuns: [BlockRun] = []
     /// Inodes a record removed (so not to be read from the checkpoint again).
     var removed = Set<InodeNumber>()
+    /// Format version 5: the blocks files use, the inode count and bytes, as the tree holds them
+    /// and the records change them (meaningful only when the tree holds them).
+    var fileBlocks = BlockRunSet()
+    var fileBlockChanges: [FileBlockChange] = []
+    var inodeCount: UInt64?
+    var inodeBytes: UInt64?
     /// Reads an inode the checkpoint holds and `inodes` does not (nil: `inodes` is everything).
     var loadFromCheckpoint: ((InodeNumber) throws -> Inode?)?
 

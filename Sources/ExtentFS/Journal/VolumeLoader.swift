@@ -72,8 +72,9 @@ enum VolumeLoader {
         let superblock = choice.superblock
         let treeImage = superblock.version >= Superblock.treeVersion
         var opened: MetadataTree?
+        var volume: StoredVolumeItems?
         var loaded = try treeImage
-            ? loadTree(store, choice: choice, cache: cache, whole: !onDemand, opened: &opened)
+            ? loadTree(store, choice: choice, cache: cache, whole: !onDemand, opened: &opened, volume: &volume)
             : loadWholeCheckpoints(store, choice: choice, cache: cache)
         let checkpointNextInode = loaded.nextInode
         func damaged(_ error: any Error) -> ExtentFSError {
@@ -86,6 +87,7 @@ enum VolumeLoader {
                                     }
                                 })
         for inode in loaded.inodes { state.inodes[inode.ino] = inode }
+        if let volume { state.fileBlocks = volume.fileBlocks }
         var replayed = 0
         let head: LogPosition
         do {
@@ -98,17 +100,27 @@ enum VolumeLoader {
         }
         loaded.nextInode = state.nextInode
         loaded.inodes = Array(state.inodes.values)
-        if let opened {
-            do {
-                try scanNotReplayed(opened, state: state, into: &loaded, superblock: superblock, cache: cache)
-            } catch let error as ExtentFSError {
-                throw error
-            } catch {
-                throw damaged(error)
+        do {
+            if let opened, let volume {
+                try holdWhatMountNeeds(opened, volume: volume, state: state, into: &loaded, cache: cache)
+            } else if let volume {
+                // Read whole (fsck): the volume items as replay leaves them, for the checker.
+                loaded.storedVolume = StoredVolumeItems(fileBlocks: state.fileBlocks, inodeCount: state.inodeCount ?? volume.inodeCount,
+                                                        inodeBytes: state.inodeBytes ?? volume.inodeBytes, orphans: volume.orphans)
             }
+        } catch let error as ExtentFSError {
+            throw error
+        } catch {
+            throw damaged(error)
+        }
+        if !treeImage || volume == nil {
+            // The tree has no volume items yet (versions 2-4): the next checkpoint writes them
+            // all, orphans included (they are held: listed by the changed inodes).
+            loaded.sinceCheckpoint.allFileBlocks = true
+            for inode in loaded.inodes where inode.nlink == 0 { state.changed.insert(inode.ino) }
         }
         loaded.referenceCounts = state.referenceCounts
-        loaded.sinceCheckpoint.add(inodes: state.changed, referenceRuns: state.changedReferenceRuns)
+        loaded.sinceCheckpoint.add(inodes: state.changed, referenceRuns: state.changedReferenceRuns, fileBlockChanges: state.fileBlockChanges)
         loaded.logHead = head
         loaded.replayedRecords = replayed
         loaded.logReclaimTail = superblock.logTail.offset
@@ -118,41 +130,44 @@ enum VolumeLoader {
         return loaded
     }
 
-    /// One pass over the tree for what replay did not change: gathered for the cross-checks,
-    /// counted, their blocks noted as used; the root and orphans (link count 0: mount frees them)
-    /// read again into `loaded.inodes`, the rest let go. Called after replay, whose records are
-    /// newer than the tree for every inode they name.
-    private static func scanNotReplayed(_ tree: MetadataTree, state: ReplayState, into loaded: inout LoadedCheckpoint,
-                                        superblock: Superblock, cache: PageCache?) throws {
-        var input = CheckInput()
-        for inode in loaded.inodes { input.add(inode) }
-        var kept: [InodeNumber] = []
-        var notHeld = NotHeldInodes()
-        let checkpointNextInode = loaded.nextInode
-        try tree.forEachInode(cache: nil) { inode in
-            guard state.inodes[inode.ino] == nil, !state.removed.contains(inode.ino) else { return }
-            input.add(inode)
-            if inode.nlink == 0 || inode.ino == FileSystem.rootInode {
-                kept.append(inode.ino)
-                return
+    /// Format version 5: mount holds the root, the orphans the tree lists and what replay
+    /// changed, and takes the rest (counts, the blocks files use) from the tree's volume items as
+    /// the log leaves them, reading no other inode. What it read is checked as it is read; the
+    /// cross-checks of every structure are fsck's. One cheap one stays: no tree node may be a
+    /// file block (a damaged file block list would let data be written over metadata).
+    private static func holdWhatMountNeeds(_ tree: MetadataTree, volume: StoredVolumeItems, state: ReplayState,
+                                           into loaded: inout LoadedCheckpoint, cache: PageCache?) throws {
+        let nextInode = max(loaded.nextInode, state.nextInode)
+        for ino in [FileSystem.rootInode] + volume.orphans where state.inodes[ino] == nil && !state.removed.contains(ino) {
+            guard let inode = try tree.loadInode(ino, nextInode: nextInode, cache: cache) else {
+                throw DecodingError(description: "inode \(ino) (the root, or listed as an orphan) is not in the metadata tree")
             }
-            notHeld.count += 1
-            notHeld.checkpointBytes += inode.encodedSizeEstimate
-            for extent in inode.extents.extents { notHeld.usedRuns.append(extent.physicalRun) }
+            loaded.inodes.append(inode)
         }
-        for ino in kept {
-            if let inode = try tree.loadInode(ino, nextInode: max(checkpointNextInode, state.nextInode), cache: cache) { loaded.inodes.append(inode) }
+        guard let root = loaded.inodes.first(where: { $0.ino == FileSystem.rootInode }), root.type == .directory else {
+            throw DecodingError(description: "the root directory (inode 1) is missing or not a directory")
         }
-        loaded.notHeld = notHeld
-        loaded.checkProblems = Checker.check(superblock: superblock, nextInode: state.nextInode, checkpointRuns: loaded.checkpointRuns,
-                                             referenceCounts: state.referenceCounts, input: input)
+        let total = state.inodeCount ?? volume.inodeCount
+        let bytes = Int(clamping: state.inodeBytes ?? volume.inodeBytes)
+        guard total >= UInt64(loaded.inodes.count) else {
+            throw DecodingError(description: "the inode count \(total) is below the \(loaded.inodes.count) inodes mount holds")
+        }
+        let heldBytes = loaded.inodes.reduce(0) { $0 + $1.encodedSizeEstimate }
+        loaded.notHeld = NotHeldInodes(count: total - UInt64(loaded.inodes.count), checkpointBytes: max(0, bytes - heldBytes),
+                                       usedRuns: state.fileBlocks.runs)
+        loaded.fileBlocks = state.fileBlocks
+        if let run = loaded.checkpointRuns.first(where: { state.fileBlocks.intersects($0) }) {
+            throw DecodingError(description: "metadata tree block \(run) is also listed as a file block")
+        }
+        loaded.checkProblems = []
     }
 
-    /// Version 4: the newest copy's tree, read whole (`whole`) or opened for reading on demand
-    /// (`opened`); the older copy's nodes that the newest does not reach are held until the next
-    /// checkpoint replaces that copy.
+    /// Version 4 on: the newest copy's tree, read whole (`whole`, or a tree without the volume
+    /// items of version 5: they are needed to mount without reading every inode) or opened for
+    /// reading on demand (`opened`); the older copy's nodes that the newest does not reach are
+    /// held until the next checkpoint replaces that copy.
     private static func loadTree(_ store: BackingStore, choice: SuperblockChoice, cache: PageCache?, whole: Bool,
-                                 opened: inout MetadataTree?) throws -> LoadedCheckpoint {
+                                 opened: inout MetadataTree?, volume: inout StoredVolumeItems?) throws -> LoadedCheckpoint {
         let superblock = choice.superblock
         func damaged(_ reason: String) -> ExtentFSError {
             ExtentFSError("\(store.path) is a damaged extentfs image: \(reason)", errno: .ioError)
@@ -165,28 +180,45 @@ enum VolumeLoader {
         }
         let newest: (tree: MetadataTree, report: TreeCheckReport)
         do {
-            newest = try openTree(store, superblock: superblock)
+            // Mount reads only the tree's internal nodes here (a leaf's address is in its parent).
+            newest = try openTree(store, superblock: superblock, readEveryNode: whole)
         } catch {
             throw damaged("the metadata tree: \(error)")
         }
         var loaded: LoadedCheckpoint
         do {
-            if whole {
-                let (nextInode, inodes, referenceCounts) = try newest.tree.loadAll(cache: cache)
-                loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
-            } else {
-                loaded = LoadedCheckpoint(nextInode: try newest.tree.storedNextInode(), inodes: [],
-                                          referenceCounts: try newest.tree.loadReferenceCounts())
+            var onDemand: (nextInode: InodeNumber, object: (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?))?
+            // A tree of images in an older layout is read whole: its first checkpoint rewrites
+            // every image (below), so every inode must be in memory until then.
+            if !whole, superblock.version >= InodeImageLayout.firstVersionWithFlags {
+                let nextInode = try newest.tree.storedNextInode()
+                onDemand = (nextInode, try newest.tree.loadVolumeObject(nextInode: nextInode))
+            }
+            if let onDemand, let items = onDemand.object.volume {
+                loaded = LoadedCheckpoint(nextInode: onDemand.nextInode, inodes: [], referenceCounts: onDemand.object.referenceCounts)
+                volume = items
                 opened = newest.tree
+            } else {
+                var inodes: [Inode] = []
+                let (nextInode, referenceCounts) = try newest.tree.forEachInode(cache: cache, volume: &volume) { inodes.append($0) }
+                loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
             }
         } catch {
             throw damaged("the metadata tree: \(error)")
         }
-        loaded.sinceCheckpoint = CheckpointChanges(inodes: [], referenceRuns: [])
+        // A version 4 tree holds images of the layout before version 5: the first checkpoint
+        // rewrites every one (and only the images: entries and extents are stored as they were),
+        // so that a version 5 tree holds no image of the old layout. O(the inodes), once.
+        let oldImages = superblock.version < InodeImageLayout.firstVersionWithFlags ? Set(loaded.inodes.map(\.ino)) : []
+        loaded.sinceCheckpoint = CheckpointChanges(inodes: oldImages, referenceRuns: [])
         loaded.treeNodes = UInt64(newest.report.nodes)
         loaded.treeHeight = newest.report.height
         loaded.treeUnderfilledNodes = newest.report.underfilledNodes
         let newestNodes = newest.report.storedAddresses
+        // A leaf's address comes from its parent unread: it must be a data block all the same.
+        if let outside = newestNodes.first(where: { $0 < superblock.firstAllocatableBlock || $0 >= superblock.blockCount }) {
+            throw damaged("the metadata tree: metadata tree node address \(outside) is outside the volume's data blocks")
+        }
         loaded.checkpointRuns = newestNodes.map { BlockRun(start: $0, count: 1) }
         if let older = choice.older, older.sequence % 2 != superblock.sequence % 2 {
             // An older copy whose checkpoint cannot be read reaches nothing this mount could keep
@@ -195,7 +227,10 @@ enum VolumeLoader {
             // durable), so that is damage: reported (fsck), and healed by the next checkpoint.
             do {
                 if older.version >= Superblock.treeVersion {
-                    let olderNodes = try openTree(store, superblock: older).report.storedAddresses
+                    let olderNodes = try openTree(store, superblock: older, readEveryNode: whole).report.storedAddresses
+                    if let outside = olderNodes.first(where: { $0 < older.firstAllocatableBlock || $0 >= older.blockCount }) {
+                        throw DecodingError(description: "metadata tree node address \(outside) is outside the volume's data blocks")
+                    }
                     loaded.heldUntilNextCheckpoint = Set(olderNodes).subtracting(newestNodes).sorted().map { BlockRun(start: $0, count: 1) }
                 } else {
                     loaded.heldUntilNextCheckpoint = try checkpointRuns(store, superblock: older)
@@ -208,13 +243,22 @@ enum VolumeLoader {
         return loaded
     }
 
-    /// A superblock's tree, checked node by node (structure, checksums, key order), and the
-    /// addresses of all its nodes.
-    static func openTree(_ store: BackingStore, superblock: Superblock) throws -> (tree: MetadataTree, report: TreeCheckReport) {
+    /// A superblock's tree and the addresses of all its nodes: every node read and checked
+    /// (structure, checksums, key order; fsck), or only the internal ones (mount: a leaf is
+    /// checked when it is read).
+    static func openTree(_ store: BackingStore, superblock: Superblock, readEveryNode: Bool = true) throws -> (tree: MetadataTree, report: TreeCheckReport) {
         let device = TreeReader(store: store, superblock: superblock)
         let tree = try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
                              allocator: device, cache: NodeCache(budgetBytes: MetadataTree.cacheBytes))
-        let report = try tree.check()
+        var report: TreeCheckReport
+        if readEveryNode {
+            report = try tree.check()
+        } else {
+            report = TreeCheckReport()
+            report.storedAddresses = try tree.storedNodeAddresses()
+            report.nodes = report.storedAddresses.count
+            report.height = superblock.checkpoint.treeRoot.map { Int($0.level) + 1 } ?? 0
+        }
         return (MetadataTree(tree: tree, superblock: superblock), report)
     }
 

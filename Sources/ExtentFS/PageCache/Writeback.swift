@@ -53,6 +53,7 @@ extension FileSystem {
             }
             batch.abandon(space)
             metadata.withLock { inode.writebackFailed = true }
+            engineCounters.writebackErrors.wrappingAdd(1, ordering: .relaxed)
             logger.error("writeback of inode \(inode.ino) failed: \(error)")
             throw Errno.ioError
         }
@@ -161,7 +162,7 @@ extension FileSystem {
         let newPhysical = try metadata.transaction { () -> UInt64 in
             if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
             guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
-                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1).first else {
+                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1, mappedNow: false).first else {
                 throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
             }
             return run.start
@@ -245,6 +246,7 @@ extension FileSystem {
         pausePoint(.writebackBeforeWrite)
         try journal.shutdown.check()
         try batch.runs.write(to: store)
+        EngineCounters.add(engineCounters.writtenBackBytes, batch.runs.totalBytes)
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
             metadata.transaction {
                 for block in batch.conversions {
@@ -253,6 +255,7 @@ extension FileSystem {
                     }
                 }
                 for remap in batch.cowRemaps {
+                    metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1))
                     releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
                 }
             }

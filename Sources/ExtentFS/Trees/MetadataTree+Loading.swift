@@ -20,16 +20,28 @@ extension MetadataTree {
     /// Everything the tree holds, checked as the whole-checkpoint decoder checks it.
     func loadAll(cache: PageCache?) throws -> (nextInode: InodeNumber, inodes: [Inode], referenceCounts: ReferenceCounts) {
         var inodes: [Inode] = []
-        let (nextInode, referenceCounts) = try forEachInode(cache: cache) { inodes.append($0) }
+        var volume: StoredVolumeItems?
+        let (nextInode, referenceCounts) = try forEachInode(cache: cache, volume: &volume) { inodes.append($0) }
         return (nextInode, inodes, referenceCounts)
+    }
+
+    /// Object 0, the volume's own items, checked as `forEachInode` checks them: the reference
+    /// counts, and format version 5's volume items (the blocks files use, the counts, the orphans;
+    /// nil: a version 4 tree, which has none). Reads no inode.
+    func loadVolumeObject(nextInode: InodeNumber) throws -> (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?) {
+        var builder = VolumeItemsBuilder()
+        var cursor = tree.cursor(from: TreeKey(object: 0, kind: 0, offset: 0), through: TreeKey(object: 0, kind: .max, offset: .max))
+        while let item = try cursor.next() { try builder.add(item, tree: self, nextInode: nextInode) }
+        return (ReferenceCounts(validated: builder.references), try builder.finish())
     }
 
     /// Calls `body` with every inode, whole (its entries or extents in it), in number order, and
     /// returns the next inode number and the reference counts. Holds one inode's items at a time.
     @discardableResult
-    func forEachInode(cache: PageCache?, _ body: (Inode) throws -> Void) throws -> (nextInode: InodeNumber, referenceCounts: ReferenceCounts) {
+    func forEachInode(cache: PageCache?, volume: inout StoredVolumeItems?,
+                      _ body: (Inode) throws -> Void) throws -> (nextInode: InodeNumber, referenceCounts: ReferenceCounts) {
         let nextInode = try storedNextInode()
-        var referenceEntries: [ReferenceCounts.Entry] = []
+        var volumeItems = VolumeItemsBuilder()
         var objectItems: [TreeItem] = []
         var inodeCount: UInt64 = 0
         func finishObject() throws {
@@ -44,19 +56,8 @@ extension MetadataTree {
         var cursor = tree.cursor()
         while let item = try cursor.next() {
             switch (item.key.object, item.key.kind) {
-            case (0, Kind.nextInodeNumber) where item.key.offset == 0:
-                // Read above; any other offset is an item no checkpoint writes (default).
-                continue
-            case (0, Kind.referenceCount):
-                let reference = try decodeReference(item)
-                if let last = referenceEntries.last, last.run.end > reference.run.start {
-                    throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
-                }
-                if let last = referenceEntries.last, last.run.end == reference.run.start, last.count == reference.count {
-                    referenceEntries[referenceEntries.count - 1].run.count += reference.run.count
-                } else {
-                    referenceEntries.append(reference)
-                }
+            case (0, _):
+                try volumeItems.add(item, tree: self, nextInode: nextInode)
             case (let ino, _) where ino != 0:
                 if objectItems.first.map({ $0.key.object != ino }) ?? false { try finishObject() }
                 objectItems.append(item)
@@ -65,25 +66,8 @@ extension MetadataTree {
             }
         }
         try finishObject()
-        return (nextInode, ReferenceCounts(validated: referenceEntries))
-    }
-
-    /// Only the reference counts (object 0's items), as `forEachInode` checks them.
-    func loadReferenceCounts() throws -> ReferenceCounts {
-        var entries: [ReferenceCounts.Entry] = []
-        let items = try tree.items(from: Self.referenceKey(0), through: Self.referenceKey(.max))
-        for item in items {
-            let reference = try decodeReference(item)
-            if let last = entries.last, last.run.end > reference.run.start {
-                throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
-            }
-            if let last = entries.last, last.run.end == reference.run.start, last.count == reference.count {
-                entries[entries.count - 1].run.count += reference.run.count
-            } else {
-                entries.append(reference)
-            }
-        }
-        return ReferenceCounts(validated: entries)
+        volume = try volumeItems.finish()
+        return (nextInode, ReferenceCounts(validated: volumeItems.references))
     }
 
     /// Inode `ino` as the tree holds it, or nil when the tree holds nothing of it.
@@ -118,7 +102,8 @@ extension MetadataTree {
             }
         }
         var reader = ByteReader(image)
-        let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, cache: cache)
+        let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock,
+                                                    layout: InodeImageLayout(version: superblock.version), cache: cache)
         guard inode.ino == ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
             throw DecodingError(description: "the metadata tree's image of inode \(ino) is malformed")
         }
@@ -179,5 +164,80 @@ extension MetadataTree {
         if inode.type == .directory { inode.checkpointEntryCookies = [] }
         if inode.type == .regular { inode.extentsCheckpointed() }
         return inode
+    }
+}
+
+/// Format version 5's items of object 0 beyond the next inode number and reference counts.
+struct StoredVolumeItems {
+    var fileBlocks: BlockRunSet
+    var inodeCount: UInt64
+    var inodeBytes: UInt64
+    var orphans: [InodeNumber]
+}
+
+/// Gathers and checks object 0's items in key order: the next inode number (read apart), reference
+/// counts and file block runs sorted and disjoint (joined where cut), one counts item in range,
+/// orphans in range with empty values; any other kind is refused.
+private struct VolumeItemsBuilder {
+    var references: [ReferenceCounts.Entry] = []
+    var fileBlocks: [BlockRun] = []
+    var counts: (UInt64, UInt64)?
+    var orphans: [InodeNumber] = []
+
+    mutating func add(_ item: TreeItem, tree: MetadataTree, nextInode: InodeNumber) throws {
+        let superblock = tree.superblock
+        switch item.key.kind {
+        case MetadataTree.Kind.nextInodeNumber where item.key.offset == 0:
+            // Read by storedNextInode; any other offset is an item no checkpoint writes (default).
+            break
+        case MetadataTree.Kind.referenceCount:
+            let reference = try tree.decodeReference(item)
+            if let last = references.last, last.run.end > reference.run.start {
+                throw DecodingError(description: "reference count entries overlap at block \(reference.run.start)")
+            }
+            if let last = references.last, last.run.end == reference.run.start, last.count == reference.count {
+                references[references.count - 1].run.count += reference.run.count
+            } else {
+                references.append(reference)
+            }
+        case MetadataTree.Kind.fileBlocks:
+            let run = try tree.decodeFileBlocks(item)
+            if let last = fileBlocks.last, last.end > run.start {
+                throw DecodingError(description: "file block entries overlap at block \(run.start)")
+            }
+            if let last = fileBlocks.last, last.end == run.start {
+                fileBlocks[fileBlocks.count - 1].count += run.count
+            } else {
+                fileBlocks.append(run)
+            }
+        case MetadataTree.Kind.volumeCounts:
+            var reader = ByteReader(item.value)
+            let count = try reader.u64(), bytes = try reader.u64()
+            guard item.key.offset == 0, reader.remaining == 0, count >= 1, count <= superblock.maxInodes,
+                  bytes <= superblock.blockCount &* UInt64(superblock.blockSize) else {
+                throw DecodingError(description: "the metadata tree's inode count item is malformed or out of range")
+            }
+            counts = (count, bytes)
+        case MetadataTree.Kind.orphan:
+            guard item.value.isEmpty, item.key.offset >= FileSystem.rootInode, item.key.offset < nextInode else {
+                throw DecodingError(description: "the metadata tree's orphan item \(item.key.offset) is malformed or out of range")
+            }
+            orphans.append(item.key.offset)
+        default:
+            throw DecodingError(description: "the metadata tree holds an item of unknown kind \(item.key)")
+        }
+    }
+
+    /// Nil when the tree has no counts item (version 4); then it must hold no other volume item.
+    func finish() throws -> StoredVolumeItems? {
+        guard let counts else {
+            guard fileBlocks.isEmpty, orphans.isEmpty else {
+                throw DecodingError(description: "the metadata tree has file block or orphan items but no inode count")
+            }
+            return nil
+        }
+        var set = BlockRunSet()
+        for run in fileBlocks { set.insert(run) }
+        return StoredVolumeItems(fileBlocks: set, inodeCount: counts.0, inodeBytes: counts.1, orphans: orphans)
     }
 }

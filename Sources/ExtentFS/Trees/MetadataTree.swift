@@ -17,6 +17,9 @@ import SystemPackage
 ///                                     length u64, physical block u64, state u8
 ///   (0, nextInodeNumber, 0)           the next inode number (u64)
 ///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
+///   (0, fileBlocks, first block)      (version 5) a run of blocks files use: block count u64
+///   (0, volumeCounts, 0)              (version 5) inode count u64, the inodes' checkpoint bytes u64
+///   (0, orphan, ino)                  (version 5) inode `ino` has link count 0 (empty value)
 /// Object 0 is never an inode (inode numbers start at FileSystem.rootInode). A directory's
 /// entries and a file's extents are items of their own, so a change to one entry of a large
 /// directory, or to a few blocks of a file of many extents, rewrites those items' leaves, not
@@ -27,6 +30,9 @@ final class MetadataTree {
     enum Kind {
         static let nextInodeNumber: UInt8 = 1
         static let referenceCount: UInt8 = 2
+        static let fileBlocks: UInt8 = 3
+        static let volumeCounts: UInt8 = 4
+        static let orphan: UInt8 = 5
         static let inodeImage: UInt8 = 16
         static let directoryEntry: UInt8 = 17
         static let fileExtent: UInt8 = 18
@@ -58,6 +64,13 @@ final class MetadataTree {
     }
 
     static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
+    static let volumeCountsKey = TreeKey(object: 0, kind: Kind.volumeCounts, offset: 0)
+    static func fileBlocksKey(_ block: UInt64) -> TreeKey {
+        TreeKey(object: 0, kind: Kind.fileBlocks, offset: block)
+    }
+    static func orphanKey(_ ino: InodeNumber) -> TreeKey {
+        TreeKey(object: 0, kind: Kind.orphan, offset: ino)
+    }
     static func referenceKey(_ block: UInt64) -> TreeKey {
         TreeKey(object: 0, kind: Kind.referenceCount, offset: block)
     }
@@ -68,7 +81,18 @@ final class MetadataTree {
     /// checkpoint (nil: the inode is gone), the reference counts over the runs that changed.
     func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
         try tree.insert(Self.nextInodeKey, Self.encodeNextInode(snapshot.nextInode))
+        var counts = ByteWriter(capacity: 16)
+        counts.u64(snapshot.inodeCount)
+        counts.u64(UInt64(max(0, snapshot.inodeBytes)))
+        try tree.insert(Self.volumeCountsKey, counts.bytes)
         for (ino, image) in snapshot.inodes {
+            // Orphans (link count 0, kept by an open file) are listed, so that mount finds them
+            // without reading every inode.
+            if let image, image.nlink == 0 {
+                try tree.insert(Self.orphanKey(ino), [])
+            } else {
+                _ = try tree.remove(Self.orphanKey(ino))
+            }
             guard let image else {
                 // Everything the inode had: its pieces and, for a directory, its entries.
                 let stale = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: TreeKey(object: ino, kind: .max, offset: .max))
@@ -87,7 +111,13 @@ final class MetadataTree {
             if image.type == .regular { try writeExtents(of: ino, image.extents, changed: image.changedExtentRange) }
         }
         for run in snapshot.referenceRuns {
-            try replaceReferenceCounts(in: run, with: snapshot.referenceCounts.entries(within: run))
+            try replaceRunItems(kind: Kind.referenceCount, in: run, with: snapshot.referenceCounts.entries(within: run),
+                                decode: decodeReference, runOf: \.run,
+                                cut: { ReferenceCounts.Entry(run: $1, count: $0.count) }, encode: Self.encodeReference)
+        }
+        for run in snapshot.fileBlockRuns {
+            try replaceRunItems(kind: Kind.fileBlocks, in: run, with: snapshot.fileBlocks.runs(within: run),
+                                decode: decodeFileBlocks, runOf: { $0 }, cut: { $1 }, encode: Self.encodeFileBlocks)
         }
     }
 
@@ -209,33 +239,53 @@ final class MetadataTree {
         return pieces
     }
 
-    /// The stored entries over `run` become `entries` (inside `run`); a stored entry that runs
-    /// past either end keeps its outside part. Entries are stored as cut, so two neighbours may
-    /// hold the same count: loading joins them.
-    private func replaceReferenceCounts(in run: BlockRun, with entries: [ReferenceCounts.Entry]) throws {
-        var outside: [ReferenceCounts.Entry] = []
+    /// The stored run items of `kind` over `run` become `entries` (inside `run`); a stored one
+    /// that runs past either end keeps its outside part (`cut` to it). Items are stored as cut,
+    /// so two neighbours may hold the same value: loading joins them.
+    private func replaceRunItems<Entry>(kind: UInt8, in run: BlockRun, with entries: [Entry],
+                                        decode: (TreeItem) throws -> Entry, runOf: (Entry) -> BlockRun,
+                                        cut: (Entry, BlockRun) -> Entry, encode: (Entry) -> [UInt8]) throws {
+        func key(_ block: UInt64) -> TreeKey { TreeKey(object: 0, kind: kind, offset: block) }
+        var outside: [Entry] = []
         var overlapping: [TreeItem] = []
-        if let before = try tree.lastItem(before: Self.referenceKey(run.start)),
-           before.key.object == 0, before.key.kind == Kind.referenceCount {
+        if let before = try tree.lastItem(before: key(run.start)), before.key.object == 0, before.key.kind == kind {
             overlapping.append(before)
         }
         if run.end > run.start {
-            overlapping += try tree.items(from: Self.referenceKey(run.start), through: Self.referenceKey(run.end - 1))
+            overlapping += try tree.items(from: key(run.start), through: key(run.end - 1))
         }
         for item in overlapping {
-            let stored = try decodeReference(item)
-            guard stored.run.end > run.start, stored.run.start < run.end else { continue }
+            let stored = try decode(item)
+            let storedRun = runOf(stored)
+            guard storedRun.end > run.start, storedRun.start < run.end else { continue }
             _ = try tree.remove(item.key)
-            if stored.run.start < run.start {
-                outside.append(.init(run: BlockRun(start: stored.run.start, count: run.start - stored.run.start), count: stored.count))
+            if storedRun.start < run.start {
+                outside.append(cut(stored, BlockRun(start: storedRun.start, count: run.start - storedRun.start)))
             }
-            if stored.run.end > run.end {
-                outside.append(.init(run: BlockRun(start: run.end, count: stored.run.end - run.end), count: stored.count))
+            if storedRun.end > run.end {
+                outside.append(cut(stored, BlockRun(start: run.end, count: storedRun.end - run.end)))
             }
         }
         for entry in outside + entries {
-            try tree.insert(Self.referenceKey(entry.run.start), Self.encodeReference(entry))
+            try tree.insert(key(runOf(entry).start), encode(entry))
         }
+    }
+
+    static func encodeFileBlocks(_ run: BlockRun) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
+        writer.u64(run.count)
+        return writer.bytes
+    }
+
+    /// A file block item: a run inside the volume's data blocks.
+    func decodeFileBlocks(_ item: TreeItem) throws -> BlockRun {
+        var reader = ByteReader(item.value)
+        let run = BlockRun(start: item.key.offset, count: try reader.u64())
+        guard reader.remaining == 0, run.count > 0, run.start >= superblock.firstAllocatableBlock,
+              run.start < superblock.blockCount, run.count <= superblock.blockCount - run.start else {
+            throw DecodingError(description: "file block entry \(run) is malformed or out of range")
+        }
+        return run
     }
 
     static func encodeReference(_ entry: ReferenceCounts.Entry) -> [UInt8] {
@@ -252,13 +302,13 @@ final class MetadataTree {
     }
 
     /// An inode's image in pieces of at most `maxPiece` bytes, in order.
-    static func imagePieces(_ image: InodeImage, maxPiece: Int) -> [[UInt8]] {
+    static func imagePieces(_ image: InodeImage, maxPiece: Int, layout: InodeImageLayout = .current) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
         var image = image
         // The entries and extents are items of their own.
         if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
         if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
-        CheckpointCodec.encode(image, into: &writer)
+        CheckpointCodec.encode(image, into: &writer, layout: layout)
         return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 

@@ -10,6 +10,8 @@ public struct TreeCheckReport: Sendable {
     /// Nodes other than the root with less than a quarter of their space used. The tree keeps
     /// none, except after an error while it was rebalancing; fsck reports them as a warning.
     public var underfilledNodes = 0
+
+    public init() {}
 }
 
 extension BTree {
@@ -40,4 +42,30 @@ extension BTree {
 
     /// Dirty nodes the tree holds in memory until the next commit (each charged nodeSize to the cache).
     public var dirtyNodes: Int { dirtyNodeCount }
+}
+
+extension BTree {
+    /// The addresses of every stored node, reading only internal nodes (a leaf's address is in its
+    /// parent): what a mount needs to keep the tree's blocks out of free space, at about one read
+    /// in a fanout's worth of a full walk. Each node read is checked as any read is; a node reached
+    /// twice throws (a tree is not a graph), so a damaged tree cannot make the walk loop or repeat.
+    public func storedNodeAddresses() throws -> [UInt64] {
+        guard let rootStep = try rootStep() else { return [] }
+        var addresses: [UInt64] = []
+        var seen = Set<UInt64>()
+        func note(_ address: UInt64) throws {
+            guard seen.insert(address).inserted else { throw TreeError.corruptNode(address: address, reason: "reached twice") }
+            addresses.append(address)
+        }
+        if case let .stored(stored) = root { try note(stored.address) }
+        var stack = [rootStep]
+        while let step = stack.popLast() {
+            guard !step.node.isLeaf else { continue }
+            for index in 0..<step.node.count {
+                if case let .stored(address, _) = step.node.children[index] { try note(address) }
+                if step.node.level > 1 { stack.append(try child(of: step, at: index)) }
+            }
+        }
+        return addresses
+    }
 }

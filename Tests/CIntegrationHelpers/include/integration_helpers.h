@@ -140,4 +140,19 @@ struct extentfs_listxattr_result {
 int extentfs_test_listxattr_as_user(const struct extentfs_test_user *user, const char *path,
                                     struct extentfs_listxattr_result *result);
 
+/* A file handle as name_to_handle_at gives it (struct file_handle with MAX_HANDLE_SZ bytes),
+ * in a fixed-size struct Swift can hold. */
+struct extentfs_test_file_handle {
+    uint32_t handle_bytes;
+    int32_t handle_type;
+    unsigned char bytes[128];
+};
+
+/* name_to_handle_at(AT_FDCWD, path, ..., 0). Returns 0, or -errno. */
+int extentfs_test_handle_of(const char *path, struct extentfs_test_file_handle *handle);
+
+/* open_by_handle_at of `handle` on the filesystem that `mount_path` is on, with `flags`.
+ * Returns the new descriptor, or -errno (ESTALE for a handle whose file is gone). */
+int extentfs_test_open_by_handle(const char *mount_path, const struct extentfs_test_file_handle *handle, int flags);
+
 #endif

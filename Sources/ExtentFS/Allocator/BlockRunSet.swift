@@ -1,0 +1,66 @@
+/// A set of blocks as sorted, disjoint, non-touching runs: the blocks files use (FreeSpace's
+/// `fileBlocks`, kept in the metadata tree so that mount need not derive it from every extent).
+/// Inserting blocks already in the set and removing blocks not in it change nothing, so the log's
+/// allocation records replay idempotently over a checkpoint that already holds some of them.
+struct BlockRunSet: Equatable {
+    private(set) var runs: [BlockRun] = []
+
+    init() {}
+
+    /// From runs in any order, possibly overlapping or touching.
+    init(_ runs: [BlockRun]) {
+        self.runs = BlockRun.merged(runs)
+    }
+
+    var blockCount: UInt64 { runs.reduce(0) { $0 + $1.count } }
+
+    private func firstIndex(endingAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
+
+    mutating func insert(_ run: BlockRun) {
+        guard run.count > 0 else { return }
+        // Runs touching or overlapping `run` join it: from the first ending at or after its start
+        // to the last starting at or before its end.
+        var first = firstIndex(endingAfter: run.start)
+        if first > 0, runs[first - 1].end == run.start { first -= 1 }
+        var last = first
+        var merged = run
+        while last < runs.count, runs[last].start <= run.end {
+            let start = min(merged.start, runs[last].start)
+            merged = BlockRun(start: start, count: max(merged.end, runs[last].end) - start)
+            last += 1
+        }
+        runs.replaceSubrange(first..<last, with: [merged])
+    }
+
+    mutating func remove(_ run: BlockRun) {
+        guard run.count > 0 else { return }
+        let first = firstIndex(endingAfter: run.start)
+        var last = first
+        var kept: [BlockRun] = []
+        while last < runs.count, runs[last].start < run.end {
+            let existing = runs[last]
+            if existing.start < run.start { kept.append(BlockRun(start: existing.start, count: run.start - existing.start)) }
+            if existing.end > run.end { kept.append(BlockRun(start: run.end, count: existing.end - run.end)) }
+            last += 1
+        }
+        runs.replaceSubrange(first..<last, with: kept)
+    }
+
+    /// The parts of the set inside `range`, cut at its ends.
+    func runs(within range: BlockRun) -> [BlockRun] {
+        var result: [BlockRun] = []
+        var index = firstIndex(endingAfter: range.start)
+        while index < runs.count, runs[index].start < range.end {
+            let start = max(runs[index].start, range.start)
+            result.append(BlockRun(start: start, count: min(runs[index].end, range.end) - start))
+            index += 1
+        }
+        return result
+    }
+
+    /// Whether any block of `run` is in the set.
+    func intersects(_ run: BlockRun) -> Bool {
+        let index = firstIndex(endingAfter: run.start)
+        return index < runs.count && runs[index].start < run.end
+    }
+}
