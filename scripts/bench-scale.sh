@@ -177,7 +177,14 @@ DAEMON_PID=""
 remount() {
     local files="$1" first="$2" start end seconds rss hwm cpu
     if is_mounted "$MNT"; then
-        "$BIN" umount "$MNT"
+        # A file the driver just closed may still be held by the kernel for a moment (its
+        # release is asynchronous): EBUSY then; a few tries before giving up.
+        local tries=0
+        until "$BIN" umount "$MNT"; do
+            tries=$((tries + 1))
+            [[ $tries -lt 10 ]] || die "cannot unmount $MNT"
+            sleep 1
+        done
     fi
     sync
     echo 3 >/proc/sys/vm/drop_caches

@@ -247,9 +247,14 @@ def daemon_pid(mountpoint):
         if len(argv) >= 4 and argv[1] == "mount" and "--foreground" in argv and "--ready-fd" in argv \
                 and os.path.realpath(argv[3]) == mountpoint:
             found.append(int(name))
-    if len(found) != 1:
-        raise SystemExit("daemon-pid: %d extentfs daemons serve %s (%s)" % (len(found), mountpoint, found))
-    return found[0]
+    if not found:
+        raise SystemExit("daemon-pid: no extentfs daemon serves %s" % mountpoint)
+    # The daemon of the previous mount may still be exiting after it let the image go
+    # (`extentfs umount` returns then): the newest is this mount's.
+    def started(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    return max(found, key=started)
 
 
 def status_bytes(pid, key):
