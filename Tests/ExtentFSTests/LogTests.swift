@@ -346,3 +346,25 @@ final class LogTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 }
+
+extension LogTests {
+    /// xfstests generic/033: a file whose dirty data is all zeroed or punched before writeback
+    /// has no dirty page left, so its size is durable: fsync, a crash and a remount keep it.
+    func testSizeOfAFileWhoseDirtyDataWasAllDroppedIsDurable() throws {
+        for (index, mode) in [FallocateMode.zeroRange, [.punchHole, .keepSize]].enumerated() {
+            let volume = try TestVolume()
+            let file = try volume.create("f\(index)")
+            try volume.write(file, pattern(65_536, seed: 3), at: 0)
+            try volume.fs.fallocate(file, offset: 0, length: 65_536, mode: mode)
+            try volume.fs.fsync(file, dataOnly: false)
+            try volume.withCrashedCopy { crashed in
+                let ino = try crashed.lookup(parent: FileSystem.rootInode, name: Array("f\(index)".utf8)).ino
+                XCTAssertEqual(try crashed.getattr(ino).size, 65_536, "size after \(mode) of all the dirty data, fsync and a crash")
+                var bytes: [UInt8] = []
+                try crashed.read(ino, offset: 0, count: 65_536) { bytes = Array($0) }
+                XCTAssertEqual(bytes, [UInt8](repeating: 0, count: 65_536))
+            }
+            try volume.unmountAndCheck()
+        }
+    }
+}

@@ -54,6 +54,13 @@ extension FileSystem {
             }
             space.release(page)
         }
+        // The pages dropped may have been the file's last dirty ones: then all its data is on
+        // disk (or a hole) and its size is durable (Inode.durableSize's invariant), which only
+        // writeback used to restore, and writeback has nothing left to write (xfstests
+        // generic/033: a file whose dirty data was all zeroed came back with size 0).
+        metadata.transaction {
+            if let inode = metadata.inodes[space.ino], inode.pages === space { inode.noteWrittenBack(upTo: 0) }
+        }
     }
 
     /// Zeros [from, to) through the cache. Units whose blocks are mapped become dirty (shared
