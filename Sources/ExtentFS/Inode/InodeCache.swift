@@ -109,9 +109,6 @@ extension Metadata {
         return try? loadFromCheckpoint(ino)
     }
 
-    /// Whether inode `ino` exists (read from the tree if need be). Caller holds `lock`.
-    func holdsInode(_ ino: InodeNumber) -> Bool { inodeIfPresent(ino) != nil }
-
     private func loadFromCheckpoint(_ ino: InodeNumber) throws -> Inode? {
         guard let committed, !sinceCheckpoint.everything, ino >= FileSystem.rootInode, ino < nextInode,
               !changes.inodes.contains(ino), !sinceCheckpoint.inodes.contains(ino), !checkpointInFlight.contains(ino) else {

@@ -51,7 +51,7 @@ final class Metadata: @unchecked Sendable {
         referenceCounts.changes = changes
         referenceCounts.metadataSpace = space
         sinceCheckpoint = loaded.sinceCheckpoint
-        var fileRuns = loaded.notHeld.usedRuns
+        var fileRuns: [BlockRun] = []
         space.inodeBytes += loaded.notHeld.checkpointBytes
         inodeCount = loaded.notHeld.count
         for inode in loaded.inodes {
@@ -113,7 +113,7 @@ final class Metadata: @unchecked Sendable {
         guard spare >= Int64(space.reserveGrowth(forBytes: bytes)) else { throw Errno.noSpace }
     }
 
-    var logger: Logger { Logger(label: "extentfs.metadata") }
+    let logger = Logger(label: "extentfs.metadata")
 }
 
 /// Fixed numbers of a volume, readable without a lock.

@@ -29,9 +29,9 @@ struct LoadedCheckpoint {
     /// Records replayed at load.
     var replayedRecords = 0
     /// Inodes the checkpoint holds that are not in `inodes` (a mount reads inodes on demand):
-    /// how many, what they take in a checkpoint (MetadataSpace), and the blocks they use.
+    /// how many and what they take in a checkpoint (MetadataSpace); their blocks are in `fileBlocks`.
     var notHeld = NotHeldInodes()
-    /// The cross-checks of a mount that read inodes on demand, made during its scan (Checker);
+    /// The cross-checks of a mount that read inodes on demand (none but its own: fsck has them);
     /// nil when `inodes` is everything (check them with Checker.check(superblock:loaded:)).
     var checkProblems: [Checker.Problem]?
     /// The blocks files use, when the tree holds them (format version 5) and mount read them.
@@ -47,7 +47,6 @@ struct LoadedCheckpoint {
 struct NotHeldInodes {
     var count: UInt64 = 0
     var checkpointBytes = 0
-    var usedRuns: [BlockRun] = []
 }
 
 /// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without

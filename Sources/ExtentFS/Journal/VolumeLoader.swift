@@ -153,8 +153,7 @@ enum VolumeLoader {
             throw DecodingError(description: "the inode count \(total) is below the \(loaded.inodes.count) inodes mount holds")
         }
         let heldBytes = loaded.inodes.reduce(0) { $0 + $1.encodedSizeEstimate }
-        loaded.notHeld = NotHeldInodes(count: total - UInt64(loaded.inodes.count), checkpointBytes: max(0, bytes - heldBytes),
-                                       usedRuns: state.fileBlocks.runs)
+        loaded.notHeld = NotHeldInodes(count: total - UInt64(loaded.inodes.count), checkpointBytes: max(0, bytes - heldBytes))
         loaded.fileBlocks = state.fileBlocks
         if let run = loaded.checkpointRuns.first(where: { state.fileBlocks.intersects($0) }) {
             throw DecodingError(description: "metadata tree block \(run) is also listed as a file block")
