@@ -83,8 +83,9 @@ final class HostileImageTests: XCTestCase {
         try craft(cookies) { crafted in
             for index in crafted.inodes.indices where crafted.inodes[index].type == .directory && crafted.inodes[index].ino != FileSystem.rootInode {
                 var directory = Directory()
-                directory.restore(name: Array("x".utf8), entry: Directory.Entry(ino: 0, type: .regular, cookie: Directory.maxCookie - 2))
-                _ = directory.remove(name: Array("x".utf8))
+                let entry = Directory.Entry(ino: 0, type: .regular, cookie: Directory.maxCookie - 2)
+                directory.restore(name: Array("x".utf8), entry: entry)
+                directory.remove(name: Array("x".utf8), entry: entry)
                 crafted.inodes[index].directory = directory
             }
         }
@@ -215,12 +216,12 @@ final class HostileImageTests: XCTestCase {
             LogRecord(nextInode: 100, inodes: [.directoryChanges(image, changes)], referenceRanges: []).encode()
         }
         var missing = ReplayState(nextInode: 100, inodes: [:], referenceCounts: ReferenceCounts())
-        XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: a)]), to: &missing, superblock: superblock, cache: nil),
+        XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: a, cookie: 3)]), to: &missing, superblock: superblock, cache: nil),
                              "entry changes to a directory the metadata does not have")
         for name in [[UInt8](), Array("x/y".utf8), Array("..".utf8), [UInt8](repeating: 0x41, count: 256)] {
             var state = ReplayState(nextInode: 100, inodes: [50: Inode(ino: 50, mode: directoryMode, uid: 0, gid: 0, time: .now, cache: nil)],
                                     referenceCounts: ReferenceCounts())
-            XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: name)]), to: &state, superblock: superblock, cache: nil),
+            XCTAssertThrowsError(try LogRecord.apply(record([.remove(name: name, cookie: 3)]), to: &state, superblock: superblock, cache: nil),
                                  "an entry named \(name)")
         }
     }

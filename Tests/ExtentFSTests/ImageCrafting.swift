@@ -64,12 +64,20 @@ struct ImageCrafting {
             }
             // A cookie at or past 2^62 cannot be a key; it wraps, and the image's next cookie
             // (restored past it) is what gives it away.
+            var index: [UInt64: [UInt64]] = [:]
             image.directory?.forEach(after: 0) { name, entry in
                 for (part, bytes) in MetadataTree.entryParts(name, entry, maxPiece: maxPiece).enumerated() {
                     items.append(TreeItem(key: TreeKey(object: image.ino, kind: MetadataTree.Kind.directoryEntry,
                                                        offset: entry.cookie &<< 2 | UInt64(part)), value: bytes))
                 }
+                index[NameHash(uuid: superblock.uuid)(name), default: []].append(entry.cookie)
                 return true
+            }
+            // Version 7's name index, as a checkpoint writes it.
+            if version >= InodeImageLayout.firstVersionWithNameIndex {
+                for (hash, cookies) in index {
+                    items.append(TreeItem(key: MetadataTree.nameIndexKey(image.ino, hash: hash), value: MetadataTree.encodeIndex(cookies)))
+                }
             }
             // Every extent under its own key: two at one logical block keep the later.
             for extent in image.extents.extents where image.type == .regular {

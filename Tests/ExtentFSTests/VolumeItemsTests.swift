@@ -147,25 +147,31 @@ final class VolumeItemsTests: XCTestCase {
 
     /// A version 4 image (a tree without the lists) mounts by reading every inode once, and its
     /// first checkpoint writes the lists: version 5, fsck clean, mounted without the scan after.
+    /// Version 4 (no lists, images of the layout before version 6) and version 6 (no directory
+    /// totals, no name index) trees convert at mount: fsck clean, and the converted tree serves
+    /// lookups by name without reading a directory's entries.
     func testAVersion4ImageConverts() throws {
-        let volume = try populatedVolume(blockSize: 1024)
-        try volume.fs.unmount()
-        volume.fs = nil
-        var crafting = try ImageCrafting(image: volume.image)
-        // The same contents as a version 4 tree: no lists, images in the layout of then.
-        try crafting.writeTree(try crafting.contents(), version: 4)
-        XCTAssertEqual(try Volume.check(image: volume.image), [], "the version 4 image")
-        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
-        try volume.unmountAndCheck()
-        let superblock = try VolumeLoader.readSuperblock(try BackingStore(path: volume.image, writable: false)).superblock
-        XCTAssertEqual(superblock.version, Superblock.currentVersion)
-        let (fromLists, fromExtents) = try freeSpaceBothWays(volume.image)
-        XCTAssertEqual(fromLists.runs, fromExtents.runs, "free space after the conversion")
-        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
-        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodes.count }, 1)
-        let directory = try volume.lookup("d3").ino
-        let file = try volume.fs.lookup(parent: directory, name: Array("f5".utf8)).ino
-        XCTAssertEqual(try volume.read(file, 100, at: 0), pattern(100, seed: 3005))
-        try volume.unmountAndCheck()
+        for version: UInt32 in [4, 6] {
+            let volume = try populatedVolume(blockSize: 1024)
+            try volume.fs.unmount()
+            volume.fs = nil
+            var crafting = try ImageCrafting(image: volume.image)
+            try crafting.writeTree(try crafting.contents(), version: version)
+            XCTAssertEqual(try Volume.check(image: volume.image), [], "the version \(version) image")
+            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            try volume.unmountAndCheck()
+            let superblock = try VolumeLoader.readSuperblock(try BackingStore(path: volume.image, writable: false)).superblock
+            XCTAssertEqual(superblock.version, Superblock.currentVersion)
+            let (fromLists, fromExtents) = try freeSpaceBothWays(volume.image)
+            XCTAssertEqual(fromLists.runs, fromExtents.runs, "free space after the conversion from version \(version)")
+            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodes.count }, 1)
+            let directory = try volume.lookup("d3").ino
+            let file = try volume.fs.lookup(parent: directory, name: Array("f5".utf8)).ino
+            XCTAssertEqual(try volume.read(file, 100, at: 0), pattern(100, seed: 3005))
+            let held = try volume.fs.metadata.withLock { try volume.fs.metadata.inode(directory).directory!.heldCount }
+            XCTAssertEqual(held, 0, "the converted directory is read by name, version \(version)")
+            try volume.unmountAndCheck()
+        }
     }
 }

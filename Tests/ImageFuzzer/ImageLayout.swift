@@ -57,6 +57,8 @@ struct ImageLayout {
 
     static let treeVersion: UInt32 = 4
     static let labelVersion: UInt32 = 6
+    /// Directory images end with their entry totals; the tree indexes entries by name hash.
+    static let nameIndexVersion: UInt32 = 7
     static let slotOffsets = [0, 4096]
     static let superblockSize = 512
     static let logHeaderSize = 64

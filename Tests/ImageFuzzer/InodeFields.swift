@@ -63,6 +63,9 @@ enum InodeFields {
                       field("entry \(index) type", 1) != nil, let nameLength = field("entry \(index) name length", 2),
                       skip(nameLength) else { return fields }
             }
+            // Version 7 (the base images' trees): every entry's count and checkpoint bytes.
+            field("entry total count", 8)
+            field("entry total bytes", 8)
         default:
             break
         }

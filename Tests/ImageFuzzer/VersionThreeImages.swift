@@ -17,7 +17,8 @@ enum VersionThreeImages {
         var next = image.count / blockSize
         for superblock in layout.superblocks {
             guard superblock.version >= ImageLayout.treeVersion, let payload = payload(image, superblock.tree,
-                                                                                         flagsAndBirthTime: superblock.version >= ImageLayout.labelVersion) else {
+                                                                                         flagsAndBirthTime: superblock.version >= ImageLayout.labelVersion,
+                                                                                         directoryTotals: superblock.version >= ImageLayout.nameIndexVersion) else {
                 return nil
             }
             let payloadBlocks = (payload.count + blockSize - 1) / blockSize
@@ -46,7 +47,7 @@ enum VersionThreeImages {
     /// "EXCKPT01", the next inode number, the inodes' images in order, the reference counts
     /// (neighbouring runs of one count joined, as loading the tree joins them). Images of
     /// version 5 on lose their btime and flags: a whole checkpoint has the layout before.
-    private static func payload(_ image: [UInt8], _ tree: TreeLayout, flagsAndBirthTime: Bool) -> [UInt8]? {
+    private static func payload(_ image: [UInt8], _ tree: TreeLayout, flagsAndBirthTime: Bool, directoryTotals: Bool) -> [UInt8]? {
         guard let next = tree.items.first(where: { $0.key.object == 0 && $0.key.kind == TreeLayout.nextInodeKind }),
               next.value.count == 8 else { return nil }
         var payload = Array("EXCKPT01".utf8) + image[next.value]
@@ -58,6 +59,11 @@ enum VersionThreeImages {
                 // docs/FORMAT.md, "Inode": btime at bytes 76-87, the flags at 104-107.
                 guard bytes.count >= 108 else { return nil }
                 bytes = Array(bytes[0..<76] + bytes[88..<104] + bytes[108...])
+            }
+            // Version 7: a directory's image ends with its entry totals, which version 3 has not.
+            if directoryTotals, ImageLayout.read(bytes, 8, 4) & 0o170000 == 0o040000 {
+                guard bytes.count >= 16 else { return nil }
+                bytes.removeLast(16)
             }
             payload += bytes
         }

@@ -1,6 +1,15 @@
-/// A directory's entries: a hash index by name (O(1) lookup at any size) and the entries in
-/// creation order by cookie for readdir (binary search to resume; cookies are stable across
-/// unmount, so a readdir offset stays valid). Guarded by Metadata.lock.
+/// A directory's entries in memory. Complete (`isComplete`): every entry, by name (O(1) lookup)
+/// and in cookie order for readdir (binary search to resume; cookies are stable across unmount,
+/// so a readdir offset stays valid). Partial (format version 7, a directory read back from the
+/// metadata tree): only the entries changed since it was read, and the names and cookies removed
+/// since; every other entry is in the tree that it was read from, looked up by name through the
+/// tree's name index (Metadata+Entries.swift). A partial directory's memory follows its changes,
+/// not its size, and it is never written whole.
+///
+/// Invariant of a partial directory: every change since it was read is here (an entry held wins
+/// over the tree, a removed name or cookie hides the tree's), so the newest durable checkpoint's
+/// tree, which holds what was read plus some of those changes, answers the rest at any time.
+/// `count` and `encodedEntryBytes` are every entry's, held or not. Guarded by Metadata.lock.
 public struct Directory: Sendable {
     public struct Entry: Equatable, Sendable {
         public var ino: InodeNumber
@@ -14,15 +23,25 @@ public struct Directory: Sendable {
     /// offsets (off_t) stay positive.
     static let maxCookie: UInt64 = 1 << 62
 
-    public private(set) var byName: [[UInt8]: Entry] = [:]
+    /// Every entry is held (else: those changed since the directory was read from the tree).
+    private(set) var isComplete = true
+    private var byName: [[UInt8]: Entry] = [:]
     /// Cookies in ascending order, some possibly of removed entries (skipped, compacted lazily).
     private var cookies: [UInt64] = []
     private var nameByCookie: [UInt64: [UInt8]] = [:]
+    /// A partial directory's names and cookies removed since it was read.
+    private var removedNames = Set<[UInt8]>()
+    private(set) var removedCookies = Set<UInt64>()
     public private(set) var nextCookie: UInt64 = firstEntryCookie
-    /// What the entries take in a checkpoint (u64 ino, u64 cookie, u8 type, u16 name length,
+    /// Every entry's count, held or not.
+    public private(set) var count = 0
+    /// What every entry takes in a checkpoint (u64 ino, u64 cookie, u8 type, u16 name length,
     /// name): charged to space as they are added (MetadataSpace).
     private(set) var encodedEntryBytes = 0
     static let encodedEntryOverhead = 19
+    /// What the entries and removals held take in memory (the inode cache's charge).
+    private(set) var heldBytes = 0
+    static let heldEntryOverhead = 160
 
     public init() {}
 
@@ -32,20 +51,43 @@ public struct Directory: Sendable {
         self.nextCookie = nextCookie
     }
 
+    /// A directory read from the tree without its entries: `count` of them, taking
+    /// `encodedEntryBytes`, all in the tree.
+    init(partialWithNextCookie nextCookie: UInt64, count: Int, encodedEntryBytes: Int) {
+        isComplete = false
+        self.nextCookie = nextCookie
+        self.count = count
+        self.encodedEntryBytes = encodedEntryBytes
+    }
+
+    /// The image without its entries (a log record's or the tree's), keeping the totals.
+    var strippedOfEntries: Directory {
+        Directory(partialWithNextCookie: nextCookie, count: count, encodedEntryBytes: encodedEntryBytes)
+    }
+
     /// A logged image's next cookie, which may be ahead of the entries' (a removed last entry).
     mutating func raiseNextCookie(to cookie: UInt64) {
         nextCookie = max(nextCookie, cookie)
     }
 
+    /// The totals a logged or stored image gives a partial directory.
+    mutating func setTotals(count: Int, encodedEntryBytes: Int) {
+        self.count = count
+        self.encodedEntryBytes = encodedEntryBytes
+    }
+
     /// One change to the entries, as a log record carries it: absolute (the name's entry after
-    /// it, or its absence), so replaying a change twice leaves what replaying it once does.
+    /// it, or its absence), so replaying a change twice leaves what replaying it once does. A
+    /// removal carries the removed entry's cookie (format version 7), which a partial directory
+    /// needs; older records have none.
     enum Change: Equatable {
         case set(name: [UInt8], entry: Entry)
-        case remove(name: [UInt8])
+        case remove(name: [UInt8], cookie: UInt64?)
     }
 
     /// Replays a logged change. Throws on a change no sequence of operations could have made
-    /// (a cookie another name holds, or one not below the next cookie).
+    /// (a cookie another name holds, or one not below the next cookie). A partial directory's
+    /// totals are the logged image's, set after (`setTotals`).
     mutating func apply(_ change: Change) throws {
         switch change {
         case .set(let name, let entry):
@@ -58,29 +100,64 @@ public struct Directory: Sendable {
             if let existing = byName[name], existing.cookie == entry.cookie {
                 byName[name] = entry
             } else {
-                remove(name: name)
-                restore(name: name, entry: entry)
+                if let existing = byName[name] { forget(name: name, entry: existing) }
+                insert(name: name, entry: entry)
+                if isComplete {
+                    count += 1
+                    encodedEntryBytes += Directory.encodedEntryOverhead + name.count
+                }
+                nextCookie = max(nextCookie, entry.cookie + 1)
             }
-        case .remove(let name):
-            remove(name: name)
+        case .remove(let name, let cookie):
+            if isComplete {
+                if let existing = byName[name] { forget(name: name, entry: existing) }
+                return
+            }
+            guard let cookie else {
+                throw DecodingError(description: "log record removes an entry of a directory read from the tree without its cookie")
+            }
+            if let existing = byName[name] { forgetHeld(name: name, entry: existing) }
+            noteRemoved(name: name, cookie: cookie)
         }
     }
 
-    public var count: Int { byName.count }
     /// Every cookie below the limit has been given out (they are never reused, and an image may
     /// start near the limit): another entry would make a directory no mount accepts. ENOSPC.
     var isOutOfCookies: Bool { nextCookie >= Directory.maxCookie - 1 }
-    public var isEmpty: Bool { byName.isEmpty }
+    public var isEmpty: Bool { count == 0 }
+    /// The entries memory holds: `count` for a complete directory.
+    var heldCount: Int { byName.count }
 
-    public func entry(named name: [UInt8]) -> Entry? { byName[name] }
+    /// What memory knows of `name`.
+    enum HeldLookup {
+        case found(Entry)
+        case absent
+        /// Only the tree can say (a partial directory).
+        case unknown
+    }
+
+    func heldLookup(_ name: [UInt8]) -> HeldLookup {
+        if let entry = byName[name] { return .found(entry) }
+        return isComplete || removedNames.contains(name) ? .absent : .unknown
+    }
+
+    /// Whether the tree's entry at `cookie` is hidden by memory (held anew or removed).
+    func hidesStoredEntry(atCookie cookie: UInt64) -> Bool {
+        nameByCookie[cookie] != nil || removedCookies.contains(cookie)
+    }
+
+    /// A complete directory's entry named `name` (the only kind that can answer alone).
+    func entry(named name: [UInt8]) -> Entry? { byName[name] }
 
     public mutating func add(name: [UInt8], ino: InodeNumber, type: FileType) {
         let entry = Entry(ino: ino, type: type, cookie: nextCookie)
         nextCookie += 1
         insert(name: name, entry: entry)
+        count += 1
+        encodedEntryBytes += Directory.encodedEntryOverhead + name.count
     }
 
-    /// The entry holding `cookie`, if one does.
+    /// The entry holding `cookie`, if memory holds one.
     func entry(atCookie cookie: UInt64) -> (name: [UInt8], entry: Entry)? {
         guard let name = nameByCookie[cookie], let entry = byName[name], entry.cookie == cookie else { return nil }
         return (name, entry)
@@ -89,7 +166,16 @@ public struct Directory: Sendable {
     /// Re-adds an entry with its stored cookie (checkpoint load; cookies arrive in any order).
     mutating func restore(name: [UInt8], entry: Entry) {
         insert(name: name, entry: entry)
+        count += 1
+        encodedEntryBytes += Directory.encodedEntryOverhead + name.count
         nextCookie = max(nextCookie, entry.cookie + 1)
+    }
+
+    /// A directory read whole from the tree: its entries are all restored, so it is complete.
+    mutating func markComplete() {
+        isComplete = true
+        removedNames = []
+        removedCookies = []
     }
 
     /// The stored next cookie (checkpoint load): entries removed before the checkpoint took
@@ -99,33 +185,51 @@ public struct Directory: Sendable {
     }
 
     private mutating func insert(name: [UInt8], entry: Entry) {
-        if byName.updateValue(entry, forKey: name) == nil { encodedEntryBytes += Directory.encodedEntryOverhead + name.count }
+        if byName.updateValue(entry, forKey: name) == nil { heldBytes += Directory.heldEntryOverhead + name.count }
         nameByCookie[entry.cookie] = name
         if let last = cookies.last, last > entry.cookie {
             let index = firstCookieIndex(after: entry.cookie)
-            cookies.insert(entry.cookie, at: index)
-        } else {
+            if index == 0 || cookies[index - 1] != entry.cookie { cookies.insert(entry.cookie, at: index) }
+        } else if cookies.last != entry.cookie {
             cookies.append(entry.cookie)
         }
     }
 
-    @discardableResult
-    public mutating func remove(name: [UInt8]) -> Entry? {
-        guard let entry = byName.removeValue(forKey: name) else { return nil }
+    /// Removes `entry`, which `name` holds (found by a lookup, in memory or the tree).
+    mutating func remove(name: [UInt8], entry: Entry) {
+        if let held = byName[name] { forgetHeld(name: name, entry: held) }
+        if !isComplete { noteRemoved(name: name, cookie: entry.cookie) }
+        count -= 1
         encodedEntryBytes -= Directory.encodedEntryOverhead + name.count
+    }
+
+    /// Forgets a held entry and its totals (a complete directory's replay).
+    private mutating func forget(name: [UInt8], entry: Entry) {
+        forgetHeld(name: name, entry: entry)
+        count -= 1
+        encodedEntryBytes -= Directory.encodedEntryOverhead + name.count
+    }
+
+    private mutating func forgetHeld(name: [UInt8], entry: Entry) {
+        byName.removeValue(forKey: name)
+        heldBytes -= Directory.heldEntryOverhead + name.count
         nameByCookie.removeValue(forKey: entry.cookie)
         if cookies.count > 64, cookies.count > 2 * byName.count {
             cookies = cookies.filter { nameByCookie[$0] != nil }
         }
-        return entry
     }
 
-    /// Points an existing name at another inode, keeping its cookie.
-    mutating func retarget(name: [UInt8], ino: InodeNumber, type: FileType) {
-        guard var entry = byName[name] else { return }
-        entry.ino = ino
-        entry.type = type
-        byName[name] = entry
+    private mutating func noteRemoved(name: [UInt8], cookie: UInt64) {
+        if removedNames.insert(name).inserted { heldBytes += Directory.heldEntryOverhead / 2 + name.count }
+        removedCookies.insert(cookie)
+    }
+
+    /// Points `name`'s entry (`entry`, found by a lookup) at another inode, keeping its cookie.
+    mutating func retarget(name: [UInt8], entry: Entry, ino: InodeNumber, type: FileType) {
+        var changed = entry
+        changed.ino = ino
+        changed.type = type
+        insert(name: name, entry: changed)
     }
 
     private func firstCookieIndex(after cookie: UInt64) -> Int {
@@ -138,12 +242,12 @@ public struct Directory: Sendable {
         return low
     }
 
-    /// Entries with a cookie greater than `cookie` and below `end`, in order, until `body`
-    /// returns false.
+    /// Held entries with a cookie greater than `cookie` and below `end`, in order, until `body`
+    /// returns false (every entry, for a complete directory).
     public func forEach(after cookie: UInt64, before end: UInt64 = .max, _ body: ([UInt8], Entry) -> Bool) {
         var index = firstCookieIndex(after: cookie)
         while index < cookies.count, cookies[index] < end {
-            if let name = nameByCookie[cookies[index]], let entry = byName[name] {
+            if let name = nameByCookie[cookies[index]], let entry = byName[name], entry.cookie == cookies[index] {
                 if !body(name, entry) { return }
             }
             index += 1

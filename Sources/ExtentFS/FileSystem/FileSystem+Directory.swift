@@ -28,7 +28,7 @@ extension FileSystem {
                 let entry = DirectoryEntry(name: [0x2E, 0x2E], ino: parent.ino, type: .directory, nextCookie: 2)
                 guard emit(entry, plus ? parent.attributes(blockSize: blockSize) : nil) else { return }
             }
-            directory.directory!.forEach(after: max(cookie, 2), before: end) { name, entry in
+            try metadata.forEachEntry(of: directory, after: max(cookie, 2), before: end) { name, entry in
                 let child = plus ? metadata.inodeIfPresent(entry.ino) : nil
                 let accepted = emit(DirectoryEntry(name: name, ino: entry.ino, type: entry.type, nextCookie: entry.cookie),
                                     child?.attributes(blockSize: blockSize))

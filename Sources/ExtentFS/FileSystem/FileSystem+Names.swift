@@ -35,7 +35,7 @@ extension FileSystem {
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         // may_create: no new entry in an immutable directory (an append-only one takes them).
         try refuseIfImmutable(directory)
-        if FileSystem.isDotOrDotDot(name) || directory.directory!.entry(named: name) != nil { throw Errno.fileExists }
+        if try FileSystem.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil { throw Errno.fileExists }
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         let (inheritedMode, aclXattrs) = try inheritedPermissions(in: directory, mode: mode, umask: owner.umask)
         let aclBytes = aclXattrs.reduce(0) { $0 + $1.0.count + $1.1.count + 6 }

@@ -18,7 +18,7 @@ extension FileSystem {
             } else if name == [0x2E, 0x2E] {
                 ino = try directoryInode(parent).parent
             } else {
-                guard let entry = try directoryInode(parent).directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+                guard let entry = try metadata.entry(in: directoryInode(parent), named: name) else { throw Errno.noSuchFileOrDirectory }
                 ino = entry.ino
             }
             let inode = try metadata.inode(ino)
@@ -105,7 +105,7 @@ extension FileSystem {
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             try refuseIfImmutable(directory)
             try refuseIfImmutableOrAppendOnly(inode)
-            if FileSystem.isDotOrDotDot(newName) || directory.directory!.entry(named: newName) != nil { throw Errno.fileExists }
+            if try FileSystem.isDotOrDotDot(newName) || metadata.entry(in: directory, named: newName) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
             let now = Timespec.now
@@ -127,11 +127,11 @@ extension FileSystem {
         let victim: Inode = try metadata.transaction {
             try FileSystem.validate(name: name)
             let directory = try directoryInode(parent)
-            guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
             try refuseRemoval(of: inode, from: directory)
             guard inode.type != .directory else { throw Errno.isDirectory }
-            directory.removeEntry(name: name)
+            directory.removeEntry(name: name, entry: entry)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now
@@ -151,12 +151,12 @@ extension FileSystem {
         let victim: Inode = try metadata.transaction {
             try FileSystem.validate(name: name)
             let directory = try directoryInode(parent)
-            guard let entry = directory.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
             try refuseRemoval(of: inode, from: directory)
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
-            directory.removeEntry(name: name)
+            directory.removeEntry(name: name, entry: entry)
             let now = Timespec.now
             directory.mtime = now
             directory.ctime = now

@@ -17,9 +17,9 @@ extension FileSystem {
             if FileSystem.isDotOrDotDot(name) || FileSystem.isDotOrDotDot(newName) { throw Errno.invalidArgument }
             let source = try directoryInode(parent)
             let target = try directoryInode(newParent)
-            guard let sourceEntry = source.directory!.entry(named: name) else { throw Errno.noSuchFileOrDirectory }
+            guard let sourceEntry = try metadata.entry(in: source, named: name) else { throw Errno.noSuchFileOrDirectory }
             let moving = try metadata.inode(sourceEntry.ino)
-            let targetEntry = target.directory!.entry(named: newName)
+            let targetEntry = try metadata.entry(in: target, named: newName)
             // A name renamed onto a name of the same inode changes nothing, and is not refused
             // (vfs_rename returns before may_delete).
             if targetEntry?.ino != sourceEntry.ino { try refuseRename(moving, from: source, to: target, replacing: targetEntry) }
@@ -31,8 +31,8 @@ extension FileSystem {
                 if other === moving { return nil }
                 if moving.type == .directory { try checkNotAncestor(moving.ino, of: newParent) }
                 if other.type == .directory { try checkNotAncestor(other.ino, of: parent) }
-                source.retargetEntry(name: name, ino: other.ino, type: other.type)
-                target.retargetEntry(name: newName, ino: moving.ino, type: moving.type)
+                source.retargetEntry(name: name, entry: sourceEntry, ino: other.ino, type: other.type)
+                target.retargetEntry(name: newName, entry: targetEntry, ino: moving.ino, type: moving.type)
                 if source !== target {
                     if moving.type == .directory {
                         moving.parent = target.ino
@@ -74,7 +74,7 @@ extension FileSystem {
                 } else if old.type == .directory {
                     throw Errno.isDirectory
                 }
-                target.removeEntry(name: newName)
+                target.removeEntry(name: newName, entry: targetEntry)
                 if old.type == .directory {
                     old.nlink = 0
                     target.nlink -= 1
@@ -84,7 +84,7 @@ extension FileSystem {
                 old.ctime = now
                 replaced = old
             }
-            source.removeEntry(name: name)
+            source.removeEntry(name: name, entry: sourceEntry)
             target.addEntry(name: newName, ino: moving.ino, type: moving.type)
             if moving.type == .directory && source !== target {
                 moving.parent = target.ino

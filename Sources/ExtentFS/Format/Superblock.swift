@@ -12,9 +12,12 @@ public struct Superblock: Equatable {
     /// records carry their changes, so that mount reads neither every inode nor every extent.
     /// 6: inode images carry the birth time and chattr flags (InodeImageLayout), log records
     /// kinds of change that carry them; the superblock holds a label.
-    /// Versions 2 to 5 mount as they are and become version 6 at their first checkpoint, which a
+    /// 7: a directory's image gives its entry count and bytes, and the tree indexes entries by a
+    /// hash of their names, so that a directory is read without its entries and a lookup reads
+    /// one entry (MetadataTree+Entries.swift); log records kinds of change that carry them.
+    /// Versions 2 to 6 mount as they are and become version 7 at their first checkpoint, which a
     /// read-write mount writes at once (FileSystem.mount).
-    public static let currentVersion: UInt32 = 6
+    public static let currentVersion: UInt32 = 7
     /// The first version whose checkpoint is the metadata tree.
     static let treeVersion: UInt32 = 4
     /// The first version with a label.

@@ -51,7 +51,31 @@ public final class Inode: @unchecked Sendable {
     var extents = ExtentMap() { didSet { followExtentChange(); noteDataChange(); recount() } }
     var xattrs = ExtendedAttributes() { didSet { noteChange(); recount() } }
     var symlinkTarget: [UInt8] = [] { didSet { noteChange(); recount() } }
-    var directory: Directory? { didSet { noteChange(); recount() } }
+    var directory: Directory? {
+        get { storedDirectory }
+        set {
+            storedDirectory = newValue
+            noteChange()
+            recount()
+        }
+        // In place, so that a change to one entry does not copy the directory.
+        _modify {
+            yield &storedDirectory
+            noteChange()
+            recount()
+        }
+    }
+    private var storedDirectory: Directory?
+
+    /// A clean directory lets go of the entries it holds: the newest durable checkpoint's tree
+    /// holds them all (format version 7), and a lookup reads them there. Not a change: nothing
+    /// persisted differs. Caller holds Metadata.lock and has checked the inode is clean.
+    func forgetHeldEntries() {
+        // Partial directories must be logged and checkpointed by their changes, never whole.
+        guard let held = storedDirectory, held.heldBytes > 0, checkpointEntryCookies != nil, unloggedEntryChanges != nil else { return }
+        storedDirectory = held.strippedOfEntries
+        recount()
+    }
     /// A directory's entry changes since its image was last logged, in order, for the next log
     /// record to carry instead of every entry (LogRecord); nil when they are not all known (a new
     /// directory, or too many to be worth it), and the next record logs the whole directory.
@@ -104,13 +128,21 @@ public final class Inode: @unchecked Sendable {
         switch type {
         case .regular: bytes += 8 + Inode.encodedExtentBytes * extents.extents.count
         case .symlink: bytes += 2 + symlinkTarget.count
-        case .directory: bytes += 16 + (directory?.encodedEntryBytes ?? 0)
+        case .directory: bytes += 32 + (directory?.encodedEntryBytes ?? 0)  // next cookie, count, and the totals (format 7)
         default: break
         }
         return bytes
     }
 
     static let encodedExtentBytes = 25
+
+    /// What the inode table charges for this inode's memory: its checkpoint size, except that a
+    /// directory is charged for the entries it holds, not for those only the tree holds.
+    var memoryChargeEstimate: Int {
+        let base = InodeCacheState.inodeOverheadBytes + encodedSizeEstimate
+        guard let directory else { return base }
+        return base - directory.encodedEntryBytes + directory.heldBytes
+    }
 
     /// Tells the volume's MetadataSpace how this inode's size changed. O(1), so property
     /// observers can call it on every change.
@@ -123,7 +155,7 @@ public final class Inode: @unchecked Sendable {
             countedBytes = now
         }
         if let cacheAccount {
-            let charge = InodeCacheState.inodeOverheadBytes + now
+            let charge = memoryChargeEstimate
             cacheAccount.bytes += charge - cacheCharge
             cacheCharge = charge
         }
@@ -191,7 +223,7 @@ public final class Inode: @unchecked Sendable {
         btime = time
         let type = FileType(mode: mode)
         nlink = type == .directory ? 2 : 1
-        if type == .directory { directory = Directory() }
+        if type == .directory { storedDirectory = Directory() }
         pages = (type == .regular && cache != nil) ? AddressSpace(ino: ino, cache: cache!) : nil
     }
 

@@ -41,7 +41,7 @@ struct InodeCacheState {
         self.budgetBytes = budgetBytes
     }
 
-    static func charge(of inode: Inode) -> Int { inodeOverheadBytes + inode.encodedSizeEstimate }
+    static func charge(of inode: Inode) -> Int { inode.memoryChargeEstimate }
 
     mutating func admit(_ inode: Inode) {
         inode.cacheCharge = Self.charge(of: inode)
@@ -152,14 +152,18 @@ extension Metadata {
             } else {
                 inodes[ino] = inode
                 cacheState.requeue(ino)
+                if inode.type == .directory, isClean(inode), committed?.hasNameIndex == true { inode.forgetHeldEntries() }
             }
         }
     }
 
     private func isEvictable(_ inode: Inode) -> Bool {
         inode.ino != FileSystem.rootInode && inode.nlink > 0 && inode.openCount == 0 && !inode.writebackFailed
-            && inode.cowReserved.isEmpty && (inode.pages?.pageCount ?? 0) == 0
-            && !changes.inodes.contains(inode.ino) && !sinceCheckpoint.inodes.contains(inode.ino)
-            && !checkpointInFlight.contains(inode.ino)
+            && inode.cowReserved.isEmpty && (inode.pages?.pageCount ?? 0) == 0 && isClean(inode)
+    }
+
+    /// Unchanged since the newest durable checkpoint: that checkpoint's tree holds it as it is.
+    private func isClean(_ inode: Inode) -> Bool {
+        !changes.inodes.contains(inode.ino) && !sinceCheckpoint.inodes.contains(inode.ino) && !checkpointInFlight.contains(inode.ino)
     }
 }

@@ -108,18 +108,31 @@ struct InodeImage {
 /// must know which (an image does not say). Trees carry their superblock's version, log records
 /// say it by the kind of each change (LogRecord), whole checkpoints are all before version 6.
 enum InodeImageLayout: Sendable {
-    /// Versions 2 to 4: no birth time, no flags.
+    /// Versions 2 to 5: no birth time, no flags.
     case beforeVersion6
-    /// Version 6 on: btime after ctime, u32 flags after the parent.
+    /// Version 6: btime after ctime, u32 flags after the parent.
     case version6
+    /// Version 7: a directory's image also gives its entry count and their checkpoint bytes
+    /// after the entries it lists, so that a directory read from the tree without its entries
+    /// knows them (Directory, partial).
+    case version7
 
-    static let current = InodeImageLayout.version6
+    static let current = InodeImageLayout.version7
     /// The first format version whose images carry btime and flags.
     static let firstVersionWithFlags: UInt32 = 6
+    /// The first format version with directory totals in the image and a name index in the tree.
+    static let firstVersionWithNameIndex: UInt32 = 7
 
     init(version: UInt32) {
-        self = version >= InodeImageLayout.firstVersionWithFlags ? .version6 : .beforeVersion6
+        if version >= InodeImageLayout.firstVersionWithNameIndex {
+            self = .version7
+        } else {
+            self = version >= InodeImageLayout.firstVersionWithFlags ? .version6 : .beforeVersion6
+        }
     }
+
+    var hasFlags: Bool { self != .beforeVersion6 }
+    var hasDirectoryTotals: Bool { self == .version7 }
 }
 
 enum CheckpointCodec {
@@ -160,14 +173,14 @@ enum CheckpointCodec {
         writer.u32(inode.gid)
         writer.u64(inode.rdev)
         writer.u64(inode.size)
-        let times = layout == .version6 ? [inode.atime, inode.mtime, inode.ctime, inode.btime] : [inode.atime, inode.mtime, inode.ctime]
+        let times = layout.hasFlags ? [inode.atime, inode.mtime, inode.ctime, inode.btime] : [inode.atime, inode.mtime, inode.ctime]
         for time in times {
             writer.i64(time.seconds)
             writer.u32(UInt32(time.nanoseconds))
         }
         writer.u64(inode.generation)
         writer.u64(inode.parent)
-        if layout == .version6 { writer.u32(inode.flags.rawValue) }
+        if layout.hasFlags { writer.u32(inode.flags.rawValue) }
         writer.u64(UInt64(inode.xattrs.count))
         for name in inode.xattrs.sortedNames {
             writer.blob16(name)
@@ -188,13 +201,20 @@ enum CheckpointCodec {
         case .directory:
             let directory = inode.directory ?? Directory()
             writer.u64(directory.nextCookie)
-            writer.u64(UInt64(directory.count))
-            directory.forEach(after: 0) { name, entry in
-                writer.u64(entry.ino)
-                writer.u64(entry.cookie)
-                writer.u8(UInt8(entry.type.rawValue >> 12))
-                writer.blob16(name)
-                return true
+            // A partial directory is only ever encoded stripped of its entries (none held).
+            writer.u64(UInt64(directory.isComplete ? directory.count : 0))
+            if directory.isComplete {
+                directory.forEach(after: 0) { name, entry in
+                    writer.u64(entry.ino)
+                    writer.u64(entry.cookie)
+                    writer.u8(UInt8(entry.type.rawValue >> 12))
+                    writer.blob16(name)
+                    return true
+                }
+            }
+            if layout.hasDirectoryTotals {
+                writer.u64(UInt64(directory.count))
+                writer.u64(UInt64(directory.encodedEntryBytes))
             }
         default:
             break
@@ -276,7 +296,7 @@ enum CheckpointCodec {
         let rdev = try reader.u64()
         let size = try reader.u64()
         var times: [Timespec] = []
-        for _ in 0..<(layout == .version6 ? 4 : 3) {
+        for _ in 0..<(layout.hasFlags ? 4 : 3) {
             let seconds = try reader.i64()
             let nanoseconds = try reader.u32()
             guard nanoseconds < 1_000_000_000 else { throw DecodingError(description: "inode \(ino) has an invalid timestamp") }
@@ -289,10 +309,10 @@ enum CheckpointCodec {
         inode.mtime = times[1]
         inode.ctime = times[2]
         // Before version 6 the birth time was not kept: the epoch says "not known".
-        inode.btime = layout == .version6 ? times[3] : Timespec(seconds: 0, nanoseconds: 0)
+        inode.btime = layout.hasFlags ? times[3] : Timespec(seconds: 0, nanoseconds: 0)
         inode.generation = try reader.u64()
         inode.parent = try reader.u64()
-        if layout == .version6 {
+        if layout.hasFlags {
             let rawFlags = try reader.u32()
             let flags = InodeFlags(rawValue: rawFlags)
             guard flags.isSubset(of: .known) else {
@@ -353,6 +373,25 @@ enum CheckpointCodec {
                 directory.restore(name: name, entry: Directory.Entry(ino: child, type: childType, cookie: cookie))
             }
             directory.restore(nextCookie: nextCookie)
+            if layout.hasDirectoryTotals {
+                let total = try reader.u64()
+                let bytes = try reader.u64()
+                if count > 0 {
+                    guard total == UInt64(directory.count), bytes == UInt64(directory.encodedEntryBytes) else {
+                        throw DecodingError(description: "directory \(ino)'s entry totals do not match its entries")
+                    }
+                } else if total > 0 {
+                    // The entries are elsewhere (the tree's items, or the log's changes): the
+                    // totals must be what some set of valid names could take.
+                    let minimum = UInt64(Directory.encodedEntryOverhead + 1), maximum = UInt64(Directory.encodedEntryOverhead + FileSystem.maxNameLength)
+                    guard total < Directory.maxCookie, total < nextCookie, bytes >= total * minimum, bytes <= total * maximum else {
+                        throw DecodingError(description: "directory \(ino) has entry totals out of range (\(total) entries, \(bytes) bytes)")
+                    }
+                    directory = Directory(partialWithNextCookie: nextCookie, count: Int(total), encodedEntryBytes: Int(bytes))
+                } else {
+                    guard bytes == 0 else { throw DecodingError(description: "directory \(ino) has no entries but \(bytes) bytes of them") }
+                }
+            }
             inode.directory = directory
         default:
             break

@@ -6,13 +6,15 @@
 /// before it but the state it was logged over.
 ///
 ///     u64 next inode number
-///     u64 inode count, per inode: u8 kind (1 or 4 image, 2 removed, 3 or 5 directory changes),
-///         then the inode as in a checkpoint (kind 1, 4), u64 inode number (kind 2), or (kind 3,
-///         5; format version 3) the directory as in a checkpoint but with no entries, then u64
-///         change count, per change: u8 (1 set, 2 remove), u16 name length, name, and for a set
-///         u64 inode, u64 cookie, u8 type. Kinds 4 and 5 (format version 6) are 1 and 3 with
-///         the image's version 6 layout (btime and flags); 1 and 3 are still read, as images
-///         of the layout before (InodeImageLayout).
+///     u64 inode count, per inode: u8 kind (1, 4 or 6 image, 2 removed, 3, 5 or 7 directory
+///         changes), then the inode as in a checkpoint (kind 1, 4, 6), u64 inode number (kind 2),
+///         or (kind 3, 5, 7; format version 3) the directory as in a checkpoint but with no
+///         entries, then u64 change count, per change: u8 (1 set, 2 remove), u16 name length,
+///         name, and for a set u64 inode, u64 cookie, u8 type, for a removal of kind 7 the
+///         removed entry's u64 cookie. Kinds 4 and 5 (format version 6) are 1 and 3 with the
+///         image's version 6 layout (btime and flags), 6 and 7 (format version 7) with layout
+///         version 7 (a directory's entry totals); the older kinds are still read, as images of
+///         the layout before (InodeImageLayout).
 ///     u64 range count, per range: u64 first block, u64 block count,
 ///         u64 entry count, per entry: u64 first block, u64 block count, u32 count (>= 2)
 ///     (format version 5, when the volume is) u8 1, u64 inode count, u64 inode checkpoint bytes,
@@ -41,8 +43,20 @@ struct LogRecord {
         static let legacyImage: UInt8 = 1
         static let removed: UInt8 = 2
         static let legacyDirectoryChanges: UInt8 = 3
-        static let image: UInt8 = 4
-        static let directoryChanges: UInt8 = 5
+        static let version6Image: UInt8 = 4
+        static let version6DirectoryChanges: UInt8 = 5
+        /// Format version 7: images of layout version 7 (a directory's entry totals), and a
+        /// removal carries its entry's cookie.
+        static let image: UInt8 = 6
+        static let directoryChanges: UInt8 = 7
+
+        static func layout(of kind: UInt8) -> InodeImageLayout {
+            switch kind {
+            case image, directoryChanges: return .version7
+            case version6Image, version6DirectoryChanges: return .version6
+            default: return .beforeVersion6
+            }
+        }
     }
 
     var nextInode: InodeNumber
@@ -80,7 +94,7 @@ struct LogRecord {
             if inode.type == .directory, entryChangesAllowed, let entryChanges = inode.unloggedEntryChanges,
                let directory = inode.directory {
                 var image = InodeImage(inode)
-                image.directory = Directory(emptyWithNextCookie: directory.nextCookie)
+                image.directory = directory.strippedOfEntries
                 inodes.append(.directoryChanges(image, entryChanges))
             } else {
                 inodes.append(.image(InodeImage(inode)))
@@ -105,13 +119,13 @@ struct LogRecord {
             switch change {
             case .image(let image):
                 writer.u8(Kind.image)
-                CheckpointCodec.encode(image, into: &writer, layout: .version6)
+                CheckpointCodec.encode(image, into: &writer, layout: .version7)
             case .removed(let ino):
                 writer.u8(Kind.removed)
                 writer.u64(ino)
             case .directoryChanges(let image, let entryChanges):
                 writer.u8(Kind.directoryChanges)
-                CheckpointCodec.encode(image, into: &writer, layout: .version6)
+                CheckpointCodec.encode(image, into: &writer, layout: .version7)
                 writer.u64(UInt64(entryChanges.count))
                 for change in entryChanges {
                     switch change {
@@ -121,9 +135,10 @@ struct LogRecord {
                         writer.u64(entry.ino)
                         writer.u64(entry.cookie)
                         writer.u8(UInt8(entry.type.rawValue >> 12))
-                    case .remove(let name):
+                    case .remove(let name, let cookie):
                         writer.u8(2)
                         writer.blob16(name)
+                        writer.u64(cookie ?? 0)
                     }
                 }
             }
@@ -163,22 +178,25 @@ struct LogRecord {
         for _ in 0..<count {
             let kind = try reader.u8()
             switch kind {
-            case Kind.legacyImage, Kind.legacyDirectoryChanges, Kind.image, Kind.directoryChanges:
-                let layout: InodeImageLayout = kind == Kind.image || kind == Kind.directoryChanges ? .version6 : .beforeVersion6
+            case Kind.legacyImage, Kind.legacyDirectoryChanges, Kind.version6Image, Kind.version6DirectoryChanges,
+                 Kind.image, Kind.directoryChanges:
+                let layout = Kind.layout(of: kind)
                 let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: layout, cache: cache)
                 guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
-                if kind == Kind.legacyImage || kind == Kind.image {
+                if kind == Kind.legacyImage || kind == Kind.version6Image || kind == Kind.image {
                     changes.append((inode.ino, inode, nil))
                     continue
                 }
                 // Not tied to the superblock's version: the older superblock copy of an image
                 // converted at its last checkpoint may replay records written after it.
-                guard inode.type == .directory, inode.directory?.isEmpty == true else {
+                guard inode.type == .directory, let directory = inode.directory,
+                      layout.hasDirectoryTotals ? !directory.isComplete || directory.isEmpty : directory.isEmpty else {
                     throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
                 }
-                changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino)))
+                changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino,
+                                                                         removalsHaveCookies: layout.hasDirectoryTotals)))
             case Kind.removed:
                 changes.append((try reader.u64(), nil, nil))
             default:
@@ -236,8 +254,26 @@ struct LogRecord {
                 guard let base = try state.inode(ino), var directory = base.directory else {
                     throw DecodingError(description: "log record changes the entries of directory \(ino), which the metadata it applies to does not have")
                 }
+                let logged = inode.directory!
                 for change in entryChanges { try directory.apply(change) }
-                directory.raiseNextCookie(to: inode.directory!.nextCookie)
+                directory.raiseNextCookie(to: logged.nextCookie)
+                if directory.isComplete {
+                    // A version 7 image's totals must be what the changes leave.
+                    guard logged.isComplete || (logged.count == directory.count && logged.encodedEntryBytes == directory.encodedEntryBytes) else {
+                        throw DecodingError(description: "log record's entry totals for directory \(ino) do not match its entries")
+                    }
+                } else {
+                    directory.setTotals(count: logged.count, encodedEntryBytes: logged.encodedEntryBytes)
+                    // Not written whole: the next checkpoint rewrites what changed since the tree's.
+                    var cookies = base.checkpointEntryCookies ?? []
+                    for change in entryChanges {
+                        switch change {
+                        case .set(_, let entry): cookies.insert(entry.cookie)
+                        case .remove(_, let cookie): if let cookie { cookies.insert(cookie) }
+                        }
+                    }
+                    inode.checkpointEntryCookies = cookies
+                }
                 inode.directory = directory
             }
             state.set(ino, inode)
@@ -260,7 +296,7 @@ struct LogRecord {
 extension LogRecord {
     /// A kind 3 record's entry changes, each checked as a checkpoint's entries are.
     fileprivate static func decodeEntryChanges(_ reader: inout ByteReader, nextInode: InodeNumber,
-                                               directory: InodeNumber) throws -> [Directory.Change] {
+                                               directory: InodeNumber, removalsHaveCookies: Bool) throws -> [Directory.Change] {
         let count = try reader.count(minimumItemSize: 3)
         var result: [Directory.Change] = []
         result.reserveCapacity(count)
@@ -280,7 +316,15 @@ extension LogRecord {
                 }
                 result.append(.set(name: name, entry: Directory.Entry(ino: ino, type: type, cookie: cookie)))
             case 2:
-                result.append(.remove(name: name))
+                guard removalsHaveCookies else {
+                    result.append(.remove(name: name, cookie: nil))
+                    continue
+                }
+                let cookie = try reader.u64()
+                guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie else {
+                    throw DecodingError(description: "log record removes an entry with an invalid cookie in directory \(directory)")
+                }
+                result.append(.remove(name: name, cookie: cookie))
             default:
                 throw DecodingError(description: "log record has an entry change of unknown kind \(kind) in directory \(directory)")
             }

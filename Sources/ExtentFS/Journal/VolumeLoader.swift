@@ -189,7 +189,7 @@ enum VolumeLoader {
             var onDemand: (nextInode: InodeNumber, object: (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?))?
             // A tree of images in an older layout is read whole: its first checkpoint rewrites
             // every image (below), so every inode must be in memory until then.
-            if !whole, superblock.version >= InodeImageLayout.firstVersionWithFlags {
+            if !whole, superblock.version >= InodeImageLayout.firstVersionWithNameIndex {
                 let nextInode = try newest.tree.storedNextInode()
                 onDemand = (nextInode, try newest.tree.loadVolumeObject(nextInode: nextInode))
             }
@@ -205,10 +205,20 @@ enum VolumeLoader {
         } catch {
             throw damaged("the metadata tree: \(error)")
         }
-        // A version 4 tree holds images of the layout before version 5: the first checkpoint
-        // rewrites every one (and only the images: entries and extents are stored as they were),
-        // so that a version 5 tree holds no image of the old layout. O(the inodes), once.
-        let oldImages = superblock.version < InodeImageLayout.firstVersionWithFlags ? Set(loaded.inodes.map(\.ino)) : []
+        // A tree of version 4 or 5 holds images of the layout before version 6: the first
+        // checkpoint rewrites every one (and only the images: extents are stored as they were),
+        // so that the new tree holds no image of the old layout. A version 6 tree's directories
+        // have no entry totals and no name index: the first checkpoint rewrites each directory
+        // whole (its entries were read whole, so it is complete and rewritten whole). O(the
+        // inodes), once.
+        let oldImages: Set<InodeNumber>
+        if superblock.version < InodeImageLayout.firstVersionWithFlags {
+            oldImages = Set(loaded.inodes.map(\.ino))
+        } else if superblock.version < InodeImageLayout.firstVersionWithNameIndex {
+            oldImages = Set(loaded.inodes.filter { $0.type == .directory }.map(\.ino))
+        } else {
+            oldImages = []
+        }
         loaded.sinceCheckpoint = CheckpointChanges(inodes: oldImages, referenceRuns: [])
         loaded.treeNodes = UInt64(newest.report.nodes)
         loaded.treeHeight = newest.report.height

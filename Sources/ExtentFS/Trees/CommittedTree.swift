@@ -42,5 +42,18 @@ final class CommittedTree {
         try tree.loadInode(ino, nextInode: nextInode, cache: pageCache)
     }
 
+    /// The entry `name` names in `directory` as the checkpoint holds it.
+    func lookupEntry(in directory: InodeNumber, named name: [UInt8]) throws -> Directory.Entry? {
+        try tree.lookupEntry(in: directory, named: name)
+    }
+
+    /// The checkpoint's entries of `directory` after `cookie` and below `end`, in cookie order.
+    func forEachEntry(of directory: InodeNumber, after cookie: UInt64, before end: UInt64,
+                      _ body: ([UInt8], Directory.Entry) throws -> Bool) throws {
+        try tree.forEachStoredEntry(of: directory, after: cookie, before: end, body)
+    }
+
     var cachedNodeBytes: Int { cache.cleanBytes }
+    /// Directories can be read by name (format version 7).
+    var hasNameIndex: Bool { tree.hasNameIndex }
 }

@@ -73,13 +73,39 @@ extension MetadataTree {
     /// Inode `ino` as the tree holds it, or nil when the tree holds nothing of it.
     func loadInode(_ ino: InodeNumber, nextInode: InodeNumber, cache: PageCache?) throws -> Inode? {
         guard ino != 0 else { return nil }
-        let items = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: TreeKey(object: ino, kind: .max, offset: .max))
+        // A directory is read without its entries where the tree can look them up by name.
+        let imageEnd = TreeKey(object: ino, kind: Kind.inodeImage, offset: .max)
+        var items = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: hasNameIndex ? imageEnd : TreeKey(object: ino, kind: .max, offset: .max))
         guard !items.isEmpty else { return nil }
+        if hasNameIndex {
+            let inode = try decodeObject(ino, items: items, nextInode: nextInode, cache: cache, entriesInTree: true)
+            if inode.type == .directory {
+                try refuseStrayItems(ofDirectory: ino)
+                return inode
+            }
+            items += try tree.items(from: imageEnd.successor ?? imageEnd, through: TreeKey(object: ino, kind: .max, offset: .max))
+        }
         return try decodeObject(ino, items: items, nextInode: nextInode, cache: cache)
     }
 
-    /// One inode from its items (in key order: image pieces, then entries or extents).
-    private func decodeObject(_ ino: InodeNumber, items: [TreeItem], nextInode: InodeNumber, cache: PageCache?) throws -> Inode {
+    /// A directory read without its entries has no extents and no item of a kind it cannot
+    /// have, as reading it whole would check: two paths of the tree, not its entries.
+    private func refuseStrayItems(ofDirectory ino: InodeNumber) throws {
+        for (below, allowed) in [(Kind.fileExtent, Kind.directoryEntry), (UInt8.max, Kind.nameIndex)] {
+            guard let item = try tree.lastItem(atOrBelow: TreeKey(object: ino, kind: below, offset: .max)), item.key.object == ino,
+                  item.key.kind > allowed else { continue }
+            throw DecodingError(description: item.key.kind == Kind.fileExtent
+                                ? "the metadata tree holds extents for inode \(ino), which is not a regular file it holds"
+                                : "the metadata tree holds an item of unknown kind \(item.key)")
+        }
+    }
+
+    /// One inode from its items (in key order: image pieces, then entries and name index, or
+    /// extents). `entriesInTree`: the items are the image only, and a directory stays partial
+    /// (its entries are read from the tree when asked for); otherwise a directory's entries
+    /// are all read, checked against its totals and name index, and it is complete.
+    private func decodeObject(_ ino: InodeNumber, items: [TreeItem], nextInode: InodeNumber, cache: PageCache?,
+                              entriesInTree: Bool = false) throws -> Inode {
         var index = 0
         var image: [UInt8] = []
         var pieces: UInt64 = 0
@@ -104,42 +130,17 @@ extension MetadataTree {
         var reader = ByteReader(image)
         let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock,
                                                     layout: InodeImageLayout(version: superblock.version), cache: cache)
-        guard inode.ino == ino, reader.remaining == 0, inode.directory?.isEmpty ?? true, inode.extents.extents.isEmpty else {
+        guard inode.ino == ino, reader.remaining == 0, inode.directory.map({ !$0.isComplete || $0.isEmpty }) ?? true,
+              inode.extents.extents.isEmpty else {
             throw DecodingError(description: "the metadata tree's image of inode \(ino) is malformed")
         }
         guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
             throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
         }
-        if index < items.count, items[index].key.kind == Kind.directoryEntry {
-            guard inode.type == .directory, var directory = inode.directory else {
-                throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
-            }
-            // Built apart from the inode, so that each restore changes a uniquely held value.
-            while index < items.count, items[index].key.kind == Kind.directoryEntry {
-                let cookie = items[index].key.offset >> 2
-                var bytes: [UInt8] = []
-                var parts: UInt64 = 0
-                while index < items.count, items[index].key.kind == Kind.directoryEntry, items[index].key.offset >> 2 == cookie {
-                    guard items[index].key.offset & 3 == parts else {
-                        throw DecodingError(description: "directory \(ino)'s entry at cookie \(cookie) misses part \(parts)")
-                    }
-                    parts += 1
-                    bytes += items[index].value
-                    index += 1
-                }
-                var entryReader = ByteReader(bytes)
-                let child = try entryReader.u64()
-                let rawType = try entryReader.u8()
-                let name = try entryReader.raw(entryReader.remaining)
-                guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < nextInode,
-                      let type = FileType(mode: UInt32(rawType) << 12),
-                      cookie >= Directory.firstEntryCookie, cookie < directory.nextCookie,
-                      directory.entry(named: name) == nil else {
-                    throw DecodingError(description: "directory \(ino) has a malformed or duplicate entry at cookie \(cookie)")
-                }
-                directory.restore(name: name, entry: Directory.Entry(ino: child, type: type, cookie: cookie))
-            }
-            inode.directory = directory
+        if inode.type == .directory, !entriesInTree {
+            try readEntries(of: inode, items: items, index: &index, nextInode: nextInode)
+        } else if index < items.count, items[index].key.kind == Kind.directoryEntry || items[index].key.kind == Kind.nameIndex {
+            throw DecodingError(description: "the metadata tree holds directory entries for inode \(ino), which is not a directory it holds")
         }
         if index < items.count, items[index].key.kind == Kind.fileExtent {
             guard inode.type == .regular else {
@@ -160,10 +161,59 @@ extension MetadataTree {
             throw DecodingError(description: "the metadata tree holds an item of unknown kind \(items[index].key)")
         }
         // What the tree holds of it is what memory holds: the next checkpoint rewrites only the
-        // entries and extents that change.
-        if inode.type == .directory { inode.checkpointEntryCookies = [] }
+        // entries and extents that change (and a tree without a name index is rewritten whole
+        // by its first checkpoint, its conversion).
+        if inode.type == .directory, hasNameIndex { inode.checkpointEntryCookies = [] }
         if inode.type == .regular { inode.extentsCheckpointed() }
         return inode
+    }
+}
+
+extension MetadataTree {
+    /// A directory's entry items from `index` on, then (version 7) its name index, into the
+    /// inode's directory, which becomes complete: the entries must match the image's totals
+    /// and the index must list exactly the entries' cookies under their names' hashes.
+    fileprivate func readEntries(of inode: Inode, items: [TreeItem], index: inout Int, nextInode: InodeNumber) throws {
+        let ino = inode.ino
+        let stored = inode.directory ?? Directory()
+        // Built apart from the inode, so that each restore changes a uniquely held value.
+        var directory = Directory(emptyWithNextCookie: stored.nextCookie)
+        var expectedIndex: [UInt64: [UInt64]] = [:]
+        while index < items.count, items[index].key.kind == Kind.directoryEntry {
+            let cookie = items[index].key.offset >> 2
+            var parts: [TreeItem] = []
+            while index < items.count, items[index].key.kind == Kind.directoryEntry, items[index].key.offset >> 2 == cookie {
+                parts.append(items[index])
+                index += 1
+            }
+            let (name, entry) = try decodeEntry(of: ino, cookie: cookie, parts: parts)
+            guard entry.ino < nextInode, cookie < directory.nextCookie, directory.entry(named: name) == nil else {
+                throw DecodingError(description: "directory \(ino) has a malformed or duplicate entry at cookie \(cookie)")
+            }
+            directory.restore(name: name, entry: entry)
+            if hasNameIndex { expectedIndex[nameHash(name), default: []].append(cookie) }
+        }
+        if index < items.count, items[index].key.kind == Kind.fileExtent {
+            throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
+        }
+        if hasNameIndex {
+            guard directory.count == stored.count, directory.encodedEntryBytes == stored.encodedEntryBytes else {
+                throw DecodingError(description: "directory \(ino) holds \(directory.count) entries, its image says \(stored.count)")
+            }
+            while index < items.count, items[index].key.kind == Kind.nameIndex {
+                let hash = items[index].key.offset
+                let cookies = try decodeIndex(items[index].value, directory: ino, hash: hash)
+                guard expectedIndex.removeValue(forKey: hash) == cookies else {
+                    throw DecodingError(description: "directory \(ino)'s name index at hash \(hash) does not match its entries")
+                }
+                index += 1
+            }
+            if let (hash, _) = expectedIndex.first {
+                throw DecodingError(description: "directory \(ino)'s name index misses hash \(hash) of its entries")
+            }
+        }
+        directory.markComplete()
+        inode.directory = directory
     }
 }
 

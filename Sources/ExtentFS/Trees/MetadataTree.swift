@@ -15,6 +15,9 @@ import SystemPackage
 ///                                     the rest of a name longer than part 0 takes (small nodes)
 ///   (ino, fileExtent, logical block)  an extent of regular file `ino` (never a delayed one):
 ///                                     length u64, physical block u64, state u8
+///   (dir, nameIndex, name hash)       (version 7) the cookies of directory `dir`'s entries whose
+///                                     names have this hash, u64 each, ascending
+///                                     (MetadataTree+Entries.swift)
 ///   (0, nextInodeNumber, 0)           the next inode number (u64)
 ///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
 ///   (0, fileBlocks, first block)      (version 5) a run of blocks files use: block count u64
@@ -36,6 +39,7 @@ final class MetadataTree {
         static let inodeImage: UInt8 = 16
         static let directoryEntry: UInt8 = 17
         static let fileExtent: UInt8 = 18
+        static let nameIndex: UInt8 = 19
     }
 
     /// The owner byte in every node of this tree (a node of another tree is refused).
@@ -45,11 +49,18 @@ final class MetadataTree {
 
     let tree: BTree
     let superblock: Superblock
+    /// Keys the name index (format version 7): the hash of a name in this volume.
+    let nameHash: NameHash
 
     init(tree: BTree, superblock: Superblock) {
         self.tree = tree
         self.superblock = superblock
+        nameHash = NameHash(uuid: superblock.uuid)
     }
+
+    /// Whether the tree has a name index for every directory (format version 7), so that a
+    /// directory can be read without its entries.
+    var hasNameIndex: Bool { superblock.version >= InodeImageLayout.firstVersionWithNameIndex }
 
     static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
         TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)
@@ -118,35 +129,6 @@ final class MetadataTree {
         for run in snapshot.fileBlockRuns {
             try replaceRunItems(kind: Kind.fileBlocks, in: run, with: snapshot.fileBlocks.runs(within: run),
                                 decode: decodeFileBlocks, runOf: { $0 }, cut: { $1 }, encode: Self.encodeFileBlocks)
-        }
-    }
-
-    /// The entries at `changed` cookies become what `directory` holds there (nil: every entry is
-    /// rewritten and stored entries it does not hold go).
-    private func writeEntries(of ino: InodeNumber, _ directory: Directory, changed: Set<UInt64>?) throws {
-        let cookies: [UInt64]
-        if let changed {
-            cookies = changed.sorted()
-        } else {
-            let stored = try tree.items(from: Self.entryKey(ino, cookie: 0), through: TreeKey(object: ino, kind: Kind.directoryEntry, offset: .max))
-            for item in stored { _ = try tree.remove(item.key) }
-            var all: [UInt64] = []
-            directory.forEach(after: 0) { _, entry in
-                all.append(entry.cookie)
-                return true
-            }
-            cookies = all
-        }
-        for cookie in cookies {
-            let parts = directory.entry(atCookie: cookie).map { Self.entryParts($0.name, $0.entry, maxPiece: tree.maxValueSize) } ?? []
-            for part in 0..<Self.entryParts {
-                let key = Self.entryKey(ino, cookie: cookie, part: part)
-                if part < parts.count {
-                    try tree.insert(key, parts[Int(part)])
-                } else {
-                    _ = try tree.remove(key)
-                }
-            }
         }
     }
 
@@ -306,7 +288,7 @@ final class MetadataTree {
         var writer = ByteWriter(capacity: 256)
         var image = image
         // The entries and extents are items of their own.
-        if let directory = image.directory { image.directory = Directory(emptyWithNextCookie: directory.nextCookie) }
+        if let directory = image.directory { image.directory = directory.strippedOfEntries }
         if !image.extents.extents.isEmpty { image.extents = ExtentMap() }
         CheckpointCodec.encode(image, into: &writer, layout: layout)
         return pieces(of: writer.bytes, maxPiece: maxPiece)

@@ -1,0 +1,69 @@
+import SystemPackage
+
+/// Directory entries wherever they are: in memory (a complete directory, or a partial one's
+/// changes since it was read) or in the newest durable checkpoint's tree (Directory states the
+/// invariant that makes the two agree). Caller holds `lock`; a tree that cannot be read is EIO
+/// (logged), as an inode that cannot be read is.
+extension Metadata {
+    /// The entry `name` names in `directory`, or nil.
+    func entry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
+        guard let entries = directory.directory else { throw Errno.notDirectory }
+        switch entries.heldLookup(name) {
+        case .found(let entry): return entry
+        case .absent: return nil
+        case .unknown:
+            return try readingTree(of: directory) { try $0.lookupEntry(in: directory.ino, named: name) }
+        }
+    }
+
+    /// `directory`'s entries with a cookie after `cookie` and below `end`, in cookie order, until
+    /// `body` returns false.
+    func forEachEntry(of directory: Inode, after cookie: UInt64, before end: UInt64,
+                      _ body: ([UInt8], Directory.Entry) -> Bool) throws {
+        guard let entries = directory.directory else { throw Errno.notDirectory }
+        guard !entries.isComplete else {
+            entries.forEach(after: cookie, before: end, body)
+            return
+        }
+        // Merge by cookie: what memory holds, and what the tree holds that memory does not hide.
+        var held: [([UInt8], Directory.Entry)] = []
+        entries.forEach(after: cookie, before: end) { name, entry in
+            held.append((name, entry))
+            return true
+        }
+        var next = 0
+        var stopped = false
+        try readingTree(of: directory) { tree in
+            try tree.forEachEntry(of: directory.ino, after: cookie, before: end) { name, entry in
+                if entries.hidesStoredEntry(atCookie: entry.cookie) { return true }
+                while next < held.count, held[next].1.cookie < entry.cookie {
+                    guard body(held[next].0, held[next].1) else {
+                        stopped = true
+                        return false
+                    }
+                    next += 1
+                }
+                guard body(name, entry) else {
+                    stopped = true
+                    return false
+                }
+                return true
+            }
+        }
+        guard !stopped else { return }
+        while next < held.count, body(held[next].0, held[next].1) { next += 1 }
+    }
+
+    private func readingTree<T>(of directory: Inode, _ read: (CommittedTree) throws -> T) throws -> T {
+        guard let committed else {
+            logger.error("directory \(directory.ino) holds only its changed entries, but there is no checkpoint to read the rest from")
+            throw Errno.ioError
+        }
+        do {
+            return try read(committed)
+        } catch {
+            logger.error("reading directory \(directory.ino)'s entries from the metadata tree failed: \(error)")
+            throw Errno.ioError
+        }
+    }
+}
