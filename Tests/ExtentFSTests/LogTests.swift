@@ -133,6 +133,59 @@ final class LogTests: XCTestCase {
         }
     }
 
+    /// A change to a file of thousands of extents logs the extents that changed, not the map
+    /// (format version 8: kind 8 records), and a crash replays those changes over the
+    /// checkpoint and over each other: a block written into a hole, a punch, a collapse (every
+    /// extent after it moves), an attribute change that leaves the map alone, and a new file
+    /// (logged whole at first), at every block size.
+    func testExtentChangesLogTheChangeNotTheMap() throws {
+        for blockSize in [1024, 4096, 65536] {
+            let volume = try TestVolume(blockSize: blockSize, size: 256 << 20)
+            let file = try volume.create("many")
+            // 3,000 extents (600 at 64 KiB blocks, within the volume).
+            let blocks = blockSize == 65536 ? 1_200 : 6_000
+            // The last block written is blocks - 2: the file ends there.
+            var model = [UInt8](repeating: 0, count: (blocks - 1) * blockSize)
+            // Every other block written: extents of one block each.
+            for block in stride(from: 0, to: blocks, by: 2) {
+                let bytes = pattern(blockSize, seed: UInt64(block))
+                _ = try volume.write(file, bytes, at: UInt64(block * blockSize))
+                model.replaceSubrange(block * blockSize..<(block + 1) * blockSize, with: bytes)
+            }
+            try volume.fs.sync()
+            let counter = try mountCounting(volume)
+            let before = counter.bytes
+            let middle = pattern(blockSize, seed: 77)
+            let hole = blocks / 2 + 1
+            _ = try volume.write(file, middle, at: UInt64(hole * blockSize))
+            model.replaceSubrange(hole * blockSize..<(hole + 1) * blockSize, with: middle)
+            try volume.fs.fsync(file, dataOnly: false)
+            let written = counter.bytes - before
+            XCTAssertLessThan(written, blockSize + (8 << 10), "bs \(blockSize): a block written into a file of 3,000 extents wrote \(written) bytes")
+
+            try volume.fs.fallocate(file, offset: UInt64(100 * blockSize), length: UInt64(10 * blockSize), mode: [.punchHole, .keepSize])
+            model.replaceSubrange(100 * blockSize..<110 * blockSize, with: [UInt8](repeating: 0, count: 10 * blockSize))
+            try volume.fs.fsync(file, dataOnly: false)
+            _ = try volume.fs.setattr(file, AttributeChanges(mode: 0o600))
+            try volume.fs.fsync(file, dataOnly: false)
+            try volume.fs.fallocate(file, offset: UInt64(blocks / 12 * blockSize), length: UInt64(4 * blockSize), mode: .collapseRange)
+            model.removeSubrange(blocks / 12 * blockSize..<(blocks / 12 + 4) * blockSize)
+            let fresh = try volume.create("fresh")
+            _ = try volume.write(fresh, pattern(3 * blockSize, seed: 5), at: 0)
+            try volume.fs.fsync(fresh, dataOnly: false)
+            try volume.fs.fsync(file, dataOnly: false)
+
+            try volume.withCrashedCopy { crashed in
+                let after = try crashed.lookup(parent: FileSystem.rootInode, name: Array("many".utf8))
+                XCTAssertEqual(after.mode & 0o7777, 0o600, "bs \(blockSize): the mode")
+                XCTAssertEqual(try read(crashed, after.ino), model, "bs \(blockSize): the file's data after the crash")
+                let freshAfter = try crashed.lookup(parent: FileSystem.rootInode, name: Array("fresh".utf8)).ino
+                XCTAssertEqual(try read(crashed, freshAfter), pattern(3 * blockSize, seed: 5), "bs \(blockSize)")
+            }
+            try volume.unmountAndCheck()
+        }
+    }
+
     /// A version 2 image (before entry changes in the log) mounts as it is, logs whole
     /// directories until its first checkpoint, which makes it version 3.
     func testAVersion2ImageIsConvertedAtItsFirstCheckpoint() throws {

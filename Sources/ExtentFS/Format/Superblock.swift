@@ -15,9 +15,10 @@ public struct Superblock: Equatable {
     /// 7: a directory's image gives its entry count and bytes, and the tree indexes entries by a
     /// hash of their names, so that a directory is read without its entries and a lookup reads
     /// one entry (MetadataTree+Entries.swift); log records kinds of change that carry them.
-    /// Versions 2 to 6 mount as they are and become version 7 at their first checkpoint, which a
+    /// 8: log records may carry a file's extent changes instead of its map (LogRecord, kind 8).
+    /// Versions 2 to 7 mount as they are and become version 8 at their first checkpoint, which a
     /// read-write mount writes at once (FileSystem.mount).
-    public static let currentVersion: UInt32 = 7
+    public static let currentVersion: UInt32 = 8
     /// The first version whose checkpoint is the metadata tree.
     static let treeVersion: UInt32 = 4
     /// The first version with a label.

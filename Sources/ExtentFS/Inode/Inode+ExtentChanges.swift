@@ -1,5 +1,6 @@
-/// Which of a regular file's extents changed since its last checkpoint, followed without
-/// comparing maps and without the checkpoint changing the map.
+/// Which of a regular file's extents changed since its last checkpoint (and, the same way, since
+/// its last log record: `unloggedExtentRange`, for the record to carry those extents only),
+/// followed without comparing maps and without the checkpoint changing the map.
 ///
 /// Invariant (under Metadata.lock): the extents the metadata tree will hold for this inode once
 /// the checkpoints taken so far are written differ from those of the map stamped
@@ -20,14 +21,21 @@ extension Inode {
     func followExtentChange() {
         let stamp = extents.stamp
         guard stamp != followedExtentStamp else { return }
-        if let range = checkpointExtentRange, let change = extents.latestChange, change.from == followedExtentStamp {
-            checkpointExtentRange = range.isEmpty
-                ? change.range
-                : min(range.lowerBound, change.range.lowerBound)..<max(range.upperBound, change.range.upperBound)
+        if let change = extents.latestChange, change.from == followedExtentStamp {
+            checkpointExtentRange = checkpointExtentRange.map { Self.joined($0, change.range) }
+            unloggedExtentRange = unloggedExtentRange.map { Self.joined($0, change.range) }
         } else {
             checkpointExtentRange = nil
+            unloggedExtentRange = nil
         }
         followedExtentStamp = stamp
+    }
+
+    /// The smallest range holding both (an empty range holds nothing).
+    static func joined(_ range: Range<UInt64>, _ other: Range<UInt64>) -> Range<UInt64> {
+        if range.isEmpty { return other }
+        if other.isEmpty { return range }
+        return min(range.lowerBound, other.lowerBound)..<max(range.upperBound, other.upperBound)
     }
 
     /// The tree holds (or the checkpoint being written will hold) exactly the current map.

@@ -93,6 +93,11 @@ public final class Inode: @unchecked Sendable {
     /// image or replayed from the log, a map replaced whole). Kept by `extents`' observer
     /// (Inode+ExtentChanges.swift, which states the invariant); not persisted, not observed.
     var checkpointExtentRange: Range<UInt64>?
+    /// The same since the file's image was last logged (format version 8): the next log record
+    /// carries the extents in this range instead of the whole map (LogRecord); nil when not
+    /// known (a new file, one replayed from the log, a map replaced whole), and the next record
+    /// carries the whole map. Not persisted, not observed; LogRecord.close resets it.
+    var unloggedExtentRange: Range<UInt64>?
     /// The stamp of the map `checkpointExtentRange` accounts for (ExtentMap.stamp): always
     /// `extents.stamp`, once the observer has run. 0 (no map's) until the first change.
     var followedExtentStamp: UInt64 = 0

@@ -14,7 +14,9 @@
 ///         removed entry's u64 cookie. Kinds 4 and 5 (format version 6) are 1 and 3 with the
 ///         image's version 6 layout (btime and flags), 6 and 7 (format version 7) with layout
 ///         version 7 (a directory's entry totals); the older kinds are still read, as images of
-///         the layout before (InodeImageLayout).
+///         the layout before (InodeImageLayout). Kind 8 (format version 8): u64 range start,
+///         u64 range end, then a regular file's image (layout version 7) whose extents are its
+///         map's within that range, clipped: its extents outside the range are what they were.
 ///     u64 range count, per range: u64 first block, u64 block count,
 ///         u64 entry count, per entry: u64 first block, u64 block count, u32 count (>= 2)
 ///     (format version 5, when the volume is) u8 1, u64 inode count, u64 inode checkpoint bytes,
@@ -27,7 +29,14 @@ struct LogRecord {
         case removed(InodeNumber)
         /// The directory's image without entries, and the changes to its entries.
         case directoryChanges(InodeImage, [Directory.Change])
+        /// A regular file's image whose extents are the map's within `range` (clipped to it):
+        /// the file's extents outside it are what they were (format version 8).
+        case extentChanges(InodeImage, range: Range<UInt64>)
     }
+
+    /// Format version 8 brings extent changes: a record of a file of many extents costs what
+    /// changed in its map, not the map.
+    static let extentChangesVersion: UInt32 = 8
 
     /// Format version 3 brings directory changes; an image still on version 2 (until its first
     /// checkpoint writes version 3) gets whole images, which version 2 reads.
@@ -49,10 +58,13 @@ struct LogRecord {
         /// removal carries its entry's cookie.
         static let image: UInt8 = 6
         static let directoryChanges: UInt8 = 7
+        /// Format version 8: u64 range start, u64 range end, then the image (layout version 7)
+        /// with the extents in the range.
+        static let extentChanges: UInt8 = 8
 
         static func layout(of kind: UInt8) -> InodeImageLayout {
             switch kind {
-            case image, directoryChanges: return .version7
+            case image, directoryChanges, extentChanges: return .version7
             case version6Image, version6DirectoryChanges: return .version6
             default: return .beforeVersion6
             }
@@ -86,6 +98,7 @@ struct LogRecord {
         var inodes: [Change] = []
         inodes.reserveCapacity(closed.inodes.count)
         let entryChangesAllowed = metadata.superblock.version >= directoryChangesVersion
+        let extentChangesAllowed = metadata.superblock.version >= extentChangesVersion
         for ino in closed.inodes.sorted() {
             guard let inode = metadata.inodes[ino] else {
                 inodes.append(.removed(ino))
@@ -96,10 +109,15 @@ struct LogRecord {
                 var image = InodeImage(inode)
                 image.directory = directory.strippedOfEntries
                 inodes.append(.directoryChanges(image, entryChanges))
+            } else if inode.type == .regular, extentChangesAllowed, let range = inode.unloggedExtentRange {
+                var image = InodeImage(inode)
+                image.extents = ExtentMap(validated: range.isEmpty ? [] : inode.extents.extents(from: range.lowerBound, to: range.upperBound))
+                inodes.append(.extentChanges(image, range: range))
             } else {
                 inodes.append(.image(InodeImage(inode)))
             }
             if inode.type == .directory { inode.unloggedEntryChanges = [] }
+            if inode.type == .regular { inode.unloggedExtentRange = 0..<0 }
         }
         let ranges = BlockRun.merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
         let volume = metadata.superblock.version >= volumeItemsVersion
@@ -123,6 +141,11 @@ struct LogRecord {
             case .removed(let ino):
                 writer.u8(Kind.removed)
                 writer.u64(ino)
+            case .extentChanges(let image, let range):
+                writer.u8(Kind.extentChanges)
+                writer.u64(range.lowerBound)
+                writer.u64(range.upperBound)
+                CheckpointCodec.encode(image, into: &writer, layout: .version7)
             case .directoryChanges(let image, let entryChanges):
                 writer.u8(Kind.directoryChanges)
                 CheckpointCodec.encode(image, into: &writer, layout: .version7)
@@ -174,7 +197,7 @@ struct LogRecord {
         var reader = ByteReader(payload)
         let nextInode = try CheckpointCodec.validatedNextInode(try reader.u64())
         let count = try reader.count(minimumItemSize: 9)
-        var changes: [(ino: InodeNumber, inode: Inode?, entryChanges: [Directory.Change]?)] = []
+        var changes: [(ino: InodeNumber, inode: Inode?, entryChanges: [Directory.Change]?, extentRange: Range<UInt64>?)] = []
         for _ in 0..<count {
             let kind = try reader.u8()
             switch kind {
@@ -186,7 +209,7 @@ struct LogRecord {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
                 if kind == Kind.legacyImage || kind == Kind.version6Image || kind == Kind.image {
-                    changes.append((inode.ino, inode, nil))
+                    changes.append((inode.ino, inode, nil, nil))
                     continue
                 }
                 // Not tied to the superblock's version: the older superblock copy of an image
@@ -196,9 +219,22 @@ struct LogRecord {
                     throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
                 }
                 changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino,
-                                                                         removalsHaveCookies: layout.hasDirectoryTotals)))
+                                                                         removalsHaveCookies: layout.hasDirectoryTotals), nil))
+            case Kind.extentChanges:
+                let start = try reader.u64()
+                let end = try reader.u64()
+                let maxLogical = Superblock.maxFileSize / UInt64(superblock.blockSize)
+                guard start <= end, end <= maxLogical else {
+                    throw DecodingError(description: "log record has an extent change range out of range: \(start)..<\(end)")
+                }
+                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: .version7, cache: cache)
+                guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode, inode.type == .regular,
+                      inode.extents.extents.allSatisfy({ $0.logical >= start && $0.logicalEnd <= end }) else {
+                    throw DecodingError(description: "log record has extent changes for inode \(inode.ino) that are not a regular file's within their range")
+                }
+                changes.append((inode.ino, inode, nil, start..<end))
             case Kind.removed:
-                changes.append((try reader.u64(), nil, nil))
+                changes.append((try reader.u64(), nil, nil, nil))
             default:
                 throw DecodingError(description: "log record has an inode change of unknown kind \(kind)")
             }
@@ -249,7 +285,20 @@ struct LogRecord {
         }
         guard reader.remaining == 0 else { throw DecodingError(description: "log record has \(reader.remaining) trailing bytes") }
         state.nextInode = nextInode
-        for (ino, inode, entryChanges) in changes {
+        for (ino, inode, entryChanges, extentRange) in changes {
+            if let extentRange, let inode {
+                guard let base = try state.inode(ino), base.type == .regular else {
+                    throw DecodingError(description: "log record changes the extents of file \(ino), which the metadata it applies to does not have")
+                }
+                var map = base.extents
+                map.remove(from: extentRange.lowerBound, to: extentRange.upperBound)
+                for extent in inode.extents.extents { map.insert(extent) }
+                inode.extents = map
+                // The tree's extents differ from the result where they differed from the base's
+                // and within this change (unknown stays unknown: rewritten whole).
+                inode.checkpointExtentRange = base.checkpointExtentRange.map { Inode.joined($0, extentRange) }
+                inode.followedExtentStamp = inode.extents.stamp
+            }
             if let entryChanges, let inode {
                 guard let base = try state.inode(ino), var directory = base.directory else {
                     throw DecodingError(description: "log record changes the entries of directory \(ino), which the metadata it applies to does not have")

@@ -164,7 +164,12 @@ extension MetadataTree {
         // entries and extents that change (and a tree without a name index is rewritten whole
         // by its first checkpoint, its conversion).
         if inode.type == .directory, hasNameIndex { inode.checkpointEntryCookies = [] }
-        if inode.type == .regular { inode.extentsCheckpointed() }
+        if inode.type == .regular {
+            inode.extentsCheckpointed()
+            // What the tree holds is also what the log's records leave (a checkpoint holds every
+            // closed transaction), so the next record can carry a change of the map.
+            inode.unloggedExtentRange = 0..<0
+        }
         return inode
     }
 }
