@@ -37,9 +37,11 @@ let package = Package(
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The on-disk format and metadata core that mkfs, fsck and the engine share (as libxfs):
         // today the copy-on-write B+tree (docs/TREES.md). No page cache, no FUSE, no logging.
+        // CRC-32C with the CPU's instruction where there is one (every node read checks one).
+        .target(name: "CCRC32C"),
         .target(
             name: "ExtentFSCore",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["CCRC32C", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // The engine: no FUSE in here, so mkfs, fsck, tests and the daemon share it.
