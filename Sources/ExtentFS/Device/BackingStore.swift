@@ -93,6 +93,9 @@ public final class BackingStore: @unchecked Sendable {
         try backend.read(vectors: vectors, at: offset)
     }
 
+    /// A hint that these ranges will be read soon (StoreBackend.prefetch).
+    func prefetch(_ ranges: [(offset: UInt64, count: Int)]) { backend.prefetch(ranges) }
+
     public func read(_ count: Int, at offset: UInt64) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         try bytes.withUnsafeMutableBytes { try read(into: $0.baseAddress!, count: count, at: offset) }

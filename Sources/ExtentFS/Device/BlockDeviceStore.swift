@@ -39,6 +39,7 @@ final class BlockDeviceStore: StoreBackend, @unchecked Sendable {
     func read(vectors: [iovec], at offset: UInt64) throws { try io.read(vectors: vectors, at: offset) }
     func write(vectors: [iovec], at offset: UInt64) throws { try io.write(vectors: vectors, at: offset) }
     func flush() throws { try io.flush() }
+    func prefetch(_ ranges: [(offset: UInt64, count: Int)]) { io.prefetch(ranges) }
     func lock(_ mode: BackingStore.LockMode) throws { try io.lock(mode) }
     func unlock() { io.unlock() }
 }

@@ -26,6 +26,10 @@ struct DescriptorIO: Sendable {
         }
     }
 
+    func prefetch(_ ranges: [(offset: UInt64, count: Int)]) {
+        for range in ranges { _ = posix_fadvise(descriptor.rawValue, off_t(range.offset), off_t(range.count), POSIX_FADV_WILLNEED) }
+    }
+
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         while done < count {

@@ -29,8 +29,15 @@ protocol StoreBackend: AnyObject, Sendable {
     /// Gathered write of pieces that are contiguous on the device.
     func write(vectors: [iovec], at offset: UInt64) throws
     func flush() throws
+    /// A hint that these ranges will be read soon (posix_fadvise WILLNEED where there is a
+    /// descriptor): the reads start now, in parallel, and a later read finds them done.
+    func prefetch(_ ranges: [(offset: UInt64, count: Int)])
 
     /// Non-blocking: throws EBUSY ("in use") when another extentfs process holds the image.
     func lock(_ mode: BackingStore.LockMode) throws
     func unlock()
+}
+
+extension StoreBackend {
+    func prefetch(_ ranges: [(offset: UInt64, count: Int)]) {}
 }

@@ -96,6 +96,11 @@ final class TreeReader: NodeDevice, NodeAllocator {
         return try store.read(nodeSize, at: address * UInt64(nodeSize))
     }
 
+    func prefetchNodes(at addresses: [UInt64]) {
+        store.prefetch(addresses.filter { $0 >= superblock.firstAllocatableBlock && $0 < superblock.blockCount }
+            .map { (offset: $0 * UInt64(nodeSize), count: nodeSize) })
+    }
+
     func writeNode(_ bytes: [UInt8], at address: UInt64) throws { throw Errno.readOnlyFileSystem }
     func allocateNode() throws -> UInt64 { throw Errno.readOnlyFileSystem }
     func releaseNode(_ address: UInt64) {}

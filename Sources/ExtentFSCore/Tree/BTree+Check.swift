@@ -61,6 +61,13 @@ extension BTree {
         var stack = [rootStep]
         while let step = stack.popLast() {
             guard !step.node.isLeaf else { continue }
+            // The children about to be read, all at once: mount's cost is their reads' latency.
+            if step.node.level > 1 {
+                device.prefetchNodes(at: (0..<step.node.count).compactMap {
+                    if case let .stored(address, _) = step.node.children[$0] { return address }
+                    return nil
+                })
+            }
             for index in 0..<step.node.count {
                 if case let .stored(address, _) = step.node.children[index] { try note(address) }
                 if step.node.level > 1 { stack.append(try child(of: step, at: index)) }

@@ -8,6 +8,13 @@ public protocol NodeDevice: AnyObject {
     /// `bytes.count == nodeSize`. The tree writes only to addresses allocateNode() handed it since
     /// the last successful commit.
     func writeNode(_ bytes: [UInt8], at address: UInt64) throws
+    /// A hint: these nodes will be read soon (a walk that knows a level's addresses before it
+    /// reads them), so the device may start reading them all at once. Nothing is checked here.
+    func prefetchNodes(at addresses: [UInt64])
+}
+
+extension NodeDevice {
+    public func prefetchNodes(at addresses: [UInt64]) {}
 }
 
 /// Space for nodes.
