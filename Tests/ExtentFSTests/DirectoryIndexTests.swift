@@ -8,14 +8,6 @@ import XCTest
 /// lookup reads one entry through the tree's name index (issue 9: lookup in a directory of a
 /// million entries as fast per entry as in one of a hundred, and its memory bounded).
 final class DirectoryIndexTests: XCTestCase {
-    private final class ReadCounter: BackingStoreInterceptor, @unchecked Sendable {
-        let lock = NSLock()
-        var bytes = 0
-        func willWrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {}
-        func willFlush() throws {}
-        func willRead(count: Int, at offset: UInt64) { lock.withLock { bytes += count } }
-    }
-
     /// SipHash-2-4's reference vectors (key 00 01 .. 0f; messages 00 01 .. of each length).
     func testTheNameHashIsSipHash24() {
         let hash = NameHash(uuid: Array(0..<16))

@@ -3,6 +3,15 @@ import XCTest
 import SystemPackage
 @testable import ExtentFS
 
+/// Counts what the engine reads from the store (mount and lookups that read what they need).
+final class ReadCounter: BackingStoreInterceptor, @unchecked Sendable {
+    let lock = NSLock()
+    var bytes = 0
+    func willWrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {}
+    func willFlush() throws {}
+    func willRead(count: Int, at offset: UInt64) { lock.withLock { bytes += count } }
+}
+
 /// Counts what the engine writes and flushes, and can fail a flush or write on demand.
 final class StoreCounter: BackingStoreInterceptor, @unchecked Sendable {
     private let lock = NSLock()

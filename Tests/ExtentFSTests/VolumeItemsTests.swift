@@ -9,14 +9,6 @@ import XCTest
 /// and no other inode (issue 9); fsck checks each list against what it summarizes; a version 4
 /// image converts at its first checkpoint.
 final class VolumeItemsTests: XCTestCase {
-    private final class ReadCounter: BackingStoreInterceptor, @unchecked Sendable {
-        let lock = NSLock()
-        var bytes = 0
-        func willWrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {}
-        func willFlush() throws {}
-        func willRead(count: Int, at offset: UInt64) { lock.withLock { bytes += count } }
-    }
-
     /// 4 directories of 1,000 files with a block of data each.
     private func populatedVolume(blockSize: Int = 4096) throws -> TestVolume {
         let volume = try TestVolume(blockSize: blockSize, size: 256 << 20)
