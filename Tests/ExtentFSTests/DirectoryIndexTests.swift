@@ -39,10 +39,8 @@ final class DirectoryIndexTests: XCTestCase {
             for index in 0..<3_000 { model["name-\(index)"] = try volume.create("name-\(index)", in: big) }
             try volume.fs.sync()
             try volume.fs.journal.checkpoint()
-            try volume.fs.unmount()
             let counter = ReadCounter()
-            volume.options.storeInterceptor = counter
-            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            try volume.remount(intercepting: counter)
             let afterMount = counter.lock.withLock { counter.bytes }
             XCTAssertEqual(try volume.fs.lookup(parent: big, name: Array("name-2718".utf8)).ino, model["name-2718"])
             let lookupBytes = counter.lock.withLock { counter.bytes } - afterMount
@@ -146,17 +144,70 @@ final class DirectoryIndexTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// A volume with directory "d" of `files` files f0, f1, ..., checkpointed and unmounted, for
+    /// a test to craft its tree.
+    private func unmountedDirectory(files: Int) throws -> (TestVolume, InodeNumber) {
+        let volume = try TestVolume()
+        let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
+        for index in 0..<files { _ = try volume.create("f\(index)", in: directory) }
+        try volume.fs.sync()
+        try volume.fs.journal.checkpoint()
+        try volume.fs.unmount()
+        volume.fs = nil
+        return (volume, directory)
+    }
+
+    /// A directory image (version 7) whose last 16 bytes, its entry totals, say `count` and `bytes`.
+    private func withTotals(_ image: [UInt8], count: UInt64, bytes: UInt64) -> [UInt8] {
+        var image = image
+        withUnsafeBytes(of: count.littleEndian) { image.replaceSubrange(image.count - 16..<image.count - 8, with: $0) }
+        withUnsafeBytes(of: bytes.littleEndian) { image.replaceSubrange(image.count - 8..<image.count, with: $0) }
+        return image
+    }
+
+    /// A directory image's entry totals from a hostile image: values whose products overflow,
+    /// and a byte count past what memory can count, are refused, never trapped on.
+    func testHostileEntryTotalsAreRefused() throws {
+        let volume = try TestVolume()
+        let superblock = volume.fs.metadata.withLock { volume.fs.metadata.superblock }
+        var image = InodeImage(Inode(ino: 5, mode: 0o040755, uid: 0, gid: 0, time: .now, cache: nil))
+        image.directory = Directory(partialWithNextCookie: Directory.maxCookie - 2, count: 1, encodedEntryBytes: 20)
+        var writer = ByteWriter()
+        CheckpointCodec.encode(image, into: &writer, layout: .version7)
+        for (total, bytes) in [(UInt64(1) << 61, UInt64.max), (UInt64(1) << 61, (UInt64(1) << 61) &* 20),
+                               (UInt64(1), UInt64.max), (UInt64(1) << 60, UInt64(Int.max) + 1)] {
+            var reader = ByteReader(withTotals(writer.bytes, count: total, bytes: bytes))
+            XCTAssertThrowsError(try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: .version7, cache: nil),
+                                 "\(total) entries of \(bytes) bytes")
+        }
+        try volume.unmountAndCheck()
+    }
+
+    /// Totals that understate the tree's entries (damage that only fsck reads far enough to
+    /// see): removing every entry stops the count at zero instead of making a negative one that
+    /// the next log record could not encode (it trapped), and leaves a clean image.
+    func testTotalsThatUnderstateTheEntriesDoNotGoNegative() throws {
+        let (volume, directory) = try unmountedDirectory(files: 3)
+        var crafting = try ImageCrafting(image: volume.image)
+        var items = try crafting.items()
+        let imageKey = MetadataTree.imageKey(directory, piece: 0)
+        let slot = try XCTUnwrap(items.firstIndex { $0.key == imageKey })
+        XCTAssertNil(items.first { $0.key == MetadataTree.imageKey(directory, piece: 1) }, "the image is one piece")
+        // One entry of 21 bytes where there are three.
+        items[slot].value = withTotals(items[slot].value, count: 1, bytes: 21)
+        try crafting.writeItems(items)
+        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+        for index in 0..<3 { try volume.fs.unlink(parent: directory, name: Array("f\(index)".utf8)) }
+        try volume.fs.sync()
+        XCTAssertNoThrow(try volume.fs.rmdir(parent: FileSystem.rootInode, name: Array("d".utf8)))
+        try volume.unmountAndCheck()
+    }
+
     /// Damage to the name index: a cookie with no entry, an entry listed under another name's
     /// hash. fsck refuses the image; a lookup that meets it is EIO, never a wrong inode.
     func testADamagedNameIndexIsEIOAndFsckRefusesIt() throws {
         for damage in ["a cookie with no entry", "another name's hash"] {
-            let volume = try TestVolume()
-            let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
-            for index in 0..<20 { _ = try volume.create("f\(index)", in: directory) }
-            try volume.fs.sync()
-            try volume.fs.journal.checkpoint()
-            try volume.fs.unmount()
-            volume.fs = nil
+            let (volume, directory) = try unmountedDirectory(files: 20)
             var crafting = try ImageCrafting(image: volume.image)
             let hash = NameHash(uuid: crafting.superblock.uuid)
             var items = try crafting.items()

@@ -47,9 +47,7 @@ final class StoreCounter: BackingStoreInterceptor, @unchecked Sendable {
 final class LogTests: XCTestCase {
     private func mountCounting(_ volume: TestVolume) throws -> StoreCounter {
         let counter = StoreCounter()
-        try volume.fs.unmount()
-        volume.options.storeInterceptor = counter
-        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+        try volume.remount(intercepting: counter)
         return counter
     }
 

@@ -30,6 +30,12 @@ final class TestVolume {
         fs = try FileSystem.mount(image: image, options: options)
     }
 
+    /// Remounts with `interceptor` seeing every read, write and flush from now on.
+    func remount(intercepting interceptor: any BackingStoreInterceptor) throws {
+        options.storeInterceptor = interceptor
+        try remount()
+    }
+
     func unmountAndCheck(file: StaticString = #filePath, line: UInt = #line) throws {
         try fs.unmount()
         fs = nil

@@ -137,10 +137,8 @@ final class TreeCheckpointTests: XCTestCase {
             for index in 0..<count { files.append(try volume.create("f\(index)")) }
             try volume.fs.sync()
             try volume.fs.journal.checkpoint()
-            try volume.fs.unmount()
             let counter = StoreCounter()
-            volume.options.storeInterceptor = counter
-            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            try volume.remount(intercepting: counter)
             try volume.fs.setxattr(files[count / 2], name: Array("user.x".utf8), value: [1], flags: [])
             try volume.fs.journal.force()
             var before = counter.bytes
@@ -175,10 +173,8 @@ final class TreeCheckpointTests: XCTestCase {
             try volume.fs.sync()
             XCTAssertEqual(volume.fs.metadata.withLock { try! volume.fs.metadata.inode(file).extents.extents.count }, count)
             try volume.fs.journal.checkpoint()
-            try volume.fs.unmount()
             let counter = StoreCounter()
-            volume.options.storeInterceptor = counter
-            volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+            try volume.remount(intercepting: counter)
             func checkpointBlocks(_ change: () throws -> Void) throws -> Int {
                 try change()
                 try volume.fs.sync()

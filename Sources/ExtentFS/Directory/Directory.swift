@@ -31,7 +31,7 @@ public struct Directory: Sendable {
     private var nameByCookie: [UInt64: [UInt8]] = [:]
     /// A partial directory's names and cookies removed since it was read.
     private var removedNames = Set<[UInt8]>()
-    private(set) var removedCookies = Set<UInt64>()
+    private var removedCookies = Set<UInt64>()
     public private(set) var nextCookie: UInt64 = firstEntryCookie
     /// Every entry's count, held or not.
     public private(set) var count = 0
@@ -195,12 +195,14 @@ public struct Directory: Sendable {
         }
     }
 
-    /// Removes `entry`, which `name` holds (found by a lookup, in memory or the tree).
+    /// Removes `entry`, which `name` holds (found by a lookup, in memory or the tree). A partial
+    /// directory's totals come from its image: one that understates the tree's entries (damage
+    /// fsck reports) stops at zero rather than going negative, which no image can encode.
     mutating func remove(name: [UInt8], entry: Entry) {
         if let held = byName[name] { forgetHeld(name: name, entry: held) }
         if !isComplete { noteRemoved(name: name, cookie: entry.cookie) }
-        count -= 1
-        encodedEntryBytes -= Directory.encodedEntryOverhead + name.count
+        count = max(0, count - 1)
+        encodedEntryBytes = max(0, encodedEntryBytes - Directory.encodedEntryOverhead - name.count)
     }
 
     /// Forgets a held entry and its totals (a complete directory's replay).

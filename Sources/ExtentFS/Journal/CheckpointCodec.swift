@@ -383,8 +383,10 @@ enum CheckpointCodec {
                 } else if total > 0 {
                     // The entries are elsewhere (the tree's items, or the log's changes): the
                     // totals must be what some set of valid names could take.
+                    // Compared by division: the products of hostile values could overflow.
                     let minimum = UInt64(Directory.encodedEntryOverhead + 1), maximum = UInt64(Directory.encodedEntryOverhead + FileSystem.maxNameLength)
-                    guard total < Directory.maxCookie, total < nextCookie, bytes >= total * minimum, bytes <= total * maximum else {
+                    guard total < nextCookie, bytes <= UInt64(Int.max), total <= bytes / minimum,
+                          bytes / maximum + (bytes % maximum == 0 ? 0 : 1) <= total else {
                         throw DecodingError(description: "directory \(ino) has entry totals out of range (\(total) entries, \(bytes) bytes)")
                     }
                     directory = Directory(partialWithNextCookie: nextCookie, count: Int(total), encodedEntryBytes: Int(bytes))

@@ -43,7 +43,9 @@ extension MetadataTree {
     /// order, until `body` returns false.
     func forEachStoredEntry(of directory: InodeNumber, after cookie: UInt64, before end: UInt64,
                             _ body: ([UInt8], Directory.Entry) throws -> Bool) throws {
-        guard cookie < end, end > Directory.firstEntryCookie else { return }
+        // A cookie past the last one a directory can have (an lseek of the stream) lists nothing;
+        // its key would wrap and list entries from the start again.
+        guard cookie < end, end > Directory.firstEntryCookie, cookie < Directory.maxCookie - 1 else { return }
         let first = max(cookie + 1, Directory.firstEntryCookie)
         var cursor = tree.cursor(from: Self.entryKey(directory, cookie: first),
                                  through: Self.entryKey(directory, cookie: min(end, Directory.maxCookie) - 1, part: Self.entryParts - 1))

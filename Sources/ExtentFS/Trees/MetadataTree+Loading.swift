@@ -73,19 +73,34 @@ extension MetadataTree {
     /// Inode `ino` as the tree holds it, or nil when the tree holds nothing of it.
     func loadInode(_ ino: InodeNumber, nextInode: InodeNumber, cache: PageCache?) throws -> Inode? {
         guard ino != 0 else { return nil }
-        // A directory is read without its entries where the tree can look them up by name.
-        let imageEnd = TreeKey(object: ino, kind: Kind.inodeImage, offset: .max)
-        var items = try tree.items(from: TreeKey(object: ino, kind: 0, offset: 0), through: hasNameIndex ? imageEnd : TreeKey(object: ino, kind: .max, offset: .max))
-        guard !items.isEmpty else { return nil }
-        if hasNameIndex {
-            let inode = try decodeObject(ino, items: items, nextInode: nextInode, cache: cache, entriesInTree: true)
-            if inode.type == .directory {
-                try refuseStrayItems(ofDirectory: ino)
-                return inode
-            }
-            items += try tree.items(from: imageEnd.successor ?? imageEnd, through: TreeKey(object: ino, kind: .max, offset: .max))
+        let start = TreeKey(object: ino, kind: 0, offset: 0), end = TreeKey(object: ino, kind: .max, offset: .max)
+        guard hasNameIndex else {
+            let items = try tree.items(from: start, through: end)
+            return items.isEmpty ? nil : try decodeObject(ino, items: items, nextInode: nextInode, cache: cache)
         }
-        return try decodeObject(ino, items: items, nextInode: nextInode, cache: cache)
+        // One scan, stopped after the image: a directory is read without its entries (the tree
+        // looks them up by name), anything else goes on to its extents.
+        var cursor = tree.cursor(from: start, through: end)
+        var image: [TreeItem] = []
+        var afterImage: TreeItem?
+        while let item = try cursor.next() {
+            guard item.key.kind <= Kind.inodeImage else {
+                afterImage = item
+                break
+            }
+            image.append(item)
+        }
+        func rest() throws -> [TreeItem] {
+            var items = afterImage.map { [$0] } ?? []
+            while let item = try cursor.next() { items.append(item) }
+            return items
+        }
+        guard !image.isEmpty else {
+            // No image: nothing, or items of an inode the tree does not hold (refused there).
+            let items = try rest()
+            return items.isEmpty ? nil : try decodeObject(ino, items: items, nextInode: nextInode, cache: cache)
+        }
+        return try decodeObject(ino, items: image, nextInode: nextInode, cache: cache, restIfNotDirectory: rest)
     }
 
     /// A directory read without its entries has no extents and no item of a kind it cannot
@@ -101,11 +116,13 @@ extension MetadataTree {
     }
 
     /// One inode from its items (in key order: image pieces, then entries and name index, or
-    /// extents). `entriesInTree`: the items are the image only, and a directory stays partial
-    /// (its entries are read from the tree when asked for); otherwise a directory's entries
-    /// are all read, checked against its totals and name index, and it is complete.
+    /// extents). With `restIfNotDirectory`, the items are the image only: a directory stays
+    /// partial (its entries are read from the tree when asked for), anything else reads the
+    /// rest of its items from it. Otherwise a directory's entries are all read, checked against
+    /// its totals and name index, and it is complete.
     private func decodeObject(_ ino: InodeNumber, items: [TreeItem], nextInode: InodeNumber, cache: PageCache?,
-                              entriesInTree: Bool = false) throws -> Inode {
+                              restIfNotDirectory: (() throws -> [TreeItem])? = nil) throws -> Inode {
+        var items = items
         var index = 0
         var image: [UInt8] = []
         var pieces: UInt64 = 0
@@ -136,6 +153,15 @@ extension MetadataTree {
         }
         guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
             throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
+        }
+        var entriesInTree = false
+        if let restIfNotDirectory {
+            if inode.type == .directory {
+                try refuseStrayItems(ofDirectory: ino)
+                entriesInTree = true
+            } else {
+                items += try restIfNotDirectory()
+            }
         }
         if inode.type == .directory, !entriesInTree {
             try readEntries(of: inode, items: items, index: &index, nextInode: nextInode)
