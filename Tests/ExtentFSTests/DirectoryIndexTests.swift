@@ -45,6 +45,15 @@ final class DirectoryIndexTests: XCTestCase {
             XCTAssertEqual(try volume.fs.lookup(parent: big, name: Array("name-2718".utf8)).ino, model["name-2718"])
             let lookupBytes = counter.lock.withLock { counter.bytes } - afterMount
             XCTAssertLessThanOrEqual(lookupBytes, 16 * max(blockSize, 4096), "a lookup reads a few nodes (\(lookupBytes) bytes), block size \(blockSize)")
+            // In a directory already read: the leaf of the name's index item, which holds the
+            // entry (format 9), and the leaf of the child's image; not the entry's leaf too.
+            let beforeSecond = counter.lock.withLock { counter.bytes }
+            XCTAssertEqual(try volume.fs.lookup(parent: big, name: Array("name-1234".utf8)).ino, model["name-1234"])
+            let secondBytes = counter.lock.withLock { counter.bytes } - beforeSecond
+            // (With no node cache at all, every lookup reads its internal nodes again.)
+            if volume.options.metadataCacheBytes > 0 {
+                XCTAssertLessThanOrEqual(secondBytes, 2 * blockSize, "a lookup reads two leaves, block size \(blockSize)")
+            }
             let held = try volume.fs.metadata.withLock { () throws -> (Bool, Int, Int) in
                 let directory = try volume.fs.metadata.inode(big).directory!
                 return (directory.isComplete, directory.heldCount, directory.count)
@@ -203,21 +212,92 @@ final class DirectoryIndexTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
-    /// Damage to the name index: a cookie with no entry, an entry listed under another name's
-    /// hash. fsck refuses the image; a lookup that meets it is EIO, never a wrong inode.
+    /// The index value's one rule: every record with its name when all fit, every record short
+    /// (no name) when not, nothing when even short ones do not fit; records in cookie order.
+    func testAnIndexValueHoldsNamesWhenTheyFit() throws {
+        let maxValueSize = BTree.maxValueSize(nodeSize: 1024)
+        func record(_ cookie: UInt64, _ name: String) -> MetadataTree.IndexRecord {
+            MetadataTree.IndexRecord(cookie: cookie, child: cookie + 100, type: .regular, name: Array(name.utf8))
+        }
+        let short = try XCTUnwrap(MetadataTree.encodeIndex([record(9, "b"), record(4, "a")], maxValueSize: maxValueSize))
+        XCTAssertEqual(short.count, 2 * (MetadataTree.IndexRecord.fixedBytes + 1))
+        XCTAssertEqual(short[0], 4, "ascending cookies")
+        XCTAssertEqual(short[17], 1, "with its name")
+        let long = String(repeating: "n", count: 255)
+        let cut = try XCTUnwrap(MetadataTree.encodeIndex([record(4, "a"), record(9, long)], maxValueSize: maxValueSize))
+        XCTAssertEqual(cut.count, 2 * MetadataTree.IndexRecord.fixedBytes, "a name that does not fit: every record short")
+        XCTAssertEqual([cut[17], cut[35]], [0, 0])
+        let many = (1...UInt64(maxValueSize / MetadataTree.IndexRecord.fixedBytes + 1)).map { record($0, long) }
+        XCTAssertNil(MetadataTree.encodeIndex(many, maxValueSize: maxValueSize))
+        XCTAssertNotNil(MetadataTree.encodeIndex(Array(many.dropLast()), maxValueSize: maxValueSize))
+    }
+
+    /// Names too long for a record of a small node are listed short: a lookup then reads the
+    /// entry too, and renames over them, unlinks and a remount keep index and entries one.
+    func testLongNamesOfSmallNodesAreLookedUpThroughTheirEntries() throws {
+        let volume = try TestVolume(blockSize: 1024, size: 64 << 20)
+        let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
+        func name(_ index: Int) -> String { String(repeating: "x", count: 240) + "-\(index)" }
+        var model: [String: InodeNumber] = [:]
+        for index in 0..<40 { model[name(index)] = try volume.create(name(index), in: directory) }
+        for round in 0..<2 {
+            try volume.fs.sync()
+            try volume.fs.journal.checkpoint()
+            try volume.remount()
+            for (entryName, ino) in model {
+                XCTAssertEqual(try volume.lookup(entryName, in: directory).ino, ino, "round \(round)")
+            }
+            XCTAssertEqual(Dictionary(try entries(volume, directory), uniquingKeysWith: { a, _ in a }), model, "round \(round)")
+            // Over a name (the index's child changes at that cookie), away, and gone.
+            try volume.fs.rename(parent: directory, name: Array(name(round).utf8), newParent: directory,
+                                 newName: Array(name(round + 10).utf8), flags: [])
+            model[name(round + 10)] = model.removeValue(forKey: name(round))
+            try volume.fs.unlink(parent: directory, name: Array(name(round + 20).utf8))
+            model[name(round + 20)] = nil
+        }
+        try volume.fs.sync()
+        try volume.fs.journal.checkpoint()
+        try volume.remount()
+        for (entryName, ino) in model { XCTAssertEqual(try volume.lookup(entryName, in: directory).ino, ino) }
+        try volume.unmountAndCheck()
+    }
+
+    /// Damage to the name index: a short record (no name) naming a cookie with no entry, an
+    /// entry listed under another name's hash, a full record naming a cookie with no entry, a
+    /// record whose child is not the entry's. fsck refuses the image; a lookup that meets the
+    /// first two is EIO, never a wrong inode. (A lookup trusts a full record, as btrfs trusts
+    /// its DIR_ITEM: reading the entry too is the second read the index saves.)
     func testADamagedNameIndexIsEIOAndFsckRefusesIt() throws {
-        for damage in ["a cookie with no entry", "another name's hash"] {
+        for damage in ["a short record with no entry", "another name's hash", "a full record with no entry", "another child"] {
             let (volume, directory) = try unmountedDirectory(files: 20)
             var crafting = try ImageCrafting(image: volume.image)
             let hash = NameHash(uuid: crafting.superblock.uuid)
             var items = try crafting.items()
             let key = MetadataTree.nameIndexKey(directory, hash: hash(Array("f7".utf8)))
             let index = try XCTUnwrap(items.firstIndex { $0.key == key })
+            let maxValueSize = BTree.maxValueSize(nodeSize: Int(crafting.superblock.blockSize))
+            let f7 = try recordOfF7(items[index].value)
+            func value(_ record: MetadataTree.IndexRecord) throws -> [UInt8] {
+                var bytes = try XCTUnwrap(MetadataTree.encodeIndex([record], maxValueSize: maxValueSize))
+                if record.name.isEmpty { bytes[17] = 0 }
+                return bytes
+            }
             switch damage {
-            case "a cookie with no entry":
-                items[index].value = MetadataTree.encodeIndex([1 << 40])
+            case "a short record with no entry":
+                var record = f7
+                record.cookie = 1 << 40
+                record.name = []
+                items[index].value = try value(record)
+            case "a full record with no entry":
+                var record = f7
+                record.cookie = 1 << 40
+                items[index].value = try value(record)
+            case "another child":
+                var record = f7
+                record.child = directory
+                items[index].value = try value(record)
             default:
-                // f7's cookie listed under f8's hash, and f8's hash's own item gone.
+                // f7's record listed under f8's hash, and f8's hash's own item gone.
                 let moved = items[index].value
                 items.remove(at: index)
                 let target = MetadataTree.nameIndexKey(directory, hash: hash(Array("f8".utf8)))
@@ -229,11 +309,25 @@ final class DirectoryIndexTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains("name index"), "\($0)")
             }
             volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
-            XCTAssertThrowsError(try volume.fs.lookup(parent: directory, name: Array((damage == "a cookie with no entry" ? "f7" : "f8").utf8))) {
-                XCTAssertEqual($0 as? Errno, .ioError, damage)
+            switch damage {
+            case "a short record with no entry", "another name's hash":
+                XCTAssertThrowsError(try volume.fs.lookup(parent: directory, name: Array((damage == "another name's hash" ? "f8" : "f7").utf8))) {
+                    XCTAssertEqual($0 as? Errno, .ioError, damage)
+                }
+            default:
+                // Trusted by a lookup; the readdir of entries is what the entries say.
+                XCTAssertEqual(try entries(volume, directory).filter { $0.0 == "f7" }.count, 1, damage)
             }
             try volume.fs.unmount()
             volume.fs = nil
         }
+    }
+
+    /// f7's record, from its index value (one record: no other name of the test shares its hash).
+    private func recordOfF7(_ value: [UInt8]) throws -> MetadataTree.IndexRecord {
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(value[at + $1]) << ($1 * 8) } }
+        XCTAssertEqual(value.count, MetadataTree.IndexRecord.fixedBytes + 2)
+        return MetadataTree.IndexRecord(cookie: u64(0), child: u64(8), type: try XCTUnwrap(FileType(mode: UInt32(value[16]) << 12)),
+                                        name: Array(value[18...]))
     }
 }

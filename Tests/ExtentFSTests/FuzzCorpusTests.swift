@@ -28,6 +28,15 @@ final class FuzzCorpusTests: XCTestCase {
         }
     }
 
+    /// The whole-tree seeds that fit in the fuzzer's input load whole in its superblock (their
+    /// name index hashes with its UUID), so mutations of them reach every decoder of the tree.
+    func testTreeSeedsLoadWhole() throws {
+        let seeds = try files(in: "decoders").filter { $0.contains("/seed-tree-") }
+        XCTAssertFalse(seeds.isEmpty, "the tree seeds are missing")
+        let whole = try seeds.filter { DecoderFuzzing.treeLoadsWhole(Array(try Data(contentsOf: URL(fileURLWithPath: $0)))) }
+        XCTAssertEqual(whole, seeds, "tree seeds that do not load whole: regenerate them (Tests/FuzzCorpus/README.md)")
+    }
+
     func testImageCorpusPassesEveryCheck() throws {
         let images = try files(in: "images", withExtension: ".fzimg")
         XCTAssertFalse(images.isEmpty, "the image corpus is missing")

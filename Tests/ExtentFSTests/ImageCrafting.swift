@@ -64,20 +64,23 @@ struct ImageCrafting {
             }
             // A cookie at or past 2^62 cannot be a key; it wraps, and the image's next cookie
             // (restored past it) is what gives it away.
-            var index: [UInt64: [UInt64]] = [:]
+            var index: [UInt64: [MetadataTree.IndexRecord]] = [:]
             image.directory?.forEach(after: 0) { name, entry in
                 for (part, bytes) in MetadataTree.entryParts(name, entry, maxPiece: maxPiece).enumerated() {
                     items.append(TreeItem(key: TreeKey(object: image.ino, kind: MetadataTree.Kind.directoryEntry,
                                                        offset: entry.cookie &<< 2 | UInt64(part)), value: bytes))
                 }
-                index[NameHash(uuid: superblock.uuid)(name), default: []].append(entry.cookie)
+                index[NameHash(uuid: superblock.uuid)(name), default: []]
+                    .append(MetadataTree.IndexRecord(cookie: entry.cookie, child: entry.ino, type: entry.type, name: name))
                 return true
             }
-            // Version 7's name index, as a checkpoint writes it.
-            if version >= InodeImageLayout.firstVersionWithNameIndex {
-                for (hash, cookies) in index {
-                    items.append(TreeItem(key: MetadataTree.nameIndexKey(image.ino, hash: hash), value: MetadataTree.encodeIndex(cookies)))
-                }
+            // The name index, as a checkpoint of `version` writes it: records from version 9,
+            // ascending cookies (u64 each) in versions 7 and 8.
+            for (hash, records) in index where version >= InodeImageLayout.firstVersionWithNameIndex {
+                let value = version >= MetadataTree.firstVersionWithIndexRecords
+                    ? try XCTUnwrap(MetadataTree.encodeIndex(records, maxValueSize: maxPiece))
+                    : Self.cookieIndex(records.map(\.cookie))
+                items.append(TreeItem(key: MetadataTree.nameIndexKey(image.ino, hash: hash), value: value))
             }
             // Every extent under its own key: two at one logical block keep the later.
             for extent in image.extents.extents where image.type == .regular {
@@ -88,6 +91,11 @@ struct ImageCrafting {
             items.append(TreeItem(key: MetadataTree.referenceKey(entry.run.start), value: MetadataTree.encodeReference(entry)))
         }
         try writeItems(items, version: version)
+    }
+
+    /// A name index value of format versions 7 and 8.
+    static func cookieIndex(_ cookies: [UInt64]) -> [UInt8] {
+        cookies.sorted().flatMap { cookie in (0..<8).map { UInt8(truncatingIfNeeded: cookie >> ($0 * 8)) } }
     }
 
     /// The items of the newest superblock's tree, in key order.

@@ -139,11 +139,12 @@ final class VolumeItemsTests: XCTestCase {
 
     /// A version 4 image (a tree without the lists) mounts by reading every inode once, and its
     /// first checkpoint writes the lists: version 5, fsck clean, mounted without the scan after.
-    /// Version 4 (no lists, images of the layout before version 6) and version 6 (no directory
-    /// totals, no name index) trees convert at mount: fsck clean, and the converted tree serves
-    /// lookups by name without reading a directory's entries.
+    /// Version 4 (no lists, images of the layout before version 6), version 6 (no directory
+    /// totals, no name index) and version 8 (a name index of cookies) trees convert at mount:
+    /// fsck clean, and the converted tree serves lookups by name without reading a directory's
+    /// entries.
     func testAVersion4ImageConverts() throws {
-        for version: UInt32 in [4, 6] {
+        for version: UInt32 in [4, 6, 8] {
             let volume = try populatedVolume(blockSize: 1024)
             try volume.fs.unmount()
             volume.fs = nil

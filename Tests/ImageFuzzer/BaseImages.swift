@@ -44,6 +44,9 @@ enum BaseImages {
         format.size = 2 << 20
         format.force = true
         format.label = Array("fuzzed".utf8)
+        // The decoder fuzzer's superblock's (DecoderFuzzing.sampleSuperblock): the tree seeds cut
+        // from these images then have name index items that hash where that superblock says.
+        format.uuid = [UInt8](repeating: 0x5A, count: 16)
         try Volume.format(image: path, options: format)
         var options = MountOptions()
         options.cacheBytes = 1 << 20

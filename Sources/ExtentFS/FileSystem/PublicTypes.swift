@@ -220,6 +220,9 @@ public struct FormatOptions: Sendable {
     public var force: Bool = false
     /// The filesystem label (at most Superblock.maxLabelBytes bytes, no NUL).
     public var label: [UInt8] = []
+    /// The volume's UUID (16 bytes); nil: a random one. It keys the name index's hash, so a
+    /// chosen one makes images whose trees are the same from run to run (the fuzzers' seeds).
+    public var uuid: [UInt8]? = nil
     /// How to reach the backing store (the NBD timeout).
     public var store = StoreOptions()
     public init() {}

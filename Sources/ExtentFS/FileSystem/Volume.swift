@@ -13,6 +13,9 @@ public enum Volume {
         guard Superblock.isValidLabel(options.label) else {
             throw ExtentFSError("the label is \(options.label.count) bytes or holds a NUL; a label is at most \(Superblock.maxLabelBytes) bytes, no NUL", errno: .invalidArgument)
         }
+        if let uuid = options.uuid, uuid.count != 16 {
+            throw ExtentFSError("a UUID is 16 bytes, not \(uuid.count)", errno: .invalidArgument)
+        }
         guard blockSize >= 512, blockSize <= 65536, blockSize & (blockSize - 1) == 0 else {
             throw ExtentFSError("block size \(blockSize) is not a power of two from 512 to 65536", errno: .invalidArgument)
         }
@@ -49,7 +52,7 @@ public enum Volume {
         }
         let blockCount = size / UInt64(blockSize)
         var superblock = Superblock(blockSize: UInt32(blockSize), blockCount: blockCount,
-                                    maxInodes: max(1024, size / 8192), uuid: randomUUID(), sequence: 0,
+                                    maxInodes: max(1024, size / 8192), uuid: options.uuid ?? randomUUID(), sequence: 0,
                                     checkpoint: .tree(nil), label: options.label)
         superblock.log = LogRegion(firstBlock: superblock.firstDataBlock,
                                    blockCount: LogRegion.blocks(forVolumeBytes: size, blockSize: blockSize))

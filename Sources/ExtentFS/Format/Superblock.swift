@@ -16,9 +16,11 @@ public struct Superblock: Equatable {
     /// hash of their names, so that a directory is read without its entries and a lookup reads
     /// one entry (MetadataTree+Entries.swift); log records kinds of change that carry them.
     /// 8: log records may carry a file's extent changes instead of its map (LogRecord, kind 8).
-    /// Versions 2 to 7 mount as they are and become version 8 at their first checkpoint, which a
+    /// 9: the name index holds each entry's inode number, type and name, not only its cookie,
+    /// so that a lookup by name reads one item (MetadataTree+Entries.swift).
+    /// Versions 2 to 8 mount as they are and become version 9 at their first checkpoint, which a
     /// read-write mount writes at once (FileSystem.mount).
-    public static let currentVersion: UInt32 = 8
+    public static let currentVersion: UInt32 = 9
     /// The first version whose checkpoint is the metadata tree.
     static let treeVersion: UInt32 = 4
     /// The first version with a label.

@@ -96,6 +96,18 @@ enum DecoderFuzzing {
 
     /// Several nodes as the metadata tree of a volume, loaded as mount loads one (VolumeLoader).
     private static func loadTree(_ body: [UInt8], superblock sample: Superblock) {
+        guard let (loaded, superblock, tree, device) = loadedTree(body, superblock: sample) else { return }
+        load(loaded, superblock: superblock, tree: (MetadataTree(tree: tree, superblock: superblock), device))
+    }
+
+    /// Whether a whole-tree input (structure 5) loads whole: the seeds cut from the base images
+    /// must, or the fuzzer's mutations start from inputs refused before the name index is read.
+    static func treeLoadsWhole(_ input: [UInt8]) -> Bool {
+        guard input.count >= 2, input[0] % UInt8(Structure.allCases.count) == Structure.tree.rawValue else { return false }
+        return loadedTree(Array(input.dropFirst(2)), superblock: sampleSuperblock(blockSize: 512 << Int(input[1] % 8))) != nil
+    }
+
+    private static func loadedTree(_ body: [UInt8], superblock sample: Superblock) -> (LoadedCheckpoint, Superblock, BTree, MemoryNodes)? {
         let device = nodes(for: sample)
         let nodeSize = Int(sample.blockSize)
         var rootAddress: UInt64?
@@ -105,18 +117,18 @@ enum DecoderFuzzing {
         }
         // The superblock a checkpoint would have written with this root (mount refuses a root
         // whose generation is past its superblock's sequence).
-        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogRing.maxSequence else { return }
+        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogRing.maxSequence else { return nil }
         var superblock = sample
         superblock.sequence = max(superblock.sequence, root.generation)
         superblock.checkpoint = .tree(root)
         guard let tree = try? BTree(root: root, owner: MetadataTree.owner, device: device, allocator: device,
                                     cache: NodeCache(budgetBytes: MetadataTree.cacheBytes)),
               let report = try? tree.check(),
-              let (nextInode, inodes, referenceCounts) = try? MetadataTree(tree: tree, superblock: superblock).loadAll(cache: nil) else { return }
+              let (nextInode, inodes, referenceCounts) = try? MetadataTree(tree: tree, superblock: superblock).loadAll(cache: nil) else { return nil }
         var loaded = LoadedCheckpoint(nextInode: nextInode, inodes: inodes, referenceCounts: referenceCounts)
         loaded.treeNodes = UInt64(report.storedAddresses.count)
         loaded.checkpointRuns = report.storedAddresses.map { BlockRun(start: $0, count: 1) }
-        load(loaded, superblock: superblock, tree: (MetadataTree(tree: tree, superblock: superblock), device))
+        return (loaded, superblock, tree, device)
     }
 
     /// A volume of 16 MiB as mkfs makes it (its log 256 KiB, after the superblocks), so that what

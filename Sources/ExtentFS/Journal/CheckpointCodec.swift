@@ -1,3 +1,4 @@
+import ExtentFSCore
 /// Encodes and decodes the checkpoint payload: every inode with its attributes, xattrs, extents,
 /// symlink target or directory entries, then the reference counts. Layout in docs/FORMAT.md.
 /// Decoding checks structure and ranges and throws on anything malformed; cross-checks between
@@ -14,6 +15,10 @@ struct LoadedCheckpoint {
     var treeNodes: UInt64 = 0
     var treeHeight = 0
     var treeUnderfilledNodes = 0
+    /// The nodes mount read of the newest checkpoint's tree (its internal nodes, and what
+    /// replay loaded), for the tree the inode table reads from next (CommittedTree), so that
+    /// its first lookups do not read them again: the root they were read from, and their cache.
+    var treeNodesRead: (root: TreeRoot, cache: NodeCache)?
     /// Blocks only the older copy reaches: free once the next checkpoint is durable (it
     /// replaces that copy).
     var heldUntilNextCheckpoint: [BlockRun] = []

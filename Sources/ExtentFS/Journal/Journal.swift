@@ -72,7 +72,9 @@ final class Journal: @unchecked Sendable {
         // The inode table reads what it does not hold from the newest durable checkpoint, once
         // that holds everything (an older image's first checkpoint is still to come).
         if !loaded.sinceCheckpoint.everything, metadata.superblock.checkpoint.treeRoot != nil {
-            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.treeNodeCacheBytes)
+            let warm = loaded.treeNodesRead.flatMap { $0.root == metadata.superblock.checkpoint.treeRoot ? $0.cache : nil }
+            let committed = try CommittedTree(store: store, superblock: metadata.superblock, cacheBytes: metadata.treeNodeCacheBytes,
+                                              nodesRead: warm)
             metadata.withLock { metadata.committed = committed }
         }
         counters.logUsedBytes.store(log.usedBytes, ordering: .relaxed)

@@ -100,6 +100,7 @@ enum VolumeLoader {
         }
         loaded.nextInode = state.nextInode
         loaded.inodes = Array(state.inodes.values)
+        if let opened, let root = superblock.checkpoint.treeRoot { loaded.treeNodesRead = (root, opened.tree.cache) }
         do {
             if let opened, let volume {
                 try holdWhatMountNeeds(opened, volume: volume, state: state, into: &loaded, cache: cache)
@@ -187,9 +188,9 @@ enum VolumeLoader {
         var loaded: LoadedCheckpoint
         do {
             var onDemand: (nextInode: InodeNumber, object: (referenceCounts: ReferenceCounts, volume: StoredVolumeItems?))?
-            // A tree of images in an older layout is read whole: its first checkpoint rewrites
-            // every image (below), so every inode must be in memory until then.
-            if !whole, superblock.version >= InodeImageLayout.firstVersionWithNameIndex {
+            // A tree of images or a name index in an older layout is read whole: its first
+            // checkpoint rewrites them (below), so every inode must be in memory until then.
+            if !whole, superblock.version >= MetadataTree.firstVersionWithIndexRecords {
                 let nextInode = try newest.tree.storedNextInode()
                 onDemand = (nextInode, try newest.tree.loadVolumeObject(nextInode: nextInode))
             }
@@ -208,13 +209,13 @@ enum VolumeLoader {
         // A tree of version 4 or 5 holds images of the layout before version 6: the first
         // checkpoint rewrites every one (and only the images: extents are stored as they were),
         // so that the new tree holds no image of the old layout. A version 6 tree's directories
-        // have no entry totals and no name index: the first checkpoint rewrites each directory
-        // whole (its entries were read whole, so it is complete and rewritten whole). O(the
-        // inodes), once.
+        // have no entry totals and no name index, a version 7 or 8 tree's index lists cookies
+        // only: the first checkpoint rewrites each directory whole (its entries were read whole,
+        // so it is complete and rewritten whole). O(the inodes), once.
         let oldImages: Set<InodeNumber>
         if superblock.version < InodeImageLayout.firstVersionWithFlags {
             oldImages = Set(loaded.inodes.map(\.ino))
-        } else if superblock.version < InodeImageLayout.firstVersionWithNameIndex {
+        } else if superblock.version < MetadataTree.firstVersionWithIndexRecords {
             oldImages = Set(loaded.inodes.filter { $0.type == .directory }.map(\.ino))
         } else {
             oldImages = []

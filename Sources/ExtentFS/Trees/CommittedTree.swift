@@ -16,9 +16,12 @@ final class CommittedTree {
     private let cache: NodeCache
     private var tree: MetadataTree
 
-    init(store: BackingStore, superblock: Superblock, cacheBytes: Int) throws {
+    /// `nodesRead`: clean nodes of this checkpoint's tree already read (by mount), kept within
+    /// `cacheBytes`; the cache becomes this tree's alone.
+    init(store: BackingStore, superblock: Superblock, cacheBytes: Int, nodesRead: NodeCache? = nil) throws {
         self.store = store
-        cache = NodeCache(budgetBytes: cacheBytes)
+        cache = nodesRead ?? NodeCache(budgetBytes: cacheBytes)
+        cache.budgetBytes = cacheBytes
         tree = try Self.open(store, superblock, cache)
     }
 

@@ -2,29 +2,51 @@ import ExtentFSCore
 
 /// A directory's entries in the metadata tree: each entry by cookie, kind `directoryEntry`, for
 /// readdir; and, from format version 7, a name index, kind `nameIndex`, keyed by the name's hash
-/// (NameHash, keyed with the volume's UUID), whose value lists the cookies of the entries whose
-/// names hash there (u64 each, ascending; nearly always one), so that a lookup by name reads
-/// two short paths of the tree, whatever the directory's size. Every value read is checked: an
-/// index naming a cookie with no entry, or an entry whose name does not hash where it is
-/// listed, is damage (EIO), never a wrong answer.
+/// (NameHash, keyed with the volume's UUID). From version 9 the index's value holds the entries
+/// themselves, as btrfs's DIR_ITEM does (`IndexRecord`): a lookup by name reads one short path
+/// of the tree, whatever the directory's size, instead of the index and then the entry (version
+/// 7 and 8 listed cookies only; such a tree is read whole and rewritten at conversion).
+///
+/// Every value read is checked: a record whose name does not hash where it is listed, or a
+/// short record (no name: it did not fit) naming a cookie with no entry or another entry, is
+/// damage (EIO). What a full record says is trusted by a lookup; fsck checks every record
+/// against the entry at its cookie.
 extension MetadataTree {
     static func nameIndexKey(_ directory: InodeNumber, hash: UInt64) -> TreeKey {
         TreeKey(object: directory, kind: Kind.nameIndex, offset: hash)
     }
 
-    /// The most cookies one index value holds: past them a checkpoint could not store a name.
-    var maxCookiesPerHash: Int { tree.maxValueSize / 8 }
+    /// One entry as the name index lists it: `name` is empty in a short record.
+    struct IndexRecord: Equatable {
+        var cookie: UInt64
+        var child: InodeNumber
+        var type: FileType
+        var name: [UInt8]
+
+        static let fixedBytes = 18
+        var entry: Directory.Entry { Directory.Entry(ino: child, type: type, cookie: cookie) }
+    }
+
+    /// The first format version whose name index holds records (IndexRecord), not cookies.
+    static let firstVersionWithIndexRecords: UInt32 = 9
+
+    /// The most records one index value holds: past them a checkpoint could not store a name.
+    var maxRecordsPerHash: Int { tree.maxValueSize / IndexRecord.fixedBytes }
 
     /// The entry named `name` in directory `directory`, as this tree holds it.
     func lookupEntry(in directory: InodeNumber, named name: [UInt8]) throws -> Directory.Entry? {
         let hash = nameHash(name)
         guard let value = try tree.lookup(Self.nameIndexKey(directory, hash: hash)) else { return nil }
-        for cookie in try decodeIndex(value, directory: directory, hash: hash) {
-            guard let stored = try storedEntry(of: directory, cookie: cookie) else {
-                throw DecodingError(description: "directory \(directory)'s name index lists cookie \(cookie), which holds no entry")
+        for record in try decodeIndex(value, directory: directory, hash: hash) {
+            if !record.name.isEmpty {
+                if record.name == name { return record.entry }
+                continue
             }
-            guard nameHash(stored.name) == hash else {
-                throw DecodingError(description: "directory \(directory)'s name index lists cookie \(cookie) under a hash its name does not have")
+            guard let stored = try storedEntry(of: directory, cookie: record.cookie) else {
+                throw DecodingError(description: "directory \(directory)'s name index lists cookie \(record.cookie), which holds no entry")
+            }
+            guard nameHash(stored.name) == hash, stored.entry == record.entry else {
+                throw DecodingError(description: "directory \(directory)'s name index lists cookie \(record.cookie) as an entry it does not hold")
             }
             if stored.name == name { return stored.entry }
         }
@@ -86,8 +108,33 @@ extension MetadataTree {
         return (name, Directory.Entry(ino: child, type: type, cookie: cookie))
     }
 
-    /// An index value: ascending cookies, at least one.
-    func decodeIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [UInt64] {
+    /// An index value: records in ascending cookie order, at least one, each checked.
+    func decodeIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [IndexRecord] {
+        func malformed(_ what: String) -> DecodingError {
+            DecodingError(description: "directory \(directory)'s name index at hash \(hash) \(what)")
+        }
+        var reader = ByteReader(value)
+        var records: [IndexRecord] = []
+        guard reader.remaining > 0 else { throw malformed("is empty") }
+        while reader.remaining > 0 {
+            let cookie = try reader.u64(), child = try reader.u64(), rawType = try reader.u8()
+            let name = try reader.raw(Int(try reader.u8()))
+            guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie, records.last.map({ $0.cookie < cookie }) ?? true else {
+                throw malformed("lists an invalid cookie \(cookie)")
+            }
+            guard child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber, let type = FileType(mode: UInt32(rawType) << 12) else {
+                throw malformed("is malformed")
+            }
+            guard name.isEmpty || (FileSystem.isValidEntryName(name) && nameHash(name) == hash) else {
+                throw malformed("lists a name that does not hash there")
+            }
+            records.append(IndexRecord(cookie: cookie, child: child, type: type, name: name))
+        }
+        return records
+    }
+
+    /// A version 7 or 8 index value: ascending cookies, at least one (read at conversion only).
+    func decodeCookieIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [UInt64] {
         guard !value.isEmpty, value.count % 8 == 0 else {
             throw DecodingError(description: "directory \(directory)'s name index at hash \(hash) is malformed")
         }
@@ -103,9 +150,25 @@ extension MetadataTree {
         return cookies
     }
 
-    static func encodeIndex(_ cookies: [UInt64]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 * cookies.count)
-        for cookie in cookies.sorted() { writer.u64(cookie) }
+    /// The value of `records` (any order): every record with its name when they all fit in one
+    /// value, every record short (no name) otherwise; nil when even that does not fit.
+    func encodeIndex(_ records: [IndexRecord]) -> [UInt8]? {
+        Self.encodeIndex(records, maxValueSize: tree.maxValueSize)
+    }
+
+    static func encodeIndex(_ records: [IndexRecord], maxValueSize: Int) -> [UInt8]? {
+        let sorted = records.sorted { $0.cookie < $1.cookie }
+        let fullBytes = sorted.reduce(0) { $0 + IndexRecord.fixedBytes + $1.name.count }
+        let withNames = fullBytes <= maxValueSize
+        guard withNames || sorted.count * IndexRecord.fixedBytes <= maxValueSize else { return nil }
+        var writer = ByteWriter(capacity: withNames ? fullBytes : sorted.count * IndexRecord.fixedBytes)
+        for record in sorted {
+            writer.u64(record.cookie)
+            writer.u64(record.child)
+            writer.u8(UInt8(record.type.rawValue >> 12))
+            writer.u8(withNames ? UInt8(record.name.count) : 0)
+            if withNames { writer.raw(record.name) }
+        }
         return writer.bytes
     }
 
@@ -125,9 +188,10 @@ extension MetadataTree {
         for cookie in changed.sorted() {
             let now = directory.entry(atCookie: cookie)
             let stored = try storedEntry(of: ino, cookie: cookie)
-            if stored?.name != now?.name {
+            // The index lists the child and its type too: a rename over a name retargets it.
+            if stored?.name != now?.name || stored?.entry != now?.entry {
                 if let stored { try removeFromIndex(ino, name: stored.name, cookie: cookie) }
-                if let now { try addToIndex(ino, name: now.name, cookie: cookie) }
+                if let now { try addToIndex(ino, name: now.name, entry: now.entry) }
             }
             try writeEntryParts(of: ino, cookie: cookie, now)
         }
@@ -138,12 +202,12 @@ extension MetadataTree {
             let stored = try tree.items(from: TreeKey(object: ino, kind: kind, offset: 0), through: TreeKey(object: ino, kind: kind, offset: .max))
             for item in stored { _ = try tree.remove(item.key) }
         }
-        var index: [UInt64: [UInt64]] = [:]
+        var index: [UInt64: [IndexRecord]] = [:]
         var failure: (any Error)?
         directory.forEach(after: 0) { name, entry in
             do {
                 try writeEntryParts(of: ino, cookie: entry.cookie, (name, entry))
-                index[nameHash(name), default: []].append(entry.cookie)
+                index[nameHash(name), default: []].append(IndexRecord(cookie: entry.cookie, child: entry.ino, type: entry.type, name: name))
                 return true
             } catch {
                 failure = error
@@ -151,10 +215,7 @@ extension MetadataTree {
             }
         }
         if let failure { throw failure }
-        for (hash, cookies) in index {
-            guard cookies.count <= maxCookiesPerHash else { throw TreeError.valueTooLarge(size: 8 * cookies.count, limit: tree.maxValueSize) }
-            try tree.insert(Self.nameIndexKey(ino, hash: hash), Self.encodeIndex(cookies))
-        }
+        for (hash, records) in index { try storeIndex(ino, hash: hash, records) }
     }
 
     private func writeEntryParts(of ino: InodeNumber, cookie: UInt64, _ entry: (name: [UInt8], entry: Directory.Entry)?) throws {
@@ -169,25 +230,39 @@ extension MetadataTree {
         }
     }
 
-    private func addToIndex(_ ino: InodeNumber, name: [UInt8], cookie: UInt64) throws {
+    private func addToIndex(_ ino: InodeNumber, name: [UInt8], entry: Directory.Entry) throws {
         let hash = nameHash(name)
-        let key = Self.nameIndexKey(ino, hash: hash)
-        var cookies = try tree.lookup(key).map { try decodeIndex($0, directory: ino, hash: hash) } ?? []
-        guard !cookies.contains(cookie) else { return }
-        cookies.append(cookie)
-        guard cookies.count <= maxCookiesPerHash else { throw TreeError.valueTooLarge(size: 8 * cookies.count, limit: tree.maxValueSize) }
-        try tree.insert(key, Self.encodeIndex(cookies))
+        var records = try tree.lookup(Self.nameIndexKey(ino, hash: hash)).map { try decodeIndex($0, directory: ino, hash: hash) } ?? []
+        records.removeAll { $0.cookie == entry.cookie }
+        records.append(IndexRecord(cookie: entry.cookie, child: entry.ino, type: entry.type, name: name))
+        try storeIndex(ino, hash: hash, records)
     }
 
     private func removeFromIndex(_ ino: InodeNumber, name: [UInt8], cookie: UInt64) throws {
         let hash = nameHash(name)
+        guard let value = try tree.lookup(Self.nameIndexKey(ino, hash: hash)) else { return }
+        try storeIndex(ino, hash: hash, try decodeIndex(value, directory: ino, hash: hash).filter { $0.cookie != cookie })
+    }
+
+    /// The index item at `hash` becomes `records` (none: no item). Short records read back
+    /// get their names from their entries first (the entries at their cookies are still what
+    /// the index lists), so that the value is written by the one rule `encodeIndex` states.
+    private func storeIndex(_ ino: InodeNumber, hash: UInt64, _ records: [IndexRecord]) throws {
         let key = Self.nameIndexKey(ino, hash: hash)
-        guard let value = try tree.lookup(key) else { return }
-        let cookies = try decodeIndex(value, directory: ino, hash: hash).filter { $0 != cookie }
-        if cookies.isEmpty {
+        guard !records.isEmpty else {
             _ = try tree.remove(key)
-        } else {
-            try tree.insert(key, Self.encodeIndex(cookies))
+            return
         }
+        var records = records
+        for slot in records.indices where records[slot].name.isEmpty {
+            guard let stored = try storedEntry(of: ino, cookie: records[slot].cookie), stored.entry == records[slot].entry else {
+                throw DecodingError(description: "directory \(ino)'s name index lists cookie \(records[slot].cookie) as an entry it does not hold")
+            }
+            records[slot].name = stored.name
+        }
+        guard let value = encodeIndex(records) else {
+            throw TreeError.valueTooLarge(size: records.count * IndexRecord.fixedBytes, limit: tree.maxValueSize)
+        }
+        try tree.insert(key, value)
     }
 }

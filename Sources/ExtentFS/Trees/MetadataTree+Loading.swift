@@ -209,7 +209,8 @@ extension MetadataTree {
         let stored = inode.directory ?? Directory()
         // Built apart from the inode, so that each restore changes a uniquely held value.
         var directory = Directory(emptyWithNextCookie: stored.nextCookie)
-        var expectedIndex: [UInt64: [UInt64]] = [:]
+        var expectedIndex: [UInt64: [IndexRecord]] = [:]
+        let layout = nameIndexLayout
         while index < items.count, items[index].key.kind == Kind.directoryEntry {
             let cookie = items[index].key.offset >> 2
             var parts: [TreeItem] = []
@@ -222,19 +223,25 @@ extension MetadataTree {
                 throw DecodingError(description: "directory \(ino) has a malformed or duplicate entry at cookie \(cookie)")
             }
             directory.restore(name: name, entry: entry)
-            if hasNameIndex { expectedIndex[nameHash(name), default: []].append(cookie) }
+            if layout != .none {
+                expectedIndex[nameHash(name), default: []].append(IndexRecord(cookie: cookie, child: entry.ino, type: entry.type, name: name))
+            }
         }
         if index < items.count, items[index].key.kind == Kind.fileExtent {
             throw DecodingError(description: "the metadata tree holds extents for inode \(ino), which is not a regular file it holds")
         }
-        if hasNameIndex {
+        if layout != .none {
             guard directory.count == stored.count, directory.encodedEntryBytes == stored.encodedEntryBytes else {
                 throw DecodingError(description: "directory \(ino) holds \(directory.count) entries, its image says \(stored.count)")
             }
             while index < items.count, items[index].key.kind == Kind.nameIndex {
                 let hash = items[index].key.offset
-                let cookies = try decodeIndex(items[index].value, directory: ino, hash: hash)
-                guard expectedIndex.removeValue(forKey: hash) == cookies else {
+                let expected = expectedIndex.removeValue(forKey: hash) ?? []
+                // Version 9: the value is exactly what a checkpoint writes for these entries.
+                let matches = layout == .cookies
+                    ? try decodeCookieIndex(items[index].value, directory: ino, hash: hash) == expected.map(\.cookie)
+                    : try !decodeIndex(items[index].value, directory: ino, hash: hash).isEmpty && encodeIndex(expected) == items[index].value
+                guard matches else {
                     throw DecodingError(description: "directory \(ino)'s name index at hash \(hash) does not match its entries")
                 }
                 index += 1

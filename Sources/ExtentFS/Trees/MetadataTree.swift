@@ -15,9 +15,10 @@ import SystemPackage
 ///                                     the rest of a name longer than part 0 takes (small nodes)
 ///   (ino, fileExtent, logical block)  an extent of regular file `ino` (never a delayed one):
 ///                                     length u64, physical block u64, state u8
-///   (dir, nameIndex, name hash)       (version 7) the cookies of directory `dir`'s entries whose
-///                                     names have this hash, u64 each, ascending
-///                                     (MetadataTree+Entries.swift)
+///   (dir, nameIndex, name hash)       (version 9) directory `dir`'s entries whose names have
+///                                     this hash, ascending by cookie: cookie u64, ino u64, type
+///                                     u8, name length u8, name (MetadataTree+Entries.swift;
+///                                     versions 7 and 8: the cookies only, u64 each)
 ///   (0, nextInodeNumber, 0)           the next inode number (u64)
 ///   (0, referenceCount, first block)  a run of blocks shared `count` times: block count u64, count u32
 ///   (0, fileBlocks, first block)      (version 5) a run of blocks files use: block count u64
@@ -58,9 +59,18 @@ final class MetadataTree {
         nameHash = NameHash(uuid: superblock.uuid)
     }
 
-    /// Whether the tree has a name index for every directory (format version 7), so that a
-    /// directory can be read without its entries.
-    var hasNameIndex: Bool { superblock.version >= InodeImageLayout.firstVersionWithNameIndex }
+    /// How the name index lists a directory's entries: not at all (before version 7), by cookie
+    /// (versions 7 and 8), or whole (version 9: IndexRecord).
+    enum NameIndexLayout { case none, cookies, records }
+
+    var nameIndexLayout: NameIndexLayout {
+        if superblock.version >= Self.firstVersionWithIndexRecords { return .records }
+        return superblock.version >= InodeImageLayout.firstVersionWithNameIndex ? .cookies : .none
+    }
+
+    /// Whether a directory can be read without its entries, looked up by name in the tree: the
+    /// current index (version 9). A tree of an older one is read whole and rewritten.
+    var hasNameIndex: Bool { nameIndexLayout == .records }
 
     static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
         TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)

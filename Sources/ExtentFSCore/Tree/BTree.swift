@@ -26,7 +26,7 @@ public final class BTree {
     public let maxValueSize: Int
     let device: NodeDevice
     let allocator: NodeAllocator
-    let cache: NodeCache
+    public let cache: NodeCache
     let minimumFill: Int
     let capacity: Int
 

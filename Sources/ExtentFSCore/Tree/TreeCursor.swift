@@ -68,6 +68,9 @@ public struct TreeCursor {
             guard !path.isEmpty else { return nil }
             path[path.count - 1].index += 1
             var (step, index) = path[path.count - 1]
+            // Every key of that child is at or above its bound: past the end, it is not read
+            // (a scan of one inode's items that ends at a leaf's end reads no further leaf).
+            if let end, end < step.node.keys[index] { return nil }
             while true {
                 let child = try tree.child(of: step, at: index)
                 path.append((child, 0))
