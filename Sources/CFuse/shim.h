@@ -84,6 +84,23 @@ static inline int cfuse_raise_kernel_size(struct fuse_session *se, uint64_t ino,
     return errno == EFAULT ? 0 : -errno;
 }
 
+/// Asks the kernel to let go of the inodes `ids` names, those it does not use (FUSE_NOTIFY_PRUNE,
+/// protocol 7.45, Linux 6.18): it drops their unused dentries, and each inode that then has no
+/// user is evicted and FORGET sent for it. Returns 0, or -errno (-EINVAL: a kernel without it).
+/// libfuse 3.14 does not know the notification, so this writes it itself.
+static inline int cfuse_notify_prune(struct fuse_session *se, const uint64_t *ids, uint32_t count) {
+    struct { uint32_t count, padding; uint64_t spare; } prune = { .count = count, .padding = 0, .spare = 0 };
+    struct fuse_out_header header = {
+        .len = (uint32_t)(sizeof header + sizeof prune + count * sizeof(uint64_t)), .error = 9 /* FUSE_NOTIFY_PRUNE */, .unique = 0,
+    };
+    struct iovec iov[3] = {
+        { .iov_base = &header, .iov_len = sizeof header },
+        { .iov_base = &prune, .iov_len = sizeof prune },
+        { .iov_base = (void *)ids, .iov_len = count * sizeof(uint64_t) },
+    };
+    return writev(fuse_session_fd(se), iov, 3) < 0 ? -errno : 0;
+}
+
 /// PIDFD_THREAD (Linux 6.9): a pidfd of one thread rather than of a thread-group leader.
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL

@@ -1,6 +1,7 @@
 import CFuse
 import ExtentFS
 import Logging
+import Synchronization
 
 /// What every request handler reaches through `fuse_req_userdata`: the engine and the session.
 final class Server {
@@ -18,6 +19,8 @@ final class Server {
     let directWriteWorkers = SpaceWorkers(threadCount: 2)
     /// The data of every size notification: it must be unreadable (KernelSize.swift).
     let unreadablePage: UnsafeMutableRawPointer? = cfuse_unreadable_page()
+    /// Set once the kernel refused FUSE_NOTIFY_PRUNE (KernelInodePruning.swift).
+    let pruneUnsupported = Atomic<Bool>(false)
 
     init(fileSystem: FileSystem) {
         self.fileSystem = fileSystem

@@ -70,6 +70,10 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
     if transportResult == 0 { installBirthTimeStatx(server) }
 
     server.session = session
+    // The flusher asks through the session; it stops asking before the session goes (this
+    // runs before the defers above: unmount, destroy).
+    server.fileSystem.setKernelInodePruner { [weak server] inodes in server?.pruneKernelInodes(inodes) }
+    defer { server.fileSystem.setKernelInodePruner(nil) }
     // From mountinfo, not stat(): nothing serves requests yet, so a stat of the mountpoint
     // would wait forever for our own GETATTR reply.
     server.mountDevice = mountedDevice(at: listedMountpoint)

@@ -158,6 +158,66 @@ final class InodeCacheTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// The lookup counts kept for inodes let go are bounded: past the limit the kernel is asked
+    /// to let go of inodes (here a stand-in kernel that forgets what it is asked about, except
+    /// one file it keeps using), down to half the limit; a kernel that keeps them all is not
+    /// asked again until the count has grown by a quarter of the limit more. Every count stays
+    /// exact.
+    func testLookupCountsOfInodesLetGoAreBounded() throws {
+        let volume = try volume()
+        let fs = volume.fs!
+        fs.flusher.stop()  // the test asks when the flusher would, so that nothing races it
+        let directory = try fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
+        let limit = fs.metadata.withLock { fs.metadata.cacheState.lookupRecordLimit }
+        let files = limit * 2
+        var numbers: [InodeNumber] = []
+        for index in 0..<files {
+            let ino = try volume.create("f\(index)", in: directory)
+            fs.release(ino)
+            fs.forget(ino, count: 1)
+            numbers.append(ino)
+        }
+        try fs.sync()
+        try fs.journal.checkpoint()
+        let kept = numbers[7]
+        let kernel = StandInKernel()
+        fs.setKernelInodePruner { [weak fs] inodes in
+            let forgets = kernel.asked(inodes)
+            for ino in inodes where forgets && ino != kept { fs?.forget(ino, count: 1) }
+        }
+        func lookUpAll() throws {
+            for index in 0..<files { _ = try fs.lookup(parent: directory, name: Array("f\(index)".utf8)) }
+        }
+        func records() -> Int { fs.metadata.withLock { fs.metadata.cacheState.evictedLookups.count } }
+
+        try lookUpAll()
+        let recorded = records()
+        XCTAssertGreaterThanOrEqual(recorded, files, "every file let go keeps its count")
+        fs.pruneKernelInodes()
+        XCTAssertEqual(kernel.askedCount, recorded - limit / 2)
+        XCTAssertLessThanOrEqual(records(), limit / 2 + 1, "down to half the limit (the file in use may stay)")
+        XCTAssertNotNil(fs.metadata.withLock { fs.metadata.cacheState.evictedLookups[kept] }, "the file in use keeps its count")
+
+        // A kernel that lets nothing go: asked once past the limit, then not at once again.
+        kernel.forgets = false
+        try lookUpAll()
+        fs.pruneKernelInodes()
+        XCTAssertGreaterThan(kernel.askedCount, 0, "asked when past the limit")
+        kernel.askedCount = 0
+        for index in 0..<(limit / 8) { _ = try fs.lookup(parent: directory, name: Array("f\(index)".utf8)) }
+        fs.pruneKernelInodes()
+        XCTAssertEqual(kernel.askedCount, 0, "not asked again at once")
+
+        // The kernel's forgets bring every count to zero: none was lost or made up.
+        fs.setKernelInodePruner(nil)
+        for ino in numbers + [directory] {
+            let count = fs.metadata.withLock { fs.metadata.cacheState.evictedLookups[ino] ?? fs.metadata.inodes[ino]?.lookupCount ?? 0 }
+            if count > 0 { fs.forget(ino, count: count) }
+        }
+        XCTAssertEqual(records(), 0)
+        try volume.unmountAndCheck()
+    }
+
     /// An inode deleted after the checkpoint that holds it is never read back from that checkpoint:
     /// not while the deletion is only in memory, logged, or in a checkpoint being written.
     func testDeletedInodesDoNotComeBack() throws {
@@ -257,5 +317,27 @@ extension InodeCacheTests {
         XCTAssertEqual(try fs.getattr(numbers[0]).mode & 0o7777, 0o611, "after the checkpoint")
         XCTAssertEqual(errno { _ = try fs.getattr(numbers[1]) }, .noSuchFileOrDirectory, "after the checkpoint")
         try volume.unmountAndCheck()
+    }
+}
+
+/// What the kernel was asked to let go of, for a test's pruner.
+private final class StandInKernel: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _askedCount = 0
+    private var _forgets = true
+    var askedCount: Int {
+        get { lock.withLock { _askedCount } }
+        set { lock.withLock { _askedCount = newValue } }
+    }
+    var forgets: Bool {
+        get { lock.withLock { _forgets } }
+        set { lock.withLock { _forgets = newValue } }
+    }
+    /// Notes the ask; whether the kernel forgets what it was asked about.
+    func asked(_ inodes: [InodeNumber]) -> Bool {
+        lock.withLock {
+            _askedCount += inodes.count
+            return _forgets
+        }
     }
 }

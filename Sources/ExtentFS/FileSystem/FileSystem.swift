@@ -22,6 +22,8 @@ public final class FileSystem: @unchecked Sendable {
     let options: MountOptions
     let logger = Logger(label: "extentfs.engine")
     let flusher: Flusher
+    /// Asks the kernel to let go of inodes (KernelInodePruning.swift).
+    let kernelInodePruner = KernelInodePruner()
     /// Read-only until made writable (FileSystem+ReadOnly.swift).
     let writeAccess: WriteAccess
     /// What `counters()` reports; the journal counts its commits and checkpoints here too.
@@ -124,6 +126,7 @@ public final class FileSystem: @unchecked Sendable {
         // commit either); a log half full wants both, and a checkpoint.
         cache.onDirtyPressure = { [weak self] in self?.flusher.wake(commit: false) }
         journal.onLogPressure = { [weak self] in self?.flusher.wake(commit: true) }
+        metadata.withLock { metadata.wakeForKernelPrune = { [weak self] in self?.flusher.wake(commit: false) } }
         flusher.start { [weak self] commit in self?.backgroundFlush(commit: commit) }
     }
 
@@ -202,6 +205,7 @@ public final class FileSystem: @unchecked Sendable {
     /// error is kept for the file's next fsync; a log or checkpoint error has shut the volume down.
     private func backgroundFlush(commit: Bool) {
         guard !journal.shutdown.isShutDown else { return }
+        pruneKernelInodes()
         do {
             try writebackAll()
         } catch {

@@ -81,6 +81,36 @@ struct InodeCacheState {
     mutating func forget(_ ino: InodeNumber, count: UInt64) {
         guard let held = evictedLookups[ino] else { return }
         evictedLookups[ino] = held > count ? held - count : nil
+        // The kernel let go of what it was asked about: the next ask comes at the limit again.
+        if evictedLookups.count < lookupRecordLimit * 3 / 4 { pruneThreshold = nil }
+    }
+
+    // MARK: bounding the kernel's lookup counts (KernelInodePruning.swift)
+
+    /// The lookup counts of inodes let go are bounded too: past this many, the kernel is asked
+    /// to let go of the inodes it no longer uses, and their FORGETs remove the counts. About
+    /// 40 bytes each: a 16th of the table's budget at most while the kernel lets them go.
+    var lookupRecordLimit: Int { max(1024, budgetBytes / 640) }
+    /// The count past which the next ask is made: raised after each, so that inodes the kernel
+    /// keeps (open, a working directory) are not asked about over and over.
+    private var pruneThreshold: Int?
+    private var pruneWanted = false
+
+    /// A count was kept for an inode let go; true when an ask is now wanted (once per ask).
+    mutating func noteLookupRecordKept() -> Bool {
+        guard !pruneWanted, evictedLookups.count > (pruneThreshold ?? lookupRecordLimit) else { return false }
+        pruneWanted = true
+        return true
+    }
+
+    /// The inodes to ask the kernel to let go of, down to half the limit; none unless wanted.
+    mutating func takePruneCandidates() -> [InodeNumber] {
+        guard pruneWanted else { return [] }
+        pruneWanted = false
+        let excess = evictedLookups.count - lookupRecordLimit / 2
+        guard excess > 0 else { return [] }
+        pruneThreshold = evictedLookups.count + lookupRecordLimit / 4
+        return Array(evictedLookups.keys.prefix(excess))
     }
 
     /// A member that stays gets another turn later.
@@ -144,7 +174,10 @@ extension Metadata {
             considered += 1
             guard var inode = inodes.removeValue(forKey: ino) else { continue }  // deleted since
             if isEvictable(inode), isKnownUniquelyReferenced(&inode) {
-                if inode.lookupCount > 0 { cacheState.evictedLookups[ino] = inode.lookupCount }
+                if inode.lookupCount > 0 {
+                    cacheState.evictedLookups[ino] = inode.lookupCount
+                    if cacheState.noteLookupRecordKept() { wakeForKernelPrune?() }
+                }
                 cacheState.release(inode)
                 inode.leaveCounted()
                 inode.changes = nil

@@ -24,6 +24,9 @@ final class Metadata: @unchecked Sendable {
     /// Inodes in checkpoints written but not durable yet: held until one is.
     var checkpointInFlight = Set<InodeNumber>()
     var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes / 2)
+    /// Wakes the flusher to ask the kernel to let go of inodes (KernelInodePruning.swift). Called
+    /// under `lock`; it takes only the flusher's own mutex.
+    var wakeForKernelPrune: (() -> Void)?
     /// Each tree's node cache (the committed tree's, which the table reads from, and the journal's,
     /// the next checkpoint being built): a quarter of the metadata cache's budget each.
     var treeNodeCacheBytes = max(1 << 20, MountOptions.defaultMetadataCacheBytes / 4)
