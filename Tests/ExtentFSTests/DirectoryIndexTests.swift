@@ -46,13 +46,17 @@ final class DirectoryIndexTests: XCTestCase {
             let lookupBytes = counter.lock.withLock { counter.bytes } - afterMount
             XCTAssertLessThanOrEqual(lookupBytes, 16 * max(blockSize, 4096), "a lookup reads a few nodes (\(lookupBytes) bytes), block size \(blockSize)")
             // In a directory already read: the leaf of the name's index item, which holds the
-            // entry (format 9), and the leaf of the child's image; not the entry's leaf too.
-            let beforeSecond = counter.lock.withLock { counter.bytes }
-            XCTAssertEqual(try volume.fs.lookup(parent: big, name: Array("name-1234".utf8)).ino, model["name-1234"])
-            let secondBytes = counter.lock.withLock { counter.bytes } - beforeSecond
+            // entry (format 9), and the leaf of the child's image; not the entry's leaf too. The
+            // least of three lookups, so that a read by another thread cannot fail it.
+            var fewestBytes = Int.max
+            for name in ["name-1234", "name-555", "name-2020"] {
+                let before = counter.lock.withLock { counter.bytes }
+                XCTAssertEqual(try volume.fs.lookup(parent: big, name: Array(name.utf8)).ino, model[name])
+                fewestBytes = min(fewestBytes, counter.lock.withLock { counter.bytes } - before)
+            }
             // (With no node cache at all, every lookup reads its internal nodes again.)
             if volume.options.metadataCacheBytes > 0 {
-                XCTAssertLessThanOrEqual(secondBytes, 2 * blockSize, "a lookup reads two leaves, block size \(blockSize)")
+                XCTAssertLessThanOrEqual(fewestBytes, 2 * blockSize, "a lookup reads two leaves, block size \(blockSize)")
             }
             let held = try volume.fs.metadata.withLock { () throws -> (Bool, Int, Int) in
                 let directory = try volume.fs.metadata.inode(big).directory!

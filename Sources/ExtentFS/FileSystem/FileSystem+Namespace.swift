@@ -11,7 +11,8 @@ extension FileSystem {
     public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
-        return try metadata.withLock {
+        // Deferrable: nothing changes before the last tree read (the lookup count after it).
+        return try readingTreeOutsideTheLock {
             let ino: InodeNumber
             if name == [0x2E] {
                 ino = parent
@@ -44,7 +45,7 @@ extension FileSystem {
 
     public func getattr(_ ino: InodeNumber) throws -> FileAttributes {
         try journal.shutdown.check()
-        return try metadata.withLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
+        return try readingTreeOutsideTheLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
     }
 
     public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {

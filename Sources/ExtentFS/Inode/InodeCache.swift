@@ -148,6 +148,8 @@ extension Metadata {
         do {
             guard let loaded = try committed.loadInode(ino, nextInode: nextInode, pageCache: pageCache) else { return nil }
             inode = loaded
+        } catch let deferred as TreeReadDeferred {
+            throw deferred
         } catch {
             logger.error("reading inode \(ino) from the metadata tree failed: \(error)")
             throw Errno.ioError

@@ -61,6 +61,8 @@ extension Metadata {
         }
         do {
             return try read(committed)
+        } catch let deferred as TreeReadDeferred {
+            throw deferred
         } catch {
             logger.error("reading directory \(directory.ino)'s entries from the metadata tree failed: \(error)")
             throw Errno.ioError

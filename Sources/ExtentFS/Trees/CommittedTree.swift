@@ -15,6 +15,10 @@ final class CommittedTree {
     private let store: BackingStore
     private let cache: NodeCache
     private var tree: MetadataTree
+    private var reader: TreeReader
+    /// Counts `advance`s: nodes read outside the lock for one generation are staged only while
+    /// it is still the current one (TreeReadDeferred).
+    private(set) var generation: UInt64 = 0
 
     /// `nodesRead`: clean nodes of this checkpoint's tree already read (by mount), kept within
     /// `cacheBytes`; the cache becomes this tree's alone.
@@ -22,14 +26,33 @@ final class CommittedTree {
         self.store = store
         cache = nodesRead ?? NodeCache(budgetBytes: cacheBytes)
         cache.budgetBytes = cacheBytes
-        tree = try Self.open(store, superblock, cache)
+        (tree, reader) = try Self.open(store, superblock, cache)
     }
 
-    private static func open(_ store: BackingStore, _ superblock: Superblock, _ cache: NodeCache) throws -> MetadataTree {
+    private static func open(_ store: BackingStore, _ superblock: Superblock, _ cache: NodeCache) throws -> (MetadataTree, TreeReader) {
         let device = TreeReader(store: store, superblock: superblock)
-        return MetadataTree(tree: try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
-                                            allocator: device, cache: cache),
-                            superblock: superblock)
+        return (MetadataTree(tree: try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
+                                             allocator: device, cache: cache),
+                             superblock: superblock),
+                device)
+    }
+
+    /// Runs `body` with reads that would wait for the device thrown as TreeReadDeferred.
+    /// Staged bytes not used by it are dropped after it.
+    func deferringReads<T>(_ body: () throws -> T) rethrows -> T {
+        reader.defersReads = true
+        defer {
+            reader.defersReads = false
+            reader.staged.removeAll()
+        }
+        return try body()
+    }
+
+    /// `bytes`, read outside the lock for `deferred`, serve the next read of its node, if the
+    /// tree is still the one they were read for.
+    func stage(_ bytes: [UInt8], for deferred: TreeReadDeferred) {
+        guard deferred.generation == generation, bytes.count == deferred.byteCount else { return }
+        reader.staged[deferred.address] = bytes
     }
 
     /// Checkpoint `superblock` is durable and `freed` may be reused from now on.
@@ -37,7 +60,9 @@ final class CommittedTree {
         for run in freed {
             for address in run.start..<run.end { cache.remove(address) }
         }
-        tree = try Self.open(store, superblock, cache)
+        (tree, reader) = try Self.open(store, superblock, cache)
+        generation += 1
+        reader.generation = generation
     }
 
     /// Inode `ino` as the newest durable checkpoint holds it (nil: it holds nothing of it).

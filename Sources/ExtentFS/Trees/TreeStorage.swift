@@ -77,11 +77,19 @@ final class TreeStorage: NodeDevice, NodeAllocator {
     }
 }
 
-/// A tree's nodes read from an image that is not mounted (mount's load, fsck): reads only.
+/// A tree's nodes read from an image that is not mounted (mount's load, fsck), or the newest
+/// durable checkpoint's of a mounted one (CommittedTree): reads only.
 final class TreeReader: NodeDevice, NodeAllocator {
     let store: BackingStore
     let superblock: Superblock
     let nodeSize: Int
+    /// Set (by CommittedTree, under Metadata.lock) while an operation must not wait for the
+    /// device: a node neither cached nor staged is then a TreeReadDeferred, not a read.
+    var defersReads = false
+    /// Node bytes read outside the lock, each used by the next read of its address.
+    var staged: [UInt64: [UInt8]] = [:]
+    /// Which tree of the committed one this reader reads (CommittedTree.generation).
+    var generation: UInt64 = 0
 
     init(store: BackingStore, superblock: Superblock) {
         self.store = store
@@ -93,6 +101,8 @@ final class TreeReader: NodeDevice, NodeAllocator {
         guard address >= superblock.firstAllocatableBlock, address < superblock.blockCount else {
             throw DecodingError(description: "metadata tree node address \(address) is outside the volume's data blocks")
         }
+        if let bytes = staged.removeValue(forKey: address) { return bytes }
+        if defersReads { throw TreeReadDeferred(address: address, byteOffset: address * UInt64(nodeSize), byteCount: nodeSize, generation: generation) }
         return try store.read(nodeSize, at: address * UInt64(nodeSize))
     }
 
