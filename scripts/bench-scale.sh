@@ -21,6 +21,8 @@
 # so the kernel has no dentry or inode of the volume and every operation reaches the daemon:
 #   stat          os.stat of SAMPLE random existing files (distinct; anywhere on the volume):
 #                 a LOOKUP of each file (and of its directory, the first time) that reads the inode
+#   stat2         the same, the files split between two processes running at once (no goal:
+#                 whether one request waiting for the disk holds up the other's)
 #   lookup        os.stat of SAMPLE names that do not exist, in random existing directories:
 #                 a LOOKUP answered ENOENT (the directory's entry index, no inode read)
 #   create        SAMPLE new 100-byte files spread over min(10, directories) random existing
@@ -237,7 +239,7 @@ for count in "${FILE_STEPS[@]}"; do
     record "\"kind\": \"walk\", \"files\": $count, \"rss\": $rss, \"hwm\": $hwm, \"cpu\": $USED" "$MEASURED"
     log "  walked: $MEASURED, daemon CPU $USED s, RSS $((rss >> 20)) MiB"
     for ((run = 1; run <= REPEAT; run++)); do
-        for rate in stat lookup create unlink; do
+        for rate in stat stat2 lookup create unlink; do
             log "$count files, run $run: $rate"
             remount "$count" false
             measure "$rate" "$MNT" "$count" "$SAMPLE" "$run"

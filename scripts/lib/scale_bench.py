@@ -5,6 +5,7 @@
     scale_bench.py walk ROOT COUNT             stat every file under ROOT/pop (os.scandir recursion,
                                               lstat of each entry); fails unless it finds COUNT files
     scale_bench.py stat ROOT COUNT SAMPLE SEED       stat SAMPLE random existing files of the COUNT
+    scale_bench.py stat2 ROOT COUNT SAMPLE SEED      the same files, by two processes at once (half each)
     scale_bench.py lookup ROOT COUNT SAMPLE SEED     stat SAMPLE random missing names (ENOENT) in existing directories
     scale_bench.py create ROOT COUNT SAMPLE SEED     create SAMPLE new 100-byte files in min(10, directories) directories
     scale_bench.py unlink ROOT COUNT SAMPLE SEED     unlink the files create made (same SEED)
@@ -111,6 +112,31 @@ def stat_existing(root, count, sample, seed):
         for index in indexes:
             if os.stat(file_path(root, index)).st_size != len(PAYLOAD):
                 raise SystemExit("stat: %s has the wrong size" % file_path(root, index))
+    return timed(len(indexes), run)
+
+
+def stat_in_parallel(root, count, sample, seed, processes=2):
+    """stat_existing's files, split among `processes` processes that run at once."""
+    indexes = random.Random(seed).sample(range(count), min(sample, count))
+
+    def run():
+        children = []
+        for part in range(processes):
+            pid = os.fork()
+            if pid == 0:
+                status = 0
+                try:
+                    for index in indexes[part::processes]:
+                        if os.stat(file_path(root, index)).st_size != len(PAYLOAD):
+                            status = 1
+                            break
+                finally:
+                    os._exit(status)
+            children.append(pid)
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                raise SystemExit("stat2: a process failed (status %d)" % status)
     return timed(len(indexes), run)
 
 
@@ -282,6 +308,8 @@ def cpu(pid):
 MIB = 1 << 20
 RATES = [("stat", "stat existing files, cold"), ("lookup", "lookup missing names, cold"),
          ("create", "create 100-byte files"), ("unlink", "unlink files, cold")]
+# Printed beside them, without a goal of their own.
+OTHER_RATES = [("stat2", "stat, cold, 2 processes at once")]
 
 
 def mib(value):
@@ -339,7 +367,7 @@ def table(path):
     row("daemon RSS after the walk", [mib(walks[n]["rss"]) for n in steps])
     row("  peak RSS, mount and walk (VmHWM)", [mib(walks[n]["hwm"]) for n in steps])
     medians = {}
-    for key, label in RATES:
+    for key, label in RATES + OTHER_RATES:
         cells = []
         for n in steps:
             values = [r["value"] for r in of("rate", n, rate=key)]
@@ -415,8 +443,9 @@ def main():
         print(json.dumps({"seconds": round(seconds, 3), "rate": round((int(args[2]) - int(args[1])) / seconds, 1)}))
     elif command == "walk":
         print(json.dumps(walk(args[0], int(args[1]))))
-    elif command in ("stat", "lookup", "create", "unlink"):
-        run = {"stat": stat_existing, "lookup": lookup_missing, "create": create_new, "unlink": unlink_new}[command]
+    elif command in ("stat", "stat2", "lookup", "create", "unlink"):
+        run = {"stat": stat_existing, "stat2": stat_in_parallel, "lookup": lookup_missing, "create": create_new,
+               "unlink": unlink_new}[command]
         print(json.dumps(run(args[0], int(args[1]), int(args[2]), int(args[3]))))
     elif command == "big-populate":
         print(json.dumps({"seconds": round(big_populate(args[0], int(args[1])), 3)}))
