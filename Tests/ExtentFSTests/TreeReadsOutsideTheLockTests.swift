@@ -3,9 +3,9 @@ import SystemPackage
 import XCTest
 @testable import ExtentFS
 
-/// A lookup or getattr that must read the committed tree waits for the device with no lock held
-/// (FileSystem+TreeReads.swift): while one stalls in a read, another request that needs no read
-/// completes, and the stalled one then answers as it would have.
+/// A lookup, getattr, open or listxattr that must read the committed tree waits for the device
+/// with no lock held (FileSystem+TreeReads.swift): while one stalls in a read, another request
+/// that needs no read completes, and the stalled one then answers as it would have.
 final class TreeReadsOutsideTheLockTests: XCTestCase {
     /// Stalls the first read after it is armed until released.
     private final class StallingReads: BackingStoreInterceptor, @unchecked Sendable {
@@ -49,7 +49,7 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
     }
 
     func testAStalledTreeReadHoldsUpNoOtherRequest() throws {
-        for operation in ["lookup", "getattr"] {
+        for operation in ["lookup", "getattr", "open", "listxattr"] {
             let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
             let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
             var numbers: [InodeNumber] = []
@@ -67,7 +67,16 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
             let target = numbers[150]
             Thread.detachNewThread {
                 answer.set(Result { () throws -> InodeNumber in
-                    operation == "lookup" ? try fs.lookup(parent: directory, name: Array("f150".utf8)).ino : try fs.getattr(target).ino
+                    switch operation {
+                    case "lookup": return try fs.lookup(parent: directory, name: Array("f150".utf8)).ino
+                    case "getattr": return try fs.getattr(target).ino
+                    case "open":
+                        try fs.open(target, flags: O_RDONLY)
+                        fs.release(target)
+                        return target
+                    default:
+                        return try fs.listxattr(target).isEmpty ? target : 0
+                    }
                 })
                 done.signal()
             }

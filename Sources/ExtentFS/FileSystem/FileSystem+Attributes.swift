@@ -69,7 +69,8 @@ extension FileSystem {
         try journal.shutdown.check()
         // Opening for writing or truncating is a change to come, refused as open(2) refuses it.
         if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { try refuseIfReadOnly() }
-        try metadata.withLock {
+        // Deferrable (FileSystem+TreeReads.swift): the open count changes after the read.
+        try readingTreeOutsideTheLock {
             let inode = try metadata.inode(ino)
             if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
             try refuseOpen(inode, flags: flags)

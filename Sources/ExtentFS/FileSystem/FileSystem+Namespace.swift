@@ -86,7 +86,7 @@ extension FileSystem {
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
         try journal.shutdown.check()
-        return try metadata.withLock {
+        return try readingTreeOutsideTheLock {
             let inode = try metadata.inode(ino)
             guard inode.type == .symlink else { throw Errno.invalidArgument }
             return inode.symlinkTarget

@@ -1,4 +1,5 @@
-/// Reads of the committed tree with no lock held (issue 9, step 5): an operation that may need
+/// Reads of the committed tree with no lock held (issue 9, step 5; lookup, getattr, open,
+/// readlink, getxattr and listxattr): an operation that may need
 /// nodes the cache does not hold runs under Metadata.lock with reads deferred; each node it
 /// would wait for is read after the lock is let go and handed to its next run, so that one
 /// request waiting for the device does not hold up every other (a cold lookup no longer stalls

@@ -47,7 +47,7 @@ extension FileSystem {
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
         try journal.shutdown.check()
         try ExtendedAttributes.check(name: name)
-        return try metadata.withLock {
+        return try readingTreeOutsideTheLock {
             guard let value = try metadata.inode(ino).xattrs[name] else { throw Errno.noData }
             return value
         }
@@ -58,7 +58,7 @@ extension FileSystem {
     /// trusted.* itself, but passes listxattr on to a FUSE daemon unfiltered).
     public func listxattr(_ ino: InodeNumber, includingTrusted: Bool = true) throws -> [[UInt8]] {
         try journal.shutdown.check()
-        let names = try metadata.withLock { try metadata.inode(ino).xattrs.sortedNames }
+        let names = try readingTreeOutsideTheLock { try metadata.inode(ino).xattrs.sortedNames }
         guard !includingTrusted else { return names }
         return names.filter { !$0.starts(with: FileSystem.trustedXattrPrefix) }
     }
