@@ -2,7 +2,7 @@
 /// docs/FORMAT.md): SipHash-2-4 of the name, keyed with the volume's UUID. A keyed hash, as
 /// ext4's htree uses a per-volume seed: a user who cannot read the image cannot choose names
 /// that collide, so the names under one hash stay few (a tree value holds up to
-/// `maxValueSize / 8` cookies; more would fail the checkpoint: docs/FORMAT.md).
+/// `maxValueSize / 18` short records; more would fail the checkpoint: docs/FORMAT.md).
 struct NameHash: Sendable {
     private let key0: UInt64
     private let key1: UInt64

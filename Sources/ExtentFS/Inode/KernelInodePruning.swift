@@ -17,13 +17,9 @@ final class KernelInodePruner: @unchecked Sendable {
         lock.withLock { self.prune = prune }
     }
 
-    /// Whether there was a pruner to ask.
-    func callAsFunction(_ inodes: [InodeNumber]) -> Bool {
-        lock.withLock {
-            guard let prune else { return false }
-            prune(inodes)
-            return true
-        }
+    /// Asks the pruner set, if any.
+    func callAsFunction(_ inodes: [InodeNumber]) {
+        lock.withLock { prune?(inodes) }
     }
 }
 
@@ -40,6 +36,6 @@ extension FileSystem {
     func pruneKernelInodes() {
         let candidates = metadata.withLock { metadata.cacheState.takePruneCandidates() }
         guard !candidates.isEmpty else { return }
-        _ = kernelInodePruner(candidates)
+        kernelInodePruner(candidates)
     }
 }

@@ -43,7 +43,7 @@ final class CommittedTree {
         reader.defersReads = true
         defer {
             reader.defersReads = false
-            reader.staged.removeAll()
+            if !reader.staged.isEmpty { reader.staged.removeAll() }
         }
         return try body()
     }

@@ -30,9 +30,6 @@ extension MetadataTree {
     /// The first format version whose name index holds records (IndexRecord), not cookies.
     static let firstVersionWithIndexRecords: UInt32 = 9
 
-    /// The most records one index value holds: past them a checkpoint could not store a name.
-    var maxRecordsPerHash: Int { tree.maxValueSize / IndexRecord.fixedBytes }
-
     /// The entry named `name` in directory `directory`, as this tree holds it.
     func lookupEntry(in directory: InodeNumber, named name: [UInt8]) throws -> Directory.Entry? {
         let hash = nameHash(name)

@@ -237,10 +237,15 @@ extension MetadataTree {
             while index < items.count, items[index].key.kind == Kind.nameIndex {
                 let hash = items[index].key.offset
                 let expected = expectedIndex.removeValue(forKey: hash) ?? []
-                // Version 9: the value is exactly what a checkpoint writes for these entries.
-                let matches = layout == .cookies
-                    ? try decodeCookieIndex(items[index].value, directory: ino, hash: hash) == expected.map(\.cookie)
-                    : try !decodeIndex(items[index].value, directory: ino, hash: hash).isEmpty && encodeIndex(expected) == items[index].value
+                let matches: Bool
+                if layout == .cookies {
+                    matches = try decodeCookieIndex(items[index].value, directory: ino, hash: hash) == expected.map(\.cookie)
+                } else {
+                    // Decoded for what a malformed value says; then it must be exactly what a
+                    // checkpoint writes for these entries.
+                    _ = try decodeIndex(items[index].value, directory: ino, hash: hash)
+                    matches = encodeIndex(expected) == items[index].value
+                }
                 guard matches else {
                     throw DecodingError(description: "directory \(ino)'s name index at hash \(hash) does not match its entries")
                 }
