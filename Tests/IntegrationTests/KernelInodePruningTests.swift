@@ -10,6 +10,17 @@ import Glibc
 /// memory pressure. Names still resolve to the same inodes afterwards.
 final class KernelInodePruningTests: XCTestCase {
     func testTheKernelIsAskedToLetGoOfInodesPastTheLimit() throws {
+        try walkAfterRemount(readOnly: false)
+    }
+
+    /// A read-only mount has nothing to write back or commit, but its flusher asks all the same.
+    func testAReadOnlyMountAsksToo() throws {
+        try walkAfterRemount(readOnly: true)
+    }
+
+    /// Creates 5,000 files, remounts (read-only when asked), looks each up once, and expects the
+    /// kernel's FORGETs and every file to keep its inode number after them.
+    private func walkAfterRemount(readOnly: Bool) throws {
         let harness = try MountHarness()
         defer { harness.tearDown() }
         let volume = try harness.makeVolume(blockSize: 4096, imageSize: "64M")
@@ -24,7 +35,7 @@ final class KernelInodePruningTests: XCTestCase {
             close(fd)
         }
         try volume.unmount()
-        try volume.mount(arguments: arguments)
+        try volume.mount(arguments: arguments + (readOnly ? ["-o", "ro"] : []))
 
         var numbers: [ino_t] = []
         for index in 0..<files {

@@ -20,8 +20,8 @@ extension FileSystem {
         if writeAccess.isReadOnly { throw Errno.readOnlyFileSystem }
     }
 
-    /// Lets changes through from now on: frees what a crash left orphaned and starts background
-    /// commits, as a read-write mount does. EROFS when the image itself is read-only (a
+    /// Lets changes through from now on: frees what a crash left orphaned, and the flusher
+    /// (running since mount) writes back and commits from its next pass, as on a read-write mount. EROFS when the image itself is read-only (a
     /// read-only file or device), in which case the volume stays as it was.
     public func makeWritable() throws {
         let madeWritable = try writeAccess.mutex.withLock { () -> Bool in
@@ -34,7 +34,6 @@ extension FileSystem {
         logger.info("\(store.path): now read-write")
         convertIfOlder()
         try freeOrphans()
-        startBackgroundCommits()
     }
 }
 

@@ -67,6 +67,7 @@ public final class FileSystem: @unchecked Sendable {
         let warnings = choice.warnings + loaded.warnings
         guard !options.readOnly else {
             for warning in warnings { fileSystem.logger.warning("\(image): \(warning); mounted read-only, so not rewritten") }
+            fileSystem.startBackgroundWork()
             return fileSystem
         }
         fileSystem.convertIfOlder()
@@ -76,7 +77,7 @@ public final class FileSystem: @unchecked Sendable {
             for warning in warnings { fileSystem.logger.warning("\(image): \(warning); rewriting it now") }
             try fileSystem.journal.checkpoint()
         }
-        fileSystem.startBackgroundCommits()
+        fileSystem.startBackgroundWork()
         return fileSystem
     }
 
@@ -119,9 +120,11 @@ public final class FileSystem: @unchecked Sendable {
         }
     }
 
-    /// The flusher, and the cache and log asking it for early work. Once per mount, when the
-    /// volume is (or becomes) writable.
-    func startBackgroundCommits() {
+    /// The flusher, and the cache, the log and the inode table asking it for early work. Once
+    /// per mount, read-only too: a read-only volume's flusher only bounds the kernel's lookup
+    /// counts (a walk of a read-only mount grows them as any other), and writes back and
+    /// commits from the moment the volume becomes writable.
+    func startBackgroundWork() {
         // Dirty pages want writeback, not a commit (the kernel's background writeback does not
         // commit either); a log half full wants both, and a checkpoint.
         cache.onDirtyPressure = { [weak self] in self?.flusher.wake(commit: false) }
@@ -206,6 +209,7 @@ public final class FileSystem: @unchecked Sendable {
     private func backgroundFlush(commit: Bool) {
         guard !journal.shutdown.isShutDown else { return }
         pruneKernelInodes()
+        guard !writeAccess.isReadOnly else { return }
         do {
             try writebackAll()
         } catch {
