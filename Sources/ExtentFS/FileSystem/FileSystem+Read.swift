@@ -54,7 +54,9 @@ extension FileSystem {
         }
         let firstPage = offset / UInt64(Page.size)
         let lastPage = (end - 1) / UInt64(Page.size)
-        let readaheadEnd = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)
+        let (readaheadEnd, streaming) = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)
+        // After the pages' references are gone (defers run last to first).
+        defer { if streaming { dropBehind(space, before: firstPage) } }
         let pages = try uptodatePages(inode, space, firstPage...lastPage, readaheadTo: readaheadEnd)
         defer { for page in pages { space.release(page) } }
 
@@ -72,8 +74,10 @@ extension FileSystem {
         }
     }
 
-    /// The last page to read ahead to: grows while reads are sequential, resets otherwise.
-    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64, lastPage: UInt64, size: UInt64) -> UInt64 {
+    /// The last page to read ahead to: grows while reads are sequential, resets otherwise; and
+    /// whether the reader streams (its window at the largest).
+    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64, lastPage: UInt64,
+                                 size: UInt64) -> (lastPage: UInt64, streaming: Bool) {
         // Random reads read nothing ahead; a read starting where the last ended doubles the window.
         let window: Int = space.indexLock.withLock {
             let sequential = space.lastReadEnd == offset
@@ -81,7 +85,27 @@ extension FileSystem {
             space.lastReadEnd = end
             return space.readaheadPages
         }
-        return min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size))
+        return (min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size)), window == FileSystem.maxReadaheadPages)
+    }
+
+    /// A streaming reader drops the clean pages more than a readahead window behind it. The
+    /// kernel's page cache (keep_cache) answers a re-read of them, so ours would only hold a
+    /// second copy: a file read whole would fill the cache with pages nobody asks for, each in
+    /// fresh memory (zeroing it was a fifth of a cold sequential read's time), and push out
+    /// other files' pages. Dirty, locked and referenced pages stay; the pages just read and the
+    /// window ahead are never touched.
+    private func dropBehind(_ space: AddressSpace, before page: UInt64) {
+        let keep = UInt64(FileSystem.maxReadaheadPages)
+        guard page > keep else { return }
+        let end = page - keep
+        let start: UInt64? = space.indexLock.withLock {
+            // Behind the mark: the reader started over, so drop from the start again.
+            let from = space.droppedBehind <= end ? space.droppedBehind : 0
+            space.droppedBehind = end
+            return from < end ? from : nil
+        }
+        guard let start else { return }
+        for evicted in space.evictClean(from: start, to: end) { cache.pageRemoved(evicted) }
     }
 
     /// Referenced pages for `range`, uptodate where the file has data; pages past the range up to

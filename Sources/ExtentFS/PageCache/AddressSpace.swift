@@ -17,6 +17,9 @@ final class AddressSpace: @unchecked Sendable {
     /// Where the last read ended, to detect sequential reads for readahead.
     var lastReadEnd: UInt64 = 0
     var readaheadPages = 4
+    /// The page before which a sequential reader has dropped the clean pages behind it
+    /// (FileSystem.dropBehind): each drop starts here rather than at page 0.
+    var droppedBehind: UInt64 = 0
 
     init(ino: InodeNumber, cache: PageCache) {
         self.ino = ino
@@ -124,6 +127,26 @@ final class AddressSpace: @unchecked Sendable {
     /// and is waiting for its lock); the memory is returned only after they let go.
     private func waitUntilUnreferenced(_ page: Page) {
         while indexLock.withLock({ page.references > 0 }) { sched_yield() }
+    }
+
+    /// Evicts the clean, unreferenced, unlocked pages of [first, end), used lately or not (a
+    /// sequential reader's drop-behind). The check and the removal happen under indexLock
+    /// (rule 5). Returns the evicted pages.
+    func evictClean(from first: UInt64, to end: UInt64) -> [Page] {
+        indexLock.withLock {
+            var evicted: [Page] = []
+            defer { updateListing() }
+            for page in pages.pages(from: first, to: end) {
+                guard page.references == 0, page.lock.tryLock() else { continue }
+                if !page.isDirty {
+                    cache.pauseHook?(.evictAfterUnusedCheck)
+                    pages.remove(page.index)
+                    evicted.append(page)
+                }
+                page.lock.unlock()
+            }
+            return evicted
+        }
     }
 
     /// Evicts clean, unreferenced, unlocked pages not used since the last pass (second chance).

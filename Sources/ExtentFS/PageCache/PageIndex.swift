@@ -101,9 +101,19 @@ struct PageIndex {
     /// Pages with first <= index < end, in no particular order.
     func pages(from first: UInt64, to end: UInt64) -> [Page] {
         var result: [Page] = []
+        guard first < end else { return result }
+        let firstKey = first >> PageIndex.chunkShift, lastKey = (end - 1) >> PageIndex.chunkShift
+        // A short range (a reader's drop-behind) looks its chunks up; a long one (truncate to 0)
+        // walks the table instead of every possible key.
+        if lastKey - firstKey < UInt64(chunks.count) {
+            for key in firstKey...lastKey {
+                guard let chunk = chunks[key] else { continue }
+                for case let page? in chunk.slots where page.index >= first && page.index < end { result.append(page) }
+            }
+            return result
+        }
         chunks.forEach { key, chunk in
-            let chunkStart = key << PageIndex.chunkShift
-            guard chunkStart < end, chunkStart + UInt64(PageIndex.chunkSize) > first else { return }
+            guard key >= firstKey, key <= lastKey else { return }
             for case let page? in chunk.slots where page.index >= first && page.index < end {
                 result.append(page)
             }

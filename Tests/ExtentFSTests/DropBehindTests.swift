@@ -1,0 +1,72 @@
+import XCTest
+@testable import ExtentFS
+
+/// A streaming reader drops the clean pages a readahead window behind it (FileSystem+Read.swift):
+/// a file read whole leaves a few windows cached, not the file, while random readers, dirty pages
+/// and pages in use keep theirs; the data read is right either way.
+final class DropBehindTests: XCTestCase {
+    private let fileBytes = 8 << 20
+    private let chunk = 128 << 10
+    private var window: Int { FileSystem.maxReadaheadPages }
+
+    /// A volume whose cache could hold the whole file twice, with the file written, committed and
+    /// out of the cache (remounted).
+    private func volumeWithFile() throws -> (TestVolume, InodeNumber, [UInt8]) {
+        let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
+        let ino = try volume.create("big")
+        let data = pattern(fileBytes, seed: 5)
+        _ = try volume.write(ino, data, at: 0)
+        try volume.remount()
+        XCTAssertEqual(volume.fs.cache.cachedPages, 0)
+        return (volume, ino, data)
+    }
+
+    private func readSequentially(_ volume: TestVolume, _ ino: InodeNumber, expecting data: [UInt8]) throws {
+        for offset in stride(from: 0, to: data.count, by: chunk) {
+            let bytes = try volume.read(ino, chunk, at: UInt64(offset))
+            XCTAssertEqual(bytes[...], data[offset..<offset + chunk], "at \(offset)")
+        }
+    }
+
+    func testASequentialReadLeavesAFewWindowsCached() throws {
+        let (volume, ino, data) = try volumeWithFile()
+        try readSequentially(volume, ino, expecting: data)
+        // The window behind the last read, the last read, and what it read ahead (none at the end).
+        let bound = window + chunk / Page.size + window
+        XCTAssertLessThanOrEqual(volume.fs.cache.cachedPages, bound)
+        XCTAssertGreaterThan(fileBytes / Page.size, 2 * bound, "the file must be larger than what stays")
+
+        // A second pass from the start drops again.
+        try readSequentially(volume, ino, expecting: data)
+        XCTAssertLessThanOrEqual(volume.fs.cache.cachedPages, bound)
+        try volume.unmountAndCheck()
+    }
+
+    func testRandomReadsKeepTheirPages() throws {
+        let (volume, ino, data) = try volumeWithFile()
+        var generator = SeededGenerator(seed: 3)
+        var read = Set<Int>()
+        for _ in 0..<400 {
+            let page = Int.random(in: 0..<fileBytes / Page.size, using: &generator)
+            let bytes = try volume.read(ino, Page.size, at: UInt64(page * Page.size))
+            XCTAssertEqual(bytes[...], data[page * Page.size..<(page + 1) * Page.size])
+            read.insert(page)
+        }
+        XCTAssertGreaterThanOrEqual(volume.fs.cache.cachedPages, read.count)
+        try volume.unmountAndCheck()
+    }
+
+    func testDirtyPagesBehindTheReaderStay() throws {
+        let (volume, ino, original) = try volumeWithFile()
+        var data = original
+        let written = Array(repeating: UInt8(0xEE), count: 3 * Page.size)
+        _ = try volume.write(ino, written, at: UInt64(10 * Page.size))
+        data.replaceSubrange(10 * Page.size..<13 * Page.size, with: written)
+        try readSequentially(volume, ino, expecting: data)
+        XCTAssertEqual(volume.fs.cache.dirtyPages, 3, "a dirty page was dropped")
+        XCTAssertEqual(try volume.read(ino, written.count, at: UInt64(10 * Page.size)), written)
+        try volume.remount()
+        XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
+        try volume.unmountAndCheck()
+    }
+}
