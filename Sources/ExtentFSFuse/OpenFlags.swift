@@ -1,4 +1,5 @@
 import CFuse
+import ExtentFS
 
 /// The open(2) flags a file was opened with. FUSE_IOCTL carries the file handle chosen at open
 /// but not the flags (libfuse leaves fi->flags 0), so open and create keep the flags in the
@@ -26,12 +27,5 @@ struct OpenFlags {
     var isDirect: Bool { rawValue & openDirect != 0 }
 }
 
-/// O_DIRECT (x86_64 and arm64 differ; <fcntl.h> hides it without _GNU_SOURCE).
-#if arch(arm64)
-let openDirect: Int32 = 0o200000
-#else
-let openDirect: Int32 = 0o40000
-#endif
-
-/// O_PATH (Linux, every architecture extentfs runs on); <fcntl.h> hides it without _GNU_SOURCE.
-let openPath: Int32 = 0o10000000
+let openDirect = HiddenOpenFlags.direct
+let openPath = HiddenOpenFlags.path
