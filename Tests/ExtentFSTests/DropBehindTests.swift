@@ -1,9 +1,10 @@
 import XCTest
 @testable import ExtentFS
 
-/// A streaming reader drops the clean pages a readahead window behind it (FileSystem+Read.swift):
-/// a file read whole leaves a few windows cached, not the file, while random readers, dirty pages
-/// and pages in use keep theirs; the data read is right either way.
+/// A streaming reader drops the clean pages a readahead window behind it (FileSystem+Read.swift),
+/// and a streaming writer the pages writeback cleaned behind it (Writeback.swift): a file read or
+/// written whole leaves a few windows cached, not the file, while random readers and writers,
+/// dirty pages and pages in use keep theirs; the data is right either way.
 final class DropBehindTests: XCTestCase {
     private let fileBytes = 8 << 20
     private let chunk = 128 << 10
@@ -66,6 +67,36 @@ final class DropBehindTests: XCTestCase {
         XCTAssertEqual(volume.fs.cache.dirtyPages, 3, "a dirty page was dropped")
         XCTAssertEqual(try volume.read(ino, written.count, at: UInt64(10 * Page.size)), written)
         try volume.remount()
+        XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
+        try volume.unmountAndCheck()
+    }
+
+    func testAStreamingWriterLeavesAFewWindowsCachedOnceWrittenBack() throws {
+        let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
+        let ino = try volume.create("written")
+        let data = pattern(fileBytes, seed: 8)
+        for offset in stride(from: 0, to: data.count, by: chunk) {
+            _ = try volume.write(ino, Array(data[offset..<offset + chunk]), at: UInt64(offset))
+        }
+        try volume.fs.sync()
+        // A window, and a few pages the flusher's own writeback held while this one dropped.
+        XCTAssertLessThanOrEqual(volume.fs.cache.cachedPages, window + 64)
+        XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
+        try volume.remount()
+        XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
+        try volume.unmountAndCheck()
+    }
+
+    func testWritesOutOfOrderKeepTheirPages() throws {
+        let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
+        let ino = try volume.create("scattered")
+        let data = pattern(fileBytes, seed: 6)
+        // Every chunk, backwards: no write starts where the last ended.
+        for offset in stride(from: data.count - chunk, through: 0, by: -chunk) {
+            _ = try volume.write(ino, Array(data[offset..<offset + chunk]), at: UInt64(offset))
+        }
+        try volume.fs.sync()
+        XCTAssertEqual(volume.fs.cache.cachedPages, fileBytes / Page.size)
         XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
         try volume.unmountAndCheck()
     }

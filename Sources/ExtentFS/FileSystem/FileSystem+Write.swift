@@ -86,6 +86,10 @@ extension FileSystem {
             done += count
         }
 
+        space.indexLock.withLock {
+            if space.lastWriteEnd != offset { space.sequentialWritesStart = offset }
+            space.lastWriteEnd = offset + UInt64(done)
+        }
         metadata.transaction {
             let end = offset + UInt64(done)
             if end > inode.size { inode.size = end }  // durable once written back (Inode.durableSize)

@@ -20,6 +20,14 @@ final class AddressSpace: @unchecked Sendable {
     /// The page before which a sequential reader has dropped the clean pages behind it
     /// (FileSystem.dropBehind): each drop starts here rather than at page 0.
     var droppedBehind: UInt64 = 0
+    /// Where the last write ended and where the run of writes each starting at the previous
+    /// one's end began: a run of `FileSystem.streamingWriteBytes` or more is a stream, whose
+    /// pages writeback cleans behind it are dropped (FileSystem.dropWrittenBehind).
+    var lastWriteEnd: UInt64 = 0
+    var sequentialWritesStart: UInt64 = 0
+    /// The page before which the stream's written pages have been dropped: pages a writeback
+    /// cleaned while they were near the writer are dropped by a later one.
+    var writtenDroppedBehind: UInt64 = 0
 
     init(ino: InodeNumber, cache: PageCache) {
         self.ino = ino

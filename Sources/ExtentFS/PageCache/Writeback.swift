@@ -269,9 +269,41 @@ extension FileSystem {
                 space.release(page)
             }
         }
+        let cleanedFrom = batch.groups.first?.pages.first?.index ?? 0
+        dropWrittenBehind(space, cleaned: cleanedFrom..<writtenEnd / UInt64(Page.size))
         metadata.transaction { inode.noteWrittenBack(upTo: writtenEnd) }
         batch.freeTemporaries()
         batch = WritebackBatch()
+    }
+}
+
+extension FileSystem {
+    /// A sequential write of at least this much is a stream (dropWrittenBehind).
+    static let streamingWriteBytes: UInt64 = 4 << 20
+
+    /// Pages a streaming writer left behind it, once written back, are dropped, as a streaming
+    /// reader's are (FileSystem.dropBehind): the kernel's page cache keeps what was written (FUSE
+    /// writes go through it), so ours would only hold a second copy, and a file written whole
+    /// would take the cache's memory one fresh page at a time (first touch of slab memory was a
+    /// fifth of a sequential write's samples) and push out other files' pages. Pages within a
+    /// readahead window of the writer's position stay (writes of one stream can arrive out of
+    /// order), and so do pages dirtied again, locked or referenced meanwhile.
+    func dropWrittenBehind(_ space: AddressSpace, cleaned: Range<UInt64>) {
+        let keep = UInt64(FileSystem.maxReadaheadPages)
+        let range: Range<UInt64>? = space.indexLock.withLock {
+            guard space.lastWriteEnd >= space.sequentialWritesStart + FileSystem.streamingWriteBytes else { return nil }
+            let writerPage = space.lastWriteEnd / UInt64(Page.size)
+            guard writerPage > keep else { return nil }
+            let end = min(cleaned.upperBound, writerPage - keep)
+            // The pages an earlier writeback cleaned within the window then lie between the mark
+            // and what this one cleaned (at most a window apart): they go now.
+            let mark = space.writtenDroppedBehind
+            let start = mark < cleaned.lowerBound && cleaned.lowerBound - mark <= keep ? mark : cleaned.lowerBound
+            space.writtenDroppedBehind = end
+            return start < end ? start..<end : nil
+        }
+        guard let range else { return }
+        for evicted in space.evictClean(from: range.lowerBound, to: range.upperBound) { cache.pageRemoved(evicted) }
     }
 }
 
