@@ -36,7 +36,9 @@ let package = Package(
         .target(name: "CExtentFSIoctl"),
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The on-disk format and metadata core that mkfs, fsck and the engine share (as libxfs):
-        // today the copy-on-write B+tree (docs/TREES.md). No page cache, no FUSE, no logging.
+        // the copy-on-write B+tree (docs/TREES.md), the byte codec, the superblock, block runs,
+        // file extents and extent maps, the name hash (docs/TREES.md, step 6, says what is still
+        // in the engine). No page cache, no FUSE, no logging; `package` access for the engine.
         // CRC-32C with the CPU's instruction where there is one (every node read checks one).
         .target(name: "CCRC32C"),
         .target(
@@ -78,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "extentfs",
             dependencies: [
-                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl", "ExtentFSExercise",
+                "ExtentFS", "ExtentFSCore", "ExtentFSFuse", "CExtentFSIoctl", "ExtentFSExercise",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

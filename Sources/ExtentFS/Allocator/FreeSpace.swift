@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Free physical blocks as a sorted array of disjoint, non-adjacent runs, and the blocks files
 /// use (`fileBlocks`). Free space is not persisted: mount rebuilds it as "every block minus the
 /// superblock area and log, the checkpoints' tree nodes and the blocks files use"; the blocks

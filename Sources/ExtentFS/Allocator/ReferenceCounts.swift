@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Reference counts of shared physical blocks (clone, dedupe): only blocks mapped more than once
 /// are listed, as XFS's refcount btree does, so an unshared filesystem stores nothing. Sorted,
 /// disjoint runs, adjacent runs with equal counts merged. Guarded by Metadata.lock. Persisted in

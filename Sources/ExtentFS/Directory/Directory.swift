@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// A directory's entries in memory. Complete (`isComplete`): every entry, by name (O(1) lookup)
 /// and in cookie order for readdir (binary search to resume; cookies are stable across unmount,
 /// so a readdir offset stays valid). Partial (format version 7, a directory read back from the

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Name validation and inode creation shared by every operation that makes a name.

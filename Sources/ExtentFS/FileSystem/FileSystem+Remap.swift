@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Clone, dedupe and copy_file_range: sharing blocks between files (or within one) through

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// fallocate(2). Every mode that moves or removes blocks holds the inode lock, then the

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Logging
 import SystemPackage
 #if canImport(Glibc)
@@ -93,7 +94,7 @@ public final class FileSystem: @unchecked Sendable {
         // A volume whose superblock sequences are used up takes no checkpoint: it shuts down at
         // its first one, as it did before there was a conversion, not at mount (fsck, which
         // writes nothing, finds nothing wrong with it).
-        guard sequence + 1 < LogRing.maxSequence else {
+        guard sequence + 1 < LogPosition.maxSequence else {
             logger.warning("\(store.path): not converted to format version \(Superblock.currentVersion): its superblock sequence numbers are used up")
             return
         }

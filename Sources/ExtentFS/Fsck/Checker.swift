@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Cross-checks a loaded checkpoint: every block used once (or as often as its reference count
 /// says), every extent and checkpoint block inside the volume, directories consistent with the
 /// inodes they name, link counts, reachability. Mount refuses an image with problems other than

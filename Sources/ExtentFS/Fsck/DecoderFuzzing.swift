@@ -117,7 +117,7 @@ enum DecoderFuzzing {
         }
         // The superblock a checkpoint would have written with this root (mount refuses a root
         // whose generation is past its superblock's sequence).
-        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogRing.maxSequence else { return nil }
+        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogPosition.maxSequence else { return nil }
         var superblock = sample
         superblock.sequence = max(superblock.sequence, root.generation)
         superblock.checkpoint = .tree(root)

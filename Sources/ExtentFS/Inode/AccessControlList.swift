@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// A POSIX access control list, as Linux keeps it in `system.posix_acl_access` and

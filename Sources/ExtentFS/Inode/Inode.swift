@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// An inode in memory. The whole metadata set lives in memory while mounted (the log records
 /// its changes, checkpoints write it whole), so an Inode exists for every file from mount to deletion.
 ///

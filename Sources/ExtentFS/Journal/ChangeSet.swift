@@ -1,5 +1,4 @@
-/// Log sequence numbers: transaction `n` is logged as the record with sequence `n`.
-typealias LogSequence = UInt64
+import ExtentFSCore
 
 /// The running transaction: which inodes and which reference-count ranges changed since the last
 /// log commit, and the sequence they will be logged under. Guarded by Metadata.lock.

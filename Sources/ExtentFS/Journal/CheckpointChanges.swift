@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// What changed since the last checkpoint: the inodes and reference-count runs of every log
 /// record closed since (Journal), or everything, when the tree does not hold the metadata yet
 /// (mkfs, an image converted from the whole-checkpoint format). A checkpoint takes these (O(what

@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// The payload of a transaction record: the images of the inodes it changed (or that they are
 /// gone), a directory's entry changes in place of its entries once its image is on record, and
 /// the reference counts over the ranges it changed. Replaying a record makes those objects
