@@ -36,9 +36,10 @@ let package = Package(
         .target(name: "CExtentFSIoctl"),
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The on-disk format and metadata core that mkfs, fsck and the engine share (as libxfs):
-        // the copy-on-write B+tree (docs/TREES.md), the byte codec, the superblock, block runs,
-        // file extents and extent maps, the name hash (docs/TREES.md, step 6, says what is still
-        // in the engine). No page cache, no FUSE, no logging; `package` access for the engine.
+        // the copy-on-write B+tree (docs/TREES.md), the byte codec, the superblock, the allocator
+        // and reference counts, the running transaction, file extents and extent maps, the name
+        // hash (docs/TREES.md, step 6, says what is still in the engine). No page cache, no FUSE,
+        // no logging; `package` access for what the engine, the tools and the tests use.
         // CRC-32C with the CPU's instruction where there is one (every node read checks one).
         .target(name: "CCRC32C"),
         .target(
@@ -60,7 +61,7 @@ let package = Package(
         .target(
             name: "ExtentFSFuse",
             dependencies: [
-                "CFuse", "CFuseTransport", "CExtentFSIoctl", "ExtentFS",
+                "CFuse", "CFuseTransport", "CExtentFSIoctl", "ExtentFS", "ExtentFSCore",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -73,7 +74,7 @@ let package = Package(
         .target(
             name: "ExtentFSExercise",
             dependencies: [
-                "ExtentFS", "CExerciseSyscalls",
+                "ExtentFS", "ExtentFSCore", "CExerciseSyscalls",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// POSIX ACLs: what every Linux filesystem does around them and the kernel leaves to a FUSE

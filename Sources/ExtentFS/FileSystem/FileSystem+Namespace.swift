@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Lookup, creation, links, removal and rename.

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT), with the errors

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Extended attributes in the user, trusted and security namespaces, and POSIX ACLs, with

@@ -1,10 +1,8 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Inode numbers are the FUSE node ids: the root is 1, numbers are never reused while mounted.
-public typealias InodeNumber = UInt64
 
 public struct Timespec: Equatable, Sendable {
     public var seconds: Int64

@@ -154,5 +154,6 @@ final class AddressSpace: @unchecked Sendable {
 }
 
 #if canImport(Glibc)
+import ExtentFSCore
 import Glibc
 #endif

@@ -24,6 +24,8 @@ public struct FileExtent: Equatable, Sendable {
     }
 
     public var logicalEnd: UInt64 { logical + length }
+    /// u64 logical block, u64 length, u64 physical block, u8 state: an extent in a checkpoint.
+    package static let encodedBytes = 25
     package var physicalRun: BlockRun { BlockRun(start: physical, count: length) }
 
     /// The part of this extent within [from, to), which must overlap it.
