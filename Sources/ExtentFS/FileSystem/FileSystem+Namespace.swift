@@ -64,7 +64,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
+            try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
         try commitIfDirectoriesSynchronous()

@@ -54,90 +54,15 @@ struct NotHeldInodes {
     var checkpointBytes = 0
 }
 
-/// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without
-/// it (arrays and dictionaries are copy-on-write, so a copy costs no more than its fields).
-struct InodeImage {
-    var ino: InodeNumber
-    var mode: UInt32
-    var nlink: UInt32
-    var uid: UInt32
-    var gid: UInt32
-    var rdev: UInt64
-    var size: UInt64
-    var atime: Timespec
-    var mtime: Timespec
-    var ctime: Timespec
-    var btime: Timespec
-    var flags: InodeFlags
-    var generation: UInt64
-    var parent: InodeNumber
-    var xattrs: ExtendedAttributes
-    var extents: ExtentMap
-    var symlinkTarget: [UInt8]
-    var directory: Directory?
-    /// A directory's entries changed since the last checkpoint, by cookie; nil: all of them
-    /// (Inode.checkpointEntryCookies).
-    var changedEntryCookies: Set<UInt64>?
-    /// A regular file's extents changed since the last checkpoint, by logical range; nil: all
-    /// of them (Inode.checkpointExtentRange).
-    var changedExtentRange: Range<UInt64>?
-
+extension InodeImage {
     /// Caller holds Metadata.lock. The size is the durable one: it covers no unwritten data.
     init(_ inode: Inode) {
-        ino = inode.ino
-        mode = inode.mode
-        nlink = inode.nlink
-        uid = inode.uid
-        gid = inode.gid
-        rdev = inode.rdev
-        size = inode.durableSize
-        atime = inode.atime
-        mtime = inode.mtime
-        ctime = inode.ctime
-        btime = inode.btime
-        flags = inode.flags
-        generation = inode.generation
-        parent = inode.parent
-        xattrs = inode.xattrs
-        extents = inode.extents
-        symlinkTarget = inode.symlinkTarget
-        directory = inode.directory
-        changedEntryCookies = inode.checkpointEntryCookies
-        changedExtentRange = inode.checkpointExtentRange
+        self.init(ino: inode.ino, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid, rdev: inode.rdev,
+                  size: inode.durableSize, atime: inode.atime, mtime: inode.mtime, ctime: inode.ctime, btime: inode.btime,
+                  flags: inode.flags, generation: inode.generation, parent: inode.parent, xattrs: inode.xattrs,
+                  extents: inode.extents, symlinkTarget: inode.symlinkTarget, directory: inode.directory,
+                  changedEntryCookies: inode.checkpointEntryCookies, changedExtentRange: inode.checkpointExtentRange)
     }
-
-    var type: FileType { FileType(mode: mode) ?? .regular }
-}
-
-/// The fields an encoded inode image holds, by the format version that wrote it: a decoder
-/// must know which (an image does not say). Trees carry their superblock's version, log records
-/// say it by the kind of each change (LogRecord), whole checkpoints are all before version 6.
-enum InodeImageLayout: Sendable {
-    /// Versions 2 to 5: no birth time, no flags.
-    case beforeVersion6
-    /// Version 6: btime after ctime, u32 flags after the parent.
-    case version6
-    /// Version 7: a directory's image also gives its entry count and their checkpoint bytes
-    /// after the entries it lists, so that a directory read from the tree without its entries
-    /// knows them (Directory, partial).
-    case version7
-
-    static let current = InodeImageLayout.version7
-    /// The first format version whose images carry btime and flags.
-    static let firstVersionWithFlags: UInt32 = 6
-    /// The first format version with directory totals in the image and a name index in the tree.
-    static let firstVersionWithNameIndex: UInt32 = 7
-
-    init(version: UInt32) {
-        if version >= InodeImageLayout.firstVersionWithNameIndex {
-            self = .version7
-        } else {
-            self = version >= InodeImageLayout.firstVersionWithFlags ? .version6 : .beforeVersion6
-        }
-    }
-
-    var hasFlags: Bool { self != .beforeVersion6 }
-    var hasDirectoryTotals: Bool { self == .version7 }
 }
 
 enum CheckpointCodec {
