@@ -102,12 +102,3 @@ extension FileSystem {
         AccessControlList.isACLName(name)
     }
 }
-
-extension AccessControlList {
-    /// Whether an image may hold `value` under the ACL xattr `name` on an inode of `mode`: a
-    /// valid ACL, and a default one only on a directory (the decoder's check).
-    static func isStorable(_ value: [UInt8], named name: [UInt8], mode: UInt32) -> Bool {
-        guard (try? AccessControlList(xattrValue: value)) != nil, FileType(mode: mode) != .symlink else { return false }
-        return name != defaultXattrName || FileType(mode: mode) == .directory
-    }
-}

@@ -9,8 +9,8 @@ import Glibc
 /// from many threads at once. Names are raw bytes, as Linux gives them. Every method throws
 /// `Errno` for the errno the caller should see.
 public final class FileSystem: @unchecked Sendable {
-    public static let rootInode: InodeNumber = 1
-    public static let maxNameLength = 255
+    public static let rootInode: InodeNumber = Superblock.rootInode
+    public static let maxNameLength = Superblock.maxNameLength
     public static let maxSymlinkLength = 4095
     static let maxLinks: UInt32 = 65000
 

@@ -31,6 +31,10 @@ public struct Superblock: Equatable {
     public static let reservedBytes: UInt64 = 8192
     /// The largest file: 2^50 bytes (1 PiB) at every block size.
     public static let maxFileSize: UInt64 = 1 << 50
+    /// The root directory's inode number (FileSystem.rootInode).
+    package static let rootInode: InodeNumber = 1
+    /// The longest name of a directory entry, in bytes (NAME_MAX; FileSystem.maxNameLength).
+    package static let maxNameLength = 255
 
     public var version: UInt32 = currentVersion
     public var blockSize: UInt32

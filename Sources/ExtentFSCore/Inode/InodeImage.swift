@@ -1,6 +1,6 @@
 /// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without
 /// it (arrays and dictionaries are copy-on-write, so a copy costs no more than its fields). The
-/// engine makes one from its in-memory Inode (CheckpointCodec.swift), which also holds the
+/// engine makes one from its in-memory Inode (CheckpointCodec+Inode.swift), which also holds the
 /// inode's pages; this holds none.
 package struct InodeImage {
     package var ino: InodeNumber
