@@ -97,7 +97,7 @@ extension MetadataTree {
         let child = try reader.u64()
         let rawType = try reader.u8()
         let name = try reader.raw(reader.remaining)
-        guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber,
+        guard Directory.isValidEntryName(name), child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber,
               let type = FileType(mode: UInt32(rawType) << 12),
               cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie else {
             throw DecodingError(description: "directory \(directory) has a malformed entry at cookie \(cookie)")
@@ -122,7 +122,7 @@ extension MetadataTree {
             guard child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber, let type = FileType(mode: UInt32(rawType) << 12) else {
                 throw malformed("is malformed")
             }
-            guard name.isEmpty || (FileSystem.isValidEntryName(name) && nameHash(name) == hash) else {
+            guard name.isEmpty || (Directory.isValidEntryName(name) && nameHash(name) == hash) else {
                 throw malformed("lists a name that does not hash there")
             }
             records.append(IndexRecord(cookie: cookie, child: child, type: type, name: name))

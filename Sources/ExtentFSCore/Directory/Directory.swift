@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// A directory's entries in memory. Complete (`isComplete`): every entry, by name (O(1) lookup)
 /// and in cookie order for readdir (binary search to resume; cookies are stable across unmount,
 /// so a readdir offset stays valid). Partial (format version 7, a directory read back from the
@@ -260,5 +262,23 @@ public struct Directory: Sendable {
             }
             index += 1
         }
+    }
+}
+
+/// Names (the operations that make one check it, and the decoders what an image holds).
+extension Directory {
+    package static func validate(name: [UInt8]) throws {
+        guard !name.isEmpty else { throw Errno.noSuchFileOrDirectory }
+        guard name.count <= Superblock.maxNameLength else { throw Errno.fileNameTooLong }
+        guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
+    }
+
+    /// A name a directory entry may have: what `validate` lets through, less "." and "..".
+    package static func isValidEntryName(_ name: [UInt8]) -> Bool {
+        (try? validate(name: name)) != nil && !isDotOrDotDot(name)
+    }
+
+    package static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
+        name == [0x2E] || name == [0x2E, 0x2E]
     }
 }
