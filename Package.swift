@@ -39,9 +39,9 @@ let package = Package(
         // the copy-on-write B+tree (docs/TREES.md), the byte codec, the superblock, the allocator
         // and reference counts, the running transaction, file extents and extent maps, directory
         // entries and the name hash, the inode image, its value types, the checkpoint and log
-        // record codecs (docs/TREES.md, step 6, says what is still in the engine and why). No
-        // page cache, no FUSE, no logging; `package` access for what the engine, the tools and
-        // the tests use.
+        // record codecs, the metadata tree's schema (docs/TREES.md, step 6, says what is still in
+        // the engine and why). No page cache, no FUSE, no logging; `package` access for what the
+        // engine, the tools and the tests use.
         // CRC-32C with the CPU's instruction where there is one (every node read checks one).
         .target(name: "CCRC32C"),
         .target(

@@ -4,7 +4,7 @@
 public struct Superblock: Equatable {
     public static let magic: [UInt8] = Array("EXTENTFS".utf8)
     /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
-    /// 4: the checkpoint is a copy-on-write B+tree (Trees/MetadataTree.swift), written
+    /// 4: the checkpoint is a copy-on-write B+tree (MetadataTree/MetadataTree.swift), written
     /// incrementally, instead of one whole payload.
     /// 5: the tree also lists the blocks files use, the inode count and the orphans, and log
     /// records carry their changes, so that mount reads neither every inode nor every extent.
