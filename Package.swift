@@ -36,7 +36,12 @@ let package = Package(
         .target(name: "CExtentFSIoctl"),
         .target(name: "CExtentFSPreload", dependencies: ["CExtentFSIoctl"], linkerSettings: [.linkedLibrary("dl")]),
         // The on-disk format and metadata core that mkfs, fsck and the engine share (as libxfs):
-        // today the copy-on-write B+tree (docs/TREES.md). No page cache, no FUSE, no logging.
+        // the copy-on-write B+tree (docs/TREES.md), the byte codec, the superblock, the allocator
+        // and reference counts, the running transaction, file extents and extent maps, directory
+        // entries and the name hash, the inode image, its value types, the checkpoint and log
+        // record codecs, the metadata tree's schema (docs/TREES.md, step 6, says what is still in
+        // the engine and why). No page cache, no FUSE, no logging; `package` access for what the
+        // engine, the tools and the tests use.
         // CRC-32C with the CPU's instruction where there is one (every node read checks one).
         .target(name: "CCRC32C"),
         .target(
@@ -58,7 +63,7 @@ let package = Package(
         .target(
             name: "ExtentFSFuse",
             dependencies: [
-                "CFuse", "CFuseTransport", "CExtentFSIoctl", "ExtentFS",
+                "CFuse", "CFuseTransport", "CExtentFSIoctl", "ExtentFS", "ExtentFSCore",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,14 +76,14 @@ let package = Package(
         .target(
             name: "ExtentFSExercise",
             dependencies: [
-                "ExtentFS", "CExerciseSyscalls",
+                "ExtentFS", "ExtentFSCore", "CExerciseSyscalls",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "extentfs",
             dependencies: [
-                "ExtentFS", "ExtentFSFuse", "CExtentFSIoctl", "ExtentFSExercise",
+                "ExtentFS", "ExtentFSCore", "ExtentFSFuse", "CExtentFSIoctl", "ExtentFSExercise",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),

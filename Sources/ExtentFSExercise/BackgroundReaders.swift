@@ -1,5 +1,6 @@
 import ExtentFS
 #if canImport(Glibc)
+import ExtentFSCore
 import Glibc
 #endif
 

@@ -1,4 +1,5 @@
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 /// The standard ioctls of chattr flags and the filesystem label, as the kernel passes them to a

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 
 func statBuffer(_ attributes: FileAttributes) -> stat {
     var st = stat()

@@ -1,5 +1,6 @@
 import CFuseTransport
 import ExtentFS
+import ExtentFSCore
 import Glibc
 
 /// FUSE_STATX, answered by the transport in place of libfuse 3.14 (which does not know it): the

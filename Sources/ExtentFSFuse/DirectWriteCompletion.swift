@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 
 /// An O_DIRECT write leaves stale pages in the kernel's cache when it is asynchronous
 /// (io_submit, io_uring): the kernel's direct write path drops the range before sending the

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 func installDirectoryOps(_ ops: inout fuse_lowlevel_ops) {

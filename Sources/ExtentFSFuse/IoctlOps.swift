@@ -1,6 +1,7 @@
 import CExtentFSIoctl
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 /// The extentfs ioctls (extentfs_ioctl.h): the space operations the kernel does not pass to a

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 /// Bytes of one file as the kernel caches them. A length of 0 reaches to the end of the file.

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 import Synchronization
 

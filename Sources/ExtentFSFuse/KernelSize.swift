@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 /// The kernel keeps its own copy of each file's size (i_size). Without the writeback cache it

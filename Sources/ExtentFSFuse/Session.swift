@@ -1,5 +1,6 @@
 import CFuse
 import CFuseTransport
+import ExtentFSCore
 import Glibc
 import ExtentFS
 import SystemPackage

@@ -1,5 +1,6 @@
 import CFuse
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 /// fallocate and copy_file_range as the kernel passes them, run on a space worker

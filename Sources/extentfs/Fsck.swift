@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExtentFS
+import ExtentFSCore
 
 struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExtentFS
+import ExtentFSCore
 import SystemPackage
 
 #if canImport(Glibc)

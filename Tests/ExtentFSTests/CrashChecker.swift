@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Foundation
 import SystemPackage
 @testable import ExtentFS

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Foundation
 @testable import ExtentFS
 

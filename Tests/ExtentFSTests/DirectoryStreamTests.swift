@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 import XCTest
 @testable import ExtentFS
@@ -15,7 +16,7 @@ final class DirectoryStreamTests: XCTestCase {
         let dir = try fs.mkdir(parent: FileSystem.rootInode, name: name("d"), mode: 0o755, owner: .root)
         let count = 2000
         for index in 0..<count {
-            _ = try fs.mknod(parent: dir.ino, name: name("file-\(index)"), mode: ExtentFS.FileType.regular.rawValue | 0o644,
+            _ = try fs.mknod(parent: dir.ino, name: name("file-\(index)"), mode: ExtentFSCore.FileType.regular.rawValue | 0o644,
                              rdev: 0, owner: .root)
         }
         let end = try fs.directoryEndCookie(dir.ino)

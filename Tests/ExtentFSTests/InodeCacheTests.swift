@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Foundation
 import SystemPackage
 import XCTest
@@ -30,19 +31,19 @@ final class InodeCacheTests: XCTestCase {
         let fs = volume.fs!
         for d in 0..<4 {
             let directory = try fs.mkdir(parent: FileSystem.rootInode, name: Array("d\(d)".utf8), mode: 0o755, owner: .root).ino
-            expected["d\(d)"] = Expected(mode: ExtentFS.FileType.directory.rawValue | 0o755, nlink: 2, size: 0, data: [], xattr: nil, target: nil)
+            expected["d\(d)"] = Expected(mode: ExtentFSCore.FileType.directory.rawValue | 0o755, nlink: 2, size: 0, data: [], xattr: nil, target: nil)
             for f in 0..<25 {
                 let ino = try volume.create("f\(f)", in: directory, mode: 0o600 + UInt32(f % 8))
                 let data = pattern(f * 1500 % 9000, seed: UInt64(d * 100 + f))
                 if !data.isEmpty { try volume.write(ino, data, at: 0) }
                 let value = Array("value \(d) \(f)".utf8)
                 try fs.setxattr(ino, name: Array("user.test".utf8), value: value, flags: [])
-                expected["d\(d)/f\(f)"] = Expected(mode: ExtentFS.FileType.regular.rawValue | (0o600 + UInt32(f % 8)), nlink: 1,
+                expected["d\(d)/f\(f)"] = Expected(mode: ExtentFSCore.FileType.regular.rawValue | (0o600 + UInt32(f % 8)), nlink: 1,
                                                    size: UInt64(data.count), data: data, xattr: value, target: nil)
             }
             let target = Array("f\(d)".utf8)
             _ = try fs.symlink(parent: directory, name: Array("link".utf8), target: target, owner: .root)
-            expected["d\(d)/link"] = Expected(mode: ExtentFS.FileType.symlink.rawValue | 0o777, nlink: 1, size: UInt64(target.count), data: [], xattr: nil, target: target)
+            expected["d\(d)/link"] = Expected(mode: ExtentFSCore.FileType.symlink.rawValue | 0o777, nlink: 1, size: UInt64(target.count), data: [], xattr: nil, target: target)
         }
         return expected
     }
@@ -109,7 +110,7 @@ final class InodeCacheTests: XCTestCase {
                 for f in stride(from: 0, to: 25, by: 3) {
                     let ino = try fs.lookup(parent: directory, name: Array("f\(f)".utf8)).ino
                     _ = try fs.setattr(ino, AttributeChanges(mode: 0o640))
-                    expected["d\(d)/f\(f)"]!.mode = ExtentFS.FileType.regular.rawValue | 0o640
+                    expected["d\(d)/f\(f)"]!.mode = ExtentFSCore.FileType.regular.rawValue | 0o640
                 }
                 try fs.rename(parent: directory, name: Array("f1".utf8), newParent: FileSystem.rootInode, newName: Array("moved\(d)".utf8), flags: [])
                 expected["moved\(d)"] = expected.removeValue(forKey: "d\(d)/f1")
@@ -255,12 +256,12 @@ final class InodeCacheTests: XCTestCase {
         for f in 0..<5 {
             let ino = try fs.lookup(parent: directory, name: Array("f\(f)".utf8)).ino
             _ = try fs.setattr(ino, AttributeChanges(mode: 0o604))
-            expected["d0/f\(f)"]!.mode = ExtentFS.FileType.regular.rawValue | 0o604
+            expected["d0/f\(f)"]!.mode = ExtentFSCore.FileType.regular.rawValue | 0o604
         }
         try fs.unlink(parent: directory, name: Array("f9".utf8))
         expected.removeValue(forKey: "d0/f9")
         _ = try volume.create("new", in: directory)
-        expected["d0/new"] = Expected(mode: ExtentFS.FileType.regular.rawValue | 0o644, nlink: 1, size: 0, data: [], xattr: nil, target: nil)
+        expected["d0/new"] = Expected(mode: ExtentFSCore.FileType.regular.rawValue | 0o644, nlink: 1, size: 0, data: [], xattr: nil, target: nil)
         try fs.sync()
         let copy = volume.directory + "/crash.img"
         try? FileManager.default.removeItem(atPath: copy)

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 #if canImport(Glibc)
@@ -166,7 +167,7 @@ final class InodeFlagsTests: XCTestCase {
         let refused: [(String, () throws -> Void)] = [
             ("create", { _ = try fs.create(parent: directory, name: self.bytes("new"), mode: 0o644, flags: 0, owner: .root) }),
             ("mkdir", { _ = try fs.mkdir(parent: directory, name: self.bytes("newdir"), mode: 0o755, owner: .root) }),
-            ("mknod", { _ = try fs.mknod(parent: directory, name: self.bytes("fifo"), mode: ExtentFS.FileType.fifo.rawValue | 0o644, rdev: 0, owner: .root) }),
+            ("mknod", { _ = try fs.mknod(parent: directory, name: self.bytes("fifo"), mode: ExtentFSCore.FileType.fifo.rawValue | 0o644, rdev: 0, owner: .root) }),
             ("symlink", { _ = try fs.symlink(parent: directory, name: self.bytes("link"), target: self.bytes("x"), owner: .root) }),
             ("link into", { _ = try fs.link(outside, newParent: directory, newName: self.bytes("hard")) }),
             ("unlink", { try fs.unlink(parent: directory, name: self.bytes("inside")) }),
@@ -399,7 +400,7 @@ final class InodeFlagsTests: XCTestCase {
 
     /// Records of kind 1 (before version 6) still replay: no flags, birth time unknown.
     func testARecordOfTheLayoutBeforeVersion6Replays() throws {
-        let inode = Inode(ino: 7, mode: ExtentFS.FileType.regular.rawValue | 0o644, uid: 0, gid: 0, time: .now, cache: nil)
+        let inode = Inode(ino: 7, mode: ExtentFSCore.FileType.regular.rawValue | 0o644, uid: 0, gid: 0, time: .now, cache: nil)
         var writer = ByteWriter()
         writer.u64(10)
         writer.u64(1)

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
@@ -84,7 +85,7 @@ final class MetadataChargeTests: XCTestCase {
         let linked = try volume.create("linked")
         let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: bytes("links"), mode: 0o755, owner: .root).ino
         for index in 0..<1000 {
-            _ = try volume.fs.mknod(parent: FileSystem.rootInode, name: bytes("r\(index)"), mode: ExtentFS.FileType.fifo.rawValue | 0o644, rdev: 0, owner: .root)
+            _ = try volume.fs.mknod(parent: FileSystem.rootInode, name: bytes("r\(index)"), mode: ExtentFSCore.FileType.fifo.rawValue | 0o644, rdev: 0, owner: .root)
         }
         try fill(volume)
         try flood(volume, "link with a 255-byte name", limit: 5000) { index in
@@ -169,7 +170,7 @@ final class MetadataChargeTests: XCTestCase {
         for index in 0..<40 { try volume.write(file, [UInt8(index)], at: UInt64(index) * 3072) }
         try volume.fs.setxattr(file, name: bytes("user.a"), value: [1, 2, 3], flags: [])
         let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: bytes("dir"), mode: 0o755, owner: .root).ino
-        for index in 0..<30 { _ = try volume.fs.mknod(parent: directory, name: bytes("entry-\(index)"), mode: ExtentFS.FileType.fifo.rawValue | 0o600, rdev: 0, owner: .root) }
+        for index in 0..<30 { _ = try volume.fs.mknod(parent: directory, name: bytes("entry-\(index)"), mode: ExtentFSCore.FileType.fifo.rawValue | 0o600, rdev: 0, owner: .root) }
         _ = try volume.fs.symlink(parent: directory, name: bytes("link"), target: bytes("../file"), owner: .root)
         try volume.fs.rename(parent: directory, name: bytes("entry-3"), newParent: FileSystem.rootInode, newName: bytes("moved-with-a-longer-name"), flags: [])
         try volume.fs.unlink(parent: directory, name: bytes("entry-4"))

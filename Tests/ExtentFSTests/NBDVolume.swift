@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import NBDTestServer
 @testable import ExtentFS

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
@@ -74,7 +75,7 @@ final class NamespaceTests: XCTestCase {
         let dir = try fs.mkdir(parent: root, name: name("many"), mode: 0o755, owner: .root)
         let count = 20_000
         for index in 0..<count {
-            _ = try fs.mknod(parent: dir.ino, name: name("entry-\(index)"), mode: ExtentFS.FileType.regular.rawValue | 0o644, rdev: 0, owner: .root)
+            _ = try fs.mknod(parent: dir.ino, name: name("entry-\(index)"), mode: ExtentFSCore.FileType.regular.rawValue | 0o644, rdev: 0, owner: .root)
         }
         for index in stride(from: 0, to: count, by: 2) { try fs.unlink(parent: dir.ino, name: name("entry-\(index)")) }
         var seen = Set<String>()

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
@@ -151,7 +152,7 @@ final class PosixACLTests: XCTestCase {
         let subdirectoryACL = try AccessControlList(xattrValue: try volume.fs.getxattr(subdirectory, name: access))
         XCTAssertEqual(subdirectoryACL.entries.map(\.permissions), [7, 7, 5, 5, 0])
         // A device node takes it as a file does; a symlink takes nothing.
-        let node = try volume.fs.mknod(parent: subdirectory, name: Array("fifo".utf8), mode: ExtentFS.FileType.fifo.rawValue | 0o600,
+        let node = try volume.fs.mknod(parent: subdirectory, name: Array("fifo".utf8), mode: ExtentFSCore.FileType.fifo.rawValue | 0o600,
                                        rdev: 0, owner: user).ino
         XCTAssertEqual(try mode(volume, node), 0o600)
         let link = try volume.fs.symlink(parent: shared, name: Array("link".utf8), target: Array("file".utf8), owner: user).ino

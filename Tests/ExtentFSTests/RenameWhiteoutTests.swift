@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 import XCTest
 @testable import ExtentFS

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import XCTest
 @testable import ExtentFS
 

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Foundation
 import SystemPackage
 import XCTest

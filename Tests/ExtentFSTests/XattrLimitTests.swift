@@ -1,9 +1,10 @@
+import ExtentFSCore
 import XCTest
 import SystemPackage
 @testable import ExtentFS
 
 /// Extended attributes: the kernel's errors for names and values, and the per-inode bound
-/// (Inode/ExtendedAttributes.swift) that keeps one user from making an inode as large as they
+/// (ExtentFSCore/Inode/ExtendedAttributes.swift) that keeps one user from making an inode as large as they
 /// like. Before the bound, one file took 1,500 values of 64 KiB.
 final class XattrLimitTests: XCTestCase {
     private func name(_ text: String) -> [UInt8] { Array(text.utf8) }

@@ -1,4 +1,5 @@
 import ExtentFS
+import ExtentFSCore
 import Foundation
 
 /// The small images the fuzzer damages: real ones, made through the engine, holding a bit of

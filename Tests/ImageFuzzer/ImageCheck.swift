@@ -1,4 +1,5 @@
 import ExtentFS
+import ExtentFSCore
 import Foundation
 import struct SystemPackage.Errno
 

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// POSIX ACLs: what every Linux filesystem does around them and the kernel leaves to a FUSE
@@ -99,14 +100,5 @@ extension FileSystem {
     /// Whether `name` is `system.posix_acl_access` or `system.posix_acl_default`.
     public static func isPosixACLName(_ name: [UInt8]) -> Bool {
         AccessControlList.isACLName(name)
-    }
-}
-
-extension AccessControlList {
-    /// Whether an image may hold `value` under the ACL xattr `name` on an inode of `mode`: a
-    /// valid ACL, and a default one only on a directory (the decoder's check).
-    static func isStorable(_ value: [UInt8], named name: [UInt8], mode: UInt32) -> Bool {
-        guard (try? AccessControlList(xattrValue: value)) != nil, FileType(mode: mode) != .symlink else { return false }
-        return name != defaultXattrName || FileType(mode: mode) == .directory
     }
 }

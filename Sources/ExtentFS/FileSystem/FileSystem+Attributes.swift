@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -82,7 +83,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let attributes = try metadata.transaction {
-            let inode = try makeNode(parent: parent, name: name, mode: FileType.regular.rawValue | (mode & 0o7777), owner: owner)
+            let inode = try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.regular.rawValue | (mode & 0o7777), owner: owner)
             inode.openCount = 1
             return inode.attributes(blockSize: blockSize)
         }

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 extension FileSystem {

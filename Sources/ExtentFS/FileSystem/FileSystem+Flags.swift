@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -1,22 +1,8 @@
+import ExtentFSCore
 import SystemPackage
 
-/// Name validation and inode creation shared by every operation that makes a name.
+/// Inode creation shared by every operation that makes a name (Directory.validate checks names).
 extension FileSystem {
-    static func validate(name: [UInt8]) throws {
-        guard !name.isEmpty else { throw Errno.noSuchFileOrDirectory }
-        guard name.count <= maxNameLength else { throw Errno.fileNameTooLong }
-        guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
-    }
-
-    /// A name a directory entry may have: what `validate` lets through, less "." and "..".
-    static func isValidEntryName(_ name: [UInt8]) -> Bool {
-        (try? validate(name: name)) != nil && !isDotOrDotDot(name)
-    }
-
-    static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
-        name == [0x2E] || name == [0x2E, 0x2E]
-    }
-
     /// Caller holds Metadata.lock. The directory `ino`, or ENOTDIR / ENOENT.
     func directoryInode(_ ino: InodeNumber) throws -> Inode {
         let inode = try metadata.inode(ino)
@@ -30,12 +16,12 @@ extension FileSystem {
     /// symlink's target), charged to space with it. Caller is inside a transaction.
     func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
-        try FileSystem.validate(name: name)
+        try Directory.validate(name: name)
         let directory = try directoryInode(parent)
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         // may_create: no new entry in an immutable directory (an append-only one takes them).
         try refuseIfImmutable(directory)
-        if try FileSystem.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil { throw Errno.fileExists }
+        if try Directory.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil { throw Errno.fileExists }
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         let (inheritedMode, aclXattrs) = try inheritedPermissions(in: directory, mode: mode, umask: owner.umask)
         let aclBytes = aclXattrs.reduce(0) { $0 + $1.0.count + $1.1.count + 6 }

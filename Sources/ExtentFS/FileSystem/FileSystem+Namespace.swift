@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Lookup, creation, links, removal and rename.
@@ -63,7 +64,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: FileType.directory.rawValue | (mode & 0o7777), owner: owner)
+            try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
         try commitIfDirectoriesSynchronous()
@@ -97,7 +98,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let attributes = try metadata.transaction {
-            try FileSystem.validate(name: newName)
+            try Directory.validate(name: newName)
             let inode = try metadata.inode(ino)
             guard inode.type != .directory else { throw Errno.notPermitted }
             guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
@@ -106,7 +107,7 @@ extension FileSystem {
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             try refuseIfImmutable(directory)
             try refuseIfImmutableOrAppendOnly(inode)
-            if try FileSystem.isDotOrDotDot(newName) || metadata.entry(in: directory, named: newName) != nil { throw Errno.fileExists }
+            if try Directory.isDotOrDotDot(newName) || metadata.entry(in: directory, named: newName) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
             let now = Timespec.now
@@ -126,7 +127,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         let victim: Inode = try metadata.transaction {
-            try FileSystem.validate(name: name)
+            try Directory.validate(name: name)
             let directory = try directoryInode(parent)
             guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)
@@ -150,7 +151,7 @@ extension FileSystem {
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
         let victim: Inode = try metadata.transaction {
-            try FileSystem.validate(name: name)
+            try Directory.validate(name: name)
             let directory = try directoryInode(parent)
             guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
             let inode = try metadata.inode(entry.ino)

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Buffered reads: page-cache fill from the extent map, readahead on sequential reads.

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Clone, dedupe and copy_file_range: sharing blocks between files (or within one) through
@@ -216,7 +217,7 @@ extension FileSystem {
             // An extent per source extent; reference counts split wherever a source run's
             // pieces differ and at its ends; the destination's map and counts split at the ends.
             let pieces = shared.reduce(0) { $0 + ($1.state == .delayed ? 0 : metadata.referenceCounts.pieces(of: $1.physicalRun).count) }
-            try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * shared.count +
+            try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * shared.count +
                                             ReferenceCounts.encodedEntryBytes * (pieces + 2 * shared.count) + FileSystem.splitBytes,
                                         givesSpaceBack: caller == nil)
             unmapBlocks(destination, from: destinationFirst, to: destinationFirst + count)

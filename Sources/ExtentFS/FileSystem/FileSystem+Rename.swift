@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// rename and renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT), with the errors
@@ -12,9 +13,9 @@ extension FileSystem {
         try refuseIfReadOnly()
         if flags.contains(.exchange) && !flags.isDisjoint(with: [.noReplace, .whiteout]) { throw Errno.invalidArgument }
         let victim: Inode? = try metadata.transaction {
-            try FileSystem.validate(name: name)
-            try FileSystem.validate(name: newName)
-            if FileSystem.isDotOrDotDot(name) || FileSystem.isDotOrDotDot(newName) { throw Errno.invalidArgument }
+            try Directory.validate(name: name)
+            try Directory.validate(name: newName)
+            if Directory.isDotOrDotDot(name) || Directory.isDotOrDotDot(newName) { throw Errno.invalidArgument }
             let source = try directoryInode(parent)
             let target = try directoryInode(newParent)
             guard let sourceEntry = try metadata.entry(in: source, named: name) else { throw Errno.noSuchFileOrDirectory }

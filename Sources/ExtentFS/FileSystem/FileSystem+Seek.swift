@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// SEEK_DATA and SEEK_HOLE. Written and delayed extents are data (delayed ones hold dirty

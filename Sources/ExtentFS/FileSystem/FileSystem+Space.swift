@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// fallocate(2). Every mode that moves or removes blocks holds the inode lock, then the
@@ -108,7 +109,7 @@ extension FileSystem {
         }
         // An extent per run: only now is it known into how many pieces free space cut the holes.
         do {
-            try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * allocations.reduce(0) { $0 + $1.runs.count })
+            try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * allocations.reduce(0) { $0 + $1.runs.count })
         } catch {
             for allocation in allocations { for run in allocation.runs { metadata.freeSpace.unallocate(run) } }
             throw error
@@ -196,7 +197,7 @@ extension FileSystem {
                 let pieces = inode.extents.extents(from: first, to: wholeEnd).reduce(0) {
                     $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
                 }
-                try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * pieces + FileSystem.splitBytes)
+                try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * pieces + FileSystem.splitBytes)
                 guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
                 return fromFree
             } }
@@ -226,7 +227,7 @@ extension FileSystem {
 
     /// What cutting a range out of a file's map may add to the metadata: the extent at each end
     /// split in two, and the reference counts split at each end too.
-    static let splitBytes = 2 * Inode.encodedExtentBytes + 2 * ReferenceCounts.encodedEntryBytes
+    static let splitBytes = 2 * FileExtent.encodedBytes + 2 * ReferenceCounts.encodedEntryBytes
 
     /// The parts of an allocated extent whose blocks are shared (or, with `shared` false, owned
     /// by this extent alone). Delayed extents have no blocks: none. Caller holds Metadata.lock.
@@ -271,7 +272,7 @@ extension FileSystem {
             guard offset < size else { throw Errno.invalidArgument }
             guard length <= Superblock.maxFileSize - size else { throw Errno.fileTooLarge }
             // One more extent where the split is: repeated, inserts could add them without end.
-            try metadata.withLock { try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes) }
+            try metadata.withLock { try metadata.chargeMetadata(bytes: FileExtent.encodedBytes) }
             dropCached(space, from: offset, to: UInt64.max)
             metadata.transaction {
                 let first = offset / blockSize
@@ -327,7 +328,7 @@ extension FileSystem {
                 let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical, mappedNow: false)
                 // An extent per run, and the old extent and its reference counts split at both ends.
                 do {
-                    try metadata.chargeMetadata(bytes: Inode.encodedExtentBytes * runs.count + FileSystem.splitBytes)
+                    try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * runs.count + FileSystem.splitBytes)
                 } catch {
                     for run in runs { metadata.freeSpace.free(run) }
                     throw error

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Size changes. Shrinking is a page-removing operation: it holds the invalidate_lock

@@ -1,7 +1,8 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Extended attributes in the user, trusted and security namespaces, and POSIX ACLs, with
-/// Linux's limits and a bound per inode (Inode/ExtendedAttributes.swift). Through a mount the kernel checks who may
+/// Linux's limits and a bound per inode (ExtentFSCore/Inode/ExtendedAttributes.swift). Through a mount the kernel checks who may
 /// touch which namespace before a request gets here (trusted.* needs CAP_SYS_ADMIN, security.*
 /// the security modules' say, user.* only on regular files and directories); the engine checks
 /// names, sizes and space, which the kernel cannot.

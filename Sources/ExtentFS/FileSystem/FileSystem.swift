@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Logging
 import SystemPackage
 #if canImport(Glibc)
@@ -8,8 +9,8 @@ import Glibc
 /// from many threads at once. Names are raw bytes, as Linux gives them. Every method throws
 /// `Errno` for the errno the caller should see.
 public final class FileSystem: @unchecked Sendable {
-    public static let rootInode: InodeNumber = 1
-    public static let maxNameLength = 255
+    public static let rootInode: InodeNumber = Superblock.rootInode
+    public static let maxNameLength = Superblock.maxNameLength
     public static let maxSymlinkLength = 4095
     static let maxLinks: UInt32 = 65000
 
@@ -94,7 +95,7 @@ public final class FileSystem: @unchecked Sendable {
         // A volume whose superblock sequences are used up takes no checkpoint: it shuts down at
         // its first one, as it did before there was a conversion, not at mount (fsck, which
         // writes nothing, finds nothing wrong with it).
-        guard sequence + 1 < LogRing.maxSequence else {
+        guard sequence + 1 < LogPosition.maxSequence else {
             logger.warning("\(store.path): not converted to format version \(Superblock.currentVersion): its superblock sequence numbers are used up")
             return
         }

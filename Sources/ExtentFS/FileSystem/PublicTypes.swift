@@ -1,39 +1,8 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Inode numbers are the FUSE node ids: the root is 1, numbers are never reused while mounted.
-public typealias InodeNumber = UInt64
-
-public struct Timespec: Equatable, Sendable {
-    public var seconds: Int64
-    public var nanoseconds: Int64
-    public init(seconds: Int64, nanoseconds: Int64) {
-        self.seconds = seconds
-        self.nanoseconds = nanoseconds
-    }
-    public static var now: Timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Timespec(seconds: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-    }
-}
-
-/// The S_IFMT bits of a mode.
-public enum FileType: UInt32, Sendable {
-    case fifo = 0o010000
-    case characterDevice = 0o020000
-    case directory = 0o040000
-    case blockDevice = 0o060000
-    case regular = 0o100000
-    case symlink = 0o120000
-    case socket = 0o140000
-
-    public static let mask: UInt32 = 0o170000
-
-    public init?(mode: UInt32) { self.init(rawValue: mode & FileType.mask) }
-}
 
 public struct FileAttributes: Equatable, Sendable {
     public var ino: InodeNumber
@@ -53,7 +22,7 @@ public struct FileAttributes: Equatable, Sendable {
     public var ctime: Timespec
     public var generation: UInt64
 
-    public var type: FileType { FileType(mode: mode) ?? .regular }
+    public var type: ExtentFSCore.FileType { ExtentFSCore.FileType(mode: mode) ?? .regular }
 }
 
 public struct Credentials: Sendable {
@@ -133,7 +102,7 @@ public struct AttributeChanges: Sendable {
 public struct DirectoryEntry: Sendable {
     public var name: [UInt8]
     public var ino: InodeNumber
-    public var type: FileType
+    public var type: ExtentFSCore.FileType
     /// The cookie to pass back to continue after this entry (the readdir offset).
     public var nextCookie: UInt64
 }

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -65,7 +66,7 @@ public enum Volume {
         try store.write([UInt8](repeating: 0, count: Int(Superblock.reservedBytes)), at: 0)
         // A log left by an earlier filesystem on this image carries another UUID: replay ignores it.
 
-        let root = Inode(ino: FileSystem.rootInode, mode: FileType.directory.rawValue | 0o755, uid: getuid(), gid: getgid(), time: .now, cache: nil)
+        let root = Inode(ino: FileSystem.rootInode, mode: ExtentFSCore.FileType.directory.rawValue | 0o755, uid: getuid(), gid: getgid(), time: .now, cache: nil)
         root.parent = FileSystem.rootInode
         let loaded = LoadedCheckpoint(nextInode: FileSystem.rootInode + 1, inodes: [root], referenceCounts: ReferenceCounts())
         let metadata = Metadata(superblock: superblock, loaded: loaded)
@@ -102,7 +103,7 @@ public enum Volume {
 
         public struct InodeSummary: Sendable {
             public var ino: InodeNumber
-            public var type: FileType
+            public var type: ExtentFSCore.FileType
             public var flags: InodeFlags
             /// The epoch: not known (an inode made before format version 6).
             public var birthTime: Timespec

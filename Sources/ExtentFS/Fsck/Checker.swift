@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Cross-checks a loaded checkpoint: every block used once (or as often as its reference count
 /// says), every extent and checkpoint block inside the volume, directories consistent with the
 /// inodes they name, link counts, reachability. Mount refuses an image with problems other than
@@ -204,7 +206,7 @@ struct CheckInput {
     mutating func add(_ inode: Inode) {
         let first = entries.count
         inode.directory?.forEach(after: 0) { name, entry in
-            if name.isEmpty || name.count > FileSystem.maxNameLength || name.contains(0x2F) || name.contains(0) || FileSystem.isDotOrDotDot(name) {
+            if name.isEmpty || name.count > FileSystem.maxNameLength || name.contains(0x2F) || name.contains(0) || Directory.isDotOrDotDot(name) {
                 if problems.count < 1000 {
                     problems.append("directory \(inode.ino) has an invalid name \(String(decoding: name, as: UTF8.self).debugDescription)")
                 }

@@ -117,7 +117,7 @@ enum DecoderFuzzing {
         }
         // The superblock a checkpoint would have written with this root (mount refuses a root
         // whose generation is past its superblock's sequence).
-        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogRing.maxSequence else { return nil }
+        guard let address = rootAddress, let root = device.root(at: address), root.generation < LogPosition.maxSequence else { return nil }
         var superblock = sample
         superblock.sequence = max(superblock.sequence, root.generation)
         superblock.checkpoint = .tree(root)
@@ -162,7 +162,7 @@ enum DecoderFuzzing {
     /// A record replayed over a volume holding only its root, then checked and loaded as mount
     /// would.
     private static func replayLogRecord(_ payload: [UInt8], superblock: Superblock) {
-        let root = Inode(ino: FileSystem.rootInode, mode: FileType.directory.rawValue | 0o755, uid: 0, gid: 0,
+        let root = Inode(ino: FileSystem.rootInode, mode: ExtentFSCore.FileType.directory.rawValue | 0o755, uid: 0, gid: 0,
                          time: Timespec(seconds: 0, nanoseconds: 0), cache: nil)
         root.parent = FileSystem.rootInode
         var state = ReplayState(nextInode: 2, inodes: [FileSystem.rootInode: root], referenceCounts: ReferenceCounts())

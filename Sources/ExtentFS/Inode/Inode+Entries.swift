@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// A directory's entries change only through these, so that the changes are known for the log
 /// (`unloggedEntryChanges`) and the next checkpoint (`checkpointEntryCookies`). The entry a
 /// removal or retarget names is the one a lookup found (Metadata.entry: in memory or, for a

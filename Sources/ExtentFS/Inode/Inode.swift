@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// An inode in memory. The whole metadata set lives in memory while mounted (the log records
 /// its changes, checkpoints write it whole), so an Inode exists for every file from mount to deletion.
 ///
@@ -131,15 +133,13 @@ public final class Inode: @unchecked Sendable {
         // count.
         var bytes = 116 + xattrs.encodedBytes
         switch type {
-        case .regular: bytes += 8 + Inode.encodedExtentBytes * extents.extents.count
+        case .regular: bytes += 8 + FileExtent.encodedBytes * extents.extents.count
         case .symlink: bytes += 2 + symlinkTarget.count
         case .directory: bytes += 32 + (directory?.encodedEntryBytes ?? 0)  // next cookie, count, and the totals (format 7)
         default: break
         }
         return bytes
     }
-
-    static let encodedExtentBytes = 25
 
     /// What the inode table charges for this inode's memory: its checkpoint size, except that a
     /// directory is charged for the entries it holds, not for those only the tree holds.

@@ -1,3 +1,5 @@
+import ExtentFSCore
+
 /// Bounds the lookup counts the inode table keeps for inodes it let go (issue 11): FUSE requires
 /// them exact, and the kernel holds them for as long as it caches the inodes, so a walk of many
 /// files would grow them without end. Past `InodeCacheState.lookupRecordLimit` of them, the

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Directory entries wherever they are: in memory (a complete directory, or a partial one's

@@ -1,3 +1,4 @@
+import ExtentFSCore
 import Logging
 import SystemPackage
 

@@ -136,7 +136,7 @@ final class Journal: @unchecked Sendable {
         }
         // The record and the tail after it must stay below the limit mount accepts. No honest
         // volume gets near it (2^62 commits); an image made to start there stops here, whole.
-        guard closed.sequence + 1 < LogRing.maxSequence else {
+        guard closed.sequence + 1 < LogPosition.maxSequence else {
             throw shutdown.trigger("log sequence numbers are used up (\(closed.sequence)): copy the files to a new volume")
         }
         if log.fits(payloadBytes: payload.count) {
@@ -202,7 +202,7 @@ final class Journal: @unchecked Sendable {
     private func writeCheckpoint(_ prepared: CheckpointSnapshot) throws {
         try shutdown.check()
         // As for log records (forceLocked): the next superblock must be one mount accepts.
-        guard prepared.previous.sequence + 1 < LogRing.maxSequence else {
+        guard prepared.previous.sequence + 1 < LogPosition.maxSequence else {
             throw shutdown.trigger("superblock sequence numbers are used up (\(prepared.previous.sequence)): copy the files to a new volume")
         }
         var superblock = prepared.previous

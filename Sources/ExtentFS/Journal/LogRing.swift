@@ -21,8 +21,6 @@ import SystemPackage
 /// `head` is guarded by Journal.commitLock; the tail moves under its own lock.
 final class LogRing: @unchecked Sendable {
     static let headerSize = 64
-    /// Far beyond any real volume's life, and far from overflow.
-    static let maxSequence: LogSequence = 1 << 62
     static let magic: [UInt8] = Array("EXLOGREC".utf8)
     enum Kind: UInt32 {
         case transaction = 1
@@ -129,7 +127,7 @@ final class LogRing: @unchecked Sendable {
             let rawKind = try reader.u32()
             let length = try reader.u32()
             let checksum = try reader.u32()
-            guard sequence == position.sequence, sequence < LogRing.maxSequence, let kind = Kind(rawValue: rawKind) else { break }
+            guard sequence == position.sequence, sequence < LogPosition.maxSequence, let kind = Kind(rawValue: rawKind) else { break }
             if kind == .wrap {
                 scanned += capacity - position.offset
                 position.offset = 0

@@ -185,5 +185,6 @@ final class AddressSpace: @unchecked Sendable {
 }
 
 #if canImport(Glibc)
+import ExtentFSCore
 import Glibc
 #endif

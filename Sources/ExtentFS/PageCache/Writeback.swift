@@ -1,3 +1,4 @@
+import ExtentFSCore
 import SystemPackage
 
 /// Writeback: dirty units go to disk, exactly those (rule 3).

@@ -23,8 +23,8 @@
 ///         u64 file block change count, per change: u8 (1 became file blocks, 2 ceased to be),
 ///         u64 first block, u64 block count. A record without it (an older volume's) changes none
 ///         of these: it is recognized by ending after the reference ranges.
-struct LogRecord {
-    enum Change {
+package struct LogRecord {
+    package enum Change {
         case image(InodeImage)
         case removed(InodeNumber)
         /// The directory's image without entries, and the changes to its entries.
@@ -36,11 +36,11 @@ struct LogRecord {
 
     /// Format version 8 brings extent changes: a record of a file of many extents costs what
     /// changed in its map, not the map.
-    static let extentChangesVersion: UInt32 = 8
+    package static let extentChangesVersion: UInt32 = 8
 
     /// Format version 3 brings directory changes; an image still on version 2 (until its first
     /// checkpoint writes version 3) gets whole images, which version 2 reads.
-    static let directoryChangesVersion: UInt32 = 3
+    package static let directoryChangesVersion: UInt32 = 3
 
     /// The kinds of an inode change, and the image layout each carries. The layout is tied to
     /// the kind, not to the superblock's version: the older superblock copy of an image
@@ -48,21 +48,21 @@ struct LogRecord {
     /// or 5 is written only once a checkpoint has made the superblock version 6 (an image of an
     /// older version converts at mount, before anything is logged: FileSystem.mount), so an
     /// older extentfs never finds one in a log it would replay.
-    enum Kind {
-        static let legacyImage: UInt8 = 1
-        static let removed: UInt8 = 2
-        static let legacyDirectoryChanges: UInt8 = 3
-        static let version6Image: UInt8 = 4
-        static let version6DirectoryChanges: UInt8 = 5
+    package enum Kind {
+        package static let legacyImage: UInt8 = 1
+        package static let removed: UInt8 = 2
+        package static let legacyDirectoryChanges: UInt8 = 3
+        package static let version6Image: UInt8 = 4
+        package static let version6DirectoryChanges: UInt8 = 5
         /// Format version 7: images of layout version 7 (a directory's entry totals), and a
         /// removal carries its entry's cookie.
-        static let image: UInt8 = 6
-        static let directoryChanges: UInt8 = 7
+        package static let image: UInt8 = 6
+        package static let directoryChanges: UInt8 = 7
         /// Format version 8: u64 range start, u64 range end, then the image (layout version 7)
         /// with the extents in the range.
-        static let extentChanges: UInt8 = 8
+        package static let extentChanges: UInt8 = 8
 
-        static func layout(of kind: UInt8) -> InodeImageLayout {
+        package static func layout(of kind: UInt8) -> InodeImageLayout {
             switch kind {
             case image, directoryChanges, extentChanges: return .version7
             case version6Image, version6DirectoryChanges: return .version6
@@ -71,65 +71,43 @@ struct LogRecord {
         }
     }
 
-    var nextInode: InodeNumber
-    var inodes: [Change]
-    var referenceRanges: [(run: BlockRun, entries: [ReferenceCounts.Entry])]
+    package var nextInode: InodeNumber
+    package var inodes: [Change]
+    package var referenceRanges: [(run: BlockRun, entries: [ReferenceCounts.Entry])]
     /// What the version 5 part carries (nil: the volume is older, the record has none of it).
-    var volume: VolumeChanges?
+    package var volume: VolumeChanges?
 
-    struct VolumeChanges {
-        var inodeCount: UInt64
-        var inodeBytes: UInt64
-        var fileBlockChanges: [FileBlockChange]
+    package struct VolumeChanges {
+        package var inodeCount: UInt64
+        package var inodeBytes: UInt64
+        package var fileBlockChanges: [FileBlockChange]
+
+        package init(inodeCount: UInt64, inodeBytes: UInt64, fileBlockChanges: [FileBlockChange]) {
+            self.inodeCount = inodeCount
+            self.inodeBytes = inodeBytes
+            self.fileBlockChanges = fileBlockChanges
+        }
     }
 
     /// Format version 5 keeps the blocks files use, the inode count and orphans in the tree.
-    static let volumeItemsVersion: UInt32 = 5
+    package static let volumeItemsVersion: UInt32 = 5
 
     /// Changes a block map, a logged size or reference counts (not written: decides the preflush).
-    var touchesData = false
+    package var touchesData = false
 
-    var isEmpty: Bool { inodes.isEmpty && referenceRanges.isEmpty }
+    package var isEmpty: Bool { inodes.isEmpty && referenceRanges.isEmpty }
 
-    /// Caller holds Metadata.lock: closes the running transaction and copies what it changed.
-    static func close(_ metadata: Metadata) -> (sequence: LogSequence, record: LogRecord) {
-        let closed = metadata.changes.close()
-        metadata.sinceCheckpoint.add(inodes: closed.inodes, referenceRuns: closed.referenceRuns, fileBlockChanges: closed.fileBlockChanges)
-        var inodes: [Change] = []
-        inodes.reserveCapacity(closed.inodes.count)
-        let entryChangesAllowed = metadata.superblock.version >= directoryChangesVersion
-        let extentChangesAllowed = metadata.superblock.version >= extentChangesVersion
-        for ino in closed.inodes.sorted() {
-            guard let inode = metadata.inodes[ino] else {
-                inodes.append(.removed(ino))
-                continue
-            }
-            if inode.type == .directory, entryChangesAllowed, let entryChanges = inode.unloggedEntryChanges,
-               let directory = inode.directory {
-                var image = InodeImage(inode)
-                image.directory = directory.strippedOfEntries
-                inodes.append(.directoryChanges(image, entryChanges))
-            } else if inode.type == .regular, extentChangesAllowed, let range = inode.unloggedExtentRange {
-                var image = InodeImage(inode)
-                image.extents = ExtentMap(validated: range.isEmpty ? [] : inode.extents.extents(from: range.lowerBound, to: range.upperBound))
-                inodes.append(.extentChanges(image, range: range))
-            } else {
-                inodes.append(.image(InodeImage(inode)))
-            }
-            if inode.type == .directory { inode.unloggedEntryChanges = [] }
-            if inode.type == .regular { inode.unloggedExtentRange = 0..<0 }
-        }
-        let ranges = BlockRun.merged(closed.referenceRuns).map { run in (run, metadata.referenceCounts.entries(within: run)) }
-        let volume = metadata.superblock.version >= volumeItemsVersion
-            ? VolumeChanges(inodeCount: metadata.inodeCount, inodeBytes: UInt64(max(0, metadata.space.inodeBytes)),
-                            fileBlockChanges: closed.fileBlockChanges)
-            : nil
-        return (closed.sequence, LogRecord(nextInode: metadata.nextInode, inodes: inodes, referenceRanges: ranges,
-                                           volume: volume, touchesData: closed.touchesData))
+    package init(nextInode: InodeNumber, inodes: [Change], referenceRanges: [(run: BlockRun, entries: [ReferenceCounts.Entry])],
+                 volume: VolumeChanges? = nil, touchesData: Bool = false) {
+        self.nextInode = nextInode
+        self.inodes = inodes
+        self.referenceRanges = referenceRanges
+        self.volume = volume
+        self.touchesData = touchesData
     }
 
     /// The payload.
-    func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 256 + inodes.count * 160)
         writer.u64(nextInode)
         writer.u64(UInt64(inodes.count))
@@ -191,25 +169,26 @@ struct LogRecord {
         return writer.bytes
     }
 
-    /// Applies an encoded record to the state being loaded. Throws on anything malformed: a
-    /// record whose checksum matched but does not decode is damage, not the end of the log.
-    static func apply(_ payload: [UInt8], to state: inout ReplayState, superblock: Superblock, cache: PageCache?) throws {
+    /// An encoded record, checked as far as it can be alone (the engine's replay checks the rest
+    /// against the state it applies it to). Throws on anything malformed: a record whose checksum
+    /// matched but does not decode is damage, not the end of the log.
+    package static func decode(_ payload: [UInt8], superblock: Superblock) throws -> LogRecord {
         var reader = ByteReader(payload)
         let nextInode = try CheckpointCodec.validatedNextInode(try reader.u64())
         let count = try reader.count(minimumItemSize: 9)
-        var changes: [(ino: InodeNumber, inode: Inode?, entryChanges: [Directory.Change]?, extentRange: Range<UInt64>?)] = []
+        var changes: [Change] = []
         for _ in 0..<count {
             let kind = try reader.u8()
             switch kind {
             case Kind.legacyImage, Kind.legacyDirectoryChanges, Kind.version6Image, Kind.version6DirectoryChanges,
                  Kind.image, Kind.directoryChanges:
                 let layout = Kind.layout(of: kind)
-                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: layout, cache: cache)
-                guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+                let inode = try CheckpointCodec.decodeImage(&reader, superblock: superblock, layout: layout)
+                guard inode.ino >= Superblock.rootInode, inode.ino < nextInode else {
                     throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
                 }
                 if kind == Kind.legacyImage || kind == Kind.version6Image || kind == Kind.image {
-                    changes.append((inode.ino, inode, nil, nil))
+                    changes.append(.image(inode))
                     continue
                 }
                 // Not tied to the superblock's version: the older superblock copy of an image
@@ -218,8 +197,8 @@ struct LogRecord {
                       layout.hasDirectoryTotals ? !directory.isComplete || directory.isEmpty : directory.isEmpty else {
                     throw DecodingError(description: "log record has entry changes for inode \(inode.ino), which they cannot apply to")
                 }
-                changes.append((inode.ino, inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino,
-                                                                         removalsHaveCookies: layout.hasDirectoryTotals), nil))
+                changes.append(.directoryChanges(inode, try decodeEntryChanges(&reader, nextInode: nextInode, directory: inode.ino,
+                                                                               removalsHaveCookies: layout.hasDirectoryTotals)))
             case Kind.extentChanges:
                 let start = try reader.u64()
                 let end = try reader.u64()
@@ -227,20 +206,20 @@ struct LogRecord {
                 guard start <= end, end <= maxLogical else {
                     throw DecodingError(description: "log record has an extent change range out of range: \(start)..<\(end)")
                 }
-                let inode = try CheckpointCodec.decodeInode(&reader, superblock: superblock, layout: .version7, cache: cache)
-                guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode, inode.type == .regular,
+                let inode = try CheckpointCodec.decodeImage(&reader, superblock: superblock, layout: .version7)
+                guard inode.ino >= Superblock.rootInode, inode.ino < nextInode, inode.type == .regular,
                       inode.extents.extents.allSatisfy({ $0.logical >= start && $0.logicalEnd <= end }) else {
                     throw DecodingError(description: "log record has extent changes for inode \(inode.ino) that are not a regular file's within their range")
                 }
-                changes.append((inode.ino, inode, nil, start..<end))
+                changes.append(.extentChanges(inode, range: start..<end))
             case Kind.removed:
-                changes.append((try reader.u64(), nil, nil, nil))
+                changes.append(.removed(try reader.u64()))
             default:
                 throw DecodingError(description: "log record has an inode change of unknown kind \(kind)")
             }
         }
         let rangeCount = try reader.count(minimumItemSize: 24)
-        var ranges: [(BlockRun, [ReferenceCounts.Entry])] = []
+        var ranges: [(run: BlockRun, entries: [ReferenceCounts.Entry])] = []
         for _ in 0..<rangeCount {
             let run = BlockRun(start: try reader.u64(), count: try reader.u64())
             guard run.count > 0, run.start >= superblock.firstAllocatableBlock, run.start < superblock.blockCount,
@@ -284,61 +263,7 @@ struct LogRecord {
             volume = VolumeChanges(inodeCount: inodeCount, inodeBytes: inodeBytes, fileBlockChanges: fileBlockChanges)
         }
         guard reader.remaining == 0 else { throw DecodingError(description: "log record has \(reader.remaining) trailing bytes") }
-        state.nextInode = nextInode
-        for (ino, inode, entryChanges, extentRange) in changes {
-            if let extentRange, let inode {
-                guard let base = try state.inode(ino), base.type == .regular else {
-                    throw DecodingError(description: "log record changes the extents of file \(ino), which the metadata it applies to does not have")
-                }
-                var map = base.extents
-                map.remove(from: extentRange.lowerBound, to: extentRange.upperBound)
-                for extent in inode.extents.extents { map.insert(extent) }
-                inode.extents = map
-                // The tree's extents differ from the result where they differed from the base's
-                // and within this change (unknown stays unknown: rewritten whole).
-                inode.checkpointExtentRange = base.checkpointExtentRange.map { Inode.joined($0, extentRange) }
-                inode.followedExtentStamp = inode.extents.stamp
-            }
-            if let entryChanges, let inode {
-                guard let base = try state.inode(ino), var directory = base.directory else {
-                    throw DecodingError(description: "log record changes the entries of directory \(ino), which the metadata it applies to does not have")
-                }
-                let logged = inode.directory!
-                for change in entryChanges { try directory.apply(change) }
-                directory.raiseNextCookie(to: logged.nextCookie)
-                if directory.isComplete {
-                    // A version 7 image's totals must be what the changes leave.
-                    guard logged.isComplete || (logged.count == directory.count && logged.encodedEntryBytes == directory.encodedEntryBytes) else {
-                        throw DecodingError(description: "log record's entry totals for directory \(ino) do not match its entries")
-                    }
-                } else {
-                    directory.setTotals(count: logged.count, encodedEntryBytes: logged.encodedEntryBytes)
-                    // Not written whole: the next checkpoint rewrites what changed since the tree's.
-                    var cookies = base.checkpointEntryCookies ?? []
-                    for change in entryChanges {
-                        switch change {
-                        case .set(_, let entry): cookies.insert(entry.cookie)
-                        case .remove(_, let cookie): if let cookie { cookies.insert(cookie) }
-                        }
-                    }
-                    inode.checkpointEntryCookies = cookies
-                }
-                inode.directory = directory
-            }
-            state.set(ino, inode)
-        }
-        for (run, entries) in ranges {
-            state.referenceCounts.replace(run, with: entries)
-            state.changedReferenceRuns.append(run)
-        }
-        if let volume {
-            state.inodeCount = volume.inodeCount
-            state.inodeBytes = volume.inodeBytes
-            for change in volume.fileBlockChanges {
-                if change.allocated { state.fileBlocks.insert(change.run) } else { state.fileBlocks.remove(change.run) }
-            }
-            state.fileBlockChanges += volume.fileBlockChanges
-        }
+        return LogRecord(nextInode: nextInode, inodes: changes, referenceRanges: ranges, volume: volume)
     }
 }
 
@@ -352,7 +277,7 @@ extension LogRecord {
         for _ in 0..<count {
             let kind = try reader.u8()
             let name = try reader.blob16()
-            guard FileSystem.isValidEntryName(name) else {
+            guard Directory.isValidEntryName(name) else {
                 throw DecodingError(description: "log record has an invalid entry name in directory \(directory)")
             }
             switch kind {
@@ -360,7 +285,7 @@ extension LogRecord {
                 let ino = try reader.u64()
                 let cookie = try reader.u64()
                 let rawType = try reader.u8()
-                guard ino >= FileSystem.rootInode, ino < nextInode, let type = FileType(mode: UInt32(rawType) << 12) else {
+                guard ino >= Superblock.rootInode, ino < nextInode, let type = FileType(mode: UInt32(rawType) << 12) else {
                     throw DecodingError(description: "log record has a malformed entry in directory \(directory)")
                 }
                 result.append(.set(name: name, entry: Directory.Entry(ino: ino, type: type, cookie: cookie)))
@@ -379,55 +304,5 @@ extension LogRecord {
             }
         }
         return result
-    }
-}
-
-/// The metadata as replay builds it: a checkpoint, then each record applied in order.
-struct ReplayState {
-    var nextInode: InodeNumber
-    /// The inodes replay holds: every inode when the checkpoint was loaded whole, else those the
-    /// records changed (and the ones they needed).
-    var inodes: [InodeNumber: Inode]
-    var referenceCounts: ReferenceCounts
-    /// What replay changed: the next checkpoint writes it into the metadata tree.
-    var changed = Set<InodeNumber>()
-    var changedReferenceRuns: [BlockRun] = []
-    /// Inodes a record removed (so not to be read from the checkpoint again).
-    var removed = Set<InodeNumber>()
-    /// Format version 5: the blocks files use, the inode count and bytes, as the tree holds them
-    /// and the records change them (meaningful only when the tree holds them).
-    var fileBlocks = BlockRunSet()
-    var fileBlockChanges: [FileBlockChange] = []
-    var inodeCount: UInt64?
-    var inodeBytes: UInt64?
-    /// Reads an inode the checkpoint holds and `inodes` does not (nil: `inodes` is everything).
-    var loadFromCheckpoint: ((InodeNumber) throws -> Inode?)?
-
-    init(nextInode: InodeNumber, inodes: [InodeNumber: Inode], referenceCounts: ReferenceCounts,
-         loadFromCheckpoint: ((InodeNumber) throws -> Inode?)? = nil) {
-        self.nextInode = nextInode
-        self.inodes = inodes
-        self.referenceCounts = referenceCounts
-        self.loadFromCheckpoint = loadFromCheckpoint
-    }
-
-    /// Inode `ino` as the records so far leave it.
-    mutating func inode(_ ino: InodeNumber) throws -> Inode? {
-        if let inode = inodes[ino] { return inode }
-        guard !removed.contains(ino), let load = loadFromCheckpoint, let inode = try load(ino) else { return nil }
-        inodes[ino] = inode
-        return inode
-    }
-
-    /// A record leaves inode `ino` as `inode` (nil: gone).
-    mutating func set(_ ino: InodeNumber, _ inode: Inode?) {
-        if let inode {
-            inodes[ino] = inode
-            removed.remove(ino)
-        } else {
-            inodes.removeValue(forKey: ino)
-            removed.insert(ino)
-        }
-        changed.insert(ino)
     }
 }

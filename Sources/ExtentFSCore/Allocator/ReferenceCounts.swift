@@ -6,21 +6,26 @@ public struct ReferenceCounts: Sendable {
     public struct Entry: Equatable, Sendable {
         public var run: BlockRun
         public var count: UInt32
+
+        package init(run: BlockRun, count: UInt32) {
+            self.run = run
+            self.count = count
+        }
     }
 
     public private(set) var entries: [Entry] = []
     /// u64 first block, u64 block count, u32 count: an entry in a checkpoint.
-    static let encodedEntryBytes = 20
+    package static let encodedEntryBytes = 20
     /// Told of every changed range, and of blocks whose count fell to one (the log records the
     /// former; the latter are not written in place until that record is durable).
-    var changes: ChangeSet?
+    package var changes: ChangeSet?
     /// Told how many entries there are after each change: they are in every checkpoint.
-    var metadataSpace: MetadataSpace? {
+    package var metadataSpace: MetadataSpace? {
         didSet { metadataSpace?.referenceEntries = entries.count }
     }
 
     public init() {}
-    init(validated entries: [Entry]) { self.entries = entries }
+    package init(validated entries: [Entry]) { self.entries = entries }
 
     public var isEmpty: Bool { entries.isEmpty }
 
@@ -85,12 +90,12 @@ public struct ReferenceCounts: Sendable {
     }
 
     /// The entries over `run`, clipped to it: what the log records for a changed range.
-    func entries(within run: BlockRun) -> [Entry] {
+    package func entries(within run: BlockRun) -> [Entry] {
         pieces(of: run).filter { $0.count >= 2 }.map { Entry(run: $0.run, count: $0.count) }
     }
 
     /// Log replay: the counts over `run` become exactly `replacement` (entries inside `run`).
-    mutating func replace(_ run: BlockRun, with replacement: [Entry]) {
+    package mutating func replace(_ run: BlockRun, with replacement: [Entry]) {
         rewrite(run) { _ in 1 }
         for entry in replacement { rewrite(entry.run) { _ in entry.count } }
     }

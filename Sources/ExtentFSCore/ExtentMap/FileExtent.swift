@@ -24,10 +24,12 @@ public struct FileExtent: Equatable, Sendable {
     }
 
     public var logicalEnd: UInt64 { logical + length }
-    var physicalRun: BlockRun { BlockRun(start: physical, count: length) }
+    /// u64 logical block, u64 length, u64 physical block, u8 state: an extent in a checkpoint.
+    package static let encodedBytes = 25
+    package var physicalRun: BlockRun { BlockRun(start: physical, count: length) }
 
     /// The part of this extent within [from, to), which must overlap it.
-    func clipped(from: UInt64, to: UInt64) -> FileExtent {
+    package func clipped(from: UInt64, to: UInt64) -> FileExtent {
         let start = max(logical, from)
         let end = min(logicalEnd, to)
         let shift = start - logical
@@ -36,7 +38,7 @@ public struct FileExtent: Equatable, Sendable {
     }
 
     /// Whether `next` continues this extent logically and physically in the same state.
-    func canMerge(with next: FileExtent) -> Bool {
+    package func canMerge(with next: FileExtent) -> Bool {
         guard logicalEnd == next.logical, state == next.state else { return false }
         return state == .delayed || physical + length == next.physical
     }

@@ -1,5 +1,3 @@
-import ExtentFSCore
-
 /// A directory's entries in the metadata tree: each entry by cookie, kind `directoryEntry`, for
 /// readdir; and, from format version 7, a name index, kind `nameIndex`, keyed by the name's hash
 /// (NameHash, keyed with the volume's UUID). From version 9 the index's value holds the entries
@@ -12,26 +10,33 @@ import ExtentFSCore
 /// damage (EIO). What a full record says is trusted by a lookup; fsck checks every record
 /// against the entry at its cookie.
 extension MetadataTree {
-    static func nameIndexKey(_ directory: InodeNumber, hash: UInt64) -> TreeKey {
+    package static func nameIndexKey(_ directory: InodeNumber, hash: UInt64) -> TreeKey {
         TreeKey(object: directory, kind: Kind.nameIndex, offset: hash)
     }
 
     /// One entry as the name index lists it: `name` is empty in a short record.
-    struct IndexRecord: Equatable {
-        var cookie: UInt64
-        var child: InodeNumber
-        var type: FileType
-        var name: [UInt8]
+    package struct IndexRecord: Equatable {
+        package var cookie: UInt64
+        package var child: InodeNumber
+        package var type: FileType
+        package var name: [UInt8]
 
-        static let fixedBytes = 18
-        var entry: Directory.Entry { Directory.Entry(ino: child, type: type, cookie: cookie) }
+        package init(cookie: UInt64, child: InodeNumber, type: FileType, name: [UInt8]) {
+            self.cookie = cookie
+            self.child = child
+            self.type = type
+            self.name = name
+        }
+
+        package static let fixedBytes = 18
+        package var entry: Directory.Entry { Directory.Entry(ino: child, type: type, cookie: cookie) }
     }
 
     /// The first format version whose name index holds records (IndexRecord), not cookies.
-    static let firstVersionWithIndexRecords: UInt32 = 9
+    package static let firstVersionWithIndexRecords: UInt32 = 9
 
     /// The entry named `name` in directory `directory`, as this tree holds it.
-    func lookupEntry(in directory: InodeNumber, named name: [UInt8]) throws -> Directory.Entry? {
+    package func lookupEntry(in directory: InodeNumber, named name: [UInt8]) throws -> Directory.Entry? {
         let hash = nameHash(name)
         guard let value = try tree.lookup(Self.nameIndexKey(directory, hash: hash)) else { return nil }
         for record in try decodeIndex(value, directory: directory, hash: hash) {
@@ -51,7 +56,7 @@ extension MetadataTree {
     }
 
     /// The entry at `cookie`, as this tree holds it.
-    func storedEntry(of directory: InodeNumber, cookie: UInt64) throws -> (name: [UInt8], entry: Directory.Entry)? {
+    package func storedEntry(of directory: InodeNumber, cookie: UInt64) throws -> (name: [UInt8], entry: Directory.Entry)? {
         let items = try tree.items(from: Self.entryKey(directory, cookie: cookie),
                                    through: Self.entryKey(directory, cookie: cookie, part: Self.entryParts - 1))
         guard !items.isEmpty else { return nil }
@@ -60,7 +65,7 @@ extension MetadataTree {
 
     /// The stored entries of `directory` with a cookie after `cookie` and below `end`, in cookie
     /// order, until `body` returns false.
-    func forEachStoredEntry(of directory: InodeNumber, after cookie: UInt64, before end: UInt64,
+    package func forEachStoredEntry(of directory: InodeNumber, after cookie: UInt64, before end: UInt64,
                             _ body: ([UInt8], Directory.Entry) throws -> Bool) throws {
         // A cookie past the last one a directory can have (an lseek of the stream) lists nothing;
         // its key would wrap and list entries from the start again.
@@ -85,7 +90,7 @@ extension MetadataTree {
     }
 
     /// One entry from its parts (in key order), checked as every entry read is.
-    func decodeEntry(of directory: InodeNumber, cookie: UInt64, parts: [TreeItem]) throws -> (name: [UInt8], entry: Directory.Entry) {
+    package func decodeEntry(of directory: InodeNumber, cookie: UInt64, parts: [TreeItem]) throws -> (name: [UInt8], entry: Directory.Entry) {
         var bytes: [UInt8] = []
         for (index, part) in parts.enumerated() {
             guard part.key.offset & 3 == UInt64(index) else {
@@ -97,7 +102,7 @@ extension MetadataTree {
         let child = try reader.u64()
         let rawType = try reader.u8()
         let name = try reader.raw(reader.remaining)
-        guard FileSystem.isValidEntryName(name), child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber,
+        guard Directory.isValidEntryName(name), child >= Superblock.rootInode, child < CheckpointCodec.maxInodeNumber,
               let type = FileType(mode: UInt32(rawType) << 12),
               cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie else {
             throw DecodingError(description: "directory \(directory) has a malformed entry at cookie \(cookie)")
@@ -106,7 +111,7 @@ extension MetadataTree {
     }
 
     /// An index value: records in ascending cookie order, at least one, each checked.
-    func decodeIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [IndexRecord] {
+    package func decodeIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [IndexRecord] {
         func malformed(_ what: String) -> DecodingError {
             DecodingError(description: "directory \(directory)'s name index at hash \(hash) \(what)")
         }
@@ -119,10 +124,10 @@ extension MetadataTree {
             guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie, records.last.map({ $0.cookie < cookie }) ?? true else {
                 throw malformed("lists an invalid cookie \(cookie)")
             }
-            guard child >= FileSystem.rootInode, child < CheckpointCodec.maxInodeNumber, let type = FileType(mode: UInt32(rawType) << 12) else {
+            guard child >= Superblock.rootInode, child < CheckpointCodec.maxInodeNumber, let type = FileType(mode: UInt32(rawType) << 12) else {
                 throw malformed("is malformed")
             }
-            guard name.isEmpty || (FileSystem.isValidEntryName(name) && nameHash(name) == hash) else {
+            guard name.isEmpty || (Directory.isValidEntryName(name) && nameHash(name) == hash) else {
                 throw malformed("lists a name that does not hash there")
             }
             records.append(IndexRecord(cookie: cookie, child: child, type: type, name: name))
@@ -131,7 +136,7 @@ extension MetadataTree {
     }
 
     /// A version 7 or 8 index value: ascending cookies, at least one (read at conversion only).
-    func decodeCookieIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [UInt64] {
+    package func decodeCookieIndex(_ value: [UInt8], directory: InodeNumber, hash: UInt64) throws -> [UInt64] {
         guard !value.isEmpty, value.count % 8 == 0 else {
             throw DecodingError(description: "directory \(directory)'s name index at hash \(hash) is malformed")
         }
@@ -149,11 +154,11 @@ extension MetadataTree {
 
     /// The value of `records` (any order): every record with its name when they all fit in one
     /// value, every record short (no name) otherwise; nil when even that does not fit.
-    func encodeIndex(_ records: [IndexRecord]) -> [UInt8]? {
+    package func encodeIndex(_ records: [IndexRecord]) -> [UInt8]? {
         Self.encodeIndex(records, maxValueSize: tree.maxValueSize)
     }
 
-    static func encodeIndex(_ records: [IndexRecord], maxValueSize: Int) -> [UInt8]? {
+    package static func encodeIndex(_ records: [IndexRecord], maxValueSize: Int) -> [UInt8]? {
         let sorted = records.sorted { $0.cookie < $1.cookie }
         let fullBytes = sorted.reduce(0) { $0 + IndexRecord.fixedBytes + $1.name.count }
         let withNames = fullBytes <= maxValueSize
@@ -174,7 +179,7 @@ extension MetadataTree {
     /// The entries at `changed` cookies become what `directory` holds there, and the name
     /// index follows (nil: every entry and the whole index are rewritten, and stored entries
     /// the directory does not hold go; only a complete directory can be written so).
-    func writeEntries(of ino: InodeNumber, _ directory: Directory, changed: Set<UInt64>?) throws {
+    package func writeEntries(of ino: InodeNumber, _ directory: Directory, changed: Set<UInt64>?) throws {
         guard let changed else {
             guard directory.isComplete else {
                 throw DecodingError(description: "directory \(ino) holds only its changed entries but was to be written whole")

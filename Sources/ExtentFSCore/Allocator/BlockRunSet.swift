@@ -2,21 +2,21 @@
 /// `fileBlocks`, kept in the metadata tree so that mount need not derive it from every extent).
 /// Inserting blocks already in the set and removing blocks not in it change nothing, so the log's
 /// allocation records replay idempotently over a checkpoint that already holds some of them.
-struct BlockRunSet: Equatable {
-    private(set) var runs: [BlockRun] = []
+package struct BlockRunSet: Equatable {
+    package private(set) var runs: [BlockRun] = []
 
-    init() {}
+    package init() {}
 
     /// From runs in any order, possibly overlapping or touching.
-    init(_ runs: [BlockRun]) {
+    package init(_ runs: [BlockRun]) {
         self.runs = BlockRun.merged(runs)
     }
 
-    var blockCount: UInt64 { runs.reduce(0) { $0 + $1.count } }
+    package var blockCount: UInt64 { runs.reduce(0) { $0 + $1.count } }
 
     private func firstIndex(endingAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
 
-    mutating func insert(_ run: BlockRun) {
+    package mutating func insert(_ run: BlockRun) {
         guard run.count > 0 else { return }
         // Runs touching or overlapping `run` join it: from the first ending at or after its start
         // to the last starting at or before its end.
@@ -32,7 +32,7 @@ struct BlockRunSet: Equatable {
         runs.replaceSubrange(first..<last, with: [merged])
     }
 
-    mutating func remove(_ run: BlockRun) {
+    package mutating func remove(_ run: BlockRun) {
         guard run.count > 0 else { return }
         let first = firstIndex(endingAfter: run.start)
         var last = first
@@ -47,7 +47,7 @@ struct BlockRunSet: Equatable {
     }
 
     /// The parts of the set inside `range`, cut at its ends.
-    func runs(within range: BlockRun) -> [BlockRun] {
+    package func runs(within range: BlockRun) -> [BlockRun] {
         var result: [BlockRun] = []
         var index = firstIndex(endingAfter: range.start)
         while index < runs.count, runs[index].start < range.end {
@@ -59,7 +59,7 @@ struct BlockRunSet: Equatable {
     }
 
     /// Whether any block of `run` is in the set.
-    func intersects(_ run: BlockRun) -> Bool {
+    package func intersects(_ run: BlockRun) -> Bool {
         let index = firstIndex(endingAfter: run.start)
         return index < runs.count && runs[index].start < run.end
     }

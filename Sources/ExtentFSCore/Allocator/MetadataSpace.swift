@@ -7,27 +7,27 @@
 /// if only the commit found out that it does not fit, every change since the last commit, of
 /// every user, would be lost. So the reserve grows with each change, the next request that does
 /// not fit gets ENOSPC (Metadata.chargeMetadata), and a commit never learns first.
-final class MetadataSpace: @unchecked Sendable {
-    let blockSize: UInt64
+package final class MetadataSpace: @unchecked Sendable {
+    package let blockSize: UInt64
     /// Room for what grows past a check: a request's own promise of data (the writeback room
     /// for a 1 MiB write is at most 180 KiB, at 512-byte blocks) and the cleanup pool. At least
     /// 64 blocks and 256 KiB.
-    let slackBlocks: UInt64
+    package let slackBlocks: UInt64
     /// The sum of every inode's encoded size (Inode.encodedSizeEstimate).
-    var inodeBytes = 0
-    var referenceEntries = 0
+    package var inodeBytes = 0
+    package var referenceEntries = 0
     /// Blocks the checkpoints of both superblock slots occupy (each once): the tree, and the
     /// nodes it replaced that the older copy still reaches (TreeStorage.heldBlocks).
-    var heldBlocks: UInt64 = 0
+    package var heldBlocks: UInt64 = 0
 
-    init(blockSize: Int) {
+    package init(blockSize: Int) {
         self.blockSize = UInt64(blockSize)
         slackBlocks = max(64, (256 << 10 + self.blockSize - 1) / self.blockSize)
     }
 
     /// Blocks the metadata tree of the metadata as it is now takes: its items' bytes twice over
     /// (nodes split half full; slots and headers), and a few for the path to the root.
-    var checkpointBlocks: UInt64 {
+    package var checkpointBlocks: UInt64 {
         let bytes = 24 + UInt64(max(0, inodeBytes)) + 8 + UInt64(referenceEntries) * UInt64(ReferenceCounts.encodedEntryBytes)
         return (2 * bytes + blockSize - 1) / blockSize + 8
     }
@@ -40,7 +40,7 @@ final class MetadataSpace: @unchecked Sendable {
     /// one leaves what statfs reports unchanged.
     /// Plus, per block promised to dirty data (`promisedDataBlocks`), room for what its
     /// writeback adds to the metadata with no request left to refuse it.
-    func reserveBlocks(promisedDataBlocks: UInt64) -> UInt64 {
+    package func reserveBlocks(promisedDataBlocks: UInt64) -> UInt64 {
         let needed = checkpointBlocks
         let forGrowth = 3 * needed + slackBlocks
         let forCheckpoints = max(forGrowth > heldBlocks ? forGrowth - heldBlocks : 0, needed + slackBlocks)
@@ -50,15 +50,15 @@ final class MetadataSpace: @unchecked Sendable {
     /// What writeback of one dirty block may add: a delayed extent allocated in fragments (an
     /// extent per block at worst), or a copy on write in the middle of a shared extent (two
     /// more extents, two more reference-count entries).
-    static let writebackGrowthPerBlock = UInt64(2 * Inode.encodedExtentBytes + 2 * ReferenceCounts.encodedEntryBytes)
+    package static let writebackGrowthPerBlock = UInt64(2 * FileExtent.encodedBytes + 2 * ReferenceCounts.encodedEntryBytes)
 
     /// What `bytes` more of metadata adds to the reserve, at most.
-    func reserveGrowth(forBytes bytes: Int) -> UInt64 {
+    package func reserveGrowth(forBytes bytes: Int) -> UInt64 {
         3 * ((UInt64(max(0, bytes)) + blockSize - 1) / blockSize) + 3
     }
 
     /// Of the slack, what operations that give space back (punch, collapse, dedupe) may use when
     /// data has taken everything else, so a full volume can still be cleaned up (as XFS lets
     /// such transactions dip into its reserve pool). The rest is for growth no request can refuse.
-    var cleanupPoolBlocks: UInt64 { slackBlocks / 4 }
+    package var cleanupPoolBlocks: UInt64 { slackBlocks / 4 }
 }

@@ -11,14 +11,14 @@ public struct ExtentMap: Sendable {
     /// Names these extents. Invariant: a new map, and every mutating method that changes the
     /// extents, takes a stamp no map had before (ExtentMapChange.nextStamp); so two maps with
     /// the same stamp hold the same extents (copies of one value, unchanged since).
-    private(set) var stamp = ExtentMapChange.nextStamp()
+    package private(set) var stamp = ExtentMapChange.nextStamp()
     /// The latest change: the stamp the map had just before it and a range holding every extent
     /// it added or removed. nil for a map that has not changed since it was made.
-    private(set) var latestChange: ExtentMapChange?
+    package private(set) var latestChange: ExtentMapChange?
 
     public init() {}
 
-    init(validated extents: [FileExtent]) {
+    package init(validated extents: [FileExtent]) {
         self.extents = extents
         mappedBlocks = extents.reduce(0) { $0 + $1.length }
     }
@@ -32,7 +32,7 @@ public struct ExtentMap: Sendable {
     }
 
     /// Index of the first extent whose end is past `block`.
-    func firstIndex(endingAfter block: UInt64) -> Int {
+    package func firstIndex(endingAfter block: UInt64) -> Int {
         var low = 0
         var high = extents.count
         while low < high {

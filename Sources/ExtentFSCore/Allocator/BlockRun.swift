@@ -10,10 +10,10 @@ public struct BlockRun: Equatable, Hashable, Sendable, CustomStringConvertible {
     public var end: UInt64 { start + count }
     public var description: String { "[\(start), +\(count))" }
 
-    func overlaps(_ other: BlockRun) -> Bool { start < other.end && other.start < end }
+    package func overlaps(_ other: BlockRun) -> Bool { start < other.end && other.start < end }
 
     /// The union of `runs` as disjoint runs, sorted (touching runs join).
-    static func merged(_ runs: [BlockRun]) -> [BlockRun] {
+    package static func merged(_ runs: [BlockRun]) -> [BlockRun] {
         var result: [BlockRun] = []
         for run in runs.sorted(by: { $0.start < $1.start }) where run.count > 0 {
             if let last = result.last, last.end >= run.start {
@@ -28,7 +28,7 @@ public struct BlockRun: Equatable, Hashable, Sendable, CustomStringConvertible {
 
 extension Array where Element == BlockRun {
     /// In runs sorted and disjoint: the index of the first that ends after `block` (count if none).
-    func firstIndex(endingAfter block: UInt64) -> Int {
+    package func firstIndex(endingAfter block: UInt64) -> Int {
         var low = 0, high = count
         while low < high {
             let mid = (low + high) / 2

@@ -9,29 +9,29 @@
 /// disk (`pendingFree`), or a crash would find another file's data in a block the old checkpoint
 /// still maps. Delayed allocation reserves blocks at write time (`reserved`), so ENOSPC is
 /// reported by write() and never at writeback (DESIGN.md rule 4).
-struct FreeSpace {
-    private(set) var runs: [BlockRun] = []
-    private(set) var freeBlocks: UInt64 = 0
+package struct FreeSpace {
+    package private(set) var runs: [BlockRun] = []
+    package private(set) var freeBlocks: UInt64 = 0
     /// Blocks promised to delayed allocations, not yet allocated.
-    private(set) var reserved: UInt64 = 0
+    package private(set) var reserved: UInt64 = 0
     /// What the metadata takes, for the blocks held back for the next checkpoints (written
     /// before the old ones are freed) and for what writeback of the promised blocks may add to
     /// it: current at every change, not only at commits.
-    var metadataSpace: MetadataSpace?
-    var metadataReserve: UInt64 { metadataSpace?.reserveBlocks(promisedDataBlocks: reserved) ?? 0 }
-    private(set) var pendingFree: [BlockRun] = []
-    private(set) var pendingFreeBlocks: UInt64 = 0
+    package var metadataSpace: MetadataSpace?
+    package var metadataReserve: UInt64 { metadataSpace?.reserveBlocks(promisedDataBlocks: reserved) ?? 0 }
+    package private(set) var pendingFree: [BlockRun] = []
+    package private(set) var pendingFreeBlocks: UInt64 = 0
     /// Blocks file extents use (allocated for data and not yet released by a change), whatever
     /// their reference counts. Tree nodes are not in it.
-    private(set) var fileBlocks = BlockRunSet()
+    package private(set) var fileBlocks = BlockRunSet()
     /// Where changes to `fileBlocks` are noted for the log (nil: not a mounted volume's).
-    var changes: ChangeSet?
+    package var changes: ChangeSet?
     /// Set when a block is freed twice or freed while free: the metadata contradicts itself (a
     /// damaged image that got past mount's checks). The journal shuts the volume down on it.
-    private(set) var inconsistency: String?
+    package private(set) var inconsistency: String?
 
     /// Free space of a device whose used runs are `used` (any order, may touch, must not overlap).
-    init(firstBlock: UInt64, blockCount: UInt64, used: [BlockRun], fileBlocks: BlockRunSet = BlockRunSet()) {
+    package init(firstBlock: UInt64, blockCount: UInt64, used: [BlockRun], fileBlocks: BlockRunSet = BlockRunSet()) {
         self.fileBlocks = fileBlocks
         var cursor = firstBlock
         for run in used.sorted(by: { $0.start < $1.start }) where run.count > 0 {
@@ -52,7 +52,7 @@ struct FreeSpace {
 
     /// Blocks a new reservation may take. (What its writeback may add to the metadata is held
     /// back once it is promised: one request overshoots by at most that, within the reserve's slack.)
-    var available: UInt64 {
+    package var available: UInt64 {
         let spare = spareBlocks(countingPendingFrees: false)
         return spare > 0 ? UInt64(spare) : 0
     }
@@ -60,18 +60,18 @@ struct FreeSpace {
     /// Free blocks beyond every promise and the metadata reserve; negative when metadata grew
     /// into the reserve's slack (growth no request could refuse). Pending frees count where the
     /// caller's need can wait for the commit that releases them (metadata, statfs).
-    func spareBlocks(countingPendingFrees: Bool) -> Int64 {
+    package func spareBlocks(countingPendingFrees: Bool) -> Int64 {
         let free = freeBlocks + (countingPendingFrees ? pendingFreeBlocks : 0)
         return Int64(free) - Int64(reserved + metadataReserve)
     }
 
-    mutating func reserve(_ count: UInt64) -> Bool {
+    package mutating func reserve(_ count: UInt64) -> Bool {
         guard count <= available else { return false }
         reserved += count
         return true
     }
 
-    mutating func unreserve(_ count: UInt64) {
+    package mutating func unreserve(_ count: UInt64) {
         precondition(count <= reserved, "unreserving more than was reserved")
         reserved -= count
     }
@@ -83,7 +83,7 @@ struct FreeSpace {
     /// now on); false: it maps them in a later one, after writing their data, and calls
     /// `noteMapped` in that one (or `free` if it never does), so that no log record holds file
     /// blocks no extent maps.
-    mutating func allocate(_ count: UInt64, near: UInt64 = 0, mappedNow: Bool = true) -> [BlockRun] {
+    package mutating func allocate(_ count: UInt64, near: UInt64 = 0, mappedNow: Bool = true) -> [BlockRun] {
         var result: [BlockRun] = []
         var needed = count
         while needed > 0, !runs.isEmpty {
@@ -101,7 +101,7 @@ struct FreeSpace {
     }
 
     /// Blocks `allocate(mappedNow: false)` gave out are mapped by the running transaction.
-    mutating func noteMapped(_ run: BlockRun) {
+    package mutating func noteMapped(_ run: BlockRun) {
         noteFileBlocks(allocated: true, run)
     }
 
@@ -112,14 +112,14 @@ struct FreeSpace {
 
     /// Takes back blocks `allocate` gave out in the running transaction and that nothing maps
     /// (an operation that failed part way): free now, no longer file blocks.
-    mutating func unallocate(_ run: BlockRun) {
+    package mutating func unallocate(_ run: BlockRun) {
         noteFileBlocks(allocated: false, run)
         free(run)
     }
 
     /// One contiguous run of exactly `count` blocks, or nil: for the metadata tree's nodes, which
     /// are not file blocks (mount finds them from the trees themselves).
-    mutating func allocateContiguous(_ count: UInt64) -> BlockRun? {
+    package mutating func allocateContiguous(_ count: UInt64) -> BlockRun? {
         guard let index = runs.firstIndex(where: { $0.count >= count }) else { return nil }
         let run = BlockRun(start: runs[index].start, count: count)
         runs[index].start += count
@@ -142,7 +142,7 @@ struct FreeSpace {
     private func firstIndex(atOrAfter block: UInt64) -> Int { runs.firstIndex(endingAfter: block) }
 
     /// File blocks a change released: no longer file blocks, free at the next commit.
-    mutating func freeAfterCommit(_ run: BlockRun) {
+    package mutating func freeAfterCommit(_ run: BlockRun) {
         guard run.count > 0 else { return }
         noteFileBlocks(allocated: false, run)
         pendingFree.append(run)
@@ -150,7 +150,7 @@ struct FreeSpace {
     }
 
     /// Hands the pending frees to the commit that is about to record them.
-    mutating func takePendingFrees() -> [BlockRun] {
+    package mutating func takePendingFrees() -> [BlockRun] {
         defer {
             pendingFree = []
             pendingFreeBlocks = 0
@@ -161,7 +161,7 @@ struct FreeSpace {
     /// Makes blocks free now: the caller knows no durable metadata points at them. A run that is
     /// already free in part is left as it is and noted (`inconsistency`), never trapped on: only
     /// metadata that contradicts itself frees a block twice.
-    mutating func free(_ run: BlockRun) {
+    package mutating func free(_ run: BlockRun) {
         guard run.count > 0 else { return }
         let index = firstIndex(atOrAfter: run.start)
         guard index == runs.count || runs[index].start >= run.end, index == 0 || runs[index - 1].end <= run.start,

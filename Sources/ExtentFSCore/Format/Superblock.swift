@@ -1,12 +1,10 @@
-import ExtentFSCore
-
 /// The superblock: 512 bytes, kept twice (at byte 0 and byte 4096) and written alternately, so a
 /// torn superblock write leaves the other copy valid. Mount uses the valid copy with the highest
 /// sequence. Layout in docs/FORMAT.md.
 public struct Superblock: Equatable {
     public static let magic: [UInt8] = Array("EXTENTFS".utf8)
     /// 3: log records may carry a directory's entry changes instead of its entries (LogRecord).
-    /// 4: the checkpoint is a copy-on-write B+tree (Trees/MetadataTree.swift), written
+    /// 4: the checkpoint is a copy-on-write B+tree (MetadataTree/MetadataTree.swift), written
     /// incrementally, instead of one whole payload.
     /// 5: the tree also lists the blocks files use, the inode count and the orphans, and log
     /// records carry their changes, so that mount reads neither every inode nor every extent.
@@ -22,9 +20,9 @@ public struct Superblock: Equatable {
     /// read-write mount writes at once (FileSystem.mount).
     public static let currentVersion: UInt32 = 9
     /// The first version whose checkpoint is the metadata tree.
-    static let treeVersion: UInt32 = 4
+    package static let treeVersion: UInt32 = 4
     /// The first version with a label.
-    static let labelVersion: UInt32 = 6
+    package static let labelVersion: UInt32 = 6
     /// The oldest version this extentfs mounts (1 had no log).
     public static let oldestMountableVersion: UInt32 = 2
     public static let encodedSize = 512
@@ -33,6 +31,10 @@ public struct Superblock: Equatable {
     public static let reservedBytes: UInt64 = 8192
     /// The largest file: 2^50 bytes (1 PiB) at every block size.
     public static let maxFileSize: UInt64 = 1 << 50
+    /// The root directory's inode number (FileSystem.rootInode).
+    package static let rootInode: InodeNumber = 1
+    /// The longest name of a directory entry, in bytes (NAME_MAX; FileSystem.maxNameLength).
+    package static let maxNameLength = 255
 
     public var version: UInt32 = currentVersion
     public var blockSize: UInt32
@@ -50,10 +52,25 @@ public struct Superblock: Equatable {
     /// (FS_IOC_GETFSLABEL hands it out NUL-terminated); empty when there is none.
     public var label: [UInt8] = []
 
+    package init(version: UInt32 = currentVersion, blockSize: UInt32, blockCount: UInt64, maxInodes: UInt64, uuid: [UInt8],
+                 sequence: UInt64, checkpoint: CheckpointLocation, log: LogRegion = LogRegion(firstBlock: 0, blockCount: 0),
+                 logTail: LogPosition = LogPosition(offset: 0, sequence: 1), label: [UInt8] = []) {
+        self.version = version
+        self.blockSize = blockSize
+        self.blockCount = blockCount
+        self.maxInodes = maxInodes
+        self.uuid = uuid
+        self.sequence = sequence
+        self.checkpoint = checkpoint
+        self.log = log
+        self.logTail = logTail
+        self.label = label
+    }
+
     /// The longest label: what FS_IOC_GETFSLABEL's buffer (FSLABEL_MAX, 256) holds with its
     /// NUL. XFS keeps 12 bytes and ext4 16; btrfs, like extentfs, 255.
     public static let maxLabelBytes = 255
-    static let labelOffset = 128
+    package static let labelOffset = 128
 
     /// Whether `label` may be stored: not too long, no NUL.
     public static func isValidLabel(_ label: [UInt8]) -> Bool {
@@ -61,10 +78,10 @@ public struct Superblock: Equatable {
     }
 
     /// Block counts above this could overflow byte offsets (2^63 bytes at 64 KiB blocks).
-    static let maxBlockCount: UInt64 = 1 << 47
+    package static let maxBlockCount: UInt64 = 1 << 47
 
     /// The first block the allocator may hand out: after the superblock area and the log.
-    var firstAllocatableBlock: UInt64 { log.firstBlock + log.blockCount }
+    package var firstAllocatableBlock: UInt64 { log.firstBlock + log.blockCount }
 
     public var firstDataBlock: UInt64 {
         (Superblock.reservedBytes + UInt64(blockSize) - 1) / UInt64(blockSize)
@@ -97,7 +114,7 @@ public struct Superblock: Equatable {
         return writer.bytes
     }
 
-    enum DecodeResult {
+    package enum DecodeResult {
         case valid(Superblock)
         case notExtentFS
         case newerVersion(UInt32)
@@ -105,7 +122,7 @@ public struct Superblock: Equatable {
         case damaged(String)
     }
 
-    static func decode(_ bytes: [UInt8]) -> DecodeResult {
+    package static func decode(_ bytes: [UInt8]) -> DecodeResult {
         guard bytes.count >= encodedSize, Array(bytes[0..<8]) == magic else { return .notExtentFS }
         var reader = ByteReader(bytes, offset: 8)
         do {
@@ -139,7 +156,7 @@ public struct Superblock: Equatable {
             guard log.firstBlock == superblock.firstDataBlock, log.blockCount > 0, log.blockCount <= blockCount - log.firstBlock,
                   log.bytes(blockSize: Int(blockSize)) <= LogRegion.maxBytes,
                   tail.offset < log.bytes(blockSize: Int(blockSize)), tail.offset % UInt64(LogRegion.sectorSize) == 0,
-                  tail.sequence >= 1, tail.sequence < LogRing.maxSequence, sequence < LogRing.maxSequence else {
+                  tail.sequence >= 1, tail.sequence < LogPosition.maxSequence, sequence < LogPosition.maxSequence else {
                 return .damaged("superblock log region or tail is out of range")
             }
             return .valid(superblock)
@@ -157,9 +174,9 @@ public enum CheckpointLocation: Equatable {
     /// Version 4 on: the metadata tree's root; nil while the tree is empty.
     case tree(TreeRoot?)
 
-    static let encodedSize = 40
+    package static let encodedSize = 40
 
-    func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         switch self {
         case .whole(let root):
             root.encode(into: &writer)
@@ -171,7 +188,7 @@ public enum CheckpointLocation: Equatable {
         }
     }
 
-    static func decode(_ reader: inout ByteReader, version: UInt32) throws -> CheckpointLocation {
+    package static func decode(_ reader: inout ByteReader, version: UInt32) throws -> CheckpointLocation {
         guard version >= Superblock.treeVersion else { return .whole(try CheckpointRoot.decode(&reader)) }
         let address = try reader.u64()
         let generation = try reader.u64()
@@ -180,7 +197,7 @@ public enum CheckpointLocation: Equatable {
         return .tree(address == 0 ? nil : TreeRoot(address: address, generation: generation, level: level))
     }
 
-    var treeRoot: TreeRoot? {
+    package var treeRoot: TreeRoot? {
         if case .tree(let root) = self { return root }
         return nil
     }
@@ -196,7 +213,17 @@ public struct CheckpointRoot: Equatable {
     public var payloadBytes: UInt64
     public var payloadChecksum: UInt32
 
-    func encode(into writer: inout ByteWriter) {
+    package init(indexBlock: UInt64, indexBlockCount: UInt64, indexBytes: UInt64, indexChecksum: UInt32, payloadBytes: UInt64,
+                 payloadChecksum: UInt32) {
+        self.indexBlock = indexBlock
+        self.indexBlockCount = indexBlockCount
+        self.indexBytes = indexBytes
+        self.indexChecksum = indexChecksum
+        self.payloadBytes = payloadBytes
+        self.payloadChecksum = payloadChecksum
+    }
+
+    package func encode(into writer: inout ByteWriter) {
         writer.u64(indexBlock)
         writer.u64(indexBlockCount)
         writer.u64(indexBytes)
@@ -205,7 +232,7 @@ public struct CheckpointRoot: Equatable {
         writer.u32(payloadChecksum)
     }
 
-    static func decode(_ reader: inout ByteReader) throws -> CheckpointRoot {
+    package static func decode(_ reader: inout ByteReader) throws -> CheckpointRoot {
         CheckpointRoot(indexBlock: try reader.u64(), indexBlockCount: try reader.u64(), indexBytes: try reader.u64(),
                        indexChecksum: try reader.u32(), payloadBytes: try reader.u64(), payloadChecksum: try reader.u32())
     }
@@ -213,23 +240,40 @@ public struct CheckpointRoot: Equatable {
 
 /// The log's fixed place in the image: whole blocks, used as a ring of 512-byte sectors.
 public struct LogRegion: Equatable, Sendable {
-    static let sectorSize = 512
-    static let maxBytes: UInt64 = 1 << 30
+    package static let sectorSize = 512
+    package static let maxBytes: UInt64 = 1 << 30
 
     public var firstBlock: UInt64
     public var blockCount: UInt64
 
-    func bytes(blockSize: Int) -> UInt64 { blockCount * UInt64(blockSize) }
+    package init(firstBlock: UInt64, blockCount: UInt64) {
+        self.firstBlock = firstBlock
+        self.blockCount = blockCount
+    }
+
+    package func bytes(blockSize: Int) -> UInt64 { blockCount * UInt64(blockSize) }
 
     /// The size mkfs gives the log: 1/64 of the volume, from 256 KiB to 64 MiB, whole blocks.
-    static func blocks(forVolumeBytes bytes: UInt64, blockSize: Int) -> UInt64 {
+    package static func blocks(forVolumeBytes bytes: UInt64, blockSize: Int) -> UInt64 {
         let wanted = min(max(bytes / 64, 256 << 10), 64 << 20)
         return max(2, (wanted + UInt64(blockSize) - 1) / UInt64(blockSize))
     }
 }
 
+/// Log sequence numbers: transaction `n` is logged as the record with sequence `n`.
+package typealias LogSequence = UInt64
+
 /// A place in the log: a byte offset in the region and the sequence of the record there.
 public struct LogPosition: Equatable, Sendable {
     public var offset: UInt64
     public var sequence: UInt64
+
+    /// The highest sequence a record or superblock may hold: far beyond any real volume's life,
+    /// and far from overflow.
+    package static let maxSequence: LogSequence = 1 << 62
+
+    package init(offset: UInt64, sequence: UInt64) {
+        self.offset = offset
+        self.sequence = sequence
+    }
 }

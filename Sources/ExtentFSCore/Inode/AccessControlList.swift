@@ -11,8 +11,8 @@ import SystemPackage
 /// mask exactly when there is a named entry, or optionally when there is none; permissions
 /// within rwx. The kernel checks what comes through a mount before it reaches the daemon; the
 /// engine checks again for in-process callers and for what an image holds.
-struct AccessControlList: Equatable, Sendable {
-    enum Tag: UInt16, Sendable {
+package struct AccessControlList: Equatable, Sendable {
+    package enum Tag: UInt16, Sendable {
         case owner = 0x01        // ACL_USER_OBJ
         case namedUser = 0x02    // ACL_USER
         case owningGroup = 0x04  // ACL_GROUP_OBJ
@@ -21,32 +21,32 @@ struct AccessControlList: Equatable, Sendable {
         case other = 0x20        // ACL_OTHER
     }
 
-    struct Entry: Equatable, Sendable {
-        var tag: Tag
+    package struct Entry: Equatable, Sendable {
+        package var tag: Tag
         /// rwx in the low three bits.
-        var permissions: UInt16
+        package var permissions: UInt16
         /// The user or group of a named entry; unused (ACL_UNDEFINED_ID when encoded) otherwise.
-        var id: UInt32
+        package var id: UInt32
     }
 
-    static let accessXattrName: [UInt8] = Array("system.posix_acl_access".utf8)
-    static let defaultXattrName: [UInt8] = Array("system.posix_acl_default".utf8)
-    static let version: UInt32 = 2
-    static let undefinedID: UInt32 = .max
-    static let headerBytes = 4
-    static let entryBytes = 8
+    package static let accessXattrName: [UInt8] = Array("system.posix_acl_access".utf8)
+    package static let defaultXattrName: [UInt8] = Array("system.posix_acl_default".utf8)
+    package static let version: UInt32 = 2
+    package static let undefinedID: UInt32 = .max
+    package static let headerBytes = 4
+    package static let entryBytes = 8
     /// The kernel reads a FUSE inode's ACL into one page and refuses to set a larger one (E2BIG,
     /// fs/fuse/acl.c): 511 entries.
-    static let maxValueBytes = 4096
+    package static let maxValueBytes = 4096
 
-    private(set) var entries: [Entry]
+    package private(set) var entries: [Entry]
 
-    static func isACLName(_ name: [UInt8]) -> Bool {
+    package static func isACLName(_ name: [UInt8]) -> Bool {
         name == accessXattrName || name == defaultXattrName
     }
 
     /// Decodes and validates an xattr value: EINVAL for anything malformed, E2BIG past a page.
-    init(xattrValue bytes: [UInt8]) throws {
+    package init(xattrValue bytes: [UInt8]) throws {
         guard bytes.count <= Self.maxValueBytes else { throw Errno.argListTooLong }
         guard bytes.count > Self.headerBytes, (bytes.count - Self.headerBytes) % Self.entryBytes == 0,
               Self.u32(bytes, 0) == Self.version else { throw Errno.invalidArgument }
@@ -66,14 +66,14 @@ struct AccessControlList: Equatable, Sendable {
     }
 
     /// The three entries a mode amounts to.
-    init(mode: UInt32) {
+    package init(mode: UInt32) {
         entries = [Entry(tag: .owner, permissions: UInt16(mode >> 6 & 7), id: Self.undefinedID),
                    Entry(tag: .owningGroup, permissions: UInt16(mode >> 3 & 7), id: Self.undefinedID),
                    Entry(tag: .other, permissions: UInt16(mode & 7), id: Self.undefinedID)]
     }
 
     /// The canonical xattr value (ids of unnamed entries ACL_UNDEFINED_ID, as the kernel writes them).
-    var xattrValue: [UInt8] {
+    package var xattrValue: [UInt8] {
         var writer = ByteWriter(capacity: Self.headerBytes + Self.entryBytes * entries.count)
         writer.u32(Self.version)
         for entry in entries {
@@ -86,14 +86,14 @@ struct AccessControlList: Equatable, Sendable {
 
     /// Whether the list says no more than the permission bits of a mode can (owner, owning group
     /// and other only): such an access ACL is kept as the mode alone (posix_acl_equiv_mode).
-    var isEquivalentToMode: Bool {
+    package var isEquivalentToMode: Bool {
         entries.allSatisfy { $0.tag == .owner || $0.tag == .owningGroup || $0.tag == .other }
     }
 
     /// The permission bits the list implies: owner, then the mask if there is one (it bounds
     /// every group-class entry, so it is what ls shows as the group's bits) or else the owning
     /// group, then other.
-    var permissionBits: UInt32 {
+    package var permissionBits: UInt32 {
         var bits: UInt32 = 0
         for entry in entries {
             switch entry.tag {
@@ -107,12 +107,12 @@ struct AccessControlList: Equatable, Sendable {
         return bits
     }
 
-    var hasMask: Bool { entries.contains { $0.tag == .mask } }
+    package var hasMask: Bool { entries.contains { $0.tag == .mask } }
 
     /// chmod of a file with this access ACL (posix_acl_chmod): the owner and other entries take
     /// the new owner and other bits, and the group bits go to the mask if there is one (leaving
     /// named entries and the owning group as they are, bounded by it) or else to the owning group.
-    mutating func applyChmod(_ mode: UInt32) {
+    package mutating func applyChmod(_ mode: UInt32) {
         let groupTag: Tag = hasMask ? .mask : .owningGroup
         for index in entries.indices {
             switch entries[index].tag {
@@ -128,7 +128,7 @@ struct AccessControlList: Equatable, Sendable {
     /// `mode`'s permission bits limit the owner, other and group-class (mask, or owning group)
     /// entries, and the mode keeps only what those entries grant. Returns nil when the result
     /// is equivalent to the mode (no named entries, no mask): then the mode alone is stored.
-    func inherited(mode: inout UInt32) -> AccessControlList? {
+    package func inherited(mode: inout UInt32) -> AccessControlList? {
         var result = self
         let groupTag: Tag = hasMask ? .mask : .owningGroup
         for index in result.entries.indices {
@@ -152,7 +152,7 @@ struct AccessControlList: Equatable, Sendable {
     /// named-user entry for the caller, else every group-class entry that matches the caller
     /// (any granting one admits it, but matching one that does not shuts out "other"), each
     /// bounded by the mask; else the other entry.
-    func grants(_ want: UInt16, toUser uid: UInt32, owningGroup gid: UInt32, isMember: (UInt32) -> Bool) -> Bool {
+    package func grants(_ want: UInt16, toUser uid: UInt32, owningGroup gid: UInt32, isMember: (UInt32) -> Bool) -> Bool {
         let mask = entries.first { $0.tag == .mask }?.permissions ?? 0o7
         var matchedGroup = false
         for entry in entries {
@@ -206,5 +206,14 @@ struct AccessControlList: Equatable, Sendable {
 
     private static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         UInt32(u16(bytes, offset)) | UInt32(u16(bytes, offset + 2)) << 16
+    }
+}
+
+extension AccessControlList {
+    /// Whether an image may hold `value` under the ACL xattr `name` on an inode of `mode`: a
+    /// valid ACL, and a default one only on a directory (the decoder's check).
+    package static func isStorable(_ value: [UInt8], named name: [UInt8], mode: UInt32) -> Bool {
+        guard (try? AccessControlList(xattrValue: value)) != nil, FileType(mode: mode) != .symlink else { return false }
+        return name != defaultXattrName || FileType(mode: mode) == .directory
     }
 }

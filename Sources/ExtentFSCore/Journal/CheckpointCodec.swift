@@ -1,157 +1,11 @@
-import ExtentFSCore
 /// Encodes and decodes the checkpoint payload: every inode with its attributes, xattrs, extents,
 /// symlink target or directory entries, then the reference counts. Layout in docs/FORMAT.md.
 /// Decoding checks structure and ranges and throws on anything malformed; cross-checks between
 /// records (overlaps, link counts, reachability) are the Checker's.
-/// The metadata a mount starts from: the newest checkpoint with the log replayed over it.
-struct LoadedCheckpoint {
-    var nextInode: InodeNumber
-    var inodes: [Inode]
-    var referenceCounts: ReferenceCounts
-    /// Every block either superblock copy's checkpoint holds (tree nodes, or an older image's
-    /// index and payload): none is free, so either copy can be mounted.
-    var checkpointRuns: [BlockRun] = []
-    /// Nodes of the newest copy's tree, its levels, and its nodes under a quarter full.
-    var treeNodes: UInt64 = 0
-    var treeHeight = 0
-    var treeUnderfilledNodes = 0
-    /// The nodes mount read of the newest checkpoint's tree (its internal nodes, and what
-    /// replay loaded), for the tree the inode table reads from next (CommittedTree), so that
-    /// its first lookups do not read them again: the root they were read from, and their cache.
-    var treeNodesRead: (root: TreeRoot, cache: NodeCache)?
-    /// Blocks only the older copy reaches: free once the next checkpoint is durable (it
-    /// replaces that copy).
-    var heldUntilNextCheckpoint: [BlockRun] = []
-    /// Blocks the newest copy reaches but its tree will not (an older image's whole checkpoint):
-    /// free once the second checkpoint from now is durable.
-    var heldUntilSecondCheckpoint: [BlockRun] = []
-    /// What the tree does not hold yet: what replay changed, or everything (mkfs, an image of
-    /// an older version).
-    var sinceCheckpoint = CheckpointChanges(everything: true)
-    /// Where the next log record goes, and the oldest log byte a superblock copy replays from.
-    var logHead = LogPosition(offset: 0, sequence: 1)
-    var logReclaimTail: UInt64 = 0
-    /// Records replayed at load.
-    var replayedRecords = 0
-    /// Inodes the checkpoint holds that are not in `inodes` (a mount reads inodes on demand):
-    /// how many and what they take in a checkpoint (MetadataSpace); their blocks are in `fileBlocks`.
-    var notHeld = NotHeldInodes()
-    /// The cross-checks of a mount that read inodes on demand (none but its own: fsck has them);
-    /// nil when `inodes` is everything (check them with Checker.check(superblock:loaded:)).
-    var checkProblems: [Checker.Problem]?
-    /// The blocks files use, when the tree holds them (format version 5) and mount read them.
-    var fileBlocks: BlockRunSet?
-    /// A version 5 tree read whole (fsck): its volume items as the log leaves them.
-    var storedVolume: StoredVolumeItems?
-    /// Damage to what only the older superblock copy reaches (its checkpoint does not read
-    /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
-    /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.
-    var warnings: [String] = []
-}
+package enum CheckpointCodec {
+    package static let payloadMagic: [UInt8] = Array("EXCKPT01".utf8)
 
-struct NotHeldInodes {
-    var count: UInt64 = 0
-    var checkpointBytes = 0
-}
-
-/// An inode's persisted fields, copied out under Metadata.lock so that encoding happens without
-/// it (arrays and dictionaries are copy-on-write, so a copy costs no more than its fields).
-struct InodeImage {
-    var ino: InodeNumber
-    var mode: UInt32
-    var nlink: UInt32
-    var uid: UInt32
-    var gid: UInt32
-    var rdev: UInt64
-    var size: UInt64
-    var atime: Timespec
-    var mtime: Timespec
-    var ctime: Timespec
-    var btime: Timespec
-    var flags: InodeFlags
-    var generation: UInt64
-    var parent: InodeNumber
-    var xattrs: ExtendedAttributes
-    var extents: ExtentMap
-    var symlinkTarget: [UInt8]
-    var directory: Directory?
-    /// A directory's entries changed since the last checkpoint, by cookie; nil: all of them
-    /// (Inode.checkpointEntryCookies).
-    var changedEntryCookies: Set<UInt64>?
-    /// A regular file's extents changed since the last checkpoint, by logical range; nil: all
-    /// of them (Inode.checkpointExtentRange).
-    var changedExtentRange: Range<UInt64>?
-
-    /// Caller holds Metadata.lock. The size is the durable one: it covers no unwritten data.
-    init(_ inode: Inode) {
-        ino = inode.ino
-        mode = inode.mode
-        nlink = inode.nlink
-        uid = inode.uid
-        gid = inode.gid
-        rdev = inode.rdev
-        size = inode.durableSize
-        atime = inode.atime
-        mtime = inode.mtime
-        ctime = inode.ctime
-        btime = inode.btime
-        flags = inode.flags
-        generation = inode.generation
-        parent = inode.parent
-        xattrs = inode.xattrs
-        extents = inode.extents
-        symlinkTarget = inode.symlinkTarget
-        directory = inode.directory
-        changedEntryCookies = inode.checkpointEntryCookies
-        changedExtentRange = inode.checkpointExtentRange
-    }
-
-    var type: FileType { FileType(mode: mode) ?? .regular }
-}
-
-/// The fields an encoded inode image holds, by the format version that wrote it: a decoder
-/// must know which (an image does not say). Trees carry their superblock's version, log records
-/// say it by the kind of each change (LogRecord), whole checkpoints are all before version 6.
-enum InodeImageLayout: Sendable {
-    /// Versions 2 to 5: no birth time, no flags.
-    case beforeVersion6
-    /// Version 6: btime after ctime, u32 flags after the parent.
-    case version6
-    /// Version 7: a directory's image also gives its entry count and their checkpoint bytes
-    /// after the entries it lists, so that a directory read from the tree without its entries
-    /// knows them (Directory, partial).
-    case version7
-
-    static let current = InodeImageLayout.version7
-    /// The first format version whose images carry btime and flags.
-    static let firstVersionWithFlags: UInt32 = 6
-    /// The first format version with directory totals in the image and a name index in the tree.
-    static let firstVersionWithNameIndex: UInt32 = 7
-
-    init(version: UInt32) {
-        if version >= InodeImageLayout.firstVersionWithNameIndex {
-            self = .version7
-        } else {
-            self = version >= InodeImageLayout.firstVersionWithFlags ? .version6 : .beforeVersion6
-        }
-    }
-
-    var hasFlags: Bool { self != .beforeVersion6 }
-    var hasDirectoryTotals: Bool { self == .version7 }
-}
-
-enum CheckpointCodec {
-    static let payloadMagic: [UInt8] = Array("EXCKPT01".utf8)
-
-    /// Caller holds Metadata.lock: copies every inode (cheap), to be encoded without the lock.
-    static func snapshot(_ metadata: Metadata) -> (nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts) {
-        var images: [InodeImage] = []
-        images.reserveCapacity(metadata.inodes.count)
-        for inode in metadata.inodes.values { images.append(InodeImage(inode)) }
-        return (metadata.nextInode, images, metadata.referenceCounts)
-    }
-
-    static func encode(nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts) -> [UInt8] {
+    package static func encode(nextInode: InodeNumber, inodes: [InodeImage], referenceCounts: ReferenceCounts) -> [UInt8] {
         var writer = ByteWriter(capacity: 4096 + inodes.count * 160)
         writer.raw(payloadMagic)
         writer.u64(nextInode)
@@ -170,7 +24,7 @@ enum CheckpointCodec {
         return writer.bytes
     }
 
-    static func encode(_ inode: InodeImage, into writer: inout ByteWriter, layout: InodeImageLayout = .current) {
+    package static func encode(_ inode: InodeImage, into writer: inout ByteWriter, layout: InodeImageLayout = .current) {
         writer.u64(inode.ino)
         writer.u32(inode.mode)
         writer.u32(inode.nlink)
@@ -226,7 +80,9 @@ enum CheckpointCodec {
         }
     }
 
-    static func decode(_ bytes: [UInt8], superblock: Superblock, cache: PageCache?) throws -> (InodeNumber, [Inode], ReferenceCounts) {
+    /// A whole checkpoint's payload (versions 2 and 3): the next inode number, every inode's image
+    /// and the reference counts.
+    package static func decode(_ bytes: [UInt8], superblock: Superblock) throws -> (InodeNumber, [InodeImage], ReferenceCounts) {
         var reader = ByteReader(bytes)
         guard try reader.raw(8) == payloadMagic else { throw DecodingError(description: "checkpoint payload has a bad magic number") }
         let nextInode = try validatedNextInode(try reader.u64())
@@ -234,11 +90,11 @@ enum CheckpointCodec {
         guard UInt64(inodeCount) <= superblock.maxInodes else {
             throw DecodingError(description: "checkpoint lists \(inodeCount) inodes, more than the volume's \(superblock.maxInodes)")
         }
-        var inodes: [Inode] = []
+        var inodes: [InodeImage] = []
         inodes.reserveCapacity(inodeCount)
         for _ in 0..<inodeCount {
-            let inode = try decodeInode(&reader, superblock: superblock, layout: .beforeVersion6, cache: cache)
-            guard inode.ino >= FileSystem.rootInode, inode.ino < nextInode else {
+            let inode = try decodeImage(&reader, superblock: superblock, layout: .beforeVersion6)
+            guard inode.ino >= Superblock.rootInode, inode.ino < nextInode else {
                 throw DecodingError(description: "inode number \(inode.ino) is not below the next inode number \(nextInode)")
             }
             inodes.append(inode)
@@ -262,10 +118,10 @@ enum CheckpointCodec {
     }
 
     /// Inode numbers are never reused; far below overflow, and far beyond any real volume.
-    static let maxInodeNumber: UInt64 = 1 << 48
+    package static let maxInodeNumber: UInt64 = 1 << 48
 
-    static func validatedNextInode(_ value: UInt64) throws -> InodeNumber {
-        guard value > FileSystem.rootInode, value < maxInodeNumber else {
+    package static func validatedNextInode(_ value: UInt64) throws -> InodeNumber {
+        guard value > Superblock.rootInode, value < maxInodeNumber else {
             throw DecodingError(description: "the next inode number \(value) is out of range")
         }
         return value
@@ -273,7 +129,7 @@ enum CheckpointCodec {
 
     /// An extent read from disk (an image's or a metadata tree item's), in range: within the
     /// largest file and the volume's data area, never delayed.
-    static func validatedExtent(of ino: InodeNumber, logical: UInt64, length: UInt64, physical: UInt64, rawState: UInt8,
+    package static func validatedExtent(of ino: InodeNumber, logical: UInt64, length: UInt64, physical: UInt64, rawState: UInt8,
                                 superblock: Superblock) throws -> FileExtent {
         guard let state = FileExtent.State(rawValue: rawState), state != .delayed else {
             throw DecodingError(description: "inode \(ino) has an extent with invalid state \(rawState)")
@@ -289,9 +145,9 @@ enum CheckpointCodec {
 
     /// An image of `layout`. Flags other than InodeFlags.known are damage, not masked: they
     /// come from no extentfs, and a flag dropped silently could be an immutable file made
-    /// writable.
-    static func decodeInode(_ reader: inout ByteReader, superblock: Superblock, layout: InodeImageLayout,
-                            cache: PageCache?) throws -> Inode {
+    /// writable. Of the result, only the fields `layout` holds and the inode's type has are
+    /// read; the others are empty (the engine makes its Inode of it: Inode.decoded(_:cache:)).
+    package static func decodeImage(_ reader: inout ByteReader, superblock: Superblock, layout: InodeImageLayout) throws -> InodeImage {
         let ino = try reader.u64()
         let mode = try reader.u32()
         guard let type = FileType(mode: mode) else { throw DecodingError(description: "inode \(ino) has an invalid mode \(String(mode, radix: 8))") }
@@ -307,14 +163,12 @@ enum CheckpointCodec {
             guard nanoseconds < 1_000_000_000 else { throw DecodingError(description: "inode \(ino) has an invalid timestamp") }
             times.append(Timespec(seconds: seconds, nanoseconds: Int64(nanoseconds)))
         }
-        let inode = Inode(ino: ino, mode: mode, uid: uid, gid: gid, time: times[0], cache: cache)
-        inode.nlink = nlink
-        inode.rdev = rdev
-        inode.size = size
-        inode.mtime = times[1]
-        inode.ctime = times[2]
-        // Before version 6 the birth time was not kept: the epoch says "not known".
-        inode.btime = layout.hasFlags ? times[3] : Timespec(seconds: 0, nanoseconds: 0)
+        var inode = InodeImage(ino: ino, mode: mode, nlink: nlink, uid: uid, gid: gid, rdev: rdev, size: size,
+                               atime: times[0], mtime: times[1], ctime: times[2],
+                               // Before version 6 the birth time was not kept: the epoch says "not known".
+                               btime: layout.hasFlags ? times[3] : Timespec(seconds: 0, nanoseconds: 0),
+                               flags: [], generation: 0, parent: 0, xattrs: ExtendedAttributes(), extents: ExtentMap(),
+                               symlinkTarget: [], directory: nil, changedEntryCookies: nil, changedExtentRange: nil)
         inode.generation = try reader.u64()
         inode.parent = try reader.u64()
         if layout.hasFlags {
@@ -389,7 +243,7 @@ enum CheckpointCodec {
                     // The entries are elsewhere (the tree's items, or the log's changes): the
                     // totals must be what some set of valid names could take.
                     // Compared by division: the products of hostile values could overflow.
-                    let minimum = UInt64(Directory.encodedEntryOverhead + 1), maximum = UInt64(Directory.encodedEntryOverhead + FileSystem.maxNameLength)
+                    let minimum = UInt64(Directory.encodedEntryOverhead + 1), maximum = UInt64(Directory.encodedEntryOverhead + Superblock.maxNameLength)
                     guard total < nextCookie, bytes <= UInt64(Int.max), total <= bytes / minimum,
                           bytes / maximum + (bytes % maximum == 0 ? 0 : 1) <= total else {
                         throw DecodingError(description: "directory \(ino) has entry totals out of range (\(total) entries, \(bytes) bytes)")
@@ -408,10 +262,10 @@ enum CheckpointCodec {
 }
 
 /// The index of a checkpoint: the runs of blocks holding its payload, in order.
-enum CheckpointIndex {
-    static let magic: [UInt8] = Array("EXINDX01".utf8)
+package enum CheckpointIndex {
+    package static let magic: [UInt8] = Array("EXINDX01".utf8)
 
-    static func encode(payloadRuns: [BlockRun]) -> [UInt8] {
+    package static func encode(payloadRuns: [BlockRun]) -> [UInt8] {
         var writer = ByteWriter()
         writer.raw(magic)
         writer.u64(UInt64(payloadRuns.count))
@@ -422,7 +276,7 @@ enum CheckpointIndex {
         return writer.bytes
     }
 
-    static func decode(_ bytes: [UInt8], superblock: Superblock) throws -> [BlockRun] {
+    package static func decode(_ bytes: [UInt8], superblock: Superblock) throws -> [BlockRun] {
         var reader = ByteReader(bytes)
         guard try reader.raw(8) == magic else { throw DecodingError(description: "checkpoint index has a bad magic number") }
         let count = try reader.count(minimumItemSize: 16)

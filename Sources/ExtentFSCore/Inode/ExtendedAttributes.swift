@@ -16,25 +16,27 @@ import SystemPackage
 ///   keeps a chmod of such a file within a quarter of the smallest log (256 KiB), and the
 ///   memory an inode's xattrs hold bounded (XFS has no such bound; ext4 without ea_inode keeps
 ///   all of an inode's xattrs in one block).
-struct ExtendedAttributes: Sendable {
-    static let maxNameBytes = 255
-    static let maxValueBytes = 65536
-    static let maxListBytes = 65536
-    static let maxTotalBytes = 128 << 10
-    static let namespaces: [[UInt8]] = ["user.", "trusted.", "security."].map { Array($0.utf8) }
+package struct ExtendedAttributes: Sendable {
+    package static let maxNameBytes = 255
+    package static let maxValueBytes = 65536
+    package static let maxListBytes = 65536
+    package static let maxTotalBytes = 128 << 10
+    package static let namespaces: [[UInt8]] = ["user.", "trusted.", "security."].map { Array($0.utf8) }
 
-    private(set) var values: [[UInt8]: [UInt8]] = [:]
+    package private(set) var values: [[UInt8]: [UInt8]] = [:]
     /// Names and values, summed: what `maxTotalBytes` bounds.
-    private(set) var totalBytes = 0
+    package private(set) var totalBytes = 0
     /// Names, each with its NUL: what listxattr returns.
-    private(set) var listBytes = 0
+    package private(set) var listBytes = 0
     /// What they take in a checkpoint: u16 name length, name, u32 value length, value.
-    var encodedBytes: Int { totalBytes + 6 * values.count }
+    package var encodedBytes: Int { totalBytes + 6 * values.count }
 
-    var count: Int { values.count }
-    var isEmpty: Bool { values.isEmpty }
+    package init() {}
 
-    subscript(name: [UInt8]) -> [UInt8]? {
+    package var count: Int { values.count }
+    package var isEmpty: Bool { values.isEmpty }
+
+    package subscript(name: [UInt8]) -> [UInt8]? {
         get { values[name] }
         set {
             if let old = values[name] {
@@ -50,18 +52,18 @@ struct ExtendedAttributes: Sendable {
     }
 
     /// Names in byte order: listxattr's order and the checkpoint's.
-    var sortedNames: [[UInt8]] { values.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+    package var sortedNames: [[UInt8]] { values.keys.sorted { $0.lexicographicallyPrecedes($1) } }
 
     /// Whether `name` may be set at all: its length, its namespace, something after the prefix,
     /// no NUL. (The kernel answers ERANGE, EOPNOTSUPP and EINVAL for these; `check(name:)`.)
-    static func isValid(name: [UInt8]) -> Bool {
+    package static func isValid(name: [UInt8]) -> Bool {
         (try? check(name: name)) != nil
     }
 
     /// The kernel's errors for a bad name: ERANGE for its length, EOPNOTSUPP for a namespace
     /// extentfs does not keep (of system.*, only the POSIX ACLs), EINVAL for a prefix with
     /// nothing after it or a NUL inside.
-    static func check(name: [UInt8]) throws {
+    package static func check(name: [UInt8]) throws {
         guard !name.isEmpty, name.count <= maxNameBytes else { throw Errno.outOfRange }
         if AccessControlList.isACLName(name) { return }
         guard let prefix = namespaces.first(where: { name.starts(with: $0) }) else { throw Errno.notSupported }
@@ -69,7 +71,7 @@ struct ExtendedAttributes: Sendable {
     }
 
     /// Whether setting `name` to a value of `valueBytes` keeps this inode within its limits.
-    func fits(name: [UInt8], valueBytes: Int) -> Bool {
+    package func fits(name: [UInt8], valueBytes: Int) -> Bool {
         let old = values[name]
         let total = totalBytes - (old.map { name.count + $0.count } ?? 0) + name.count + valueBytes
         let list = listBytes + (old == nil ? name.count + 1 : 0)

@@ -3,11 +3,11 @@
 /// ext4's htree uses a per-volume seed: a user who cannot read the image cannot choose names
 /// that collide, so the names under one hash stay few (a tree value holds up to
 /// `maxValueSize / 18` short records; more would fail the checkpoint: docs/FORMAT.md).
-struct NameHash: Sendable {
+package struct NameHash: Sendable {
     private let key0: UInt64
     private let key1: UInt64
 
-    init(uuid: [UInt8]) {
+    package init(uuid: [UInt8]) {
         var k0: UInt64 = 0, k1: UInt64 = 0
         for index in 0..<8 {
             k0 |= UInt64(index < uuid.count ? uuid[index] : 0) << (8 * UInt64(index))
@@ -17,7 +17,7 @@ struct NameHash: Sendable {
         key1 = k1
     }
 
-    func callAsFunction(_ name: [UInt8]) -> UInt64 {
+    package func callAsFunction(_ name: [UInt8]) -> UInt64 {
         var v0: UInt64 = 0x736f6d6570736575 ^ key0
         var v1: UInt64 = 0x646f72616e646f6d ^ key1
         var v2: UInt64 = 0x6c7967656e657261 ^ key0

@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// A directory's entries in memory. Complete (`isComplete`): every entry, by name (O(1) lookup)
 /// and in cookie order for readdir (binary search to resume; cookies are stable across unmount,
 /// so a readdir offset stays valid). Partial (format version 7, a directory read back from the
@@ -15,16 +17,22 @@ public struct Directory: Sendable {
         public var ino: InodeNumber
         public var type: FileType
         public var cookie: UInt64
+
+        package init(ino: InodeNumber, type: FileType, cookie: UInt64) {
+            self.ino = ino
+            self.type = type
+            self.cookie = cookie
+        }
     }
 
     /// Cookies 1 and 2 are "." and ".."; entries start at 3.
-    static let firstEntryCookie: UInt64 = 3
+    package static let firstEntryCookie: UInt64 = 3
     /// Cookies are never reused; a directory would need 2^62 creates to reach this, and readdir
     /// offsets (off_t) stay positive.
-    static let maxCookie: UInt64 = 1 << 62
+    package static let maxCookie: UInt64 = 1 << 62
 
     /// Every entry is held (else: those changed since the directory was read from the tree).
-    private(set) var isComplete = true
+    package private(set) var isComplete = true
     private var byName: [[UInt8]: Entry] = [:]
     /// Cookies in ascending order, some possibly of removed entries (skipped, compacted lazily).
     private var cookies: [UInt64] = []
@@ -37,23 +45,23 @@ public struct Directory: Sendable {
     public private(set) var count = 0
     /// What every entry takes in a checkpoint (u64 ino, u64 cookie, u8 type, u16 name length,
     /// name): charged to space as they are added (MetadataSpace).
-    private(set) var encodedEntryBytes = 0
-    static let encodedEntryOverhead = 19
+    package private(set) var encodedEntryBytes = 0
+    package static let encodedEntryOverhead = 19
     /// What the entries and removals held take in memory (the inode cache's charge).
-    private(set) var heldBytes = 0
-    static let heldEntryOverhead = 160
+    package private(set) var heldBytes = 0
+    package static let heldEntryOverhead = 160
 
     public init() {}
 
     /// No entries, and cookies from `nextCookie` on: a directory's image in a log record that
     /// carries its entry changes rather than its entries.
-    init(emptyWithNextCookie nextCookie: UInt64) {
+    package init(emptyWithNextCookie nextCookie: UInt64) {
         self.nextCookie = nextCookie
     }
 
     /// A directory read from the tree without its entries: `count` of them, taking
     /// `encodedEntryBytes`, all in the tree.
-    init(partialWithNextCookie nextCookie: UInt64, count: Int, encodedEntryBytes: Int) {
+    package init(partialWithNextCookie nextCookie: UInt64, count: Int, encodedEntryBytes: Int) {
         isComplete = false
         self.nextCookie = nextCookie
         self.count = count
@@ -61,17 +69,17 @@ public struct Directory: Sendable {
     }
 
     /// The image without its entries (a log record's or the tree's), keeping the totals.
-    var strippedOfEntries: Directory {
+    package var strippedOfEntries: Directory {
         Directory(partialWithNextCookie: nextCookie, count: count, encodedEntryBytes: encodedEntryBytes)
     }
 
     /// A logged image's next cookie, which may be ahead of the entries' (a removed last entry).
-    mutating func raiseNextCookie(to cookie: UInt64) {
+    package mutating func raiseNextCookie(to cookie: UInt64) {
         nextCookie = max(nextCookie, cookie)
     }
 
     /// The totals a logged or stored image gives a partial directory.
-    mutating func setTotals(count: Int, encodedEntryBytes: Int) {
+    package mutating func setTotals(count: Int, encodedEntryBytes: Int) {
         self.count = count
         self.encodedEntryBytes = encodedEntryBytes
     }
@@ -80,7 +88,7 @@ public struct Directory: Sendable {
     /// it, or its absence), so replaying a change twice leaves what replaying it once does. A
     /// removal carries the removed entry's cookie (format version 7), which a partial directory
     /// needs; older records have none.
-    enum Change: Equatable {
+    package enum Change: Equatable {
         case set(name: [UInt8], entry: Entry)
         case remove(name: [UInt8], cookie: UInt64?)
     }
@@ -88,7 +96,7 @@ public struct Directory: Sendable {
     /// Replays a logged change. Throws on a change no sequence of operations could have made
     /// (a cookie another name holds, or one not below the next cookie). A partial directory's
     /// totals are the logged image's, set after (`setTotals`).
-    mutating func apply(_ change: Change) throws {
+    package mutating func apply(_ change: Change) throws {
         switch change {
         case .set(let name, let entry):
             guard entry.cookie >= Directory.firstEntryCookie, entry.cookie < Directory.maxCookie else {
@@ -123,31 +131,31 @@ public struct Directory: Sendable {
 
     /// Every cookie below the limit has been given out (they are never reused, and an image may
     /// start near the limit): another entry would make a directory no mount accepts. ENOSPC.
-    var isOutOfCookies: Bool { nextCookie >= Directory.maxCookie - 1 }
+    package var isOutOfCookies: Bool { nextCookie >= Directory.maxCookie - 1 }
     public var isEmpty: Bool { count == 0 }
     /// The entries memory holds: `count` for a complete directory.
-    var heldCount: Int { byName.count }
+    package var heldCount: Int { byName.count }
 
     /// What memory knows of `name`.
-    enum HeldLookup {
+    package enum HeldLookup {
         case found(Entry)
         case absent
         /// Only the tree can say (a partial directory).
         case unknown
     }
 
-    func heldLookup(_ name: [UInt8]) -> HeldLookup {
+    package func heldLookup(_ name: [UInt8]) -> HeldLookup {
         if let entry = byName[name] { return .found(entry) }
         return isComplete || removedNames.contains(name) ? .absent : .unknown
     }
 
     /// Whether the tree's entry at `cookie` is hidden by memory (held anew or removed).
-    func hidesStoredEntry(atCookie cookie: UInt64) -> Bool {
+    package func hidesStoredEntry(atCookie cookie: UInt64) -> Bool {
         nameByCookie[cookie] != nil || removedCookies.contains(cookie)
     }
 
     /// A complete directory's entry named `name` (the only kind that can answer alone).
-    func entry(named name: [UInt8]) -> Entry? { byName[name] }
+    package func entry(named name: [UInt8]) -> Entry? { byName[name] }
 
     public mutating func add(name: [UInt8], ino: InodeNumber, type: FileType) {
         let entry = Entry(ino: ino, type: type, cookie: nextCookie)
@@ -158,13 +166,13 @@ public struct Directory: Sendable {
     }
 
     /// The entry holding `cookie`, if memory holds one.
-    func entry(atCookie cookie: UInt64) -> (name: [UInt8], entry: Entry)? {
+    package func entry(atCookie cookie: UInt64) -> (name: [UInt8], entry: Entry)? {
         guard let name = nameByCookie[cookie], let entry = byName[name], entry.cookie == cookie else { return nil }
         return (name, entry)
     }
 
     /// Re-adds an entry with its stored cookie (checkpoint load; cookies arrive in any order).
-    mutating func restore(name: [UInt8], entry: Entry) {
+    package mutating func restore(name: [UInt8], entry: Entry) {
         insert(name: name, entry: entry)
         count += 1
         encodedEntryBytes += Directory.encodedEntryOverhead + name.count
@@ -172,7 +180,7 @@ public struct Directory: Sendable {
     }
 
     /// A directory read whole from the tree: its entries are all restored, so it is complete.
-    mutating func markComplete() {
+    package mutating func markComplete() {
         isComplete = true
         removedNames = []
         removedCookies = []
@@ -180,7 +188,7 @@ public struct Directory: Sendable {
 
     /// The stored next cookie (checkpoint load): entries removed before the checkpoint took
     /// cookies above the ones left, which must not be given out again.
-    mutating func restore(nextCookie stored: UInt64) {
+    package mutating func restore(nextCookie stored: UInt64) {
         nextCookie = max(nextCookie, stored)
     }
 
@@ -198,7 +206,7 @@ public struct Directory: Sendable {
     /// Removes `entry`, which `name` holds (found by a lookup, in memory or the tree). A partial
     /// directory's totals come from its image: one that understates the tree's entries (damage
     /// fsck reports) stops at zero rather than going negative, which no image can encode.
-    mutating func remove(name: [UInt8], entry: Entry) {
+    package mutating func remove(name: [UInt8], entry: Entry) {
         if let held = byName[name] { forgetHeld(name: name, entry: held) }
         if !isComplete { noteRemoved(name: name, cookie: entry.cookie) }
         count = max(0, count - 1)
@@ -227,7 +235,7 @@ public struct Directory: Sendable {
     }
 
     /// Points `name`'s entry (`entry`, found by a lookup) at another inode, keeping its cookie.
-    mutating func retarget(name: [UInt8], entry: Entry, ino: InodeNumber, type: FileType) {
+    package mutating func retarget(name: [UInt8], entry: Entry, ino: InodeNumber, type: FileType) {
         var changed = entry
         changed.ino = ino
         changed.type = type
@@ -254,5 +262,23 @@ public struct Directory: Sendable {
             }
             index += 1
         }
+    }
+}
+
+/// Names (the operations that make one check it, and the decoders what an image holds).
+extension Directory {
+    package static func validate(name: [UInt8]) throws {
+        guard !name.isEmpty else { throw Errno.noSuchFileOrDirectory }
+        guard name.count <= Superblock.maxNameLength else { throw Errno.fileNameTooLong }
+        guard !name.contains(0x2F), !name.contains(0) else { throw Errno.invalidArgument }
+    }
+
+    /// A name a directory entry may have: what `validate` lets through, less "." and "..".
+    package static func isValidEntryName(_ name: [UInt8]) -> Bool {
+        (try? validate(name: name)) != nil && !isDotOrDotDot(name)
+    }
+
+    package static func isDotOrDotDot(_ name: [UInt8]) -> Bool {
+        name == [0x2E] || name == [0x2E, 0x2E]
     }
 }

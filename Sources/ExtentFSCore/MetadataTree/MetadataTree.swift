@@ -1,4 +1,3 @@
-import ExtentFSCore
 import SystemPackage
 
 /// The checkpoint as one copy-on-write B+tree (ExtentFSCore.BTree; docs/TREES.md): each inode's
@@ -24,36 +23,36 @@ import SystemPackage
 ///   (0, fileBlocks, first block)      (version 5) a run of blocks files use: block count u64
 ///   (0, volumeCounts, 0)              (version 5) inode count u64, the inodes' checkpoint bytes u64
 ///   (0, orphan, ino)                  (version 5) inode `ino` has link count 0 (empty value)
-/// Object 0 is never an inode (inode numbers start at FileSystem.rootInode). A directory's
+/// Object 0 is never an inode (inode numbers start at Superblock.rootInode). A directory's
 /// entries and a file's extents are items of their own, so a change to one entry of a large
 /// directory, or to a few blocks of a file of many extents, rewrites those items' leaves, not
 /// every entry or extent.
 ///
 /// Not thread-safe: the journal calls it under its checkpointLock only.
-final class MetadataTree {
-    enum Kind {
-        static let nextInodeNumber: UInt8 = 1
-        static let referenceCount: UInt8 = 2
-        static let fileBlocks: UInt8 = 3
-        static let volumeCounts: UInt8 = 4
-        static let orphan: UInt8 = 5
-        static let inodeImage: UInt8 = 16
-        static let directoryEntry: UInt8 = 17
-        static let fileExtent: UInt8 = 18
-        static let nameIndex: UInt8 = 19
+package final class MetadataTree {
+    package enum Kind {
+        package static let nextInodeNumber: UInt8 = 1
+        package static let referenceCount: UInt8 = 2
+        package static let fileBlocks: UInt8 = 3
+        package static let volumeCounts: UInt8 = 4
+        package static let orphan: UInt8 = 5
+        package static let inodeImage: UInt8 = 16
+        package static let directoryEntry: UInt8 = 17
+        package static let fileExtent: UInt8 = 18
+        package static let nameIndex: UInt8 = 19
     }
 
     /// The owner byte in every node of this tree (a node of another tree is refused).
-    static let owner: UInt8 = 1
+    package static let owner: UInt8 = 1
     /// Clean nodes kept in memory between checkpoints (a budget for them comes with issue 9).
-    static let cacheBytes = 16 << 20
+    package static let cacheBytes = 16 << 20
 
-    let tree: BTree
-    let superblock: Superblock
+    package let tree: BTree
+    package let superblock: Superblock
     /// Keys the name index (format version 7): the hash of a name in this volume.
-    let nameHash: NameHash
+    package let nameHash: NameHash
 
-    init(tree: BTree, superblock: Superblock) {
+    package init(tree: BTree, superblock: Superblock) {
         self.tree = tree
         self.superblock = superblock
         nameHash = NameHash(uuid: superblock.uuid)
@@ -61,38 +60,38 @@ final class MetadataTree {
 
     /// How the name index lists a directory's entries: not at all (before version 7), by cookie
     /// (versions 7 and 8), or whole (version 9: IndexRecord).
-    enum NameIndexLayout { case none, cookies, records }
+    package enum NameIndexLayout { case none, cookies, records }
 
-    var nameIndexLayout: NameIndexLayout {
+    package var nameIndexLayout: NameIndexLayout {
         if superblock.version >= Self.firstVersionWithIndexRecords { return .records }
         return superblock.version >= InodeImageLayout.firstVersionWithNameIndex ? .cookies : .none
     }
 
     /// Whether a directory can be read without its entries, looked up by name in the tree: the
     /// current index (version 9). A tree of an older one is read whole and rewritten.
-    var hasNameIndex: Bool { nameIndexLayout == .records }
+    package var hasNameIndex: Bool { nameIndexLayout == .records }
 
-    static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
+    package static func imageKey(_ ino: InodeNumber, piece: UInt64) -> TreeKey {
         TreeKey(object: ino, kind: Kind.inodeImage, offset: piece)
     }
     /// Part `part` of entry `cookie` (cookies are below 2^62, so the shift loses nothing).
-    static func entryKey(_ directory: InodeNumber, cookie: UInt64, part: UInt64 = 0) -> TreeKey {
+    package static func entryKey(_ directory: InodeNumber, cookie: UInt64, part: UInt64 = 0) -> TreeKey {
         TreeKey(object: directory, kind: Kind.directoryEntry, offset: cookie << 2 | part)
     }
-    static let entryParts: UInt64 = 4
-    static func extentKey(_ file: InodeNumber, logical: UInt64) -> TreeKey {
+    package static let entryParts: UInt64 = 4
+    package static func extentKey(_ file: InodeNumber, logical: UInt64) -> TreeKey {
         TreeKey(object: file, kind: Kind.fileExtent, offset: logical)
     }
 
-    static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
-    static let volumeCountsKey = TreeKey(object: 0, kind: Kind.volumeCounts, offset: 0)
-    static func fileBlocksKey(_ block: UInt64) -> TreeKey {
+    package static let nextInodeKey = TreeKey(object: 0, kind: Kind.nextInodeNumber, offset: 0)
+    package static let volumeCountsKey = TreeKey(object: 0, kind: Kind.volumeCounts, offset: 0)
+    package static func fileBlocksKey(_ block: UInt64) -> TreeKey {
         TreeKey(object: 0, kind: Kind.fileBlocks, offset: block)
     }
-    static func orphanKey(_ ino: InodeNumber) -> TreeKey {
+    package static func orphanKey(_ ino: InodeNumber) -> TreeKey {
         TreeKey(object: 0, kind: Kind.orphan, offset: ino)
     }
-    static func referenceKey(_ block: UInt64) -> TreeKey {
+    package static func referenceKey(_ block: UInt64) -> TreeKey {
         TreeKey(object: 0, kind: Kind.referenceCount, offset: block)
     }
 
@@ -100,7 +99,7 @@ final class MetadataTree {
 
     /// Brings the tree to `snapshot`: the images of the inodes that changed since the last
     /// checkpoint (nil: the inode is gone), the reference counts over the runs that changed.
-    func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
+    package func apply(_ snapshot: CheckpointChanges.Snapshot) throws {
         try tree.insert(Self.nextInodeKey, Self.encodeNextInode(snapshot.nextInode))
         var counts = ByteWriter(capacity: 16)
         counts.u64(snapshot.inodeCount)
@@ -187,7 +186,7 @@ final class MetadataTree {
         return try decodeExtent(item)
     }
 
-    static func encodeExtent(_ extent: FileExtent) -> [UInt8] {
+    package static func encodeExtent(_ extent: FileExtent) -> [UInt8] {
         var writer = ByteWriter(capacity: 17)
         writer.u64(extent.length)
         writer.u64(extent.physical)
@@ -196,7 +195,7 @@ final class MetadataTree {
     }
 
     /// An extent item, checked as an extent inside an image is (CheckpointCodec.validatedExtent).
-    func decodeExtent(_ item: TreeItem) throws -> FileExtent {
+    package func decodeExtent(_ item: TreeItem) throws -> FileExtent {
         var reader = ByteReader(item.value)
         let length = try reader.u64()
         let physical = try reader.u64()
@@ -210,7 +209,7 @@ final class MetadataTree {
 
     /// An entry's value, in as many parts as the node size needs (part 0: ino, type, the name's
     /// first bytes).
-    static func entryParts(_ name: [UInt8], _ entry: Directory.Entry, maxPiece: Int) -> [[UInt8]] {
+    package static func entryParts(_ name: [UInt8], _ entry: Directory.Entry, maxPiece: Int) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 9 + name.count)
         writer.u64(entry.ino)
         writer.u8(UInt8(entry.type.rawValue >> 12))
@@ -263,14 +262,14 @@ final class MetadataTree {
         }
     }
 
-    static func encodeFileBlocks(_ run: BlockRun) -> [UInt8] {
+    package static func encodeFileBlocks(_ run: BlockRun) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)
         writer.u64(run.count)
         return writer.bytes
     }
 
     /// A file block item: a run inside the volume's data blocks.
-    func decodeFileBlocks(_ item: TreeItem) throws -> BlockRun {
+    package func decodeFileBlocks(_ item: TreeItem) throws -> BlockRun {
         var reader = ByteReader(item.value)
         let run = BlockRun(start: item.key.offset, count: try reader.u64())
         guard reader.remaining == 0, run.count > 0, run.start >= superblock.firstAllocatableBlock,
@@ -280,21 +279,21 @@ final class MetadataTree {
         return run
     }
 
-    static func encodeReference(_ entry: ReferenceCounts.Entry) -> [UInt8] {
+    package static func encodeReference(_ entry: ReferenceCounts.Entry) -> [UInt8] {
         var writer = ByteWriter(capacity: 12)
         writer.u64(entry.run.count)
         writer.u32(entry.count)
         return writer.bytes
     }
 
-    static func encodeNextInode(_ ino: InodeNumber) -> [UInt8] {
+    package static func encodeNextInode(_ ino: InodeNumber) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)
         writer.u64(ino)
         return writer.bytes
     }
 
     /// An inode's image in pieces of at most `maxPiece` bytes, in order.
-    static func imagePieces(_ image: InodeImage, maxPiece: Int, layout: InodeImageLayout = .current) -> [[UInt8]] {
+    package static func imagePieces(_ image: InodeImage, maxPiece: Int, layout: InodeImageLayout = .current) -> [[UInt8]] {
         var writer = ByteWriter(capacity: 256)
         var image = image
         // The entries and extents are items of their own.
@@ -304,7 +303,7 @@ final class MetadataTree {
         return pieces(of: writer.bytes, maxPiece: maxPiece)
     }
 
-    func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
+    package func decodeReference(_ item: TreeItem) throws -> ReferenceCounts.Entry {
         var reader = ByteReader(item.value)
         let run = BlockRun(start: item.key.offset, count: try reader.u64())
         let count = try reader.u32()
