@@ -1,5 +1,6 @@
 import XCTest
 @testable import ExtentFS
+@testable import ExtentFSCore
 
 /// A streaming reader drops the clean pages a readahead window behind it (FileSystem+Read.swift),
 /// and a streaming writer the pages writeback cleaned behind it (Writeback.swift): a file read or
