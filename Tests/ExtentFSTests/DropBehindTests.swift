@@ -72,14 +72,20 @@ final class DropBehindTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
-    func testAStreamingWriterLeavesAFewWindowsCachedOnceWrittenBack() throws {
+    /// A new file written in chunks in the given order of offsets, and written back.
+    private func writeInChunks(_ offsets: [Int], seed: UInt64) throws -> (TestVolume, InodeNumber, [UInt8]) {
         let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
         let ino = try volume.create("written")
-        let data = pattern(fileBytes, seed: 8)
-        for offset in stride(from: 0, to: data.count, by: chunk) {
+        let data = pattern(fileBytes, seed: seed)
+        for offset in offsets {
             _ = try volume.write(ino, Array(data[offset..<offset + chunk]), at: UInt64(offset))
         }
         try volume.fs.sync()
+        return (volume, ino, data)
+    }
+
+    func testAStreamingWriterLeavesAFewWindowsCachedOnceWrittenBack() throws {
+        let (volume, ino, data) = try writeInChunks(Array(stride(from: 0, to: fileBytes, by: chunk)), seed: 8)
         // A window, and a few pages the flusher's own writeback held while this one dropped.
         XCTAssertLessThanOrEqual(volume.fs.cache.cachedPages, window + 64)
         XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
@@ -89,14 +95,8 @@ final class DropBehindTests: XCTestCase {
     }
 
     func testWritesOutOfOrderKeepTheirPages() throws {
-        let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
-        let ino = try volume.create("scattered")
-        let data = pattern(fileBytes, seed: 6)
         // Every chunk, backwards: no write starts where the last ended.
-        for offset in stride(from: data.count - chunk, through: 0, by: -chunk) {
-            _ = try volume.write(ino, Array(data[offset..<offset + chunk]), at: UInt64(offset))
-        }
-        try volume.fs.sync()
+        let (volume, ino, data) = try writeInChunks(Array(stride(from: fileBytes - chunk, through: 0, by: -chunk)), seed: 6)
         XCTAssertEqual(volume.fs.cache.cachedPages, fileBytes / Page.size)
         XCTAssertEqual(try volume.read(ino, data.count, at: 0), data)
         try volume.unmountAndCheck()

@@ -144,14 +144,8 @@ final class AddressSpace: @unchecked Sendable {
         indexLock.withLock {
             var evicted: [Page] = []
             defer { updateListing() }
-            for page in pages.pages(from: first, to: end) {
-                guard page.references == 0, page.lock.tryLock() else { continue }
-                if !page.isDirty {
-                    cache.pauseHook?(.evictAfterUnusedCheck)
-                    pages.remove(page.index)
-                    evicted.append(page)
-                }
-                page.lock.unlock()
+            for page in pages.pages(from: first, to: end) where removeIfUnused(page) {
+                evicted.append(page)
             }
             return evicted
         }
@@ -170,17 +164,23 @@ final class AddressSpace: @unchecked Sendable {
                         page.recentlyUsed = false
                         continue
                     }
-                    guard page.references == 0, page.lock.tryLock() else { continue }
-                    if !page.isDirty {
-                        cache.pauseHook?(.evictAfterUnusedCheck)
-                        pages.remove(page.index)
-                        evicted.append(page)
-                    }
-                    page.lock.unlock()
+                    if removeIfUnused(page) { evicted.append(page) }
                 }
             }
             return evicted
         }
+    }
+
+    /// Removes `page` from the index when it is clean, unreferenced and unlocked (nobody can
+    /// take a reference meanwhile: the caller holds indexLock, rule 5). The caller updates the
+    /// listing and gives the memory back.
+    private func removeIfUnused(_ page: Page) -> Bool {
+        guard page.references == 0, page.lock.tryLock() else { return false }
+        defer { page.lock.unlock() }
+        guard !page.isDirty else { return false }
+        cache.pauseHook?(.evictAfterUnusedCheck)
+        pages.remove(page.index)
+        return true
     }
 }
 
