@@ -9,8 +9,8 @@ import Glibc
 final class BlockDeviceStore: StoreBackend, @unchecked Sendable {
     let path: String
     private let io: DescriptorIO
-    /// File data reads, past the host's page cache when it allows (DirectReads).
-    let directReads: DirectReads?
+    /// File data past the host's page cache when it allows (DirectIO).
+    let direct: DirectIO?
     let size: UInt64
     var isResizable: Bool { false }
 
@@ -24,7 +24,7 @@ final class BlockDeviceStore: StoreBackend, @unchecked Sendable {
         }
         self.path = path
         io = DescriptorIO(path: path, descriptor: descriptor)
-        directReads = DirectReads(path: path)
+        direct = DirectIO(path: path, openedLike: descriptor)
         size = bytes
     }
 
@@ -40,10 +40,13 @@ final class BlockDeviceStore: StoreBackend, @unchecked Sendable {
         try io.write(from: buffer, count: count, at: offset)
     }
     func read(vectors: [iovec], at offset: UInt64) throws {
-        if try directReads?.read(vectors: vectors, at: offset) == true { return }
+        if try direct?.read(vectors: vectors, at: offset) == true { return }
         try io.read(vectors: vectors, at: offset)
     }
-    func write(vectors: [iovec], at offset: UInt64) throws { try io.write(vectors: vectors, at: offset) }
+    func write(vectors: [iovec], at offset: UInt64) throws {
+        if try direct?.write(vectors: vectors, at: offset) == true { return }
+        try io.write(vectors: vectors, at: offset)
+    }
     func flush() throws { try io.flush() }
     func prefetch(_ ranges: [(offset: UInt64, count: Int)]) { io.prefetch(ranges) }
     func lock(_ mode: BackingStore.LockMode) throws { try io.lock(mode) }

@@ -8,8 +8,8 @@ import Glibc
 final class FileStore: StoreBackend, @unchecked Sendable {
     let path: String
     private let io: DescriptorIO
-    /// File data reads, past the host's page cache when it allows (DirectReads).
-    let directReads: DirectReads?
+    /// File data past the host's page cache when it allows (DirectIO).
+    let direct: DirectIO?
     /// Changed only by mkfs, before the store is shared between threads.
     private(set) var size: UInt64
     var isResizable: Bool { true }
@@ -18,7 +18,7 @@ final class FileStore: StoreBackend, @unchecked Sendable {
     init(path: String, descriptor: FileDescriptor, size: UInt64) {
         self.path = path
         io = DescriptorIO(path: path, descriptor: descriptor)
-        directReads = DirectReads(path: path)
+        direct = DirectIO(path: path, openedLike: descriptor)
         self.size = size
     }
 
@@ -38,10 +38,13 @@ final class FileStore: StoreBackend, @unchecked Sendable {
         try io.write(from: buffer, count: count, at: offset)
     }
     func read(vectors: [iovec], at offset: UInt64) throws {
-        if try directReads?.read(vectors: vectors, at: offset) == true { return }
+        if try direct?.read(vectors: vectors, at: offset) == true { return }
         try io.read(vectors: vectors, at: offset)
     }
-    func write(vectors: [iovec], at offset: UInt64) throws { try io.write(vectors: vectors, at: offset) }
+    func write(vectors: [iovec], at offset: UInt64) throws {
+        if try direct?.write(vectors: vectors, at: offset) == true { return }
+        try io.write(vectors: vectors, at: offset)
+    }
     func flush() throws { try io.flush() }
     func prefetch(_ ranges: [(offset: UInt64, count: Int)]) { io.prefetch(ranges) }
     func lock(_ mode: BackingStore.LockMode) throws { try io.lock(mode) }

@@ -1,5 +1,5 @@
 /// Open flags that <fcntl.h> declares only with _GNU_SOURCE, so Swift does not see them; the
-/// engine (DirectReads) and the adapter (OpenFlags) share these.
+/// engine (DirectIO) and the adapter (OpenFlags) share these.
 public enum HiddenOpenFlags {
     /// O_DIRECT (x86_64's and arm64's values differ).
     #if arch(arm64)
