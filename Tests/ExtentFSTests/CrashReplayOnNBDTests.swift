@@ -15,6 +15,7 @@ final class CrashReplayOnNBDTests: XCTestCase {
     func testUnlinkedOpenFile() throws { try replay(.unlinkedOpenFile) }
     func testRenamesAndDirectories() throws { try replay(.renamesAndDirectories) }
     func testTruncatesAndXattrs() throws { try replay(.truncatesAndXattrs) }
+    func testOverwritesWrittenThrough() throws { try replay(.overwritesWrittenThrough) }
 
     func testRandomWorkloads() throws {
         let first = CrashTestSettings.firstSeed

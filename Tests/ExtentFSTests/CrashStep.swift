@@ -22,6 +22,10 @@ enum CrashStep {
     case copyRange(from: Int, sourceOffset: Int, to: Int, destinationOffset: Int, length: Int)
     case setXattr(Int, name: String)
     case removeXattr(Int, name: String)
+    /// Writes every dirty page back (no flush) and evicts every clean page, as memory pressure
+    /// might: later overwrites of whole blocks then go straight to the image
+    /// (FileSystem+WriteThrough.swift).
+    case dropCaches
     case unmount
 
     /// fsync, fdatasync, fsyncdir, sync and unmount: calls that promise durability when they

@@ -167,9 +167,37 @@ extension CrashWorkload {
         .fsync(1),
     ] }
 
+    /// Overwrites of whole blocks no page of which is cached go straight to the image
+    /// (FileSystem+WriteThrough.swift): fdatasync must still flush them, a shared block must
+    /// still be copied on write, and what was never synced may come back old or new.
+    static let overwritesWrittenThrough = scripted("overwrites written through") { b in
+        let p = max(b, 4096)
+        return [
+            .create(1, in: 0, name: "a", keepOpen: false),
+            .write(1, offset: 0, length: 8 * p),
+            .fsync(1),
+            .dropCaches,
+            .write(1, offset: p, length: p),
+            .fdatasync(1),
+            .write(1, offset: 3 * p, length: 2 * p),
+            .create(2, in: 0, name: "b", keepOpen: false),
+            .clone(from: 1, sourceOffset: 4 * p, to: 2, destinationOffset: 0, length: 2 * p),
+            .fsync(2),
+            .dropCaches,
+            .write(1, offset: 4 * p, length: p),
+            .write(1, offset: 6 * p, length: p),
+            .fsync(1),
+            .write(2, offset: p, length: p),
+            .write(1, offset: 0, length: p),
+            .sync,
+            .dropCaches,
+            .write(1, offset: 2 * p, length: p),
+        ]
+    }
+
     static let scripted: [CrashWorkload] = [
         overwriteInPlaceAfterCommit, sizeWithoutData, sharedBlockOverwrittenByBoth, unlinkedOpenFile,
-        renamesAndDirectories, truncatesAndXattrs,
+        renamesAndDirectories, truncatesAndXattrs, overwritesWrittenThrough,
     ]
 }
 

@@ -58,6 +58,7 @@ final class CrashWorkloadRunner {
             return "copy_file_range \(path(from)) [\(fromOffset), +\(length)) to \(path(to)) at \(toOffset)"
         case .setXattr(let id, let name): return "setxattr \(path(id)) user.\(name)"
         case .removeXattr(let id, let name): return "removexattr \(path(id)) user.\(name)"
+        case .dropCaches: return "drop caches"
         case .unmount: return "unmount"
         }
     }
@@ -214,6 +215,13 @@ final class CrashWorkloadRunner {
             let target = try node(id)
             model.changeXattrs(of: target, began: began) { $0[name] = nil }
             try fs.removexattr(target.ino, name: Array("user.\(name)".utf8))
+
+        case .dropCaches:
+            try fs.writebackAll()
+            for node in model.nodes.values where !node.isDirectory {
+                guard let space = try? fs.inode(node.ino).pages else { continue }
+                for page in space.evictClean(from: 0, to: .max) { fs.cache.pageRemoved(page) }
+            }
 
         case .unmount:
             try fs.unmount()

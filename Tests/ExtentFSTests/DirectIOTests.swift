@@ -4,9 +4,9 @@ import Glibc
 #endif
 @testable import ExtentFS
 
-/// File data goes past the host's page cache (DirectIO): reads, and writeback runs of 64 KiB or
-/// more. Either way a transfer sees every one that returned before it, buffered or direct; what
-/// is not aligned for direct I/O, and short writes, go buffered.
+/// File data goes past the host's page cache (DirectIO): page fills and writeback runs of 64 KiB
+/// or more. Either way a transfer sees every one that returned before it, buffered or direct;
+/// what is short or not aligned for direct I/O goes buffered.
 final class DirectIOTests: XCTestCase {
     private func imageStore(writable: Bool = true) throws -> (BackingStore, DirectIO, String) {
         var template = Array("/var/tmp/extentfs-direct-XXXXXX".utf8CString)
@@ -21,63 +21,61 @@ final class DirectIOTests: XCTestCase {
     }
 
     func testADirectReadSeesWritesStillInTheHostCache() throws {
-        let (store, reads, directory) = try imageStore()
+        let (store, direct, directory) = try imageStore()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let data = pattern(3 * Page.size, seed: 9)
+        let data = pattern(DirectIO.minimumBytes, seed: 9)
         // Twice over the same range: the second write is dirty in the host cache when read.
         try store.write(Array(repeating: 1, count: data.count), at: 8192)
         try store.flush()
         try store.write(data, at: 8192)
 
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: data.count, alignment: Page.size)
-        defer { memory.deallocate() }
-        let vectors = (0..<3).map { iovec(iov_base: memory + $0 * Page.size, iov_len: Page.size) }
-        XCTAssertTrue(try reads.read(vectors: vectors, at: 8192), "an aligned read went buffered")
-        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: memory, count: data.count)), data)
-        XCTAssertTrue(reads.isActive)
+        let memory = PageMemory(Array(repeating: 0, count: data.count))
+        XCTAssertTrue(try direct.read(vectors: memory.vectors, at: 8192), "an aligned long read went buffered")
+        XCTAssertTrue(memory.bytes == data)
+        XCTAssertTrue(direct.isActive)
 
         // Through the store, as a page fill reads.
-        memory.initializeMemory(as: UInt8.self, repeating: 0, count: data.count)
-        try store.read(vectors: vectors, at: 8192)
-        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: memory, count: data.count)), data)
+        memory.memory.initializeMemory(as: UInt8.self, repeating: 0, count: data.count)
+        try store.read(vectors: memory.vectors, at: 8192)
+        XCTAssertTrue(memory.bytes == data)
     }
 
-    func testUnalignedReadsGoBuffered() throws {
-        let (store, reads, directory) = try imageStore()
+    func testShortAndUnalignedReadsGoBuffered() throws {
+        let (store, direct, directory) = try imageStore()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let data = pattern(3000, seed: 4)
+        let data = pattern(DirectIO.minimumBytes + 3000, seed: 4)
         try store.write(data, at: 1024)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: Page.size, alignment: Page.size)
-        defer { memory.deallocate() }
-        // Offset, length and memory each off the alignment in turn.
-        XCTAssertFalse(try reads.read(vectors: [iovec(iov_base: memory, iov_len: Page.size)], at: 1024))
-        XCTAssertFalse(try reads.read(vectors: [iovec(iov_base: memory, iov_len: 1024)], at: 0))
-        XCTAssertFalse(try reads.read(vectors: [iovec(iov_base: memory + 512, iov_len: Page.size - 512)], at: 0))
-        try store.read(vectors: [iovec(iov_base: memory, iov_len: 3000)], at: 1024)
-        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: memory, count: 3000)), data)
-        XCTAssertTrue(reads.isActive, "a refused alignment switched direct reads off")
+        let memory = PageMemory(Array(repeating: 0, count: DirectIO.minimumBytes + Page.size))
+        // Short, then offset, length and memory each off the alignment in turn.
+        XCTAssertFalse(try direct.read(vectors: [iovec(iov_base: memory.memory, iov_len: DirectIO.minimumBytes - Page.size)], at: 0))
+        XCTAssertFalse(try direct.read(vectors: [iovec(iov_base: memory.memory, iov_len: DirectIO.minimumBytes)], at: 1024))
+        XCTAssertFalse(try direct.read(vectors: [iovec(iov_base: memory.memory, iov_len: DirectIO.minimumBytes + 1024)], at: 0))
+        XCTAssertFalse(try direct.read(vectors: [iovec(iov_base: memory.memory + 512, iov_len: DirectIO.minimumBytes)], at: 0))
+        try store.read(vectors: [iovec(iov_base: memory.memory, iov_len: data.count)], at: 1024)
+        XCTAssertTrue(Array(UnsafeRawBufferPointer(start: memory.memory, count: data.count)) == data)
+        XCTAssertTrue(direct.isActive, "a refused alignment switched direct I/O off")
     }
 
     func testALongRunIsWrittenPastTheHostCacheAndAShortOneThroughIt() throws {
         let (store, direct, directory) = try imageStore()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let long = PageMemory(pattern(DirectIO.minimumWriteBytes, seed: 5))
+        let long = PageMemory(pattern(DirectIO.minimumBytes, seed: 5))
         let short = PageMemory(pattern(Page.size, seed: 6))
         try store.write(vectors: long.vectors, at: 0)
-        try store.write(vectors: short.vectors, at: UInt64(DirectIO.minimumWriteBytes))
-        let cached = try residentPages(of: store.path, count: DirectIO.minimumWriteBytes / Page.size + 1)
-        XCTAssertEqual(cached.prefix(DirectIO.minimumWriteBytes / Page.size).filter { $0 }.count, 0,
+        try store.write(vectors: short.vectors, at: UInt64(DirectIO.minimumBytes))
+        let cached = try residentPages(of: store.path, count: DirectIO.minimumBytes / Page.size + 1)
+        XCTAssertEqual(cached.prefix(DirectIO.minimumBytes / Page.size).filter { $0 }.count, 0,
                        "the long run went through the host's page cache")
         XCTAssertEqual(cached.last, true, "the short run did not go through the host's page cache")
         XCTAssertTrue(direct.isActive)
         try store.flush()
-        XCTAssertTrue(try store.read(DirectIO.minimumWriteBytes + Page.size, at: 0) == long.bytes + short.bytes)
+        XCTAssertTrue(try store.read(DirectIO.minimumBytes + Page.size, at: 0) == long.bytes + short.bytes)
     }
 
     func testBufferedAndDirectWritesOfOneRangeKeepTheirOrder() throws {
         let (store, direct, directory) = try imageStore()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let length = 2 * DirectIO.minimumWriteBytes
+        let length = 2 * DirectIO.minimumBytes
         // Buffered, still dirty in the host's cache, then covered by a direct run.
         try store.write(pattern(Page.size, seed: 1), at: 3 * UInt64(Page.size))
         let run = PageMemory(pattern(length, seed: 2))
@@ -97,13 +95,13 @@ final class DirectIOTests: XCTestCase {
     func testShortUnalignedAndReadOnlyWritesGoBuffered() throws {
         let (store, direct, directory) = try imageStore()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let run = PageMemory(pattern(DirectIO.minimumWriteBytes + Page.size, seed: 7))
-        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory, iov_len: DirectIO.minimumWriteBytes - Page.size)], at: 0))
-        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory, iov_len: DirectIO.minimumWriteBytes)], at: 512))
-        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory + 512, iov_len: DirectIO.minimumWriteBytes)], at: 0))
+        let run = PageMemory(pattern(DirectIO.minimumBytes + Page.size, seed: 7))
+        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory, iov_len: DirectIO.minimumBytes - Page.size)], at: 0))
+        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory, iov_len: DirectIO.minimumBytes)], at: 512))
+        XCTAssertFalse(try direct.write(vectors: [iovec(iov_base: run.memory + 512, iov_len: DirectIO.minimumBytes)], at: 0))
         XCTAssertTrue(direct.isActive, "a refused alignment switched direct I/O off")
-        try store.write(vectors: [iovec(iov_base: run.memory + 512, iov_len: DirectIO.minimumWriteBytes)], at: 512)
-        XCTAssertTrue(try store.read(DirectIO.minimumWriteBytes, at: 512) == Array(run.bytes[512..<512 + DirectIO.minimumWriteBytes]))
+        try store.write(vectors: [iovec(iov_base: run.memory + 512, iov_len: DirectIO.minimumBytes)], at: 512)
+        XCTAssertTrue(try store.read(DirectIO.minimumBytes, at: 512) == Array(run.bytes[512..<512 + DirectIO.minimumBytes]))
 
         let (readOnly, readOnlyDirect, readOnlyDirectory) = try imageStore(writable: false)
         defer { try? FileManager.default.removeItem(atPath: readOnlyDirectory) }

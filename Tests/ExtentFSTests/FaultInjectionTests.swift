@@ -11,6 +11,7 @@ final class FaultInjectionTests: XCTestCase {
     func testUnlinkedOpenFile() throws { try inject(.unlinkedOpenFile) }
     func testRenamesAndDirectories() throws { try inject(.renamesAndDirectories) }
     func testTruncatesAndXattrs() throws { try inject(.truncatesAndXattrs) }
+    func testOverwritesWrittenThrough() throws { try inject(.overwritesWrittenThrough) }
 
     func testRandomWorkloads() throws {
         let first = CrashTestSettings.firstSeed

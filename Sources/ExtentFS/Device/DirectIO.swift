@@ -4,8 +4,8 @@ import Glibc
 #endif
 
 /// File data moved between the page cache and the device past the host's page cache (O_DIRECT
-/// on a second descriptor of the image file or block device): page fills, and writeback runs
-/// of `minimumWriteBytes` or more.
+/// on a second descriptor of the image file or block device): page fills and writeback runs of
+/// `minimumBytes` or more.
 ///
 /// Why: the page cache already holds what extentfs serves, and the kernel's FUSE cache holds it
 /// again above us (keep_cache), so buffered I/O on the image kept a third copy in the host's
@@ -14,9 +14,13 @@ import Glibc
 /// threads on the same cores (docs/PERFORMANCE.md). A VM's disk image opened with cache=none
 /// does the same. Metadata (tree nodes, the log, superblocks) stays buffered: its reads are
 /// small and scattered, the host's readahead brings neighbouring tree nodes in, and a node
-/// written is often read back soon. Short writeback runs (4 KiB random writes) stay buffered
-/// too: direct, each would wait for the device, where the host gathers neighbours into larger
-/// writes before fdatasync.
+/// written is often read back soon. Short transfers (random 4 KiB reads and writes) stay
+/// buffered too: a direct write would wait for the device, where the host gathers neighbours
+/// into larger writes before fdatasync; and a direct read holds the host inode's lock shared for
+/// its whole trip to the disk (ext4's direct reads), so a buffered write of the image, which
+/// takes it exclusively, waits behind every such read in flight: small overwrites written
+/// through to the image (FileSystem+WriteThrough.swift) took a third longer in a mix of random
+/// reads and writes, while buffered and direct 4 KiB cold reads measured alike.
 ///
 /// Coherence: Linux writes back and waits for the host's dirty pages of a range before a
 /// direct read or write of it, and drops its cached pages of a range a direct write covered
@@ -33,8 +37,8 @@ final class DirectIO: @unchecked Sendable {
     /// What the host's direct I/O asks of offset, memory and length on every device we know of
     /// (logical blocks of 512 bytes or 4 KiB): page memory and page-sized runs meet it.
     static let alignment = 4096
-    /// Writeback runs at least this long go direct.
-    static let minimumWriteBytes = 64 << 10
+    /// Transfers at least this long go direct.
+    static let minimumBytes = 64 << 10
 
     private let io: DescriptorIO
     let isWritable: Bool
@@ -59,23 +63,23 @@ final class DirectIO: @unchecked Sendable {
     var isActive: Bool { mutex.withLock { !refused } }
 
     /// Reads `vectors` directly and returns true, or returns false when the caller must read
-    /// them through the buffered descriptor (not aligned, or direct I/O refused).
+    /// them through the buffered descriptor (short, not aligned, or direct I/O refused).
     func read(vectors: [iovec], at offset: UInt64) throws -> Bool {
-        guard isAligned(vectors, at: offset) else { return false }
+        guard isLongAndAligned(vectors, at: offset) else { return false }
         return try transfer { try io.read(vectors: vectors, at: offset) }
     }
 
     /// Writes `vectors` directly and returns true, or returns false when the caller must write
     /// them through the buffered descriptor (short, not aligned, or direct I/O refused).
     func write(vectors: [iovec], at offset: UInt64) throws -> Bool {
-        guard isWritable, vectors.reduce(0, { $0 + $1.iov_len }) >= DirectIO.minimumWriteBytes,
-              isAligned(vectors, at: offset) else { return false }
+        guard isWritable, isLongAndAligned(vectors, at: offset) else { return false }
         return try transfer { try io.write(vectors: vectors, at: offset) }
     }
 
-    private func isAligned(_ vectors: [iovec], at offset: UInt64) -> Bool {
+    private func isLongAndAligned(_ vectors: [iovec], at offset: UInt64) -> Bool {
         let mask = DirectIO.alignment - 1
-        return Int(truncatingIfNeeded: offset) & mask == 0
+        return vectors.reduce(0, { $0 + $1.iov_len }) >= DirectIO.minimumBytes
+            && Int(truncatingIfNeeded: offset) & mask == 0
             && vectors.allSatisfy { Int(bitPattern: $0.iov_base) & mask == 0 && $0.iov_len & mask == 0 }
     }
 

@@ -12,6 +12,8 @@ final class EngineCounters: Sendable {
     /// Bytes of dirty data writeback wrote to the backing store, and writebacks that failed.
     let writtenBackBytes = Atomic<UInt64>(0)
     let writebackErrors = Atomic<UInt64>(0)
+    /// Bytes small overwrites wrote straight to the backing store (FileSystem+WriteThrough.swift).
+    let writtenThroughBytes = Atomic<UInt64>(0)
     /// Log records written (each a commit: one flush), and checkpoints written.
     let logCommits = Atomic<UInt64>(0)
     let checkpoints = Atomic<UInt64>(0)

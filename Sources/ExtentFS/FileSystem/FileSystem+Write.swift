@@ -55,6 +55,9 @@ extension FileSystem {
         }
 
         var done = 0
+        let wroteThrough = try writeThrough(inode, space, offset: offset, UnsafeRawBufferPointer(rebasing: data[..<Int(length)]),
+                                            direct: direct)
+        if wroteThrough { done = Int(length) }
         let unitSize = geometry.unitSize
         while UInt64(done) < length {
             let position = offset + UInt64(done)
@@ -98,7 +101,7 @@ extension FileSystem {
             inode.mtime = now
             inode.ctime = now
         }
-        if direct { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
+        if direct, !wroteThrough { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
         return WriteResult(count: done, removedPrivileges: removedPrivileges)
     }
 

@@ -35,6 +35,11 @@ final class AddressSpace: @unchecked Sendable {
     }
 
     var pageCount: Int { indexLock.withLock { pages.count } }
+
+    /// Whether any page of [first, end) is cached.
+    func hasPages(from first: UInt64, to end: UInt64) -> Bool {
+        indexLock.withLock { (first..<end).contains { pages[$0] != nil } }
+    }
     var hasDirtyPages: Bool { indexLock.withLock { pages.dirtyCount > 0 } }
 
     /// A referenced page if it is cached.

@@ -12,6 +12,9 @@ public enum PausePoint: String, Sendable {
     case dedupeAfterCompare
     /// Writeback: pages of a batch locked and mapped, data not yet written.
     case writebackBeforeWrite
+    /// Write-through: the range checked (no page cached, blocks this file's alone), its data not
+    /// yet written.
+    case writeThroughBeforeWrite
     /// Eviction: a page found unused (under the index lock), not yet removed from the index.
     case evictAfterUnusedCheck
     /// Checkpoint: the tree's new nodes written, the superblock not yet (the inode table still

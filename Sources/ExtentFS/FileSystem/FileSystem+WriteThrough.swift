@@ -1,0 +1,96 @@
+import ExtentFSCore
+import SystemPackage
+
+/// Small random overwrites go straight to the image, past the page cache.
+///
+/// A write of whole blocks, inside the file, over blocks this file alone maps as written, with
+/// none of their pages cached, and not continuing the last write (a stream gathers in the cache
+/// and goes out in long direct runs; an O_DIRECT write, written back at once anyway, need not
+/// be the start of one), needs nothing of the cache: no allocation, no
+/// copy-on-write, and writeback would write the same bytes to the same place later. Written
+/// through, it costs one pwrite into the host's cache, as passthrough_ll's write does, instead of
+/// a page, a copy and a writeback (docs/PERFORMANCE.md). Durability is as a cached write's: in
+/// the host's cache until fsync flushes the image (BackingStore counts the write unflushed).
+///
+/// Why it is safe: the caller holds the inode's lock exclusively, so no clone, dedupe, punch,
+/// truncate or other write of this file runs meanwhile (they take it too), and the blocks stay
+/// this file's alone and mapped where they are (nothing is freed, so rule 1 has nothing to
+/// guard). Readers are not held off (the invalidate_lock is not taken: a write held behind
+/// reads waiting for the disk cost the two-job mix a third of its rate): a read running
+/// meanwhile may fill a page of the range with what was there before, as the kernel's buffered
+/// reads may beside a direct write, so once the data is written every page of the range found is
+/// emptied under its lock (a fill in progress finishes first; such a page is never dirty, since
+/// only writes, excluded by the inode's lock, dirty pages), and a read that follows reads the
+/// disk again. Blocks whose last sharer let go in a transaction not yet logged
+/// (ChangeSet.isRecentlyUnshared) are not written in place here, as writeback does not.
+extension FileSystem {
+    /// Writes longer than this go through the cache, whose writeback sends long runs direct.
+    static let maxWriteThroughBytes = 64 << 10
+
+    /// Writes `data` at `offset` through to the image and returns true, or returns false, having
+    /// done nothing, when the write is not one of these. Caller holds `inode.lock` exclusively
+    /// and has made the write's checks (immutable, append-only, privileges).
+    func writeThrough(_ inode: Inode, _ space: AddressSpace, offset: UInt64, _ data: UnsafeRawBufferPointer,
+                      direct: Bool) throws -> Bool {
+        let alignment = UInt64(max(Page.size, geometry.blockSize))
+        let length = UInt64(data.count)
+        guard length > 0, length <= UInt64(FileSystem.maxWriteThroughBytes),
+              offset % alignment == 0, length % alignment == 0,
+              direct || space.indexLock.withLock({ space.lastWriteEnd != offset }) else { return false }
+        let firstPage = offset / UInt64(Page.size), endPage = firstPage + length / UInt64(Page.size)
+        guard !space.hasPages(from: firstPage, to: endPage),
+              let runs = metadata.withLock({ inPlaceRuns(inode, offset: offset, length: length) }) else { return false }
+        pausePoint(.writeThroughBeforeWrite)
+        var written = 0
+        do {
+            for run in runs {
+                try store.write(from: data.baseAddress! + written, count: run.count, at: run.diskOffset)
+                written += run.count
+            }
+        } catch {
+            logger.error("write of inode \(inode.ino) failed: \(error)")
+            throw Errno.ioError
+        }
+        EngineCounters.add(engineCounters.writtenThroughBytes, written)
+        forgetPagesFilledMeanwhile(space, from: firstPage, to: endPage)
+        return true
+    }
+
+    /// Empties the pages of [first, end) a concurrent read brought in while the range was being
+    /// written: they may hold what was there before. Caller holds the inode's lock exclusively.
+    private func forgetPagesFilledMeanwhile(_ space: AddressSpace, from first: UInt64, to end: UInt64) {
+        for index in first..<end {
+            guard let page = space.find(index) else { continue }
+            page.lock.withLock {
+                if !page.isDirty { page.discard(units: 0xFF, unitSize: geometry.unitSize) }
+            }
+            space.release(page)
+        }
+    }
+
+    /// Where [offset, offset + length) of the file sits on disk, as runs contiguous there, when
+    /// every block of it is written and mapped by this file alone (nil otherwise). Copy-on-write
+    /// reservations left on those blocks go back, as writeback's in-place writes give them.
+    /// Caller holds Metadata.lock.
+    private func inPlaceRuns(_ inode: Inode, offset: UInt64, length: UInt64) -> [(diskOffset: UInt64, count: Int)]? {
+        let shift = UInt64(geometry.blockShift)
+        let end = offset + length
+        guard end <= inode.size else { return nil }
+        let firstBlock = offset >> shift, endBlock = (end - 1) >> shift + 1
+        var runs: [(diskOffset: UInt64, count: Int)] = []
+        var cursor = firstBlock
+        for extent in inode.extents.extents(from: firstBlock, to: endBlock) {
+            guard extent.logical <= cursor, extent.state == .written else { return nil }
+            let stop = min(extent.logicalEnd, endBlock)
+            let physical = extent.physical + cursor - extent.logical
+            for block in physical..<physical + (stop - cursor) {
+                guard metadata.referenceCounts.count(of: block) <= 1, !metadata.changes.isRecentlyUnshared(block) else { return nil }
+            }
+            runs.append((physical << shift, Int((stop - cursor) << shift)))
+            cursor = stop
+        }
+        guard cursor == endBlock else { return nil }
+        for block in firstBlock..<endBlock where inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+        return runs
+    }
+}
