@@ -14,13 +14,7 @@ final class DropBehindTests: XCTestCase {
     /// A volume whose cache could hold the whole file twice, with the file written, committed and
     /// out of the cache (remounted).
     private func volumeWithFile() throws -> (TestVolume, InodeNumber, [UInt8]) {
-        let volume = try TestVolume(size: 64 << 20, cacheBytes: 2 * fileBytes)
-        let ino = try volume.create("big")
-        let data = pattern(fileBytes, seed: 5)
-        _ = try volume.write(ino, data, at: 0)
-        try volume.remount()
-        XCTAssertEqual(volume.fs.cache.cachedPages, 0)
-        return (volume, ino, data)
+        try TestVolume.withFile(bytes: fileBytes, seed: 5, cacheBytes: 2 * fileBytes)
     }
 
     private func readSequentially(_ volume: TestVolume, _ ino: InodeNumber, expecting data: [UInt8]) throws {

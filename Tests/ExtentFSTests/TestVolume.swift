@@ -25,6 +25,19 @@ final class TestVolume {
         fs = try FileSystem.mount(image: image, options: options)
     }
 
+    /// A volume with one file of `bytes` written whole, committed and out of the cache
+    /// (remounted).
+    static func withFile(bytes: Int, seed: UInt64, blockSize: Int = 4096,
+                         cacheBytes: Int = 8 << 20) throws -> (TestVolume, InodeNumber, [UInt8]) {
+        let volume = try TestVolume(blockSize: blockSize, cacheBytes: cacheBytes)
+        let ino = try volume.create("file")
+        let data = pattern(bytes, seed: seed)
+        _ = try volume.write(ino, data, at: 0)
+        try volume.remount()
+        XCTAssertEqual(volume.fs.cache.cachedPages, 0)
+        return (volume, ino, data)
+    }
+
     func remount() throws {
         try fs.unmount()
         fs = nil

@@ -10,13 +10,7 @@ final class WriteThroughTests: XCTestCase {
 
     /// A file written, committed and out of the cache (remounted).
     private func volumeWithFile(blockSize: Int = 4096) throws -> (TestVolume, InodeNumber, [UInt8]) {
-        let volume = try TestVolume(blockSize: blockSize)
-        let ino = try volume.create("file")
-        let data = pattern(fileBytes, seed: 11)
-        _ = try volume.write(ino, data, at: 0)
-        try volume.remount()
-        XCTAssertEqual(volume.fs.cache.cachedPages, 0)
-        return (volume, ino, data)
+        try TestVolume.withFile(bytes: fileBytes, seed: 11, blockSize: blockSize)
     }
 
     private func writtenThrough(_ volume: TestVolume) -> UInt64 {
