@@ -41,6 +41,11 @@ extension FileSystem {
         guard !space.hasPages(from: firstPage, to: endPage),
               let runs = metadata.withLock({ inPlaceRuns(inode, offset: offset, length: length) }) else { return false }
         pausePoint(.writeThroughBeforeWrite)
+        // As writeback checks before each batch: another thread may have shut the volume down
+        // since this write began, and nothing reaches the image after that.
+        try journal.shutdown.check()
+        // A failed write may have changed part of the range too.
+        defer { forgetPagesFilledMeanwhile(space, from: firstPage, to: endPage) }
         var written = 0
         do {
             for run in runs {
@@ -52,7 +57,6 @@ extension FileSystem {
             throw Errno.ioError
         }
         EngineCounters.add(engineCounters.writtenThroughBytes, written)
-        forgetPagesFilledMeanwhile(space, from: firstPage, to: endPage)
         return true
     }
 
