@@ -202,9 +202,10 @@ extension CrashWorkload {
 }
 
 /// The seeded random mix: a few files in the root and up to three directories; appends,
-/// overwrites, writes past the end, truncates, clones and copies between files, fsync, fdatasync,
-/// fsyncdir, sync, unlink (sometimes of an open file), rename (sometimes over a file), rmdir,
-/// xattrs. Files stay small (eight blocks, at least 16 KiB) so that every crash point is cheap.
+/// overwrites (some of whole pages), writes past the end, truncates, clones and copies between
+/// files, fsync, fdatasync, fsyncdir, sync, unlink (sometimes of an open file), rename
+/// (sometimes over a file), rmdir, xattrs, dropping the caches. Files stay small (eight blocks,
+/// at least 16 KiB) so that every crash point is cheap.
 struct RandomCrashSteps {
     private var random: SeededGenerator
     private var remaining: Int
@@ -248,6 +249,7 @@ struct RandomCrashSteps {
             (named.isEmpty ? 0 : 5, .rename), (directories.count > 1 ? 2 : 0, .removeDirectory),
             (files.count > 1 ? 4 : 0, .clone), (files.count > 1 ? 3 : 0, .copyRange),
             (files.isEmpty ? 0 : 4, .setXattr), (files.isEmpty ? 0 : 2, .removeXattr),
+            (files.contains { $0.current.size >= wholePage } ? 6 : 0, .overwriteWhole), (2, .dropCaches),
         ]
         var roll = int(0...weights.reduce(0) { $0 + $1.0 } - 1)
         let kind = weights.first { weight in
@@ -320,6 +322,13 @@ struct RandomCrashSteps {
             let length = int(1...3 * blockSize)
             guard to + length <= maxBytes else { return nil }
             return .copyRange(from: source.id, sourceOffset: from, to: destination.id, destinationOffset: to, length: length)
+        case .overwriteWhole:
+            // Whole pages and blocks inside the file: after a drop of the caches, written through.
+            let file = any(files.filter { $0.current.size >= wholePage })
+            let pages = file.current.size / wholePage
+            let first = int(0...pages - 1)
+            return .write(file.id, offset: first * wholePage, length: int(1...min(2, pages - first)) * wholePage)
+        case .dropCaches: return .dropCaches
         case .setXattr: return .setXattr(any(files).id, name: any(["x", "y", "z"]))
         case .removeXattr:
             let file = any(files)
@@ -330,6 +339,9 @@ struct RandomCrashSteps {
 
     private enum Kind {
         case create, makeDirectory, write, truncate, fsync, fdatasync, fsyncDirectory, sync, unlink, close, rename
-        case removeDirectory, clone, copyRange, setXattr, removeXattr
+        case removeDirectory, clone, copyRange, setXattr, removeXattr, overwriteWhole, dropCaches
     }
+
+    /// The unit a write through needs: whole pages and whole blocks.
+    private var wholePage: Int { max(blockSize, 4096) }
 }
