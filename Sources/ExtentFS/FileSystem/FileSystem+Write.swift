@@ -35,6 +35,8 @@ extension FileSystem {
         let firstBlock = offset >> shift
         let endBlock = (offset + length - 1) >> shift + 1
         var removedPrivileges = false
+        let mayWriteThrough = mayWriteThrough(space, offset: offset, length: length, direct: direct)
+        var throughRuns: WriteThroughRuns?
         var securedEnd = try metadata.transaction {
             // Under the inode lock, which setFlags takes too, before anything changes. An
             // append-only file takes data only at its end: through a mount the kernel writes an
@@ -44,6 +46,10 @@ extension FileSystem {
             if inode.flags.contains(.appendOnly), offset != inode.size { throw Errno.notPermitted }
             // Before any byte changes (FileSystem+Privileges.swift).
             if let writer { removedPrivileges = removePrivileges(inode, changedBy: writer) }
+            if mayWriteThrough, let runs = inPlaceRuns(inode, offset: offset, length: length) {
+                throughRuns = runs
+                return endBlock
+            }
             return reserveForDirtying(inode, from: firstBlock, to: endBlock)
         }
         if securedEnd < endBlock, commitToReleaseFrees() {
@@ -55,9 +61,10 @@ extension FileSystem {
         }
 
         var done = 0
-        let wroteThrough = try writeThrough(inode, space, offset: offset, UnsafeRawBufferPointer(rebasing: data[..<Int(length)]),
-                                            direct: direct)
-        if wroteThrough { done = Int(length) }
+        if let throughRuns {
+            try writeThrough(inode, space, offset: offset, UnsafeRawBufferPointer(rebasing: data[..<Int(length)]), to: throughRuns)
+            done = Int(length)
+        }
         let unitSize = geometry.unitSize
         while UInt64(done) < length {
             let position = offset + UInt64(done)
@@ -101,7 +108,7 @@ extension FileSystem {
             inode.mtime = now
             inode.ctime = now
         }
-        if direct, !wroteThrough { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
+        if direct, throughRuns == nil { try finishDirectWrite(inode, space, offset: offset, length: UInt64(done)) }
         return WriteResult(count: done, removedPrivileges: removedPrivileges)
     }
 

@@ -24,22 +24,57 @@ import SystemPackage
 /// disk again. Blocks whose last sharer let go in a transaction not yet logged
 /// (ChangeSet.isRecentlyUnshared) are not written in place here, as writeback does not.
 extension FileSystem {
-    /// Writes longer than this go through the cache, whose writeback sends long runs direct.
-    static let maxWriteThroughBytes = 64 << 10
+    /// Writes longer than this go through the cache, whose writeback sends runs this long or
+    /// longer direct (DirectIO).
+    static let maxWriteThroughBytes = DirectIO.minimumBytes
 
-    /// Writes `data` at `offset` through to the image and returns true, or returns false, having
-    /// done nothing, when the write is not one of these. Caller holds `inode.lock` exclusively
-    /// and has made the write's checks (immutable, append-only, privileges).
-    func writeThrough(_ inode: Inode, _ space: AddressSpace, offset: UInt64, _ data: UnsafeRawBufferPointer,
-                      direct: Bool) throws -> Bool {
+    /// Where a write through would write, as runs contiguous on disk.
+    typealias WriteThroughRuns = [(diskOffset: UInt64, count: Int)]
+
+    /// Whether a write of `length` at `offset` has the shape of one written through: whole
+    /// pages and blocks, short, not continuing the last write (unless O_DIRECT), no page of the
+    /// range cached. Checked before the write's transaction; `inPlaceRuns` decides in it.
+    func mayWriteThrough(_ space: AddressSpace, offset: UInt64, length: UInt64, direct: Bool) -> Bool {
         let alignment = UInt64(max(Page.size, geometry.blockSize))
-        let length = UInt64(data.count)
         guard length > 0, length <= UInt64(FileSystem.maxWriteThroughBytes),
               offset % alignment == 0, length % alignment == 0,
               direct || space.indexLock.withLock({ space.lastWriteEnd != offset }) else { return false }
-        let firstPage = offset / UInt64(Page.size), endPage = firstPage + length / UInt64(Page.size)
-        guard !space.hasPages(from: firstPage, to: endPage),
-              let runs = metadata.withLock({ inPlaceRuns(inode, offset: offset, length: length) }) else { return false }
+        let firstPage = offset / UInt64(Page.size)
+        return !space.hasPages(from: firstPage, to: firstPage + length / UInt64(Page.size))
+    }
+
+    /// Where [offset, offset + length) of the file sits on disk, as runs contiguous there, when
+    /// every block of it is written and mapped by this file alone (nil otherwise: the write
+    /// goes through the cache). Copy-on-write reservations left on those blocks go back, as
+    /// writeback's in-place writes give them. In the write's transaction, in place of its
+    /// reservation (such blocks need none).
+    func inPlaceRuns(_ inode: Inode, offset: UInt64, length: UInt64) -> WriteThroughRuns? {
+        let shift = UInt64(geometry.blockShift)
+        let end = offset + length
+        guard end <= inode.size else { return nil }
+        let firstBlock = offset >> shift, endBlock = (end - 1) >> shift + 1
+        var runs: WriteThroughRuns = []
+        var cursor = firstBlock
+        for extent in inode.extents.extents(from: firstBlock, to: endBlock) {
+            guard extent.logical <= cursor, extent.state == .written else { return nil }
+            let stop = min(extent.logicalEnd, endBlock)
+            let physical = extent.physical + cursor - extent.logical
+            for block in physical..<physical + (stop - cursor) {
+                guard metadata.referenceCounts.count(of: block) <= 1, !metadata.changes.isRecentlyUnshared(block) else { return nil }
+            }
+            runs.append((physical << shift, Int((stop - cursor) << shift)))
+            cursor = stop
+        }
+        guard cursor == endBlock else { return nil }
+        for block in firstBlock..<endBlock where inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+        return runs
+    }
+
+    /// Writes `data` at `offset` to `runs` (from `inPlaceRuns`). Caller holds `inode.lock`
+    /// exclusively.
+    func writeThrough(_ inode: Inode, _ space: AddressSpace, offset: UInt64, _ data: UnsafeRawBufferPointer,
+                      to runs: WriteThroughRuns) throws {
+        let firstPage = offset / UInt64(Page.size), endPage = firstPage + UInt64(data.count / Page.size)
         pausePoint(.writeThroughBeforeWrite)
         // As writeback checks before each batch: another thread may have shut the volume down
         // since this write began, and nothing reaches the image after that.
@@ -57,7 +92,6 @@ extension FileSystem {
             throw Errno.ioError
         }
         EngineCounters.add(engineCounters.writtenThroughBytes, written)
-        return true
     }
 
     /// Empties the pages of [first, end) a concurrent read brought in while the range was being
@@ -70,31 +104,5 @@ extension FileSystem {
             }
             space.release(page)
         }
-    }
-
-    /// Where [offset, offset + length) of the file sits on disk, as runs contiguous there, when
-    /// every block of it is written and mapped by this file alone (nil otherwise). Copy-on-write
-    /// reservations left on those blocks go back, as writeback's in-place writes give them.
-    /// Caller holds Metadata.lock.
-    private func inPlaceRuns(_ inode: Inode, offset: UInt64, length: UInt64) -> [(diskOffset: UInt64, count: Int)]? {
-        let shift = UInt64(geometry.blockShift)
-        let end = offset + length
-        guard end <= inode.size else { return nil }
-        let firstBlock = offset >> shift, endBlock = (end - 1) >> shift + 1
-        var runs: [(diskOffset: UInt64, count: Int)] = []
-        var cursor = firstBlock
-        for extent in inode.extents.extents(from: firstBlock, to: endBlock) {
-            guard extent.logical <= cursor, extent.state == .written else { return nil }
-            let stop = min(extent.logicalEnd, endBlock)
-            let physical = extent.physical + cursor - extent.logical
-            for block in physical..<physical + (stop - cursor) {
-                guard metadata.referenceCounts.count(of: block) <= 1, !metadata.changes.isRecentlyUnshared(block) else { return nil }
-            }
-            runs.append((physical << shift, Int((stop - cursor) << shift)))
-            cursor = stop
-        }
-        guard cursor == endBlock else { return nil }
-        for block in firstBlock..<endBlock where inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
-        return runs
     }
 }
