@@ -1,7 +1,8 @@
 import ExtentFSCore
 import SystemPackage
 
-/// Buffered reads: page-cache fill from the extent map, readahead on sequential reads.
+/// Buffered reads: page-cache fill from the extent map, readahead on sequential reads; random
+/// reads of pages not cached go around the cache (FileSystem+UncachedRead.swift).
 ///
 /// Rule 1 (DESIGN.md): the invalidate_lock is held shared from before pages are added or blocks
 /// mapped until the reply has been handed over, so a punch or truncate (exclusive) can never
@@ -48,14 +49,17 @@ extension FileSystem {
         let size = metadata.withLock { inode.size }
         guard count > 0, offset < size else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
         let end = min(offset + UInt64(count), size)
-        if direct {
-            return try readDirect(inode, offset: offset, end: end) { bytes in
+        let firstPage = offset / UInt64(Page.size)
+        let lastPage = (end - 1) / UInt64(Page.size)
+        let window = direct ? 0 : readaheadWindow(space, offset: offset, end: end)
+        if direct || readsAroundCache(space, readaheadPages: window, firstPage: firstPage, lastPage: lastPage) {
+            if !direct { EngineCounters.add(engineCounters.pageCacheMisses, Int(lastPage - firstPage + 1)) }
+            return try readBypassingCache(inode, offset: offset, end: end) { bytes in
                 withUnsafePointer(to: bytes) { body(UnsafeBufferPointer(start: $0, count: 1)) }
             }
         }
-        let firstPage = offset / UInt64(Page.size)
-        let lastPage = (end - 1) / UInt64(Page.size)
-        let (readaheadEnd, streaming) = readaheadWindow(space, offset: offset, end: end, lastPage: lastPage, size: size)
+        let readaheadEnd = min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size))
+        let streaming = window == FileSystem.maxReadaheadPages
         // After the pages' references are gone (defers run last to first).
         defer { if streaming { dropBehind(space, before: firstPage) } }
         let pages = try uptodatePages(inode, space, firstPage...lastPage, readaheadTo: readaheadEnd)
@@ -75,18 +79,16 @@ extension FileSystem {
         }
     }
 
-    /// The last page to read ahead to: grows while reads are sequential, resets otherwise; and
-    /// whether the reader streams (its window at the largest).
-    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64, lastPage: UInt64,
-                                 size: UInt64) -> (lastPage: UInt64, streaming: Bool) {
-        // Random reads read nothing ahead; a read starting where the last ended doubles the window.
-        let window: Int = space.indexLock.withLock {
+    /// The readahead window in pages: grows while reads are sequential, 0 for a random read. At
+    /// its largest the reader streams.
+    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64) -> Int {
+        // A read starting where the last ended doubles the window.
+        space.indexLock.withLock {
             let sequential = space.lastReadEnd == offset
             space.readaheadPages = sequential ? min(max(space.readaheadPages * 2, 4), FileSystem.maxReadaheadPages) : 0
             space.lastReadEnd = end
             return space.readaheadPages
         }
-        return (min(lastPage + UInt64(window), (size - 1) / UInt64(Page.size)), window == FileSystem.maxReadaheadPages)
     }
 
     /// A streaming reader drops the clean pages more than a readahead window behind it. The

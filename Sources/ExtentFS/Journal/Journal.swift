@@ -41,8 +41,8 @@ final class Journal: @unchecked Sendable {
     /// checkpointLock (a checkpoint takes it before letting commitLock go, then writes without
     /// commitLock); never commitLock while holding checkpointLock.
     private let checkpointLock = Mutex()
-    /// Held shared by an O_DIRECT read from mapping file blocks until it has read them
-    /// (`FileSystem.readDirect`), exclusively by a commit while it makes freed blocks reusable:
+    /// Held shared by a read that bypasses the cache, from mapping file blocks until it has read
+    /// them (`FileSystem.readBypassingCache`), exclusively by a commit while it makes freed blocks reusable:
     /// a block that copy-on-write or another file released meanwhile cannot be reallocated and
     /// overwritten under the reader. Holders of it take only Metadata.lock. Not nested.
     let reuseBarrier = ReadWriteLock()
