@@ -42,7 +42,12 @@ static inline void cfuse_fi_set_keep_cache(struct fuse_file_info *fi, int on) { 
 static inline void cfuse_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
 
 /// Leaves the kernel in charge of O_TRUNC, suid/sgid clearing and page-cache write-back:
-/// the engine sees each of those as a plain setattr or write. Asks for, when the kernel offers
+/// the engine sees each of those as a plain setattr or write. Turns FUSE_AUTO_INVAL_DATA off:
+/// with it the kernel fetches attributes before every read that follows a write, and each
+/// GETATTR reply clears the inode's S_NOSEC, so the next write asks GETXATTR security.capability
+/// first (two requests more per read-write pair); every change to a file's data the kernel does
+/// not make itself is followed by an explicit invalidation instead (KernelCache.swift), and the
+/// daemon is the image's only writer. Asks for, when the kernel offers
 /// them: POSIX ACLs checked by the kernel (the engine keeps them and the mode consistent and
 /// inherits default ACLs), with the umask left to the engine (FUSE_DONT_MASK: a default ACL
 /// replaces it), and export support (LOOKUP of "." and ".." for file handles whose inode the
@@ -50,7 +55,7 @@ static inline void cfuse_fi_set_direct_io(struct fuse_file_info *fi, int on) { f
 static inline void cfuse_conn_configure(struct fuse_conn_info *conn, unsigned max_bytes) {
     conn->max_write = max_bytes;
     conn->max_readahead = max_bytes;
-    conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV);
+    conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_AUTO_INVAL_DATA);
     conn->want |= conn->capable & (unsigned)(FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK | FUSE_CAP_EXPORT_SUPPORT);
 }
 
