@@ -51,8 +51,9 @@ extension FileSystem {
         let end = min(offset + UInt64(count), size)
         let firstPage = offset / UInt64(Page.size)
         let lastPage = (end - 1) / UInt64(Page.size)
-        let window = direct ? 0 : readaheadWindow(space, offset: offset, end: end)
-        if direct || readsAroundCache(space, readaheadPages: window, firstPage: firstPage, lastPage: lastPage) {
+        let (window, aroundCache) = direct ? (0, true)
+            : readaheadWindow(space, offset: offset, end: end, pages: firstPage...lastPage)
+        if aroundCache {
             if !direct { EngineCounters.add(engineCounters.pageCacheMisses, Int(lastPage - firstPage + 1)) }
             return try readBypassingCache(inode, offset: offset, end: end) { bytes in
                 withUnsafePointer(to: bytes) { body(UnsafeBufferPointer(start: $0, count: 1)) }
@@ -79,15 +80,20 @@ extension FileSystem {
         }
     }
 
-    /// The readahead window in pages: grows while reads are sequential, 0 for a random read. At
-    /// its largest the reader streams.
-    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64) -> Int {
+    /// The readahead window in pages: grows while reads are sequential, 0 for a random read; at
+    /// its largest the reader streams. And whether the read goes around the cache: it is random
+    /// and none of `pages` is cached (FileSystem+UncachedRead.swift). A page created after the
+    /// check belongs to a write that runs concurrently with this read; either order is a valid
+    /// answer.
+    private func readaheadWindow(_ space: AddressSpace, offset: UInt64, end: UInt64,
+                                 pages: ClosedRange<UInt64>) -> (pages: Int, aroundCache: Bool) {
         // A read starting where the last ended doubles the window.
         space.indexLock.withLock {
             let sequential = space.lastReadEnd == offset
             space.readaheadPages = sequential ? min(max(space.readaheadPages * 2, 4), FileSystem.maxReadaheadPages) : 0
             space.lastReadEnd = end
-            return space.readaheadPages
+            let window = space.readaheadPages
+            return (window, window == 0 && !space.hasPagesLocked(from: pages.lowerBound, to: pages.upperBound + 1))
         }
     }
 

@@ -9,15 +9,9 @@ import SystemPackage
 /// the rest of the daemon's work for it (fresh page memory, the page and its index entry, its
 /// eviction later). So a read that is not sequential and finds none of its pages cached reads
 /// the disk into the reply. A page that is cached (dirty above all) sends the read through the
-/// cache, so nothing written and not yet written back is missed.
+/// cache, so nothing written and not yet written back is missed. Which reads go around is
+/// decided with the readahead window, in one round of the index lock (`readaheadWindow`).
 extension FileSystem {
-    /// Whether a buffered read of pages [firstPage, lastPage] goes around the cache: it is random
-    /// (no readahead window) and none of its pages is cached. A page created after the check
-    /// belongs to a write that runs concurrently with this read; either order is a valid answer.
-    func readsAroundCache(_ space: AddressSpace, readaheadPages: Int, firstPage: UInt64, lastPage: UInt64) -> Bool {
-        readaheadPages == 0 && !space.hasPages(from: firstPage, to: lastPage + 1)
-    }
-
     /// [offset, end) of the file, end within its size, read from disk into one buffer: zeros for
     /// holes and unwritten blocks. Caller holds the invalidate_lock shared (rule 1: nothing
     /// punches or truncates the range meanwhile) and, for O_DIRECT, has written the file back.

@@ -37,10 +37,12 @@ extension FileSystem {
     func mayWriteThrough(_ space: AddressSpace, offset: UInt64, length: UInt64, direct: Bool) -> Bool {
         let alignment = UInt64(max(Page.size, geometry.blockSize))
         guard length > 0, length <= UInt64(FileSystem.maxWriteThroughBytes),
-              offset % alignment == 0, length % alignment == 0,
-              direct || space.indexLock.withLock({ space.lastWriteEnd != offset }) else { return false }
+              offset % alignment == 0, length % alignment == 0 else { return false }
         let firstPage = offset / UInt64(Page.size)
-        return !space.hasPages(from: firstPage, to: firstPage + length / UInt64(Page.size))
+        return space.indexLock.withLock {
+            (direct || space.lastWriteEnd != offset)
+                && !space.hasPagesLocked(from: firstPage, to: firstPage + length / UInt64(Page.size))
+        }
     }
 
     /// Where [offset, offset + length) of the file sits on disk, as runs contiguous there, when

@@ -42,9 +42,9 @@ final class Journal: @unchecked Sendable {
     /// commitLock); never commitLock while holding checkpointLock.
     private let checkpointLock = Mutex()
     /// Held shared by a read that bypasses the cache, from mapping file blocks until it has read
-    /// them (`FileSystem.readBypassingCache`), exclusively by a commit while it makes freed blocks reusable:
-    /// a block that copy-on-write or another file released meanwhile cannot be reallocated and
-    /// overwritten under the reader. Holders of it take only Metadata.lock. Not nested.
+    /// them (`FileSystem.readBypassingCache`), exclusively by a commit while it makes freed
+    /// blocks reusable: a block that copy-on-write or another file released meanwhile cannot be
+    /// reallocated and overwritten under the reader. Holders of it take only Metadata.lock. Not nested.
     let reuseBarrier = ReadWriteLock()
     /// Called (with commitLock held: it must only signal) when half the log is in use, so a
     /// checkpoint runs in the background before the log fills.

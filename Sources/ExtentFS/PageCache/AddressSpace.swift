@@ -38,7 +38,13 @@ final class AddressSpace: @unchecked Sendable {
 
     /// Whether any page of [first, end) is cached.
     func hasPages(from first: UInt64, to end: UInt64) -> Bool {
-        indexLock.withLock { (first..<end).contains { pages[$0] != nil } }
+        indexLock.withLock { hasPagesLocked(from: first, to: end) }
+    }
+
+    /// As `hasPages`, for a caller that holds indexLock to decide with the read and write state
+    /// it also guards, in one round of the lock.
+    func hasPagesLocked(from first: UInt64, to end: UInt64) -> Bool {
+        (first..<end).contains { pages[$0] != nil }
     }
     var hasDirtyPages: Bool { indexLock.withLock { pages.dirtyCount > 0 } }
 
