@@ -65,4 +65,25 @@ final class UncachedReadTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(volume.fs.cache.cachedPages, 3 + 4, "the pages read and a window ahead")
         try volume.unmountAndCheck()
     }
+
+    /// The store's interceptor sees file data read both ways, around the cache and into it (the
+    /// cache's fills are scattered reads), as it sees metadata reads.
+    func testTheStoreInterceptorSeesDataReadBothWays() throws {
+        let (volume, ino, original) = try TestVolume.withFile(bytes: fileBytes, seed: 11)
+        let counter = ReadCounter()
+        try volume.remount(intercepting: counter)
+        let afterMount = counter.lock.withLock { counter.bytes }
+        let random = 700 * Page.size
+        XCTAssertTrue(try volume.read(ino, 2 * Page.size, at: UInt64(random))[...] == original[random..<random + 2 * Page.size])
+        XCTAssertEqual(volume.fs.cache.cachedPages, 0, "went around the cache")
+        let aroundCache = counter.lock.withLock { counter.bytes } - afterMount
+        XCTAssertGreaterThanOrEqual(aroundCache, 2 * Page.size, "the read around the cache was seen")
+        for page in 0..<4 {
+            XCTAssertTrue(try volume.read(ino, Page.size, at: UInt64(page * Page.size))[...] == original[page * Page.size..<(page + 1) * Page.size])
+        }
+        XCTAssertGreaterThan(volume.fs.cache.cachedPages, 0, "went through the cache")
+        let throughCache = counter.lock.withLock { counter.bytes } - afterMount - aroundCache
+        XCTAssertGreaterThanOrEqual(throughCache, volume.fs.cache.cachedPages * Page.size, "every page filled was seen")
+        try volume.unmountAndCheck()
+    }
 }

@@ -90,6 +90,7 @@ public final class BackingStore: @unchecked Sendable {
 
     /// Scattered read into page-sized (or smaller) pieces that are contiguous on disk.
     public func read(vectors: [iovec], at offset: UInt64) throws {
+        interceptor?.willRead(count: vectors.reduce(0) { $0 + $1.iov_len }, at: offset)
         try backend.read(vectors: vectors, at: offset)
     }
 
