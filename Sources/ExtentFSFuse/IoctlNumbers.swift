@@ -12,6 +12,7 @@ public enum ExtentFSIoctl {
     public static let dedupeRange = command(5, writes: extentfs_dedupe_args.self, reads: true)
     public static let map = command(6, writes: extentfs_map_args.self, reads: true)
     public static let stats = command(7, reads: extentfs_stats.self)
+    public static let stats2 = command(8, reads: extentfs_stats2.self)
 
     /// _IOW (the caller passes the struct in) or, with `reads`, _IOWR (and gets it back).
     private static func command<Argument>(_ number: UInt32, writes _: Argument.Type, reads: Bool = false) -> UInt32 {

@@ -24,6 +24,8 @@ func installIoctlOps(_ ops: inout fuse_lowlevel_ops) {
             handle(req) { _ in try call.map() }
         case ExtentFSIoctl.stats:
             replyStatistics(req, outputSize: outputSize)
+        case ExtentFSIoctl.stats2:
+            replyStatisticsVersion2(req, outputSize: outputSize)
         case let standard where AttributeIoctl.all.contains(standard):
             AttributeIoctl.answer(standard, req: req, ino: ino, input: call.input, outputSize: outputSize)
         default:

@@ -4,15 +4,37 @@ import CFuseTransport
 import ExtentFS
 import SystemPackage
 
-/// EXTENTFS_IOC_STATS (extentfs_ioctl.h): the engine's counters and the transport's request
-/// counts, for `extentfs stats`. Answered on any inode, also once the volume is shut down (the
-/// state and its reason are what a user then wants to see); reading only counters, it takes no
-/// lock a request holds.
+/// EXTENTFS_IOC_STATS and STATS2 (extentfs_ioctl.h): the engine's counters and the transport's
+/// request counts, for `extentfs stats`. Answered on any inode, also once the volume is shut down
+/// (the state and its reason are what a user then wants to see); reading only counters, it takes
+/// no lock a request holds.
 func replyStatistics(_ req: fuse_req_t?, outputSize: Int) {
     guard outputSize >= MemoryLayout<extentfs_stats>.size else { return replyError(req, Errno.invalidArgument) }
     let engine = Server.of(req).fileSystem.counters()
+    guard var stats = statistics(engine, version: UInt32(EXTENTFS_STATS_VERSION)) else { return replyError(req, Errno.ioError) }
+    withUnsafeBytes(of: &stats) { bytes in
+        _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// EXTENTFS_IOC_STATS2: version 1's counters, then those version 2 added.
+func replyStatisticsVersion2(_ req: fuse_req_t?, outputSize: Int) {
+    guard outputSize >= MemoryLayout<extentfs_stats2>.size else { return replyError(req, Errno.invalidArgument) }
+    let engine = Server.of(req).fileSystem.counters()
+    guard let base = statistics(engine, version: UInt32(EXTENTFS_STATS2_VERSION)) else { return replyError(req, Errno.ioError) }
+    var stats = extentfs_stats2()
+    stats.base = base
+    stats.written_through_bytes = engine.writtenThroughBytes
+    withUnsafeBytes(of: &stats) { bytes in
+        _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// Version 1's struct, its version field set to `version`; nil if the two headers' request
+/// tables disagree (logged).
+private func statistics(_ engine: EngineStatistics, version: UInt32) -> extentfs_stats? {
     var stats = extentfs_stats()
-    stats.version = UInt32(EXTENTFS_STATS_VERSION)
+    stats.version = version
     stats.shut_down = engine.shutdownReason == nil ? 0 : 1
     stats.page_cache_hits = engine.pageCacheHits
     stats.page_cache_misses = engine.pageCacheMisses
@@ -29,7 +51,7 @@ func replyStatistics(_ req: fuse_req_t?, outputSize: Int) {
     // the copy below would run past the struct.
     guard MemoryLayout.size(ofValue: stats.requests) == Int(EXTENTFS_REQUEST_KINDS) * MemoryLayout<UInt64>.size else {
         log.error("EXTENTFS_REQUEST_KINDS and EXTENTFS_STATS_REQUEST_KINDS differ")
-        return replyError(req, Errno.ioError)
+        return nil
     }
     withUnsafeMutableBytes(of: &stats.requests) { requests in
         withUnsafeMutableBytes(of: &stats.request_errors) { errors in
@@ -44,7 +66,5 @@ func replyStatistics(_ req: fuse_req_t?, outputSize: Int) {
             buffer.copyBytes(from: bytes)
         }
     }
-    withUnsafeBytes(of: &stats) { bytes in
-        _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
-    }
+    return stats
 }

@@ -21,16 +21,28 @@ struct Stats: ParsableCommand {
             let target = try SpaceFile.open(mountpoint, .readOnly)
             defer { target.close() }
             try target.requireExtentFSMount()
+            // Version 2 from a daemon that knows it, else version 1 (no written-through-bytes).
+            var stats2 = extentfs_stats2()
+            if try target.ioctlIfKnown(ExtentFSIoctl.stats2, &stats2) {
+                try Stats.requireVersion(stats2.base.version, EXTENTFS_STATS2_VERSION)
+                print(Stats.render(stats2.base, writtenThroughBytes: stats2.written_through_bytes), terminator: "")
+                return
+            }
             var stats = extentfs_stats()
             try target.ioctl(ExtentFSIoctl.stats, &stats)
-            guard stats.version == UInt32(EXTENTFS_STATS_VERSION) else {
-                throw CommandFailure("the daemon reports statistics version \(stats.version), this extentfs reads \(EXTENTFS_STATS_VERSION)")
-            }
-            print(Stats.render(stats), terminator: "")
+            try Stats.requireVersion(stats.version, EXTENTFS_STATS_VERSION)
+            print(Stats.render(stats, writtenThroughBytes: nil), terminator: "")
         }
     }
 
-    static func render(_ stats: extentfs_stats) -> String {
+    private static func requireVersion(_ version: UInt32, _ expected: Int32) throws {
+        guard version == UInt32(expected) else {
+            throw CommandFailure("the daemon reports statistics version \(version) where this extentfs expects \(expected)")
+        }
+    }
+
+    /// `writtenThroughBytes`: nil from a daemon of version 1, which does not count them.
+    static func render(_ stats: extentfs_stats, writtenThroughBytes: UInt64?) -> String {
         var stats = stats
         var lines: [(String, String)] = []
         if stats.shut_down != 0 {
@@ -39,13 +51,16 @@ struct Stats: ParsableCommand {
         } else {
             lines.append(("state", "running"))
         }
-        lines += [("page-cache-hits", stats.page_cache_hits), ("page-cache-misses", stats.page_cache_misses),
-                  ("cached-bytes", stats.cached_bytes), ("dirty-bytes", stats.dirty_bytes),
-                  ("cache-budget-bytes", stats.cache_budget_bytes), ("written-back-bytes", stats.written_back_bytes),
-                  ("writeback-errors", stats.writeback_errors), ("log-commits", stats.log_commits),
-                  ("checkpoints", stats.checkpoints), ("log-used-bytes", stats.log_used_bytes),
-                  ("log-capacity-bytes", stats.log_capacity_bytes)].map { ($0.0, String($0.1)) }
-        var text = lines.map { $0.0.padding(to: 20) + $0.1 + "\n" }.joined()
+        var counters: [(String, UInt64)] = [
+            ("page-cache-hits", stats.page_cache_hits), ("page-cache-misses", stats.page_cache_misses),
+            ("cached-bytes", stats.cached_bytes), ("dirty-bytes", stats.dirty_bytes),
+            ("cache-budget-bytes", stats.cache_budget_bytes), ("written-back-bytes", stats.written_back_bytes)]
+        if let writtenThroughBytes { counters.append(("written-through-bytes", writtenThroughBytes)) }
+        counters += [("writeback-errors", stats.writeback_errors), ("log-commits", stats.log_commits),
+                     ("checkpoints", stats.checkpoints), ("log-used-bytes", stats.log_used_bytes),
+                     ("log-capacity-bytes", stats.log_capacity_bytes)]
+        lines += counters.map { ($0.0, String($0.1)) }
+        var text = lines.map { $0.0.padding(to: 22) + $0.1 + "\n" }.joined()
         let requests = withUnsafeBytes(of: &stats.requests) { Array($0.bindMemory(to: UInt64.self)) }
         let errors = withUnsafeBytes(of: &stats.request_errors) { Array($0.bindMemory(to: UInt64.self)) }
         for opcode in requests.indices where requests[opcode] > 0 || errors[opcode] > 0 {

@@ -1,3 +1,4 @@
+import CExerciseSyscalls
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -58,6 +59,15 @@ final class StatsCommandTests: XCTestCase {
         try volume.mount()
         let remounted = try volume.stats()
         XCTAssertEqual(remounted.number("page-cache-hits"), 0)
+        XCTAssertEqual(remounted.values["written-through-bytes"], "0", "version 2's counter, from zero")
+        // A whole-page overwrite of written blocks the daemon does not cache goes straight to the
+        // image (FileSystem+WriteThrough.swift); version 1's command still answers, as version 1.
+        let overwrite = TestContent.bytes(seed: 12, count: 4096)
+        let writer = try openFile(file, O_WRONLY)
+        XCTAssertEqual(pwrite(writer, overwrite, overwrite.count, 512 << 10), overwrite.count)
+        XCTAssertEqual(exercise_stats_version1(writer), 1)
+        close(writer)
+        XCTAssertEqual(try volume.stats().number("written-through-bytes"), UInt64(overwrite.count))
         let pages: UInt64 = 16  // 64 KiB of 4 KiB pages: what the first read asks for at least
         try readFirst(Int(pages) * 4096, of: file)
         let cold = try volume.stats()

@@ -74,6 +74,15 @@ static inline int exercise_map(int fd, uint64_t offset, uint64_t length, struct 
 
 static inline int exercise_map_capacity(void) { return EXTENTFS_MAP_MAX; }
 
+/* EXTENTFS_IOC_STATS as a client of version 1 asks it: the version field the daemon answers with
+ * (or -errno). */
+static inline int64_t exercise_stats_version1(int fd) {
+    struct extentfs_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (ioctl(fd, EXTENTFS_IOC_STATS, &stats) < 0) return -errno;
+    return stats.version;
+}
+
 /* A shared read-write mapping, or NULL with *error set. */
 static inline void *exercise_mmap_shared(int fd, size_t length, int64_t offset, int *error) {
     void *address = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);

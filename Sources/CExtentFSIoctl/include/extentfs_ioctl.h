@@ -133,6 +133,16 @@ struct extentfs_stats {
     char shutdown_reason[EXTENTFS_STATS_REASON_BYTES];  /* NUL-terminated; empty while running */
 };
 
+/* STATS2: version 1's struct (its version field says 2), then the fields version 2 added. The
+ * daemon answers STATS and STATS2 alike; `extentfs stats` asks for STATS2 and, from a daemon
+ * that answers ENOTTY (one older than version 2), takes STATS. */
+#define EXTENTFS_STATS2_VERSION 2
+struct extentfs_stats2 {
+    struct extentfs_stats base;
+    uint64_t written_through_bytes;  /* data written straight to the image, past the daemon's page
+                                      * cache (small overwrites in place, O_DIRECT writes over them) */
+};
+
 /* Every struct has the same layout for 32-bit and 64-bit callers (no padding anywhere), so the
  * numbers are the same for both. */
 #define EXTENTFS_IOC_COLLAPSE_RANGE _IOW(EXTENTFS_IOC_MAGIC, 1, struct extentfs_range_args)
@@ -142,6 +152,7 @@ struct extentfs_stats {
 #define EXTENTFS_IOC_DEDUPE_RANGE   _IOWR(EXTENTFS_IOC_MAGIC, 5, struct extentfs_dedupe_args)
 #define EXTENTFS_IOC_MAP            _IOWR(EXTENTFS_IOC_MAGIC, 6, struct extentfs_map_args)
 #define EXTENTFS_IOC_STATS          _IOR(EXTENTFS_IOC_MAGIC, 7, struct extentfs_stats)
+#define EXTENTFS_IOC_STATS2         _IOR(EXTENTFS_IOC_MAGIC, 8, struct extentfs_stats2)
 
 /* The kernel keeps its own copy of each file's size, and the ioctls above change the size behind
  * its back. extentfs tells it of a file that grew (INSERT_RANGE, CLONE_RANGE past the end) before

@@ -36,6 +36,9 @@ public struct EngineStatistics: Sendable, Equatable {
     public var cacheBudgetBytes: UInt64
     public var writtenBackBytes: UInt64
     public var writebackErrors: UInt64
+    /// Bytes written straight to the backing store, past the page cache
+    /// (FileSystem+WriteThrough.swift).
+    public var writtenThroughBytes: UInt64
     public var logCommits: UInt64
     public var checkpoints: UInt64
     /// Bytes of the log ring that replay would still read, and the ring's size.
@@ -57,6 +60,7 @@ extension FileSystem {
             cacheBudgetBytes: UInt64(cache.budgetPages * Page.size),
             writtenBackBytes: counters.writtenBackBytes.load(ordering: .relaxed),
             writebackErrors: counters.writebackErrors.load(ordering: .relaxed),
+            writtenThroughBytes: counters.writtenThroughBytes.load(ordering: .relaxed),
             logCommits: counters.logCommits.load(ordering: .relaxed),
             checkpoints: counters.checkpoints.load(ordering: .relaxed),
             logUsedBytes: counters.logUsedBytes.load(ordering: .relaxed),

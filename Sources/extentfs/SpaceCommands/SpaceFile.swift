@@ -40,15 +40,22 @@ struct SpaceFile {
 
     /// An extentfs ioctl on this file; `argument` is what extentfs_ioctl.h says it is.
     func ioctl<Argument>(_ command: UInt32, _ argument: inout Argument) throws {
+        // ENOTTY is also what a daemon too old to know the command answers.
+        guard try ioctlIfKnown(command, &argument) else { throw notOnExtentFS(path) }
+    }
+
+    /// As `ioctl`, but returns false where the file answers ENOTTY (not extentfs, or a daemon
+    /// that does not know `command`), so that the caller may ask an older command instead.
+    func ioctlIfKnown<Argument>(_ command: UInt32, _ argument: inout Argument) throws -> Bool {
         let result = withUnsafeMutableBytes(of: &argument) { bytes in
             Glibc.ioctl(descriptor.rawValue, UInt(command), bytes.baseAddress!)
         }
         guard result == 0 else {
             let error = Errno(rawValue: errno)
-            // Also what a daemon too old to know the command answers.
-            if error == .inappropriateIOCTLForDevice { throw notOnExtentFS(path) }
+            if error == .inappropriateIOCTLForDevice { return false }
             throw FileError(path, error)
         }
+        return true
     }
 }
 
