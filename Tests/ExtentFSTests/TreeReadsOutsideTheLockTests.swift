@@ -50,7 +50,9 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
     }
 
     func testAStalledTreeReadHoldsUpNoOtherRequest() throws {
-        for operation in ["lookup", "getattr", "open", "listxattr"] {
+        // The first four defer their reads; the others, which change names, read ahead of their
+        // transaction (FileSystem.readAheadOfChange).
+        for operation in ["lookup", "getattr", "open", "listxattr", "create", "mkdir", "link", "unlink", "rename"] {
             let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
             let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
             var numbers: [InodeNumber] = []
@@ -75,8 +77,23 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
                         try fs.open(target, flags: O_RDONLY)
                         fs.release(target)
                         return target
-                    default:
+                    case "listxattr":
                         return try fs.listxattr(target).isEmpty ? target : 0
+                    case "create":
+                        let created = try fs.create(parent: directory, name: Array("new".utf8), mode: 0o644, flags: O_RDWR, owner: .root).ino
+                        fs.release(created)
+                        return try fs.lookup(parent: directory, name: Array("f150".utf8)).ino
+                    case "mkdir":
+                        _ = try fs.mkdir(parent: directory, name: Array("sub".utf8), mode: 0o755, owner: .root)
+                        return try fs.lookup(parent: directory, name: Array("f150".utf8)).ino
+                    case "link":
+                        return try fs.link(target, newParent: directory, newName: Array("h150".utf8)).ino
+                    case "unlink":
+                        try fs.unlink(parent: directory, name: Array("f150".utf8))
+                        return target
+                    default:
+                        try fs.rename(parent: directory, name: Array("f150".utf8), newParent: directory, newName: Array("g150".utf8), flags: [])
+                        return try fs.lookup(parent: directory, name: Array("g150".utf8)).ino
                     }
                 })
                 done.signal()

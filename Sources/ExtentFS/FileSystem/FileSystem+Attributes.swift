@@ -82,6 +82,7 @@ extension FileSystem {
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
+        readAheadOfChange([(parent, name)])
         let attributes = try metadata.transaction {
             let inode = try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.regular.rawValue | (mode & 0o7777), owner: owner)
             inode.openCount = 1

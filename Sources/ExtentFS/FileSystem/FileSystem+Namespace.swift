@@ -53,6 +53,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
+        readAheadOfChange([(parent, name)])
         let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
         }
@@ -63,6 +64,7 @@ extension FileSystem {
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
+        readAheadOfChange([(parent, name)])
         let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
@@ -76,6 +78,7 @@ extension FileSystem {
         try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
+        readAheadOfChange([(parent, name)])
         let attributes = try metadata.transaction {
             try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner, contentBytes: target.count) {
                 $0.symlinkTarget = target
@@ -97,6 +100,7 @@ extension FileSystem {
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
+        readAheadOfChange([(newParent, newName)], inodes: [ino])
         let attributes = try metadata.transaction {
             try Directory.validate(name: newName)
             let inode = try metadata.inode(ino)
@@ -126,6 +130,7 @@ extension FileSystem {
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
         try refuseIfReadOnly()
+        readAheadOfChange([(parent, name)])
         let victim: Inode = try metadata.transaction {
             try Directory.validate(name: name)
             let directory = try directoryInode(parent)
@@ -150,6 +155,7 @@ extension FileSystem {
         try refuseIfReadOnly()
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
+        readAheadOfChange([(parent, name)])
         let victim: Inode = try metadata.transaction {
             try Directory.validate(name: name)
             let directory = try directoryInode(parent)

@@ -12,6 +12,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         if flags.contains(.exchange) && !flags.isDisjoint(with: [.noReplace, .whiteout]) { throw Errno.invalidArgument }
+        readAheadOfChange([(parent, name), (newParent, newName)])
         let victim: Inode? = try metadata.transaction {
             try Directory.validate(name: name)
             try Directory.validate(name: newName)

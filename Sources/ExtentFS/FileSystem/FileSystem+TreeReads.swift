@@ -1,9 +1,16 @@
+import ExtentFSCore
+
 /// Reads of the committed tree with no lock held (issue 9, step 5; lookup, getattr, open,
 /// readlink, getxattr and listxattr): an operation that may need
 /// nodes the cache does not hold runs under Metadata.lock with reads deferred; each node it
 /// would wait for is read after the lock is let go and handed to its next run, so that one
 /// request waiting for the device does not hold up every other (a cold lookup no longer stalls
 /// a cached getattr, and cold lookups of two processes read in parallel).
+///
+/// Operations that change names (create, mknod, mkdir, symlink, link, unlink, rmdir, rename)
+/// change things between their reads, so they cannot be run again; they read ahead instead
+/// (`readAheadOfChange`): what their transaction will look up is read the deferred way first,
+/// so that the transaction finds it cached.
 extension FileSystem {
     /// Runs of `body` before it gives up deferring: one per node a cold lookup may miss (the
     /// directory's image, internal nodes, the name's index leaf, the child's image) and more.
@@ -12,6 +19,32 @@ extension FileSystem {
     /// `body` under Metadata.lock, its committed-tree reads done outside it. `body` must be one
     /// that can be deferred (TreeReadDeferred says which).
     func readingTreeOutsideTheLock<T>(_ body: () throws -> T) throws -> T {
+        if let result = try deferringTreeReads(body) { return result }
+        return try metadata.withLock(body)
+    }
+
+    /// Before a transaction that looks up `names` (each a name in a directory) and `inodes`: reads
+    /// what those lookups need (the directories' images, the names' index leaves, the inodes they
+    /// name) with no lock held, into the committed tree's cache and the inode table. A hint: what
+    /// is let go again before the transaction runs it reads under the lock as before, and every
+    /// error (no such name, not a directory, a failed read) is left to the transaction to meet.
+    func readAheadOfChange(_ names: [(directory: InodeNumber, name: [UInt8])], inodes: [InodeNumber] = []) {
+        // Deferrable: it changes nothing but the inode table, which a run again finds done.
+        _ = try? deferringTreeReads { () throws -> Bool in
+            for ino in inodes { _ = try metadata.inode(ino) }
+            for (directory, name) in names where !Directory.isDotOrDotDot(name) {
+                if let entry = try metadata.entry(in: directoryInode(directory), named: name) {
+                    _ = try metadata.inode(entry.ino)
+                }
+            }
+            return true
+        }
+    }
+
+    /// `body` under Metadata.lock with the committed tree's reads deferred and done outside it;
+    /// nil when it still wanted a node after `maxDeferredRuns` runs (or a read failed), for the
+    /// caller to decide.
+    private func deferringTreeReads<T>(_ body: () throws -> T) throws -> T? {
         var staged: (TreeReadDeferred, [UInt8])?
         for _ in 0..<Self.maxDeferredRuns {
             do {
@@ -22,10 +55,10 @@ extension FileSystem {
                 }
             } catch let deferred as TreeReadDeferred {
                 // A read error here is the next run's to meet (and report) under the lock.
-                guard let bytes = try? store.read(deferred.byteCount, at: deferred.byteOffset) else { break }
+                guard let bytes = try? store.read(deferred.byteCount, at: deferred.byteOffset) else { return nil }
                 staged = (deferred, bytes)
             }
         }
-        return try metadata.withLock(body)
+        return nil
     }
 }

@@ -11,10 +11,12 @@ import Glibc
 // commitLock serializes log writes and is held across their I/O (writeback may force the log with
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it. Metadata.lock is today one level standing for "extent map -> allocator/refcounts":
-// it guards every piece of metadata, is held for in-memory work and, one exception, across the
-// read of an inode the inode table does not hold (CommittedTree: node reads, no lock taken; per-
-// inode locks, issue 9's step 5, will move that read out), and no other lock is taken while it
-// is held (AddressSpace.indexLock aside, a leaf).
+// it guards every piece of metadata, is held for in-memory work and, one exception, across
+// reads of the committed tree the caches do not hold (CommittedTree: node reads, no lock taken).
+// Lookups and attribute reads defer those reads until the lock is let go, and operations that
+// change names read ahead of their transaction (FileSystem+TreeReads.swift), so the exception is
+// left to what they cannot foresee and to readdir of a partial directory. No other lock is taken
+// while it is held (AddressSpace.indexLock aside, a leaf).
 // Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
 
 public final class Mutex: @unchecked Sendable {
