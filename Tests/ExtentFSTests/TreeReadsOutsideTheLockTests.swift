@@ -50,9 +50,9 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
     }
 
     func testAStalledTreeReadHoldsUpNoOtherRequest() throws {
-        // The first four defer their reads; the others, which change names, read ahead of their
-        // transaction (FileSystem.readAheadOfChange).
-        for operation in ["lookup", "getattr", "open", "listxattr", "create", "mkdir", "link", "unlink", "rename"] {
+        // The first four defer their reads; the others, which change names or emit as they read,
+        // read ahead (FileSystem.readAheadOfChange, readAheadOfListing).
+        for operation in ["lookup", "getattr", "open", "listxattr", "create", "mkdir", "link", "unlink", "rename", "readdir"] {
             let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
             let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
             var numbers: [InodeNumber] = []
@@ -88,6 +88,13 @@ final class TreeReadsOutsideTheLockTests: XCTestCase {
                         return try fs.lookup(parent: directory, name: Array("f150".utf8)).ino
                     case "link":
                         return try fs.link(target, newParent: directory, newName: Array("h150".utf8)).ino
+                    case "readdir":
+                        var listed: InodeNumber = 0
+                        try fs.readdir(directory, after: 0, plus: true) { entry, _ in
+                            if entry.name == Array("f150".utf8) { listed = entry.ino }
+                            return true
+                        }
+                        return listed
                     case "unlink":
                         try fs.unlink(parent: directory, name: Array("f150".utf8))
                         return target

@@ -18,6 +18,7 @@ extension FileSystem {
     public func readdir(_ ino: InodeNumber, after cookie: UInt64, before end: UInt64 = .max, plus: Bool,
                         _ emit: (DirectoryEntry, FileAttributes?) -> Bool) throws {
         try journal.shutdown.check()
+        readAheadOfListing(ino, after: max(cookie, 2), before: end)
         return try metadata.withLock {
             let directory = try directoryInode(ino)
             if cookie < 1 {

@@ -8,9 +8,10 @@ import ExtentFSCore
 /// a cached getattr, and cold lookups of two processes read in parallel).
 ///
 /// Operations that change names (create, mknod, mkdir, symlink, link, unlink, rmdir, rename)
-/// change things between their reads, so they cannot be run again; they read ahead instead
-/// (`readAheadOfChange`): what their transaction will look up is read the deferred way first,
-/// so that the transaction finds it cached.
+/// change things between their reads, and readdir emits entries into the reply as it reads, so
+/// they cannot be run again; they read ahead instead (`readAheadOfChange`,
+/// `readAheadOfListing`): what they will read is read the deferred way first, so that they find
+/// it cached.
 extension FileSystem {
     /// Runs of `body` before it gives up deferring: one per node a cold lookup may miss (the
     /// directory's image, internal nodes, the name's index leaf, the child's image) and more.
@@ -36,6 +37,29 @@ extension FileSystem {
                 if let entry = try metadata.entry(in: directoryInode(directory), named: name) {
                     _ = try metadata.inode(entry.ino)
                 }
+            }
+            return true
+        }
+    }
+
+    /// How far ahead of its cookie a readdir reads the tree with no lock held: the kernel asks for
+    /// a page of entries per READDIR or READDIRPLUS (a few dozen names), so this covers a reply
+    /// and the next few, the leaves they share read once.
+    static let readdirReadAheadEntries = 128
+
+    /// Before a readdir from `cookie`: reads the leaves of a directory read from the tree that hold
+    /// the entries it will list, with no lock held (the listing itself emits under the lock, so it
+    /// cannot be run again; as `readAheadOfChange`, a hint).
+    func readAheadOfListing(_ ino: InodeNumber, after cookie: UInt64, before end: UInt64) {
+        // Deferrable: it only reads.
+        _ = try? deferringTreeReads { () throws -> Bool in
+            let directory = try directoryInode(ino)
+            // A directory that holds all its entries lists them from memory.
+            guard directory.directory?.isComplete == false else { return true }
+            var left = Self.readdirReadAheadEntries
+            try metadata.forEachEntry(of: directory, after: cookie, before: end) { _, _ in
+                left -= 1
+                return left > 0
             }
             return true
         }

@@ -14,9 +14,9 @@ import Glibc
 // it guards every piece of metadata, is held for in-memory work and, one exception, across
 // reads of the committed tree the caches do not hold (CommittedTree: node reads, no lock taken).
 // Lookups and attribute reads defer those reads until the lock is let go, and operations that
-// change names read ahead of their transaction (FileSystem+TreeReads.swift), so the exception is
-// left to what they cannot foresee and to readdir of a partial directory. No other lock is taken
-// while it is held (AddressSpace.indexLock aside, a leaf).
+// change names and readdir read ahead (FileSystem+TreeReads.swift), so the exception is left to
+// what they cannot foresee. No other lock is taken while it is held (AddressSpace.indexLock
+// aside, a leaf).
 // Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
 
 public final class Mutex: @unchecked Sendable {
