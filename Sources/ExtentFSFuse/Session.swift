@@ -78,7 +78,9 @@ private func runSession(_ server: Server, mountpoint: String, options: FuseMount
     // From mountinfo, not stat(): nothing serves requests yet, so a stat of the mountpoint
     // would wait forever for our own GETATTR reply.
     server.mountDevice = mountedDevice(at: listedMountpoint)
-    if server.mountDevice == nil {
+    if let device = server.mountDevice {
+        raiseKernelReadahead(device: device, to: maxTransferBytes)
+    } else {
         log.error("\(listedMountpoint) is missing from /proc/self/mountinfo; clone and dedupe will answer EXDEV")
     }
     onReady()

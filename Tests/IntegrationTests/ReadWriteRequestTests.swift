@@ -43,4 +43,37 @@ final class ReadWriteRequestTests: XCTestCase {
         XCTAssertLessThan(sent("GETXATTR"), 10, "security.capability asked before writes")
         XCTAssertTrue(try readRange(fd, offset: 0, count: fileBytes, path: path) == expected)
     }
+
+    /// The daemon raises its mount's kernel readahead to its largest READ (1 MiB; the kernel's
+    /// default is 128 KiB, which FUSE_INIT cannot raise), so a cold sequential read of 128 KiB at
+    /// a time reaches it as READs of up to 1 MiB: 4 MiB in far fewer than the 32 READs of 128 KiB
+    /// it took before (KernelReadahead.swift).
+    func testASequentialReadReachesTheDaemonInLargeReads() throws {
+        let harness = try MountHarness()
+        defer { harness.tearDown() }
+        let volume = try harness.makeVolume(blockSize: 4096, imageSize: "64M")
+        try volume.mount()
+        let path = volume.path("stream")
+        let fileBytes = 4 << 20
+        let expected = TestContent.bytes(seed: 22, count: fileBytes)
+        try createFile(path, contents: expected)
+        // A new mount: the kernel holds none of the file.
+        try volume.unmount()
+        try volume.mount()
+        let device = try XCTUnwrap(MountTable.entry(at: volume.mountPoint)?.device)
+        let bdi = "/sys/class/bdi/\(device)/read_ahead_kb"
+        XCTAssertEqual(try String(contentsOfFile: bdi, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), "1024")
+
+        let before = try volume.stats()
+        let fd = try openFile(path, O_RDONLY)
+        defer { close(fd) }
+        var read: [UInt8] = []
+        while read.count < fileBytes {
+            read += try readRange(fd, offset: read.count, count: 128 << 10, path: path)
+        }
+        XCTAssertTrue(read == expected)
+        let reads = try volume.stats().requestCount("READ") - before.requestCount("READ")
+        XCTAssertGreaterThan(reads, 0)
+        XCTAssertLessThanOrEqual(reads, 12, "READs for 4 MiB read 128 KiB at a time")
+    }
 }
