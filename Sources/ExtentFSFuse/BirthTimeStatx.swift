@@ -45,10 +45,8 @@ private func fill(_ stat: inout fuse_transport_statx, _ attributes: FileAttribut
     stat.mtime = statxTime(attributes.mtime)
     stat.ctime = statxTime(attributes.ctime)
     if known { stat.btime = statxTime(birthTime) }
-    // Linux's dev_t: minor in bits 0-7 and 20-39, major in bits 8-19 and 44-63.
-    let rdev = attributes.rdev
-    stat.rdev_major = UInt32(truncatingIfNeeded: (rdev >> 8) & 0xfff | (rdev >> 32) & ~0xfff)
-    stat.rdev_minor = UInt32(truncatingIfNeeded: rdev & 0xff | (rdev >> 12) & ~0xff)
+    stat.rdev_major = deviceMajor(UInt64(attributes.rdev))
+    stat.rdev_minor = deviceMinor(UInt64(attributes.rdev))
 }
 
 private func statxTime(_ time: Timespec) -> fuse_transport_sx_time {

@@ -14,10 +14,7 @@ import SystemPackage
 /// The knob is sysfs's /sys/class/bdi/MAJOR:MINOR/read_ahead_kb, writable by root only: a mount
 /// by another user keeps the default (logged), as does one where sysfs is read-only.
 func raiseKernelReadahead(device: UInt, to bytes: UInt32) {
-    // glibc's major() and minor(), macros Swift cannot call (deviceNumber is makedev()).
-    let major = UInt32(truncatingIfNeeded: (device >> 8) & 0xfff) | (UInt32(truncatingIfNeeded: device >> 32) & ~0xfff)
-    let minor = UInt32(truncatingIfNeeded: device & 0xff) | (UInt32(truncatingIfNeeded: device >> 12) & ~0xff)
-    let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
+    let path = "/sys/class/bdi/\(deviceMajor(UInt64(device))):\(deviceMinor(UInt64(device)))/read_ahead_kb"
     let value = Array("\(bytes / 1024)\n".utf8)
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     guard fd >= 0 else {

@@ -18,7 +18,16 @@ func canonicalMountpoint(_ mountpoint: String) -> String {
     return String(cString: resolved)
 }
 
-/// glibc's makedev(), a macro Swift cannot call.
+/// glibc's makedev(), major() and minor(), macros Swift cannot call. Linux's dev_t: minor in bits
+/// 0-7 and 20-39, major in bits 8-19 and 44-63.
 func deviceNumber(major: UInt, minor: UInt) -> UInt {
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12) | ((major & ~0xfff) << 32)
+}
+
+func deviceMajor(_ device: UInt64) -> UInt32 {
+    UInt32(truncatingIfNeeded: (device >> 8) & 0xfff) | (UInt32(truncatingIfNeeded: device >> 32) & ~0xfff)
+}
+
+func deviceMinor(_ device: UInt64) -> UInt32 {
+    UInt32(truncatingIfNeeded: device & 0xff) | (UInt32(truncatingIfNeeded: device >> 12) & ~0xff)
 }

@@ -118,7 +118,7 @@ public func checkMountpoint(_ mountpoint: String) throws {
 /// fusectl is mounted if it is not): every request waiting on it fails with ENOTCONN.
 private func abortKernelConnection(device: UInt?) {
     guard let device else { return log.error("space operations are stuck at shutdown and the mount's device is unknown") }
-    let minor = (device & 0xff) | ((device >> 12) & ~UInt(0xff))
+    let minor = deviceMinor(UInt64(device))
     let connections = "/sys/fs/fuse/connections"
     if access("\(connections)/\(minor)", F_OK) != 0 {
         _ = mount("fusectl", connections, "fusectl", 0, nil)

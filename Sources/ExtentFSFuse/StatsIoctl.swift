@@ -12,9 +12,7 @@ func replyStatistics(_ req: fuse_req_t?, outputSize: Int) {
     guard outputSize >= MemoryLayout<extentfs_stats>.size else { return replyError(req, Errno.invalidArgument) }
     let engine = Server.of(req).fileSystem.counters()
     guard var stats = statistics(engine, version: UInt32(EXTENTFS_STATS_VERSION)) else { return replyError(req, Errno.ioError) }
-    withUnsafeBytes(of: &stats) { bytes in
-        _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
-    }
+    replyIoctl(req, &stats)
 }
 
 /// EXTENTFS_IOC_STATS2: version 1's counters, then those version 2 added.
@@ -25,7 +23,11 @@ func replyStatisticsVersion2(_ req: fuse_req_t?, outputSize: Int) {
     var stats = extentfs_stats2()
     stats.base = base
     stats.written_through_bytes = engine.writtenThroughBytes
-    withUnsafeBytes(of: &stats) { bytes in
+    replyIoctl(req, &stats)
+}
+
+private func replyIoctl<Reply>(_ req: fuse_req_t?, _ reply: inout Reply) {
+    withUnsafeBytes(of: &reply) { bytes in
         _ = fuse_reply_ioctl(req, 0, bytes.baseAddress, bytes.count)
     }
 }
