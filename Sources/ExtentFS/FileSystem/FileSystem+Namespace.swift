@@ -12,6 +12,7 @@ extension FileSystem {
     public func lookup(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
+        if let attributes = try lookupInMemory(parent: parent, name: name) { return attributes }
         // Deferrable: nothing changes before the last tree read (the lookup count after it).
         return try readingTreeOutsideTheLock {
             let ino: InodeNumber
@@ -27,6 +28,31 @@ extension FileSystem {
             guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             inode.lookupCount += 1
             return inode.attributes(blockSize: blockSize)
+        }
+    }
+
+    /// A lookup answered by the inode table and the directory's entries in memory, under the
+    /// inodes' own locks (Inode.fieldLock) with no Metadata.lock, so that no transaction holds it
+    /// up: the directory and the inode are held, and the directory's entries in memory know the
+    /// name (a complete directory, or a partial one's changes). nil when they cannot answer
+    /// alone: the caller looks under Metadata.lock, which also meets every error but ENOENT.
+    private func lookupInMemory(parent: InodeNumber, name: [UInt8]) throws -> FileAttributes? {
+        guard let directory = metadata.inodes[parent] else { return nil }
+        enum Answer { case inode(InodeNumber), absent, unknown }
+        let answer = directory.fieldLock.withLock { () -> Answer in
+            guard let entries = directory.directory else { return .unknown }
+            if name == [0x2E] { return .inode(parent) }
+            if name == [0x2E, 0x2E] { return .inode(directory.parent) }
+            switch entries.heldLookup(name) {
+            case .found(let entry): return .inode(entry.ino)
+            case .absent: return .absent
+            case .unknown: return .unknown
+            }
+        }
+        switch answer {
+        case .unknown: return nil
+        case .absent: throw Errno.noSuchFileOrDirectory
+        case .inode(let ino): return metadata.inodes[ino]?.takeLookupReference(blockSize: blockSize)
         }
     }
 
@@ -46,6 +72,8 @@ extension FileSystem {
 
     public func getattr(_ ino: InodeNumber) throws -> FileAttributes {
         try journal.shutdown.check()
+        // A cached inode answers under its own lock: no transaction on another holds it up.
+        if let inode = metadata.inodes[ino] { return inode.fieldLock.withLock { inode.attributes(blockSize: blockSize) } }
         return try readingTreeOutsideTheLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
     }
 
@@ -90,6 +118,12 @@ extension FileSystem {
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
         try journal.shutdown.check()
+        if let inode = metadata.inodes[ino] {
+            return try inode.fieldLock.withLock {
+                guard inode.type == .symlink else { throw Errno.invalidArgument }
+                return inode.symlinkTarget
+            }
+        }
         return try readingTreeOutsideTheLock {
             let inode = try metadata.inode(ino)
             guard inode.type == .symlink else { throw Errno.invalidArgument }

@@ -46,7 +46,7 @@ extension FileSystem {
         if direct { try writeback(inode) }
         inode.invalidateLock.lockShared()
         defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { inode.size }
+        let size = inode.fieldLock.withLock { inode.size }
         guard count > 0, offset < size else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
         let end = min(offset + UInt64(count), size)
         let firstPage = offset / UInt64(Page.size)
@@ -180,7 +180,7 @@ extension FileSystem {
         // No reuse barrier (Journal.reuseBarrier) needed: copy-on-write writeback locks every
         // cached page of a block before it remaps the block, so the locked pages keep these
         // blocks mapped until they are read (BlockReuseTests).
-        let extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        let extents = inode.fieldLock.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         var runs = DiskRuns()
         var cursor = 0
         let unitSize = geometry.unitSize

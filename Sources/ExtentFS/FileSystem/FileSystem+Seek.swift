@@ -29,7 +29,7 @@ extension FileSystem {
             }
             return pieces
         }
-        return try metadata.withLock {
+        return try inode.fieldLock.withLock {
             let size = inode.size
             guard offset < size else { throw Errno.noSuchAddressOrDevice }
             let shift = UInt64(geometry.blockShift)

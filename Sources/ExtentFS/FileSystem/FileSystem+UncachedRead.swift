@@ -23,7 +23,7 @@ extension FileSystem {
         // Copy-on-write writeback of this file may remap these blocks meanwhile (it needs no
         // lock this read holds); the barrier keeps the old ones from being reused until read.
         try journal.reuseBarrier.withShared {
-            let extents = metadata.withLock { inode.extents.extents(from: offset >> shift, to: (end - 1) >> shift + 1) }
+            let extents = inode.fieldLock.withLock { inode.extents.extents(from: offset >> shift, to: (end - 1) >> shift + 1) }
             var runs = DiskRuns()
             var zeroFrom = offset
             for extent in extents where extent.state == .written {

@@ -48,10 +48,11 @@ extension FileSystem {
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
         try journal.shutdown.check()
         try ExtendedAttributes.check(name: name)
-        return try readingTreeOutsideTheLock {
-            guard let value = try metadata.inode(ino).xattrs[name] else { throw Errno.noData }
-            return value
-        }
+        // A cached inode answers under its own lock: no transaction on another holds it up.
+        let value = try metadata.inodes[ino].map { inode in inode.fieldLock.withLock { inode.xattrs[name] } }
+            ?? readingTreeOutsideTheLock { try metadata.inode(ino).xattrs[name] }
+        guard let value else { throw Errno.noData }
+        return value
     }
 
     /// The names in byte order. `includingTrusted: false` leaves out trusted.* names, as ext4
@@ -59,7 +60,8 @@ extension FileSystem {
     /// trusted.* itself, but passes listxattr on to a FUSE daemon unfiltered).
     public func listxattr(_ ino: InodeNumber, includingTrusted: Bool = true) throws -> [[UInt8]] {
         try journal.shutdown.check()
-        let names = try readingTreeOutsideTheLock { try metadata.inode(ino).xattrs.sortedNames }
+        let names = try metadata.inodes[ino].map { inode in inode.fieldLock.withLock { inode.xattrs.sortedNames } }
+            ?? readingTreeOutsideTheLock { try metadata.inode(ino).xattrs.sortedNames }
         guard !includingTrusted else { return names }
         return names.filter { !$0.starts(with: FileSystem.trustedXattrPrefix) }
     }

@@ -228,8 +228,11 @@ public final class FileSystem: @unchecked Sendable {
     /// The number the next new inode gets: every inode's number is below it.
     public var nextInodeNumber: InodeNumber { metadata.withLock { metadata.nextInode } }
 
+    /// Inode `ino`: from the table with no Metadata.lock when it holds it (InodeTable.swift),
+    /// else read under it. ENOENT when there is none.
     func inode(_ ino: InodeNumber) throws -> Inode {
-        try metadata.withLock { try metadata.inode(ino) }
+        if let inode = metadata.inodes[ino] { return inode }
+        return try metadata.withLock { try metadata.inode(ino) }
     }
 
     public func statistics() -> FileSystemStatistics {

@@ -1,7 +1,8 @@
 import ExtentFSCore
 
-/// An inode in memory. The whole metadata set lives in memory while mounted (the log records
-/// its changes, checkpoints write it whole), so an Inode exists for every file from mount to deletion.
+/// An inode in memory: held by the inode table (Metadata.inodes) while in use or changed since
+/// the newest durable checkpoint, read again from the checkpoint's tree when let go
+/// (InodeCache.swift).
 ///
 /// Locks (order in Support/Locks.swift):
 /// - `lock` is i_rwsem: exclusive for write, truncate and space operations; shared is unused by
@@ -9,7 +10,8 @@ import ExtentFSCore
 /// - `invalidateLock` (DESIGN.md rule 1): shared by every path that adds pages to the cache or maps
 ///   blocks to read them (read fill, readahead, writeback, the FUSE read reply); exclusive by every
 ///   path that removes pages because their blocks move or vanish (truncate down, punch, ...).
-/// - Everything below "Guarded by Metadata.lock" is metadata.
+/// - `fieldLock` (XFS's ILOCK) and Metadata.lock guard the persisted fields; every other field
+///   is Metadata.lock's alone.
 public final class Inode: @unchecked Sendable {
     public let ino: InodeNumber
     let lock = ReadWriteLock()
@@ -17,56 +19,137 @@ public final class Inode: @unchecked Sendable {
     /// The page cache of a regular file; nil for other types.
     let pages: AddressSpace?
 
-    // Guarded by Metadata.lock. Every change to a persisted field notes the inode in the
-    // running transaction (`changes`), so the next log commit writes its image.
-    var mode: UInt32 { didSet { noteChange() } }
-    var nlink: UInt32 { didSet { noteChange() } }
-    var uid: UInt32 { didSet { noteChange() } }
-    var gid: UInt32 { didSet { noteChange() } }
-    var rdev: UInt64 = 0 { didSet { noteChange() } }
+    /// XFS's ILOCK, for the persisted fields below (issue 9, requirement 4): each is changed with
+    /// Metadata.lock held and, for the change itself, this lock (taken by the field's `_modify`);
+    /// so either lock is enough to read them. A request reading one inode (getattr, a read's size
+    /// and block map, SEEK_DATA, readlink) takes this one alone and waits for no transaction on
+    /// other inodes. A leaf: nothing else is taken while it is held, and no field of the inode is
+    /// changed while it is (a nested change of a field would wait for itself: checked in debug
+    /// builds). Observers run after it is let go.
+    let fieldLock = Mutex(checkingOwner: true)
+
+    // Persisted fields: every change notes the inode in the running transaction (`changes`), so
+    // the next log commit writes its image.
+    var mode: UInt32 {
+        get { storedMode }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedMode }
+    }
+    var nlink: UInt32 {
+        get { storedNlink }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedNlink }
+    }
+    var uid: UInt32 {
+        get { storedUid }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedUid }
+    }
+    var gid: UInt32 {
+        get { storedGid }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedGid }
+    }
+    var rdev: UInt64 {
+        get { storedRdev }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedRdev }
+    }
     /// The size the file has now.
-    var size: UInt64 = 0 {
-        didSet {
-            if pages?.hasDirtyPages != true || durableSize > size {
-                if durableSize != size { durableSize = size }
+    var size: UInt64 {
+        get { storedSize }
+        _modify {
+            fieldLock.lock()
+            defer {
+                fieldLock.unlock()
+                if pages?.hasDirtyPages != true || durableSize > size {
+                    if durableSize != size { durableSize = size }
+                }
+                noteChange()
             }
-            noteChange()
+            yield &storedSize
         }
     }
     /// The size the log records (XFS's di_size): it covers only data that is on disk, so a crash
     /// never brings a file back with zeros where its unwritten data was (data=ordered).
     /// Invariant: equal to `size` whenever the file has no dirty page (then all its data is on
     /// disk); otherwise at most `size`, raised by writeback as it writes the data below.
-    private(set) var durableSize: UInt64 = 0 { didSet { noteDataChange() } }
-    var atime: Timespec { didSet { noteChange() } }
-    var mtime: Timespec { didSet { noteChange() } }
-    var ctime: Timespec { didSet { noteChange() } }
+    private(set) var durableSize: UInt64 {
+        get { storedDurableSize }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteDataChange() }; yield &storedDurableSize }
+    }
+    var atime: Timespec {
+        get { storedAtime }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedAtime }
+    }
+    var mtime: Timespec {
+        get { storedMtime }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedMtime }
+    }
+    var ctime: Timespec {
+        get { storedCtime }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedCtime }
+    }
     /// When the inode was created (statx's btime): set once, never changed. The epoch for an
     /// inode made before format version 6, which did not record it.
-    var btime: Timespec { didSet { noteChange() } }
+    var btime: Timespec {
+        get { storedBtime }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedBtime }
+    }
     /// chattr flags (InodeFlags): only known ones, whatever the source.
-    var flags: InodeFlags = [] { didSet { noteChange() } }
-    var generation: UInt64 = 0 { didSet { noteChange() } }
+    var flags: InodeFlags {
+        get { storedFlags }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedFlags }
+    }
+    var generation: UInt64 {
+        get { storedGeneration }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedGeneration }
+    }
     /// A directory's parent (its ".."); the root is its own parent.
-    var parent: InodeNumber = 0 { didSet { noteChange() } }
-    // The fields whose size varies also recount what the inode takes in a checkpoint.
-    var extents = ExtentMap() { didSet { followExtentChange(); noteDataChange(); recount() } }
-    var xattrs = ExtendedAttributes() { didSet { noteChange(); recount() } }
-    var symlinkTarget: [UInt8] = [] { didSet { noteChange(); recount() } }
-    var directory: Directory? {
-        get { storedDirectory }
-        set {
-            storedDirectory = newValue
-            noteChange()
-            recount()
-        }
-        // In place, so that a change to one entry does not copy the directory.
+    var parent: InodeNumber {
+        get { storedParent }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange() }; yield &storedParent }
+    }
+    // The fields whose size varies also recount what the inode takes in a checkpoint. Changed in
+    // place (`_modify`), so that a change to one extent or entry does not copy the whole.
+    var extents: ExtentMap {
+        _read { yield storedExtents }
         _modify {
-            yield &storedDirectory
-            noteChange()
-            recount()
+            fieldLock.lock()
+            defer {
+                fieldLock.unlock()
+                followExtentChange()
+                noteDataChange()
+                recount()
+            }
+            yield &storedExtents
         }
     }
+    var xattrs: ExtendedAttributes {
+        _read { yield storedXattrs }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange(); recount() }; yield &storedXattrs }
+    }
+    var symlinkTarget: [UInt8] {
+        _read { yield storedSymlinkTarget }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange(); recount() }; yield &storedSymlinkTarget }
+    }
+    var directory: Directory? {
+        _read { yield storedDirectory }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock(); noteChange(); recount() }; yield &storedDirectory }
+    }
+    // The fields' storage: reached only through the accessors above (and `init`).
+    private var storedMode: UInt32
+    private var storedNlink: UInt32
+    private var storedUid: UInt32
+    private var storedGid: UInt32
+    private var storedRdev: UInt64 = 0
+    private var storedSize: UInt64 = 0
+    private var storedDurableSize: UInt64 = 0
+    private var storedAtime: Timespec
+    private var storedMtime: Timespec
+    private var storedCtime: Timespec
+    private var storedBtime: Timespec
+    private var storedFlags: InodeFlags = []
+    private var storedGeneration: UInt64 = 0
+    private var storedParent: InodeNumber = 0
+    private var storedExtents = ExtentMap()
+    private var storedXattrs = ExtendedAttributes()
+    private var storedSymlinkTarget: [UInt8] = []
     private var storedDirectory: Directory?
 
     /// A clean directory lets go of the entries it holds: the newest durable checkpoint's tree
@@ -75,7 +158,7 @@ public final class Inode: @unchecked Sendable {
     func forgetHeldEntries() {
         // Partial directories must be logged and checkpointed by their changes, never whole.
         guard let held = storedDirectory, held.heldBytes > 0, checkpointEntryCookies != nil, unloggedEntryChanges != nil else { return }
-        storedDirectory = held.strippedOfEntries
+        fieldLock.withLock { storedDirectory = held.strippedOfEntries }
         recount()
     }
     /// A directory's entry changes since its image was last logged, in order, for the next log
@@ -189,9 +272,27 @@ public final class Inode: @unchecked Sendable {
     /// a reservation for the copy, taken when they were dirtied (rule 4).
     var cowReserved = Set<UInt64>()
     /// Kernel lookup references (FUSE nlookup) and open handles: an unlinked inode is freed only
-    /// when both reach zero.
-    var lookupCount: UInt64 = 0
+    /// when both reach zero. The lookup count is `fieldLock`'s alone (read and changed under it,
+    /// which its accessors take): a lookup answered from memory takes a reference with no
+    /// Metadata.lock (`takeLookupReference`). The open count is Metadata.lock's.
+    var lookupCount: UInt64 {
+        get { fieldLock.withLock { storedLookupCount } }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock() }; yield &storedLookupCount }
+    }
+    private var storedLookupCount: UInt64 = 0
     var openCount: UInt64 = 0
+
+    /// For a lookup with no Metadata.lock: one more lookup reference and the attributes, unless
+    /// the inode has no name left (nil). Checked and taken in one hold of `fieldLock`, so an
+    /// unlink's link count change comes either before (nil: the caller looks again under
+    /// Metadata.lock) or after, and then the inode is in use and not freed.
+    func takeLookupReference(blockSize: Int) -> FileAttributes? {
+        fieldLock.withLock {
+            guard storedNlink > 0 else { return nil }
+            storedLookupCount += 1
+            return attributes(blockSize: blockSize)
+        }
+    }
     /// What the mounted volume's metadata takes, which this inode's size is part of (nil until
     /// the inode joins a mounted volume's table, and after it leaves).
     private(set) var metadataSpace: MetadataSpace?
@@ -219,15 +320,15 @@ public final class Inode: @unchecked Sendable {
 
     init(ino: InodeNumber, mode: UInt32, uid: UInt32, gid: UInt32, time: Timespec, cache: PageCache?) {
         self.ino = ino
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        atime = time
-        mtime = time
-        ctime = time
-        btime = time
+        storedMode = mode
+        storedUid = uid
+        storedGid = gid
+        storedAtime = time
+        storedMtime = time
+        storedCtime = time
+        storedBtime = time
         let type = FileType(mode: mode)
-        nlink = type == .directory ? 2 : 1
+        storedNlink = type == .directory ? 2 : 1
         if type == .directory { storedDirectory = Directory() }
         pages = (type == .regular && cache != nil) ? AddressSpace(ino: ino, cache: cache!) : nil
     }

@@ -15,7 +15,8 @@ final class Metadata: @unchecked Sendable {
     // Guarded by `lock`.
     /// The inode table: a cache over the newest durable checkpoint (InodeCache.swift states what
     /// it always holds). Use `inode(_:)` to find an inode; this holds only what is in memory.
-    var inodes: [InodeNumber: Inode] = [:]
+    /// Changed under `lock` only; its own lock lets a request read it without (InodeTable.swift).
+    let inodes = InodeTable()
     /// Every inode of the volume, held or not.
     private(set) var inodeCount: UInt64 = 0
     /// The newest durable checkpoint's tree, where inodes not held are read from (nil until the

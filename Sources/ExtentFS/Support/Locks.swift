@@ -7,7 +7,8 @@ import Glibc
 //
 // Lock order, outermost first (DESIGN.md); take them in this order only:
 //   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.commitLock  ->
-//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock
+//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock  ->  Inode.fieldLock
+//   (ILOCK)  ->  InodeTable's lock
 // commitLock serializes log writes and is held across their I/O (writeback may force the log with
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it. Metadata.lock is today one level standing for "extent map -> allocator/refcounts":
@@ -15,21 +16,50 @@ import Glibc
 // reads of the committed tree the caches do not hold (CommittedTree: node reads, no lock taken).
 // Lookups and attribute reads defer those reads until the lock is let go, and operations that
 // change names and readdir read ahead (FileSystem+TreeReads.swift), so the exception is left to
-// what they cannot foresee. No other lock is taken while it is held (AddressSpace.indexLock
-// aside, a leaf).
+// what they cannot foresee. No other lock is taken while it is held but leaves:
+// AddressSpace.indexLock, an inode's fieldLock and the inode table's lock.
+// Issue 9, requirement 4, first step: one inode's persisted fields (Inode.fieldLock) and the
+// inode table's map (InodeTable) have locks of their own. Both are changed only with
+// Metadata.lock held as well, so a transaction sees them as before; a request that only reads
+// one cached inode (FileSystem.inode, getattr, a read's size and block map, SEEK_DATA,
+// readlink) takes them alone, one at a time, and waits for no transaction. No thread holds two
+// fieldLocks: a change holds one for the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
 
 public final class Mutex: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     public init() { pthread_mutex_init(mutex, nil) }
+    /// `checkingOwner`: in debug builds (the tests), taking the lock again on the thread that
+    /// holds it, or letting go of it from another, traps instead of hanging or corrupting it.
+    init(checkingOwner: Bool) {
+        #if DEBUG
+        guard checkingOwner else {
+            pthread_mutex_init(mutex, nil)
+            return
+        }
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+        #else
+        pthread_mutex_init(mutex, nil)
+        #endif
+    }
     deinit {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
-    public func lock() { pthread_mutex_lock(mutex) }
+    public func lock() {
+        let result = pthread_mutex_lock(mutex)
+        assert(result == 0, "pthread_mutex_lock: \(result) (EDEADLK: taken again by its holder)")
+    }
     public func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
-    public func unlock() { pthread_mutex_unlock(mutex) }
+    public func unlock() {
+        let result = pthread_mutex_unlock(mutex)
+        assert(result == 0, "pthread_mutex_unlock: \(result) (EPERM: not held by this thread)")
+    }
 
     @inline(__always)
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
