@@ -9,11 +9,26 @@ import XCTest
 /// transaction (however long: a tree read under the lock, a big punch, a checkpoint's snapshot)
 /// holds it up; and readers under the inode's lock alone see every change whole.
 final class InodeLocksTests: XCTestCase {
-    private final class Outcome: @unchecked Sendable {
+    fileprivate final class Outcome: @unchecked Sendable {
         private let lock = NSLock()
         private var failures: [String] = []
         func fail(_ message: String) { lock.withLock { failures.append(message) } }
         var all: [String] { lock.withLock { failures } }
+
+        /// Runs `body` on a thread of its own while the caller holds a lock; true when it ended
+        /// within 10 seconds. `release` then lets go of the lock and the body is waited for
+        /// either way, so one stuck behind the lock fails the test rather than hangs it.
+        func finishesWhileHeld(release: () -> Void, _ body: @escaping @Sendable () -> Void) -> Bool {
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                body()
+                done.signal()
+            }
+            let inTime = done.wait(timeout: .now() + 10) == .success
+            release()
+            if !inTime, done.wait(timeout: .now() + 30) != .success { fail("still waiting 30 s after the lock was let go") }
+            return inTime
+        }
     }
 
     func testReadsOfACachedInodeDoNotWaitForMetadataLock() throws {
@@ -34,11 +49,9 @@ final class InodeLocksTests: XCTestCase {
         let inner = try volume.create("inner", in: directory)
 
         // Any transaction could be holding it: here the test holds it itself.
-        fs.metadata.lock.lock()
-        let done = DispatchSemaphore(value: 0)
+        fs.metadata.lock.lockExclusive()
         let outcome = Outcome()
-        Thread.detachNewThread {
-            defer { done.signal() }
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
             do {
                 if try fs.getattr(file).size != (1 << 20) + (256 << 10) { outcome.fail("getattr: wrong size") }
                 var cached: [UInt8] = []
@@ -62,10 +75,7 @@ final class InodeLocksTests: XCTestCase {
                 outcome.fail("\(error)")
             }
         }
-        let inTime = done.wait(timeout: .now() + 10) == .success
-        fs.metadata.lock.unlock()
         XCTAssertTrue(inTime, "reads of a cached inode waited for Metadata.lock")
-        if !inTime { XCTAssertEqual(done.wait(timeout: .now() + 30), .success) }
         XCTAssertEqual(outcome.all, [])
         // The lookup took a reference, as the kernel counts it (create took the first).
         XCTAssertEqual(fs.metadata.inodes[inner]?.lookupCount, 2)
@@ -123,6 +133,101 @@ final class InodeLocksTests: XCTestCase {
         XCTAssertEqual(outcome.all, [])
         try volume.unmountAndCheck()
     }
+}
+
+extension InodeLocksTests {
+    /// A write runs its transactions with Metadata.lock shared (Metadata.sharedTransaction): while
+    /// another shared holder waits on the device, a write to another file completes.
+    func testAWriteDoesNotWaitForAnotherSharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        let file = try volume.create("file")
+        let data = pattern(40_000, seed: 3)
+        fs.metadata.lock.lockShared()
+        let outcome = Outcome()
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+            do {
+                if try volume.write(file, data, at: 5000) != data.count { outcome.fail("short write") }
+            } catch {
+                outcome.fail("\(error)")
+            }
+        }
+        XCTAssertTrue(inTime, "a write waited for a shared transaction")
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertEqual(try fs.getattr(file).size, 45_000)
+        XCTAssertEqual(try volume.read(file, data.count, at: 5000), data)
+        try volume.unmountAndCheck()
+    }
+
+    /// Writers of several files at once (their transactions shared), with commits, checkpoints,
+    /// creates and truncates (exclusive) in between, on a volume small enough that reservations
+    /// run out: every byte written reads back, and fsck finds the space accounting whole.
+    func testConcurrentWritersKeepSpaceAndDataWhole() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 12 << 20)
+        let fs = volume.fs!
+        let files = try (0..<3).map { try volume.create("w\($0)") }
+        let outcome = Outcome()
+        let group = DispatchGroup()
+        let written = (0..<3).map { _ in Written() }
+        for (index, file) in files.enumerated() {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let data = pattern(48 << 10, seed: UInt64(index + 1))
+                for round in 0..<120 {
+                    let offset = UInt64((round * 37) % 1100) * 4096
+                    do {
+                        let count = try data.withUnsafeBytes { try fs.write(file, offset: offset, $0) }
+                        written[index].add(offset, count)
+                    } catch Errno.noSpace {
+                        written[index].noteSpaceRanOut()
+                        continue
+                    } catch {
+                        outcome.fail("writer \(index): \(error)")
+                        return
+                    }
+                }
+            }
+        }
+        var spaceRanOut = 0
+        for round in 0..<40 {
+            if round % 4 == 0 { try fs.sync() }
+            if round % 8 == 0 { try fs.journal.checkpoint() }
+            do {
+                let scratch = try volume.create("s\(round)")
+                defer { fs.release(scratch) }
+                try volume.write(scratch, pattern(8192, seed: 99), at: 0)
+                _ = try fs.setattr(scratch, AttributeChanges(size: 0))
+                try fs.unlink(parent: FileSystem.rootInode, name: Array("s\(round)".utf8))
+                fs.forget(scratch, count: 1)
+            } catch Errno.noSpace {
+                spaceRanOut += 1
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(outcome.all, [])
+        // The volume is small enough that writes were refused (ENOSPC) on the way.
+        XCTAssertGreaterThan(spaceRanOut + written.reduce(0) { $0 + $1.spaceRanOut }, 0)
+        try volume.remount()
+        for (index, file) in files.enumerated() {
+            let data = pattern(48 << 10, seed: UInt64(index + 1))
+            for (offset, count) in written[index].ranges.suffix(1) {
+                XCTAssertEqual(try volume.read(file, count, at: offset), Array(data[0..<count]), "writer \(index)")
+            }
+        }
+        try volume.unmountAndCheck()
+    }
+}
+
+/// What one writer wrote, in order.
+private final class Written: @unchecked Sendable {
+    private let lock = NSLock()
+    private var all: [(UInt64, Int)] = []
+    private var refused = 0
+    func add(_ offset: UInt64, _ count: Int) { lock.withLock { all.append((offset, count)) } }
+    func noteSpaceRanOut() { lock.withLock { refused += 1 } }
+    var ranges: [(UInt64, Int)] { lock.withLock { all } }
+    var spaceRanOut: Int { lock.withLock { refused } }
 }
 
 /// A flag set once by one thread and read by others.

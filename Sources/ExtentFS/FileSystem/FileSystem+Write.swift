@@ -37,7 +37,10 @@ extension FileSystem {
         var removedPrivileges = false
         let mayWriteThrough = mayWriteThrough(space, offset: offset, length: length, direct: direct)
         var throughRuns: WriteThroughRuns?
-        var securedEnd = try metadata.transaction {
+        // Shared transactions (Metadata.sharedTransaction): this inode's fields, under its i_rwsem
+        // held exclusively, and free space under the allocator's lock; writes to other files run
+        // theirs at the same time.
+        var securedEnd = try metadata.sharedTransaction {
             // Under the inode lock, which setFlags takes too, before anything changes. An
             // append-only file takes data only at its end: through a mount the kernel writes an
             // O_APPEND descriptor (the only kind open for writing, FileSystem.refuseOpen) at the
@@ -53,7 +56,7 @@ extension FileSystem {
             return reserveForDirtying(inode, from: firstBlock, to: endBlock)
         }
         if securedEnd < endBlock, commitToReleaseFrees() {
-            securedEnd = metadata.transaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+            securedEnd = metadata.sharedTransaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
         }
         if securedEnd < endBlock {
             guard securedEnd > firstBlock else { throw Errno.noSpace }
@@ -101,7 +104,7 @@ extension FileSystem {
             if space.lastWriteEnd != offset { space.sequentialWritesStart = offset }
             space.lastWriteEnd = offset + UInt64(done)
         }
-        metadata.transaction {
+        metadata.sharedTransaction {
             let end = offset + UInt64(done)
             if end > inode.size { inode.size = end }  // durable once written back (Inode.durableSize)
             let now = Timespec.now
@@ -114,7 +117,8 @@ extension FileSystem {
 
     /// Secures space for dirtying blocks [from, to), in order, as far as space allows: unmapped
     /// blocks become delayed allocations, shared blocks get a copy-on-write reservation. Returns
-    /// the block up to which the range is backed. In a transaction.
+    /// the block up to which the range is backed. In a transaction, shared or not (the caller
+    /// holds the inode's i_rwsem exclusively).
     func reserveForDirtying(_ inode: Inode, from: UInt64, to: UInt64) -> UInt64 {
         var cursor = from
         for extent in inode.extents.extents(from: from, to: to) {
@@ -126,7 +130,7 @@ extension FileSystem {
                 for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) where piece.count > 1 {
                     let firstLogical = extent.logical + (piece.run.start - extent.physical)
                     for block in firstLogical..<firstLogical + piece.run.count where !inode.cowReserved.contains(block) {
-                        guard metadata.freeSpace.reserve(1) else { return block }
+                        guard metadata.allocatorLock.withLock({ metadata.freeSpace.reserve(1) }) else { return block }
                         inode.cowReserved.insert(block)
                     }
                 }
@@ -139,9 +143,12 @@ extension FileSystem {
 
     /// Reserves as much of a hole as space allows; returns the block where the grant ends.
     private func reserveHole(_ inode: Inode, start: UInt64, count: UInt64) -> UInt64 {
-        let grant = min(count, metadata.freeSpace.available)
+        let grant = metadata.allocatorLock.withLock { () -> UInt64 in
+            let grant = min(count, metadata.freeSpace.available)
+            if grant > 0 { _ = metadata.freeSpace.reserve(grant) }
+            return grant
+        }
         if grant > 0 {
-            _ = metadata.freeSpace.reserve(grant)
             inode.extents.insert(FileExtent(logical: start, length: grant, physical: 0, state: .delayed))
         }
         return start + grant

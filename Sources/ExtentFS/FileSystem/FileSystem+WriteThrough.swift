@@ -68,7 +68,9 @@ extension FileSystem {
             cursor = stop
         }
         guard cursor == endBlock else { return nil }
-        for block in firstBlock..<endBlock where inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+        for block in firstBlock..<endBlock where inode.cowReserved.remove(block) != nil {
+            metadata.allocatorLock.withLock { metadata.freeSpace.unreserve(1) }
+        }
         return runs
     }
 

@@ -11,7 +11,8 @@ import ExtentFSCore
 ///   blocks to read them (read fill, readahead, writeback, the FUSE read reply); exclusive by every
 ///   path that removes pages because their blocks move or vanish (truncate down, punch, ...).
 /// - `fieldLock` (XFS's ILOCK) and Metadata.lock guard the persisted fields; every other field
-///   is Metadata.lock's alone.
+///   is Metadata.lock's alone (held exclusively; a write's shared transaction, under `lock`
+///   exclusively, may change this inode's bookkeeping: `cowReserved`, `lastChange`).
 public final class Inode: @unchecked Sendable {
     public let ino: InodeNumber
     let lock = ReadWriteLock()
@@ -19,11 +20,13 @@ public final class Inode: @unchecked Sendable {
     /// The page cache of a regular file; nil for other types.
     let pages: AddressSpace?
 
-    /// XFS's ILOCK, for the persisted fields below (issue 9, requirement 4): each is changed with
-    /// Metadata.lock held and, for the change itself, this lock (taken by the field's `_modify`);
-    /// so either lock is enough to read them. A request reading one inode (getattr, a read's size
-    /// and block map, SEEK_DATA, readlink) takes this one alone and waits for no transaction on
-    /// other inodes. A leaf: nothing else is taken while it is held, and no field of the inode is
+    /// XFS's ILOCK, for the persisted fields below (issue 9, requirement 4): each is changed in a
+    /// transaction (Metadata.lock held exclusively, or shared by a write that holds this inode's
+    /// `lock` exclusively) and, for the change itself, under this lock (taken by the field's
+    /// `_modify`). So they may be read under this lock, or with Metadata.lock held exclusively,
+    /// or by the write itself. A request reading one inode (getattr, a read's size and block map,
+    /// SEEK_DATA, readlink, xattrs, a lookup answered in memory) takes this one alone and waits
+    /// for no transaction. A leaf: nothing else is taken while it is held, and no field of the inode is
     /// changed while it is (a nested change of a field would wait for itself: checked in debug
     /// builds). Observers run after it is let go.
     let fieldLock = Mutex(checkingOwner: true)
@@ -239,12 +242,12 @@ public final class Inode: @unchecked Sendable {
         guard metadataSpace != nil || cacheAccount != nil else { return }
         let now = encodedSizeEstimate
         if let metadataSpace {
-            metadataSpace.inodeBytes += now - countedBytes
+            metadataSpace.addInodeBytes(now - countedBytes)
             countedBytes = now
         }
         if let cacheAccount {
             let charge = memoryChargeEstimate
-            cacheAccount.bytes += charge - cacheCharge
+            cacheAccount.add(charge - cacheCharge)
             cacheCharge = charge
         }
     }
@@ -252,7 +255,7 @@ public final class Inode: @unchecked Sendable {
     /// The inode joins (or, with nil, leaves) a mounted volume's metadata: its size is counted
     /// there from now on (or no longer). Caller holds Metadata.lock.
     func count(in space: MetadataSpace?) {
-        metadataSpace?.inodeBytes -= countedBytes
+        metadataSpace?.addInodeBytes(-countedBytes)
         countedBytes = 0
         metadataSpace = space
         recount()

@@ -1,6 +1,7 @@
 import ExtentFSCore
 import Logging
 import SystemPackage
+import Synchronization
 
 /// The inode table as a cache over the newest durable checkpoint (issue 9, step 4 in
 /// docs/TREES.md): `Metadata.inodes` holds the inodes in use and every inode changed since that
@@ -47,14 +48,14 @@ struct InodeCacheState {
     mutating func admit(_ inode: Inode) {
         inode.cacheCharge = Self.charge(of: inode)
         inode.cacheAccount = account
-        account.bytes += inode.cacheCharge
+        account.add(inode.cacheCharge)
         order.append(inode.ino)
     }
 
     mutating func noteLoaded() { loads += 1 }
 
     mutating func release(_ inode: Inode) {
-        account.bytes -= inode.cacheCharge
+        account.add(-inode.cacheCharge)
         inode.cacheCharge = 0
         inode.cacheAccount = nil
     }
@@ -119,9 +120,12 @@ struct InodeCacheState {
 }
 
 /// The inode table's running charge, shared with its members so that a change of an inode's
-/// size changes it in O(1) (as MetadataSpace is). Guarded by Metadata.lock.
-final class InodeCacheAccount {
-    var bytes = 0
+/// size changes it in O(1) (as MetadataSpace is). Atomic: members recount themselves in shared
+/// transactions too, several at once (Metadata.sharedTransaction).
+final class InodeCacheAccount: Sendable {
+    private let counted = Atomic<Int>(0)
+    var bytes: Int { counted.load(ordering: .relaxed) }
+    func add(_ delta: Int) { counted.wrappingAdd(delta, ordering: .relaxed) }
 }
 
 extension Metadata {

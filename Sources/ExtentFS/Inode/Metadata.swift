@@ -2,14 +2,25 @@ import ExtentFSCore
 import Logging
 import SystemPackage
 
-/// All metadata of a mounted volume, behind one lock: the inode table (with each inode's
-/// attributes, extent map, directory, xattrs), free space and reference counts.
+/// All metadata of a mounted volume: the inode table (with each inode's attributes, extent map,
+/// directory, xattrs), free space and reference counts.
 ///
-/// Every change goes through `transaction`: an in-memory change that notes what it touched in the
-/// running transaction (`changes`); the journal logs each closed transaction as one record and
-/// writes whole checkpoints in the background (Journal/Journal.swift).
+/// Every change goes through `transaction` or `sharedTransaction`: an in-memory change that notes
+/// what it touched in the running transaction (`changes`); the journal logs each closed
+/// transaction as one record and writes whole checkpoints in the background
+/// (Journal/Journal.swift).
+///
+/// `lock` is held exclusively by `transaction` and `withLock` (everything below is theirs), and
+/// shared by `sharedTransaction`: changes confined to one inode whose i_rwsem the caller holds
+/// exclusively, which reach what inodes share only through locks or atomics of its own
+/// (`allocatorLock`, ChangeSet's noting, MetadataSpace's and the inode table's byte counts) and
+/// leave the rest alone. Whoever holds it exclusively (the log's commit, a checkpoint's snapshot,
+/// every other change) sees no shared transaction half done.
 final class Metadata: @unchecked Sendable {
-    let lock = Mutex()
+    let lock = ReadWriteLock()
+    /// Free space (`freeSpace`), for shared transactions: they take it for each use of it, several
+    /// at once. Exclusive holders of `lock` need not (no shared transaction runs then). A leaf.
+    let allocatorLock = Mutex()
     let geometry: Geometry
 
     // Guarded by `lock`.
@@ -57,7 +68,7 @@ final class Metadata: @unchecked Sendable {
         referenceCounts.metadataSpace = space
         sinceCheckpoint = loaded.sinceCheckpoint
         var fileRuns: [BlockRun] = []
-        space.inodeBytes += loaded.notHeld.checkpointBytes
+        space.addInodeBytes(loaded.notHeld.checkpointBytes)
         inodeCount = loaded.notHeld.count
         for inode in loaded.inodes {
             inodes[inode.ino] = inode
@@ -97,13 +108,20 @@ final class Metadata: @unchecked Sendable {
 
     @inline(__always)
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        try lock.withLock(body)
+        try lock.withExclusive(body)
     }
 
-    /// The one way metadata changes: what the body changes is noted in `changes` as it happens.
+    /// The way metadata changes: what the body changes is noted in `changes` as it happens.
     @inline(__always)
     func transaction<T>(_ body: () throws -> T) rethrows -> T {
-        try lock.withLock(body)
+        try lock.withExclusive(body)
+    }
+
+    /// A transaction that runs alongside other shared ones (the class comment says which may):
+    /// today a write's reservation of space and its size and times (FileSystem+Write.swift).
+    @inline(__always)
+    func sharedTransaction<T>(_ body: () throws -> T) rethrows -> T {
+        try lock.withShared(body)
     }
 
     /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that

@@ -7,24 +7,30 @@ import Glibc
 //
 // Lock order, outermost first (DESIGN.md); take them in this order only:
 //   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.commitLock  ->
-//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock  ->  Inode.fieldLock
-//   (ILOCK)  ->  InodeTable's lock
+//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock  ->  leaves
 // commitLock serializes log writes and is held across their I/O (writeback may force the log with
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
-// after it. Metadata.lock is today one level standing for "extent map -> allocator/refcounts":
-// it guards every piece of metadata, is held for in-memory work and, one exception, across
-// reads of the committed tree the caches do not hold (CommittedTree: node reads, no lock taken).
-// Lookups and attribute reads defer those reads until the lock is let go, and operations that
-// change names and readdir read ahead (FileSystem+TreeReads.swift), so the exception is left to
-// what they cannot foresee. No other lock is taken while it is held but leaves:
-// AddressSpace.indexLock, an inode's fieldLock and the inode table's lock.
-// Issue 9, requirement 4, first step: one inode's persisted fields (Inode.fieldLock) and the
-// inode table's map (InodeTable) have locks of their own. Both are changed only with
-// Metadata.lock held as well, so a transaction sees them as before; a request that only reads
-// one cached inode (FileSystem.inode, getattr, a read's size and block map, SEEK_DATA,
-// readlink) takes them alone, one at a time, and waits for no transaction. No thread holds two
-// fieldLocks: a change holds one for the change of one field, a reader one for its reads.
-// Two inodes: the lower inode number first. AddressSpace.indexLock and PageCache.lock are leaves.
+// after it.
+//
+// Metadata.lock is a reader-writer lock, held exclusively by every transaction but a write's
+// (Metadata.sharedTransaction says what a shared one may touch) and by whoever reads metadata
+// several inodes share. Held exclusively it guards every piece of metadata; it is held for
+// in-memory work and, one exception, across reads of the committed tree the caches do not hold
+// (CommittedTree: node reads, no lock taken). Lookups and attribute reads defer those reads
+// until the lock is let go, and operations that change names and readdir read ahead
+// (FileSystem+TreeReads.swift), so the exception is left to what they cannot foresee.
+//
+// Leaves (nothing is taken while one is held): an inode's fieldLock (XFS's ILOCK: its persisted
+// fields), InodeTable's lock (the table's map), Metadata.allocatorLock (free space in a shared
+// transaction), ChangeSet's noting lock; AddressSpace.indexLock and PageCache.lock. MetadataSpace's
+// and the inode table's byte counts are atomics.
+// Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
+// held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
+// getattr, a read's size and block map, SEEK_DATA, readlink, xattrs, a lookup answered in
+// memory), which then waits for no transaction; writes to different files run their
+// transactions together. No thread holds two fieldLocks: a change holds one for the change of
+// one field, a reader one for its reads.
+// Two inodes: the lower inode number first.
 
 public final class Mutex: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)

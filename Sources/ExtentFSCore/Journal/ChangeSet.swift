@@ -1,9 +1,15 @@
+import Synchronization
+
 /// The running transaction: which inodes and which reference-count ranges changed since the last
-/// log commit, and the sequence they will be logged under. Guarded by Metadata.lock.
+/// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note` and
+/// `noteDataChange` are also called by shared transactions (Metadata.sharedTransaction), several
+/// at once, and take `notingLock` (a leaf) for what they change: whoever holds Metadata.lock
+/// exclusively (the log's commit above all) sees no shared transaction running.
 ///
 /// Inodes note themselves when a persisted field changes (Inode's property observers), so no
 /// operation can change metadata without it reaching the log.
 package final class ChangeSet: @unchecked Sendable {
+    private let notingLock = Mutex<Void>(())
     /// The sequence the running transaction will be logged as.
     package private(set) var running: LogSequence
     package private(set) var inodes = Set<InodeNumber>()
@@ -33,12 +39,12 @@ package final class ChangeSet: @unchecked Sendable {
 
     /// Returns the sequence the change will be logged under.
     package func note(_ ino: InodeNumber) -> LogSequence {
-        inodes.insert(ino)
+        notingLock.withLock { _ in _ = inodes.insert(ino) }
         return running
     }
 
     package func noteDataChange() {
-        touchesData = true
+        notingLock.withLock { _ in touchesData = true }
     }
 
     package func noteReferenceChange(_ run: BlockRun, unshared newlyUnshared: [BlockRun]) {
