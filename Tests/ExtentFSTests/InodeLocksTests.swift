@@ -159,8 +159,31 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// Writers of several files at once (their transactions shared), with commits, checkpoints,
-    /// creates and truncates (exclusive) in between, on a volume small enough that reservations
+    /// Writeback allocates, converts and logs the size it wrote in shared transactions on its
+    /// inode: it completes while another shared transaction is held, and its data is on disk.
+    func testWritebackDoesNotWaitForAnotherSharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        let file = try volume.create("file")
+        let data = pattern(300_000, seed: 5)
+        try volume.write(file, data, at: 0)
+        let inode = try XCTUnwrap(fs.metadata.inodes[file])
+        fs.metadata.lock.lockShared()
+        let outcome = Outcome()
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+            do { try fs.writeback(inode) } catch { outcome.fail("\(error)") }
+        }
+        XCTAssertTrue(inTime, "writeback waited for a shared transaction")
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertFalse(inode.pages!.hasDirtyPages)
+        XCTAssertTrue(inode.extents.extents.allSatisfy { $0.state == .written })
+        try volume.remount()
+        XCTAssertEqual(try volume.read(file, data.count, at: 0), data)
+        try volume.unmountAndCheck()
+    }
+
+    /// Writers of several files at once and writeback of them (their transactions shared), with
+    /// commits, checkpoints, creates and truncates (exclusive) in between, on a volume small enough that reservations
     /// run out: every byte written reads back, and fsck finds the space accounting whole.
     func testConcurrentWritersKeepSpaceAndDataWhole() throws {
         let volume = try TestVolume(blockSize: 4096, size: 12 << 20)
@@ -189,6 +212,15 @@ extension InodeLocksTests {
                 }
             }
         }
+        // Writeback of all of them meanwhile, as the flusher does (its transactions shared too).
+        let stopWriteback = StopFlag()
+        let writebackDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { writebackDone.signal() }
+            while !stopWriteback.isSet {
+                do { try fs.writebackAll() } catch Errno.noSpace {} catch { outcome.fail("writeback: \(error)") }
+            }
+        }
         var spaceRanOut = 0
         for round in 0..<40 {
             if round % 4 == 0 { try fs.sync() }
@@ -205,6 +237,8 @@ extension InodeLocksTests {
             }
         }
         XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        stopWriteback.set()
+        XCTAssertEqual(writebackDone.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(outcome.all, [])
         // The volume is small enough that writes were refused (ENOSPC) on the way.
         XCTAssertGreaterThan(spaceRanOut + written.reduce(0) { $0 + $1.spaceRanOut }, 0)

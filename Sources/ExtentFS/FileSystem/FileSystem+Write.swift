@@ -37,10 +37,9 @@ extension FileSystem {
         var removedPrivileges = false
         let mayWriteThrough = mayWriteThrough(space, offset: offset, length: length, direct: direct)
         var throughRuns: WriteThroughRuns?
-        // Shared transactions (Metadata.sharedTransaction): this inode's fields, under its i_rwsem
-        // held exclusively, and free space under the allocator's lock; writes to other files run
-        // theirs at the same time.
-        var securedEnd = try metadata.sharedTransaction {
+        // Shared transactions (Metadata.sharedTransaction): this inode's fields and free space
+        // under the allocator's lock; writes to other files run theirs at the same time.
+        var securedEnd = try metadata.sharedTransaction(on: inode) {
             // Under the inode lock, which setFlags takes too, before anything changes. An
             // append-only file takes data only at its end: through a mount the kernel writes an
             // O_APPEND descriptor (the only kind open for writing, FileSystem.refuseOpen) at the
@@ -56,7 +55,7 @@ extension FileSystem {
             return reserveForDirtying(inode, from: firstBlock, to: endBlock)
         }
         if securedEnd < endBlock, commitToReleaseFrees() {
-            securedEnd = metadata.sharedTransaction { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
+            securedEnd = metadata.sharedTransaction(on: inode) { reserveForDirtying(inode, from: firstBlock, to: endBlock) }
         }
         if securedEnd < endBlock {
             guard securedEnd > firstBlock else { throw Errno.noSpace }
@@ -104,7 +103,7 @@ extension FileSystem {
             if space.lastWriteEnd != offset { space.sequentialWritesStart = offset }
             space.lastWriteEnd = offset + UInt64(done)
         }
-        metadata.sharedTransaction {
+        metadata.sharedTransaction(on: inode) {
             let end = offset + UInt64(done)
             if end > inode.size { inode.size = end }  // durable once written back (Inode.durableSize)
             let now = Timespec.now
@@ -117,8 +116,7 @@ extension FileSystem {
 
     /// Secures space for dirtying blocks [from, to), in order, as far as space allows: unmapped
     /// blocks become delayed allocations, shared blocks get a copy-on-write reservation. Returns
-    /// the block up to which the range is backed. In a transaction, shared or not (the caller
-    /// holds the inode's i_rwsem exclusively).
+    /// the block up to which the range is backed. In a transaction, shared on `inode` or not.
     func reserveForDirtying(_ inode: Inode, from: UInt64, to: UInt64) -> UInt64 {
         var cursor = from
         for extent in inode.extents.extents(from: from, to: to) {

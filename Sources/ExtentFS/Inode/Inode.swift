@@ -11,8 +11,8 @@ import ExtentFSCore
 ///   blocks to read them (read fill, readahead, writeback, the FUSE read reply); exclusive by every
 ///   path that removes pages because their blocks move or vanish (truncate down, punch, ...).
 /// - `fieldLock` (XFS's ILOCK) and Metadata.lock guard the persisted fields; every other field
-///   is Metadata.lock's alone (held exclusively; a write's shared transaction, under `lock`
-///   exclusively, may change this inode's bookkeeping: `cowReserved`, `lastChange`).
+///   is Metadata.lock's alone (held exclusively; a shared transaction on this inode, under
+///   `transactionLock`, may change its bookkeeping: `cowReserved`, `lastChange`).
 public final class Inode: @unchecked Sendable {
     public let ino: InodeNumber
     let lock = ReadWriteLock()
@@ -20,16 +20,21 @@ public final class Inode: @unchecked Sendable {
     /// The page cache of a regular file; nil for other types.
     let pages: AddressSpace?
 
-    /// XFS's ILOCK, for the persisted fields below (issue 9, requirement 4): each is changed in a
-    /// transaction (Metadata.lock held exclusively, or shared by a write that holds this inode's
-    /// `lock` exclusively) and, for the change itself, under this lock (taken by the field's
-    /// `_modify`). So they may be read under this lock, or with Metadata.lock held exclusively,
-    /// or by the write itself. A request reading one inode (getattr, a read's size and block map,
+    /// For the persisted fields below (issue 9, requirement 4): each is changed in a transaction
+    /// (Metadata.lock held exclusively, or a shared transaction on this inode, which holds
+    /// `transactionLock`) and, for the change itself, under this lock (taken by the field's
+    /// `_modify`). So they may be read under this lock, with Metadata.lock held exclusively, or
+    /// in a shared transaction on this inode. A request reading one inode (getattr, a read's size and block map,
     /// SEEK_DATA, readlink, xattrs, a lookup answered in memory) takes this one alone and waits
     /// for no transaction. A leaf: nothing else is taken while it is held, and no field of the inode is
     /// changed while it is (a nested change of a field would wait for itself: checked in debug
     /// builds). Observers run after it is let go.
     let fieldLock = Mutex(checkingOwner: true)
+    /// Held across a shared transaction on this inode (Metadata.sharedTransaction(on:)), so that
+    /// two of them on one inode (a write's and writeback's) run one after the other; those on
+    /// other inodes run alongside. Exclusive transactions need not take it (no shared one runs
+    /// then). Taken after Metadata.lock, before the leaves.
+    let transactionLock = Mutex(checkingOwner: true)
 
     // Persisted fields: every change notes the inode in the running transaction (`changes`), so
     // the next log commit writes its image.

@@ -11,15 +11,17 @@ import SystemPackage
 /// (Journal/Journal.swift).
 ///
 /// `lock` is held exclusively by `transaction` and `withLock` (everything below is theirs), and
-/// shared by `sharedTransaction`: changes confined to one inode whose i_rwsem the caller holds
-/// exclusively, which reach what inodes share only through locks or atomics of its own
-/// (`allocatorLock`, ChangeSet's noting, MetadataSpace's and the inode table's byte counts) and
+/// shared by `sharedTransaction(on:)`: changes confined to one inode, whose `transactionLock` it
+/// holds, which reach what inodes share only through locks or atomics of their own
+/// (`allocatorLock`, ChangeSet's noting, MetadataSpace's and the inode table's byte counts), read
+/// reference counts and ChangeSet's unshared blocks (changed only by exclusive holders) and
 /// leave the rest alone. Whoever holds it exclusively (the log's commit, a checkpoint's snapshot,
 /// every other change) sees no shared transaction half done.
 final class Metadata: @unchecked Sendable {
     let lock = ReadWriteLock()
-    /// Free space (`freeSpace`), for shared transactions: they take it for each use of it, several
-    /// at once. Exclusive holders of `lock` need not (no shared transaction runs then). A leaf.
+    /// Free space (`freeSpace`), for shared transactions: they take it for each use of it (one
+    /// hold for a check and the change it allows), several at once. Exclusive holders of `lock`
+    /// need not (no shared transaction runs then). A leaf.
     let allocatorLock = Mutex()
     let geometry: Geometry
 
@@ -117,11 +119,13 @@ final class Metadata: @unchecked Sendable {
         try lock.withExclusive(body)
     }
 
-    /// A transaction that runs alongside other shared ones (the class comment says which may):
-    /// today a write's reservation of space and its size and times (FileSystem+Write.swift).
+    /// A transaction on `inode` that runs alongside shared ones on other inodes (the class
+    /// comment says what it may touch): a write's reservation of space and its size and times
+    /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
+    /// (Writeback.swift).
     @inline(__always)
-    func sharedTransaction<T>(_ body: () throws -> T) rethrows -> T {
-        try lock.withShared(body)
+    func sharedTransaction<T>(on inode: Inode, _ body: () throws -> T) rethrows -> T {
+        try lock.withShared { try inode.transactionLock.withLock(body) }
     }
 
     /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that

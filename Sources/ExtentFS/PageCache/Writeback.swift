@@ -84,10 +84,10 @@ extension FileSystem {
         let groupOffset = firstPage * UInt64(Page.size)
         let firstBlock = groupOffset >> shift
         let endBlock = (groupOffset + UInt64(pageCount * Page.size) - 1) >> shift + 1
-        var extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+        var extents = inode.fieldLock.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         if extents.contains(where: { $0.state == .delayed }) {
             try allocateDelayed(inode, from: firstBlock, to: endBlock)
-            extents = metadata.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
+            extents = inode.fieldLock.withLock { inode.extents.extents(from: firstBlock, to: endBlock) }
         }
         for block in firstBlock..<endBlock where blockIsDirty(block, pages: pages, firstPage: firstPage) {
             guard let extent = extents.first(where: { $0.logical <= block && block < $0.logicalEnd }) else {
@@ -96,10 +96,10 @@ extension FileSystem {
             let physical = extent.physical + block - extent.logical
             // nil: its last sharer let go in a transaction not yet logged, and the durable
             // metadata still maps it in another file: written in place only once that is logged.
-            var decision = metadata.withLock { sharingDecision(inode, block: block, physical: physical) }
+            var decision = metadata.sharedTransaction(on: inode) { sharingDecision(inode, block: block, physical: physical) }
             while decision == nil {
                 try journal.force()
-                decision = metadata.withLock { sharingDecision(inode, block: block, physical: physical) }
+                decision = metadata.sharedTransaction(on: inode) { sharingDecision(inode, block: block, physical: physical) }
             }
             let shared = decision!
             if shared {
@@ -117,11 +117,11 @@ extension FileSystem {
 
     /// Whether `block` (at `physical`) is shared, so copied on write; nil when it may be written
     /// in place only after the log is forced (see ChangeSet.unshared). A block written in place
-    /// gives back its copy-on-write reservation. Caller holds Metadata.lock.
+    /// gives back its copy-on-write reservation. In a transaction, shared on `inode` or not.
     private func sharingDecision(_ inode: Inode, block: UInt64, physical: UInt64) -> Bool? {
         if metadata.referenceCounts.count(of: physical) > 1 { return true }
         if metadata.changes.isRecentlyUnshared(physical) { return nil }
-        if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
+        if inode.cowReserved.remove(block) != nil { metadata.allocatorLock.withLock { metadata.freeSpace.unreserve(1) } }
         return false
     }
 
@@ -160,13 +160,16 @@ extension FileSystem {
     /// taken when the block was dirtied.
     private func copyOnWrite(_ inode: Inode, block: UInt64, from oldPhysical: UInt64, oldIsWritten: Bool, pages: [Page?],
                              firstPage: UInt64, into batch: inout WritebackBatch) throws {
-        let newPhysical = try metadata.transaction { () -> UInt64 in
-            if inode.cowReserved.remove(block) != nil { metadata.freeSpace.unreserve(1) }
-            guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
-                  let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1, mappedNow: false).first else {
-                throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
+        let newPhysical = try metadata.sharedTransaction(on: inode) { () -> UInt64 in
+            let reserved = inode.cowReserved.remove(block) != nil
+            return try metadata.allocatorLock.withLock {
+                if reserved { metadata.freeSpace.unreserve(1) }
+                guard metadata.freeSpace.freeBlocks > metadata.freeSpace.reserved,
+                      let run = metadata.freeSpace.allocate(1, near: oldPhysical + 1, mappedNow: false).first else {
+                    throw ExtentFSError("no free block for copy-on-write", errno: .noSpace)
+                }
+                return run.start
             }
-            return run.start
         }
         batch.cowRemaps.append(WritebackBatch.Remap(block: block, newPhysical: newPhysical))
         let shift = UInt64(geometry.blockShift)
@@ -213,25 +216,28 @@ extension FileSystem {
     ///
     /// Chosen and converted in one transaction: another writeback of the same file (a group in
     /// the same delayed extent) may convert it first, and converting it again would unreserve
-    /// its blocks twice and map the range a second time.
+    /// its blocks twice and map the range a second time. Shared on `inode`: writebacks and writes
+    /// of other files run theirs meanwhile.
     private func allocateDelayed(_ inode: Inode, from firstBlock: UInt64, to endBlock: UInt64) throws {
-        try metadata.transaction {
+        try metadata.sharedTransaction(on: inode) {
             let delayed = inode.extents.extents(from: firstBlock, to: endBlock).filter { $0.state == .delayed }.map { extent -> FileExtent in
                 guard case .mapped(let whole) = inode.extents.lookup(extent.logical) else { return extent }
                 return whole.clipped(from: whole.logical, to: whole.logical + min(whole.length, FileSystem.maxDelayedAllocation))
             }
             for extent in delayed {
-                guard metadata.freeSpace.freeBlocks >= extent.length else {
-                    // Only a checkpoint that outgrew its reserve can get here; the data stays
-                    // dirty in memory and the next writeback tries again.
-                    throw ExtentFSError("no free blocks to back a reservation", errno: .noSpace)
-                }
                 var hint: UInt64 = 0
                 if extent.logical > 0, case .mapped(let previous) = inode.extents.lookup(extent.logical - 1), previous.state != .delayed {
                     hint = previous.physical + 1
                 }
-                metadata.freeSpace.unreserve(extent.length)
-                let runs = metadata.freeSpace.allocate(extent.length, near: hint)
+                let runs = try metadata.allocatorLock.withLock { () -> [BlockRun] in
+                    guard metadata.freeSpace.freeBlocks >= extent.length else {
+                        // Only a checkpoint that outgrew its reserve can get here; the data stays
+                        // dirty in memory and the next writeback tries again.
+                        throw ExtentFSError("no free blocks to back a reservation", errno: .noSpace)
+                    }
+                    metadata.freeSpace.unreserve(extent.length)
+                    return metadata.freeSpace.allocate(extent.length, near: hint)
+                }
                 var logical = extent.logical
                 for run in runs {
                     inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: .unwritten))
@@ -249,15 +255,24 @@ extension FileSystem {
         try batch.runs.write(to: store)
         EngineCounters.add(engineCounters.writtenBackBytes, batch.runs.totalBytes)
         if !batch.conversions.isEmpty || !batch.cowRemaps.isEmpty {
-            metadata.transaction {
-                for block in batch.conversions {
+            // Remaps change reference counts, which only exclusive transactions do.
+            let conversions = batch.conversions
+            let convert = {
+                for block in conversions {
                     if case .mapped(let extent) = inode.extents.lookup(block), extent.state == .unwritten {
                         inode.extents.replace(with: FileExtent(logical: block, length: 1, physical: extent.physical, state: .written))
                     }
                 }
-                for remap in batch.cowRemaps {
-                    metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1))
-                    releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
+            }
+            if batch.cowRemaps.isEmpty {
+                metadata.sharedTransaction(on: inode, convert)
+            } else {
+                metadata.transaction {
+                    convert()
+                    for remap in batch.cowRemaps {
+                        metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1))
+                        releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
+                    }
                 }
             }
             batch.cowRemaps = []
@@ -272,7 +287,7 @@ extension FileSystem {
         }
         let cleanedFrom = batch.groups.first?.pages.first?.index ?? 0
         dropWrittenBehind(space, cleaned: cleanedFrom..<writtenEnd / UInt64(Page.size))
-        metadata.transaction { inode.noteWrittenBack(upTo: writtenEnd) }
+        metadata.sharedTransaction(on: inode) { inode.noteWrittenBack(upTo: writtenEnd) }
         batch.freeTemporaries()
         batch = WritebackBatch()
     }

@@ -12,9 +12,10 @@ import Glibc
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it.
 //
-// Metadata.lock is a reader-writer lock, held exclusively by every transaction but a write's
-// (Metadata.sharedTransaction says what a shared one may touch) and by whoever reads metadata
-// several inodes share. Held exclusively it guards every piece of metadata; it is held for
+// Metadata.lock is a reader-writer lock, held shared by transactions that change one inode's data
+// (Metadata.sharedTransaction(on:) says what they may touch; each holds the inode's
+// transactionLock, taken after Metadata.lock and before the leaves) and exclusively by every
+// other transaction and whoever reads metadata several inodes share. Held exclusively it guards every piece of metadata; it is held for
 // in-memory work and, one exception, across reads of the committed tree the caches do not hold
 // (CommittedTree: node reads, no lock taken). Lookups and attribute reads defer those reads
 // until the lock is let go, and operations that change names and readdir read ahead
@@ -27,8 +28,8 @@ import Glibc
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // getattr, a read's size and block map, SEEK_DATA, readlink, xattrs, a lookup answered in
-// memory), which then waits for no transaction; writes to different files run their
-// transactions together. No thread holds two fieldLocks: a change holds one for the change of
+// memory), which then waits for no transaction; writes and writebacks of different files run
+// their transactions together. No thread holds two fieldLocks: a change holds one for the change of
 // one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 

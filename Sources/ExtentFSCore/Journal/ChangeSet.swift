@@ -1,10 +1,11 @@
 import Synchronization
 
 /// The running transaction: which inodes and which reference-count ranges changed since the last
-/// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note` and
-/// `noteDataChange` are also called by shared transactions (Metadata.sharedTransaction), several
-/// at once, and take `notingLock` (a leaf) for what they change: whoever holds Metadata.lock
-/// exclusively (the log's commit above all) sees no shared transaction running.
+/// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note`,
+/// `noteDataChange` and `noteFileBlocks` are also called by shared transactions
+/// (Metadata.sharedTransaction), several at once, and take `notingLock` (a leaf) for what they
+/// change: whoever holds Metadata.lock exclusively (the log's commit above all) sees no shared
+/// transaction running.
 ///
 /// Inodes note themselves when a persisted field changes (Inode's property observers), so no
 /// operation can change metadata without it reaching the log.
@@ -34,7 +35,7 @@ package final class ChangeSet: @unchecked Sendable {
     package var isEmpty: Bool { inodes.isEmpty && referenceRuns.isEmpty && fileBlockChanges.isEmpty }
 
     package func noteFileBlocks(allocated: Bool, _ run: BlockRun) {
-        fileBlockChanges.append(FileBlockChange(allocated: allocated, run: run))
+        notingLock.withLock { _ in fileBlockChanges.append(FileBlockChange(allocated: allocated, run: run)) }
     }
 
     /// Returns the sequence the change will be logged under.
