@@ -136,9 +136,10 @@ final class InodeLocksTests: XCTestCase {
 }
 
 extension InodeLocksTests {
-    /// A write runs its transactions with Metadata.lock shared (Metadata.sharedTransaction): while
-    /// another shared holder waits on the device, a write to another file completes.
-    func testAWriteDoesNotWaitForAnotherSharedTransaction() throws {
+    /// A write and a setattr run their transactions with Metadata.lock shared
+    /// (Metadata.sharedTransaction): while another shared holder waits on the device, they
+    /// complete.
+    func testAWriteAndASetattrDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
         let file = try volume.create("file")
@@ -148,11 +149,15 @@ extension InodeLocksTests {
         let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
             do {
                 if try volume.write(file, data, at: 5000) != data.count { outcome.fail("short write") }
+                let changed = try fs.setattr(file, AttributeChanges(mode: 0o600, uid: 7, mtime: .set(Timespec(seconds: 1000, nanoseconds: 5))))
+                if changed.mode & 0o7777 != 0o600 || changed.uid != 7 || changed.mtime != Timespec(seconds: 1000, nanoseconds: 5) {
+                    outcome.fail("setattr: \(changed)")
+                }
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a write waited for a shared transaction")
+        XCTAssertTrue(inTime, "a write or a setattr waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         XCTAssertEqual(try fs.getattr(file).size, 45_000)
         XCTAssertEqual(try volume.read(file, data.count, at: 5000), data)

@@ -12,7 +12,7 @@ extension FileSystem {
         let inode = try self.inode(ino)
         // Before the truncate takes the inode lock: one racing the setFlags that forbids it may
         // still run, as if it had come first.
-        try metadata.withLock { try refuseChange(of: inode, by: changes) }
+        try metadata.sharedTransaction(on: inode) { try refuseChange(of: inode, by: changes) }
         if let size = changes.size {
             switch inode.type {
             case .regular: break
@@ -21,11 +21,12 @@ extension FileSystem {
             }
             guard size <= Superblock.maxFileSize else { throw Errno.fileTooLarge }
             if let remover = changes.privilegesRemovedBy {
-                metadata.transaction { removePrivileges(inode, changedBy: remover) }
+                metadata.sharedTransaction(on: inode) { removePrivileges(inode, changedBy: remover) }
             }
             try truncate(inode, to: size)
         }
-        let attributes = metadata.transaction { () -> FileAttributes in
+        // This inode's fields alone (an access ACL's xattr keeps its size): shared.
+        let attributes = metadata.sharedTransaction(on: inode) { () -> FileAttributes in
             let now = Timespec.now
             if let mode = changes.mode {
                 inode.mode = (inode.mode & FileType.mask) | (mode & 0o7777)
@@ -55,8 +56,8 @@ extension FileSystem {
     }
 
     /// EPERM for a setattr the VFS's notify_change and truncate refuse: any change of an
-    /// immutable file; of an append-only one, anything but setting its times to now. Caller
-    /// holds Metadata.lock.
+    /// immutable file; of an append-only one, anything but setting its times to now. In a
+    /// transaction, shared on `inode` or not.
     private func refuseChange(of inode: Inode, by changes: AttributeChanges) throws {
         try refuseIfImmutable(inode)
         guard inode.flags.contains(.appendOnly) else { return }

@@ -122,7 +122,7 @@ final class Metadata: @unchecked Sendable {
     /// A transaction on `inode` that runs alongside shared ones on other inodes (the class
     /// comment says what it may touch): a write's reservation of space and its size and times
     /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
-    /// (Writeback.swift).
+    /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift).
     @inline(__always)
     func sharedTransaction<T>(on inode: Inode, _ body: () throws -> T) rethrows -> T {
         try lock.withShared { try inode.transactionLock.withLock(body) }
