@@ -4,10 +4,11 @@ import SystemPackage
 import XCTest
 @testable import ExtentFS
 
-/// Issue 9, requirement 4, first step: a request that only reads one cached inode takes that
-/// inode's own lock (Inode.fieldLock) and the inode table's, not Metadata.lock, so no
-/// transaction (however long: a tree read under the lock, a big punch, a checkpoint's snapshot)
-/// holds it up; and readers under the inode's lock alone see every change whole.
+/// Issue 9, requirement 4: a request that only reads one cached inode (or opens, releases or
+/// forgets it) takes that inode's own lock (Inode.fieldLock) and the inode table's, not
+/// Metadata.lock, so no transaction (however long: a tree read under the lock, a big punch, a
+/// checkpoint's snapshot) holds it up; readers under the inode's lock alone see every change
+/// whole; and transactions on one inode's data run shared, alongside others.
 final class InodeLocksTests: XCTestCase {
     fileprivate final class Outcome: @unchecked Sendable {
         private let lock = NSLock()
@@ -48,6 +49,8 @@ final class InodeLocksTests: XCTestCase {
         let directory = try fs.mkdir(parent: FileSystem.rootInode, name: Array("d".utf8), mode: 0o755, owner: .root).ino
         let inner = try volume.create("inner", in: directory)
 
+        let opensBefore = try XCTUnwrap(fs.metadata.inodes[file]).openCount
+
         // Any transaction could be holding it: here the test holds it itself.
         fs.metadata.lock.lockExclusive()
         let outcome = Outcome()
@@ -71,16 +74,24 @@ final class InodeLocksTests: XCTestCase {
                     _ = try fs.lookup(parent: directory, name: Array("absent".utf8))
                     outcome.fail("lookup of an absent name succeeded")
                 } catch Errno.noSuchFileOrDirectory {}
+                fs.forget(inner, count: 2)
+                try fs.open(file, flags: O_RDONLY)
+                try fs.open(file, flags: O_RDWR)
+                fs.release(file)
+                do {
+                    try fs.open(directory, flags: O_RDWR)
+                    outcome.fail("a directory opened for writing")
+                } catch Errno.isDirectory {}
             } catch {
                 outcome.fail("\(error)")
             }
         }
         XCTAssertTrue(inTime, "reads of a cached inode waited for Metadata.lock")
         XCTAssertEqual(outcome.all, [])
-        // The lookup took a reference, as the kernel counts it (create took the first).
-        XCTAssertEqual(fs.metadata.inodes[inner]?.lookupCount, 2)
-        fs.forget(inner, count: 1)
-        XCTAssertEqual(fs.metadata.inodes[inner]?.lookupCount, 1)
+        // Counted as the kernel counts: create's lookup and the lookup taken, less the two
+        // forgotten; two opens and a release.
+        XCTAssertEqual(fs.metadata.inodes[inner]?.lookupCount, 0)
+        XCTAssertEqual(fs.metadata.inodes[file]?.openCount, opensBefore + 1)
         try volume.unmountAndCheck()
     }
 
@@ -254,6 +265,39 @@ extension InodeLocksTests {
                 XCTAssertEqual(try volume.read(file, count, at: offset), Array(data[0..<count]), "writer \(index)")
             }
         }
+        try volume.unmountAndCheck()
+    }
+}
+
+extension InodeLocksTests {
+    /// Releases and forgets (under the inode's own lock) racing the unlinks of the same files:
+    /// whichever comes last frees each inode, once, and none is left behind.
+    func testReleasesAndForgetsRacingUnlinksFreeEveryInode() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        let before = fs.metadata.withLock { fs.metadata.inodeCount }
+        let outcome = Outcome()
+        for round in 0..<200 {
+            let name = Array("f\(round)".utf8)
+            let ino = try fs.create(parent: FileSystem.rootInode, name: name, mode: 0o644, flags: O_RDWR, owner: .root).ino
+            try pattern(8192, seed: UInt64(round)).withUnsafeBytes { _ = try fs.write(ino, offset: 0, $0) }
+            let group = DispatchGroup()
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do { try fs.unlink(parent: FileSystem.rootInode, name: name) } catch { outcome.fail("unlink: \(error)") }
+            }
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                fs.release(ino)
+                fs.forget(ino, count: 1)
+            }
+            XCTAssertEqual(group.wait(timeout: .now() + 30), .success)
+            if fs.metadata.inodes[ino] != nil { outcome.fail("inode \(ino) was not freed") }
+        }
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.inodeCount }, before)
         try volume.unmountAndCheck()
     }
 }

@@ -71,6 +71,13 @@ extension FileSystem {
         try journal.shutdown.check()
         // Opening for writing or truncating is a change to come, refused as open(2) refuses it.
         if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { try refuseIfReadOnly() }
+        // A cached inode opens under its own lock: no transaction holds it up.
+        if let inode = metadata.inodes[ino] {
+            return try inode.takeOpenReference {
+                if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
+                try refuseOpen(inode, flags: flags)
+            }
+        }
         // Deferrable (FileSystem+TreeReads.swift): the open count changes after the read.
         try readingTreeOutsideTheLock {
             let inode = try metadata.inode(ino)
@@ -94,12 +101,9 @@ extension FileSystem {
     }
 
     public func release(_ ino: InodeNumber) {
-        let inode: Inode? = metadata.withLock {
-            guard let inode = metadata.inodes[ino] else { return nil }
-            inode.openCount -= min(1, inode.openCount)
-            return inode
-        }
-        if let inode { reapIfDead(inode) }
+        // An open inode is in the table (InodeCache.swift), and its count is its fieldLock's.
+        guard let inode = metadata.inodes[ino] else { return }
+        if inode.dropReferences(opens: 1) { reapIfDead(inode) }
     }
 
     public func opendir(_ ino: InodeNumber) throws {

@@ -57,6 +57,12 @@ extension FileSystem {
     }
 
     public func forget(_ ino: InodeNumber, count: UInt64) {
+        // A member of the table drops its count under its own lock: the sweep that would let it
+        // go finds it referenced meanwhile (InodeTable.swift), and counts it after.
+        if let inode = metadata.inodes[ino] {
+            if inode.dropReferences(lookups: count) { reapIfDead(inode) }
+            return
+        }
         let inode: Inode? = metadata.withLock {
             guard let inode = metadata.inodes[ino] else {
                 // Let go by the inode table: only its lookup count is held (a held inode with

@@ -280,15 +280,38 @@ public final class Inode: @unchecked Sendable {
     /// a reservation for the copy, taken when they were dirtied (rule 4).
     var cowReserved = Set<UInt64>()
     /// Kernel lookup references (FUSE nlookup) and open handles: an unlinked inode is freed only
-    /// when both reach zero. The lookup count is `fieldLock`'s alone (read and changed under it,
-    /// which its accessors take): a lookup answered from memory takes a reference with no
-    /// Metadata.lock (`takeLookupReference`). The open count is Metadata.lock's.
+    /// when both reach zero. Both are `fieldLock`'s alone (read and changed under it, which the
+    /// accessors take): lookups answered from memory, opens, releases and forgets of inodes the
+    /// table holds change them with no Metadata.lock.
     var lookupCount: UInt64 {
         get { fieldLock.withLock { storedLookupCount } }
         _modify { fieldLock.lock(); defer { fieldLock.unlock() }; yield &storedLookupCount }
     }
     private var storedLookupCount: UInt64 = 0
-    var openCount: UInt64 = 0
+    var openCount: UInt64 {
+        get { fieldLock.withLock { storedOpenCount } }
+        _modify { fieldLock.lock(); defer { fieldLock.unlock() }; yield &storedOpenCount }
+    }
+    private var storedOpenCount: UInt64 = 0
+
+    /// One more open handle once `check` (which may read the persisted fields: the lock is held)
+    /// lets it be.
+    func takeOpenReference(_ check: () throws -> Void) rethrows {
+        try fieldLock.withLock {
+            try check()
+            storedOpenCount += 1
+        }
+    }
+
+    /// `opens` handles closed, `lookups` lookups forgotten (never below zero). Returns whether
+    /// the inode has no name left: only then may it now be freed (FileSystem.reapIfDead).
+    func dropReferences(opens: UInt64 = 0, lookups: UInt64 = 0) -> Bool {
+        fieldLock.withLock {
+            storedOpenCount -= min(opens, storedOpenCount)
+            storedLookupCount -= min(lookups, storedLookupCount)
+            return storedNlink == 0
+        }
+    }
 
     /// For a lookup with no Metadata.lock: one more lookup reference and the attributes, unless
     /// the inode has no name left (nil). Checked and taken in one hold of `fieldLock`, so an

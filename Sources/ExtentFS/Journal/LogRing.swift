@@ -18,7 +18,8 @@ import SystemPackage
 ///
 /// Space: bytes from `reclaimTail` (the oldest record a superblock copy still replays from) to
 /// `head` are in use; an append must leave at least one sector free so head never meets tail.
-/// `head` is guarded by Journal.commitLock; the tail moves under its own lock.
+/// `head` moves under Journal.commitLock and `positionLock` (a leaf), so that a checkpoint, which
+/// does not hold commitLock, can read how much is in use; the tail moves under `positionLock`.
 final class LogRing: @unchecked Sendable {
     static let headerSize = 64
     static let magic: [UInt8] = Array("EXLOGREC".utf8)
@@ -32,23 +33,23 @@ final class LogRing: @unchecked Sendable {
     let regionOffset: UInt64
     let capacity: UInt64
     let uuid: [UInt8]
-    private(set) var head: LogPosition
-    /// Moved by a checkpoint that does not hold commitLock: its own leaf lock.
-    private let tailLock = Mutex()
+    var head: LogPosition { positionLock.withLock { storedHead } }
+    private var storedHead: LogPosition
+    private let positionLock = Mutex()
     private var _reclaimTail: UInt64
-    var reclaimTail: UInt64 { tailLock.withLock { _reclaimTail } }
+    var reclaimTail: UInt64 { positionLock.withLock { _reclaimTail } }
 
     init(store: BackingStore, superblock: Superblock, head: LogPosition, reclaimTail: UInt64) {
         self.store = store
         regionOffset = superblock.log.firstBlock * UInt64(superblock.blockSize)
         capacity = superblock.log.bytes(blockSize: Int(superblock.blockSize))
         uuid = superblock.uuid
-        self.head = head
+        storedHead = head
         _reclaimTail = reclaimTail
     }
 
     var usedBytes: UInt64 {
-        let tail = reclaimTail
+        let (head, tail) = positionLock.withLock { (storedHead, _reclaimTail) }
         return head.offset >= tail ? head.offset - tail : capacity - tail + head.offset
     }
 
@@ -67,6 +68,9 @@ final class LogRing: @unchecked Sendable {
     /// Writes the record (not flushed). The caller checked `fits`.
     func append(_ payload: [UInt8]) throws {
         let size = LogRing.paddedSize(payloadBytes: payload.count)
+        // Only commitLock's holder changes the head: this copy stays current until it is stored.
+        var head = storedHead
+        defer { positionLock.withLock { storedHead = head } }
         if size > capacity - head.offset {
             try store.write(LogRing.header(kind: .wrap, sequence: head.sequence, payload: [], uuid: uuid) +
                             [UInt8](repeating: 0, count: LogRegion.sectorSize - LogRing.headerSize),
@@ -85,12 +89,12 @@ final class LogRing: @unchecked Sendable {
 
     /// A transaction recorded by checkpoints instead of a record: the next record follows it.
     func skip(to sequence: LogSequence) {
-        head.sequence = sequence
+        positionLock.withLock { storedHead.sequence = sequence }
     }
 
     /// The oldest record any superblock copy replays from moved on: the space before it is free.
     func reclaim(upTo offset: UInt64) {
-        tailLock.withLock { _reclaimTail = offset }
+        positionLock.withLock { _reclaimTail = offset }
     }
 
     static func header(kind: Kind, sequence: LogSequence, payload: [UInt8], uuid: [UInt8]) -> [UInt8] {
