@@ -12,7 +12,7 @@ extension FileSystem {
         let inode = try self.inode(ino)
         // Before the truncate takes the inode lock: one racing the setFlags that forbids it may
         // still run, as if it had come first.
-        try metadata.sharedTransaction(on: inode) { try refuseChange(of: inode, by: changes) }
+        try inode.fieldLock.withLock { try refuseChange(of: inode, by: changes) }
         if let size = changes.size {
             switch inode.type {
             case .regular: break
@@ -56,8 +56,8 @@ extension FileSystem {
     }
 
     /// EPERM for a setattr the VFS's notify_change and truncate refuse: any change of an
-    /// immutable file; of an append-only one, anything but setting its times to now. In a
-    /// transaction, shared on `inode` or not.
+    /// immutable file; of an append-only one, anything but setting its times to now. Caller holds
+    /// the inode's fieldLock or is in a transaction on it.
     private func refuseChange(of inode: Inode, by changes: AttributeChanges) throws {
         try refuseIfImmutable(inode)
         guard inode.flags.contains(.appendOnly) else { return }

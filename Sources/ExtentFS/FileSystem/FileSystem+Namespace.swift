@@ -70,17 +70,14 @@ extension FileSystem {
                 metadata.cacheState.forget(ino, count: count)
                 return nil
             }
-            inode.lookupCount -= min(count, inode.lookupCount)
-            return inode
+            return inode.dropReferences(lookups: count) ? inode : nil
         }
         if let inode { reapIfDead(inode) }
     }
 
     public func getattr(_ ino: InodeNumber) throws -> FileAttributes {
         try journal.shutdown.check()
-        // A cached inode answers under its own lock: no transaction on another holds it up.
-        if let inode = metadata.inodes[ino] { return inode.fieldLock.withLock { inode.attributes(blockSize: blockSize) } }
-        return try readingTreeOutsideTheLock { try metadata.inode(ino).attributes(blockSize: blockSize) }
+        return try readingFields(of: ino) { $0.attributes(blockSize: blockSize) }
     }
 
     public func mknod(parent: InodeNumber, name: [UInt8], mode: UInt32, rdev: UInt64, owner: Credentials) throws -> FileAttributes {
@@ -124,14 +121,7 @@ extension FileSystem {
 
     public func readlink(_ ino: InodeNumber) throws -> [UInt8] {
         try journal.shutdown.check()
-        if let inode = metadata.inodes[ino] {
-            return try inode.fieldLock.withLock {
-                guard inode.type == .symlink else { throw Errno.invalidArgument }
-                return inode.symlinkTarget
-            }
-        }
-        return try readingTreeOutsideTheLock {
-            let inode = try metadata.inode(ino)
+        return try readingFields(of: ino) { inode in
             guard inode.type == .symlink else { throw Errno.invalidArgument }
             return inode.symlinkTarget
         }

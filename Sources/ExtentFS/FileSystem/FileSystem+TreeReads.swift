@@ -24,6 +24,14 @@ extension FileSystem {
         return try metadata.withLock(body)
     }
 
+    /// `body`, which only reads, on inode `ino`'s persisted fields: under the inode's fieldLock
+    /// alone when the table holds it, so that no transaction holds it up; else under Metadata.lock
+    /// with the tree's reads done outside it.
+    func readingFields<T>(of ino: InodeNumber, _ body: (Inode) throws -> T) throws -> T {
+        if let inode = metadata.inodes[ino] { return try inode.fieldLock.withLock { try body(inode) } }
+        return try readingTreeOutsideTheLock { try body(metadata.inode(ino)) }
+    }
+
     /// Before a transaction that looks up `names` (each a name in a directory) and `inodes`: reads
     /// what those lookups need (the directories' images, the names' index leaves, the inodes they
     /// name) with no lock held, into the committed tree's cache and the inode table. A hint: what

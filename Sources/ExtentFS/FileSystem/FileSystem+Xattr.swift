@@ -48,10 +48,7 @@ extension FileSystem {
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
         try journal.shutdown.check()
         try ExtendedAttributes.check(name: name)
-        // A cached inode answers under its own lock: no transaction on another holds it up.
-        let value = try metadata.inodes[ino].map { inode in inode.fieldLock.withLock { inode.xattrs[name] } }
-            ?? readingTreeOutsideTheLock { try metadata.inode(ino).xattrs[name] }
-        guard let value else { throw Errno.noData }
+        guard let value = try readingFields(of: ino, { $0.xattrs[name] }) else { throw Errno.noData }
         return value
     }
 
@@ -60,8 +57,7 @@ extension FileSystem {
     /// trusted.* itself, but passes listxattr on to a FUSE daemon unfiltered).
     public func listxattr(_ ino: InodeNumber, includingTrusted: Bool = true) throws -> [[UInt8]] {
         try journal.shutdown.check()
-        let names = try metadata.inodes[ino].map { inode in inode.fieldLock.withLock { inode.xattrs.sortedNames } }
-            ?? readingTreeOutsideTheLock { try metadata.inode(ino).xattrs.sortedNames }
+        let names = try readingFields(of: ino) { $0.xattrs.sortedNames }
         guard !includingTrusted else { return names }
         return names.filter { !$0.starts(with: FileSystem.trustedXattrPrefix) }
     }

@@ -61,7 +61,8 @@ final class LogRing: @unchecked Sendable {
     /// Room for a record of `payloadBytes`, counting the end of the region it would skip.
     func fits(payloadBytes: Int) -> Bool {
         let size = LogRing.paddedSize(payloadBytes: payloadBytes)
-        let skipped = size > capacity - head.offset ? capacity - head.offset : 0
+        let offset = head.offset
+        let skipped = size > capacity - offset ? capacity - offset : 0
         return usedBytes + skipped + size < capacity
     }
 

@@ -12,25 +12,26 @@ import Glibc
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it.
 //
-// Metadata.lock is a reader-writer lock, held shared by transactions that change one inode's data
-// (Metadata.sharedTransaction(on:) says what they may touch; each holds the inode's
+// Metadata.lock is a reader-writer lock, held shared by transactions that change one inode's
+// data (Metadata.sharedTransaction(on:) says what they may touch; each holds the inode's
 // transactionLock, taken after Metadata.lock and before the leaves) and exclusively by every
-// other transaction and whoever reads metadata several inodes share. Held exclusively it guards every piece of metadata; it is held for
-// in-memory work and, one exception, across reads of the committed tree the caches do not hold
-// (CommittedTree: node reads, no lock taken). Lookups and attribute reads defer those reads
-// until the lock is let go, and operations that change names and readdir read ahead
-// (FileSystem+TreeReads.swift), so the exception is left to what they cannot foresee.
+// other transaction and whoever reads metadata several inodes share. Held exclusively it guards
+// every piece of metadata; it is held for in-memory work and, one exception, across reads of the
+// committed tree the caches do not hold (CommittedTree: node reads, no lock taken). Lookups and
+// attribute reads defer those reads until the lock is let go, and operations that change names
+// and readdir read ahead (FileSystem+TreeReads.swift), so the exception is left to what they
+// cannot foresee.
 //
 // Leaves (nothing is taken while one is held): an inode's fieldLock (XFS's ILOCK: its persisted
 // fields), InodeTable's lock (the table's map), Metadata.allocatorLock (free space in a shared
-// transaction), ChangeSet's noting lock; AddressSpace.indexLock and PageCache.lock. MetadataSpace's
-// and the inode table's byte counts are atomics.
+// transaction), ChangeSet's noting lock, LogRing's position lock; AddressSpace.indexLock and
+// PageCache.lock. MetadataSpace's and the inode table's byte counts are atomics.
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
-// getattr, a read's size and block map, SEEK_DATA, readlink, xattrs, a lookup answered in
-// memory, open, release, forget), which then waits for no transaction; writes and writebacks of different files run
-// their transactions together. No thread holds two fieldLocks: a change holds one for the change of
-// one field, a reader one for its reads.
+// `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
+// release, forget), which then waits for no transaction; writes and writebacks of different
+// files run their transactions together. No thread holds two fieldLocks: a change holds one for
+// the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 
 public final class Mutex: @unchecked Sendable {
@@ -40,19 +41,13 @@ public final class Mutex: @unchecked Sendable {
     /// `checkingOwner`: in debug builds (the tests), taking the lock again on the thread that
     /// holds it, or letting go of it from another, traps instead of hanging or corrupting it.
     init(checkingOwner: Bool) {
-        #if DEBUG
-        guard checkingOwner else {
-            pthread_mutex_init(mutex, nil)
-            return
-        }
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
-        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
+        #if DEBUG
+        if checkingOwner { pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK)) }
+        #endif
         pthread_mutex_init(mutex, &attributes)
         pthread_mutexattr_destroy(&attributes)
-        #else
-        pthread_mutex_init(mutex, nil)
-        #endif
     }
     deinit {
         pthread_mutex_destroy(mutex)
