@@ -92,6 +92,8 @@ public enum Volume {
         public var sharedRuns = 0
         public var treeNodes = 0
         public var treeHeight = 0
+        /// Used bytes over usable bytes of the tree's nodes, 0...1.
+        public var treeFill = 0.0
         public var replayedRecords = 0
         public var seconds = 0.0
         /// The newest superblock's format version and label.
@@ -111,7 +113,8 @@ public enum Volume {
 
         public var summary: String {
             "\(inodes) inodes, \(directories) directories with \(entries) entries, \(extents) extents, " +
-                "\(sharedRuns) shared runs; a metadata tree of \(treeNodes) nodes, \(treeHeight) levels; " +
+                "\(sharedRuns) shared runs; a metadata tree of \(treeNodes) nodes \(Int((treeFill * 100).rounded()))% full, " +
+                "\(treeHeight) levels; " +
                 "\(replayedRecords) log records replayed; in \(Int((seconds * 1000).rounded())) ms"
         }
     }
@@ -150,6 +153,7 @@ public enum Volume {
         report.sharedRuns = loaded.referenceCounts.entries.count
         report.treeNodes = Int(loaded.treeNodes)
         report.treeHeight = loaded.treeHeight
+        report.treeFill = loaded.treeFill
         report.replayedRecords = loaded.replayedRecords
         let elapsed = clock.now - start
         report.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

@@ -8,9 +8,11 @@ struct LoadedCheckpoint {
     /// Every block either superblock copy's checkpoint holds (tree nodes, or an older image's
     /// index and payload): none is free, so either copy can be mounted.
     var checkpointRuns: [BlockRun] = []
-    /// Nodes of the newest copy's tree, its levels, and its nodes under a quarter full.
+    /// Nodes of the newest copy's tree, its levels, how full its nodes are (0...1), and its
+    /// nodes under a quarter full.
     var treeNodes: UInt64 = 0
     var treeHeight = 0
+    var treeFill = 0.0
     var treeUnderfilledNodes = 0
     /// The nodes mount read of the newest checkpoint's tree (its internal nodes, and what
     /// replay loaded), for the tree the inode table reads from next (CommittedTree), so that

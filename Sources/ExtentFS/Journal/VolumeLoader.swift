@@ -223,6 +223,7 @@ enum VolumeLoader {
         loaded.sinceCheckpoint = CheckpointChanges(inodes: oldImages, referenceRuns: [])
         loaded.treeNodes = UInt64(newest.report.nodes)
         loaded.treeHeight = newest.report.height
+        loaded.treeFill = newest.report.fill
         loaded.treeUnderfilledNodes = newest.report.underfilledNodes
         let newestNodes = newest.report.storedAddresses
         // A leaf's address comes from its parent unread: it must be a data block all the same.

@@ -10,6 +10,11 @@ public struct TreeCheckReport: Sendable {
     /// Nodes other than the root with less than a quarter of their space used. The tree keeps
     /// none, except after an error while it was rebalancing; fsck reports them as a warning.
     public var underfilledNodes = 0
+    /// Slot and value bytes over every node, against `nodes` times a node's usable bytes: how
+    /// full the tree is (splits and merges decide it; a copy-on-write commit does not change it).
+    public var usedBytes = 0
+    public var usableBytes = 0
+    public var fill: Double { usableBytes == 0 ? 0 : Double(usedBytes) / Double(usableBytes) }
 
     public init() {}
 }
@@ -28,6 +33,8 @@ extension BTree {
 
     private func walk(_ step: Step, isRoot: Bool, report: inout TreeCheckReport) throws {
         report.nodes += 1
+        report.usedBytes += step.node.usedBytes
+        report.usableBytes += capacity
         if step.node.location == nil { report.dirtyNodes += 1 }
         if !isRoot, step.node.usedBytes < minimumFill { report.underfilledNodes += 1 }
         if step.node.isLeaf {

@@ -60,7 +60,7 @@ extension BTree {
         for depth in stride(from: path.count - 1, through: 0, by: -1) {
             let node = path[depth].step.node
             if node.usedBytes > capacity {
-                let right = node.splitOff(from: balancedSplit(node))
+                let right = node.splitOff(from: splitPoint(node))
                 pin(1)
                 if depth == 0 {
                     root = .dirty(TreeNode(level: node.level + 1, keys: [.min, right.keys[0]],
@@ -115,6 +115,38 @@ extension BTree {
         // The right node keeps its identity (and its parent slot); only its contents change.
         mutableRight.node.replaceContents(with: tail)
         parent.node.setKey(tail.keys[0], at: leftIndex + 1)
+    }
+
+    /// Where to cut an overfull `node`. Inserts running in ascending order (TreeNode.insertsAscend):
+    /// right after the newest item, so that what comes before it stays in a node as full as it
+    /// got (the run goes on filling the node it is in) and what comes after it keeps its own; within
+    /// what keeps both halves a quarter full and fitting. Otherwise in the middle. Appending keys
+    /// in order then leaves nodes about three quarters full instead of half (a quarter must go to
+    /// the new node), as B-trees that detect sequential inserts do (InnoDB's page direction,
+    /// SQLite's append balance).
+    func splitPoint(_ node: TreeNode) -> Int {
+        let balanced = balancedSplit(node)
+        guard node.insertsAscend, let newest = node.lastInsert else { return balanced }
+        let total = node.usedBytes
+        // Cuts c (items 0..<c stay) whose halves both fit and are a quarter full form one range
+        // around the balanced cut: walk out from it while the next cut still qualifies.
+        func qualifies(_ cut: Int, leftBytes: Int) -> Bool {
+            cut >= 1 && cut <= node.count - 1 && leftBytes >= minimumFill && leftBytes <= capacity
+                && total - leftBytes >= minimumFill && total - leftBytes <= capacity
+        }
+        var leftBytes = 0
+        for index in 0..<balanced { leftBytes += node.itemBytes(at: index) }
+        var cut = balanced
+        let wanted = newest + 1
+        while cut < wanted, qualifies(cut + 1, leftBytes: leftBytes + node.itemBytes(at: cut)) {
+            leftBytes += node.itemBytes(at: cut)
+            cut += 1
+        }
+        while cut > wanted, qualifies(cut - 1, leftBytes: leftBytes - node.itemBytes(at: cut - 1)) {
+            cut -= 1
+            leftBytes -= node.itemBytes(at: cut)
+        }
+        return cut
     }
 
     /// Where to cut `node` so that the two halves are as even in bytes as possible, both non-empty.

@@ -23,6 +23,13 @@ final class TreeNode {
     /// The tree it was read for or written by, so that a cache shared by several trees still
     /// notices one tree's pointer into another's node.
     var owner: UInt8 = 0
+    /// Where the newest insert into this dirty node went, and whether inserts run in ascending
+    /// key order here: it went right after the one before it, or to the node's end. New inodes
+    /// (at the tree's end) and a directory's new entries (cookies in order) arrive that way; a
+    /// split then cuts right after the run (`BTree.splitPoint`), so the nodes behind the run stay
+    /// full instead of half full. In memory only: a copy, a merge or a refill starts without it.
+    private(set) var lastInsert: Int?
+    private(set) var insertsAscend = false
 
     var isLeaf: Bool { level == 0 }
     var count: Int { keys.count }
@@ -76,6 +83,12 @@ final class TreeNode {
         keys.insert(key, at: index)
         values.insert(value, at: index)
         valueBytes += value.count
+        noteInsert(at: index)
+    }
+
+    private func noteInsert(at index: Int) {
+        insertsAscend = index == keys.count - 1 || lastInsert.map { index == $0 + 1 } ?? false
+        lastInsert = index
     }
 
     func replaceValue(at index: Int, with value: [UInt8]) {
@@ -91,15 +104,23 @@ final class TreeNode {
     func insertChild(at index: Int, key: TreeKey, child: NodeRef) {
         keys.insert(key, at: index)
         children.insert(child, at: index)
+        noteInsert(at: index)
     }
 
     func setKey(_ key: TreeKey, at index: Int) { keys[index] = key }
 
-    /// Moves items from `index` on into a new node, which is returned.
+    /// Moves items from `index` on into a new node, which is returned (with the insert history,
+    /// if the newest insert moved with them).
     func splitOff(from index: Int) -> TreeNode {
         let right = isLeaf
             ? TreeNode(leafKeys: Array(keys[index...]), values: Array(values[index...]))
             : TreeNode(level: level, keys: Array(keys[index...]), children: Array(children[index...]))
+        if let lastInsert, lastInsert >= index {
+            right.lastInsert = lastInsert - index
+            right.insertsAscend = insertsAscend
+            self.lastInsert = nil
+            insertsAscend = false
+        }
         keys.removeSubrange(index...)
         if isLeaf {
             values.removeSubrange(index...)
@@ -128,6 +149,8 @@ final class TreeNode {
         values = other.values
         children = other.children
         valueBytes = other.valueBytes
+        lastInsert = nil
+        insertsAscend = false
     }
 
     /// The bytes item `index` takes in a node, for choosing where to split.
