@@ -189,7 +189,7 @@ final class InodeCacheTests: XCTestCase {
         func lookUpAll() throws {
             for index in 0..<files { _ = try fs.lookup(parent: directory, name: Array("f\(index)".utf8)) }
         }
-        func records() -> Int { fs.metadata.withLock { fs.metadata.cacheState.evictedLookups.count } }
+        func records() -> Int { fs.metadata.withLock { fs.metadata.cacheState.keptLookupRecords } }
 
         try lookUpAll()
         let recorded = records()
@@ -197,7 +197,7 @@ final class InodeCacheTests: XCTestCase {
         fs.pruneKernelInodes()
         XCTAssertEqual(kernel.askedCount, recorded - limit / 2)
         XCTAssertLessThanOrEqual(records(), limit / 2 + 1, "down to half the limit (the file in use may stay)")
-        XCTAssertNotNil(fs.metadata.withLock { fs.metadata.cacheState.evictedLookups[kept] }, "the file in use keeps its count")
+        XCTAssertNotNil(fs.metadata.withLock { fs.metadata.cacheState.keptLookups(of: kept) }, "the file in use keeps its count")
 
         // A kernel that lets nothing go: asked once past the limit, then not at once again.
         kernel.forgets = false
@@ -212,11 +212,39 @@ final class InodeCacheTests: XCTestCase {
         // The kernel's forgets bring every count to zero: none was lost or made up.
         fs.setKernelInodePruner(nil)
         for ino in numbers + [directory] {
-            let count = fs.metadata.withLock { fs.metadata.cacheState.evictedLookups[ino] ?? fs.metadata.inodes[ino]?.lookupCount ?? 0 }
+            let count = fs.metadata.withLock { fs.metadata.cacheState.keptLookups(of: ino) ?? fs.metadata.inodes[ino]?.lookupCount ?? 0 }
             if count > 0 { fs.forget(ino, count: count) }
         }
         XCTAssertEqual(records(), 0)
         try volume.unmountAndCheck()
+    }
+
+    /// Prune asks about the inodes let go longest ago: not about one forgotten, read back, or let
+    /// go again since (then it is among the newest), and each at most once.
+    func testPruneAsksAboutTheOldestFirst() {
+        var state = InodeCacheState(budgetBytes: 1024 * 640)
+        let limit = state.lookupRecordLimit
+        var wanted = false
+        for ino in 1...InodeNumber(limit + 100) {
+            state.keepLookups(1, of: ino)
+            if state.noteLookupRecordKept() { wanted = true }
+        }
+        XCTAssertTrue(wanted, "an ask is wanted past the limit")
+        state.forget(3, count: 1)
+        XCTAssertNil(state.keptLookups(of: 3))
+        XCTAssertEqual(state.takeLookups(of: 5), 1)
+        state.keepLookups(2, of: 5)
+        state.keepLookups(1, of: 6)
+        let candidates = state.takePruneCandidates()
+        XCTAssertEqual(candidates.count, state.keptLookupRecords - limit / 2)
+        XCTAssertEqual(Array(candidates.prefix(5)), [1, 2, 4, 7, 8])
+        XCTAssertEqual(Set(candidates).count, candidates.count, "each asked about once")
+        XCTAssertEqual(candidates.last, InodeNumber(candidates.count + 3))
+        XCTAssertEqual(state.keptLookups(of: 5), 2)
+        XCTAssertEqual(state.takePruneCandidates(), [], "asked once per want")
+        // Forgetting every count leaves none, and the order does not outgrow the counts.
+        for ino in 1...InodeNumber(limit + 100) { state.forget(ino, count: state.keptLookups(of: ino) ?? 0) }
+        XCTAssertEqual(state.keptLookupRecords, 0)
     }
 
     /// An inode deleted after the checkpoint that holds it is never read back from that checkpoint:
