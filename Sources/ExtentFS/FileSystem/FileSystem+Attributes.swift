@@ -21,7 +21,7 @@ extension FileSystem {
             }
             guard size <= Superblock.maxFileSize else { throw Errno.fileTooLarge }
             if let remover = changes.privilegesRemovedBy {
-                metadata.sharedTransaction(on: inode) { removePrivileges(inode, changedBy: remover) }
+                metadata.sharedTransaction(on: inode) { _ = removePrivileges(inode, changedBy: remover) }
             }
             try truncate(inode, to: size)
         }
