@@ -198,6 +198,114 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
+    /// A truncate changes its file's size and map and lowers reference counts under the
+    /// allocator's lock, in a transaction shared on the file: it completes while another shared
+    /// transaction is held, shrinking and growing, and frees what it unmapped.
+    func testATruncateDoesNotWaitForAnotherSharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        let file = try volume.create("file")
+        let data = pattern(400_000, seed: 8)
+        try volume.write(file, data, at: 0)
+        try fs.sync()
+        let freeBefore = fs.statistics().freeBlocks
+        fs.metadata.lock.lockShared()
+        let outcome = Outcome()
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+            do {
+                _ = try fs.setattr(file, AttributeChanges(size: 10_000))
+                _ = try fs.setattr(file, AttributeChanges(size: 90_000))
+            } catch {
+                outcome.fail("\(error)")
+            }
+        }
+        XCTAssertTrue(inTime, "a truncate waited for a shared transaction")
+        XCTAssertEqual(outcome.all, [])
+        try fs.sync()
+        XCTAssertGreaterThan(fs.statistics().freeBlocks, freeBefore + 60, "the blocks past 10,000 bytes are free")
+        try volume.remount()
+        XCTAssertEqual(try volume.read(file, 90_000, at: 0), Array(data[0..<10_000]) + [UInt8](repeating: 0, count: 80_000))
+        try volume.unmountAndCheck()
+    }
+
+    /// Files sharing blocks (clones of one source): some are truncated and written again while
+    /// the others are overwritten and written back, all at once. Truncates lower the shared
+    /// blocks' counts in shared transactions while writeback decides, block by block, whether to
+    /// copy on write: every file reads back what was last written to it, and fsck's recount of
+    /// the reference counts matches.
+    func testTruncatesRacingWritebackOfClonesKeepEveryFileWhole() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        let source = try volume.create("source")
+        let original = pattern(256 << 10, seed: 21)
+        try volume.write(source, original, at: 0)
+        try fs.sync()
+        let clones = try (0..<4).map { index -> InodeNumber in
+            let clone = try volume.create("clone\(index)")
+            XCTAssertEqual(try fs.clone(from: source, sourceOffset: 0, to: clone, destinationOffset: 0, length: UInt64(original.count)),
+                           UInt64(original.count))
+            return clone
+        }
+        try fs.sync()
+        XCTAssertFalse(fs.metadata.withLock { fs.metadata.referenceCounts.isEmpty })
+        let outcome = Outcome()
+        let group = DispatchGroup()
+        let expected = (0..<4).map { _ in Expected(original) }
+        for (index, clone) in clones.enumerated() {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let data = pattern(64 << 10, seed: UInt64(100 + index))
+                do {
+                    for round in 0..<150 {
+                        if index % 2 == 0 {
+                            // Truncated below the shared blocks, then written back up past them.
+                            let size = UInt64((round * 53 + index * 7) % 60) * 4096
+                            _ = try fs.setattr(clone, AttributeChanges(size: size))
+                            expected[index].truncate(to: Int(size))
+                            let offset = Int(size)
+                            let count = try data.withUnsafeBytes { try fs.write(clone, offset: UInt64(offset), $0) }
+                            expected[index].write(Array(data[0..<count]), at: offset)
+                        } else {
+                            // Overwritten in the middle of the shared blocks.
+                            let offset = ((round * 29 + index) % 48) * 4096
+                            let piece = Array(data[0..<(8 << 10)])
+                            let count = try piece.withUnsafeBytes { try fs.write(clone, offset: UInt64(offset), $0) }
+                            expected[index].write(Array(piece[0..<count]), at: offset)
+                            if round % 3 == 0 { try fs.writeback(try fs.inode(clone)) }
+                        }
+                    }
+                } catch {
+                    outcome.fail("clone \(index): \(error)")
+                }
+            }
+        }
+        let stopWriteback = StopFlag()
+        let writebackDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { writebackDone.signal() }
+            while !stopWriteback.isSet {
+                do { try fs.writebackAll() } catch { outcome.fail("writeback: \(error)") }
+            }
+        }
+        for round in 0..<20 {
+            try fs.sync()
+            if round % 5 == 0 { try fs.journal.checkpoint() }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        stopWriteback.set()
+        XCTAssertEqual(writebackDone.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(outcome.all, [])
+        try volume.remount()
+        XCTAssertEqual(try volume.read(source, original.count, at: 0), original, "the source")
+        for (index, clone) in clones.enumerated() {
+            let bytes = expected[index].bytes
+            XCTAssertEqual(try fs.getattr(clone).size, UInt64(bytes.count), "clone \(index)'s size")
+            XCTAssertEqual(try volume.read(clone, bytes.count, at: 0), bytes, "clone \(index)")
+        }
+        try volume.unmountAndCheck()
+    }
+
     /// Writers of several files at once and writeback of them (their transactions shared), with
     /// commits, checkpoints, creates and truncates (exclusive) in between, on a volume small enough that reservations
     /// run out: every byte written reads back, and fsck finds the space accounting whole.
@@ -319,4 +427,17 @@ private final class StopFlag: @unchecked Sendable {
     private var value = false
     func set() { lock.withLock { value = true } }
     var isSet: Bool { lock.withLock { value } }
+}
+
+/// What a file should hold, kept by the one thread that changes the file.
+private final class Expected: @unchecked Sendable {
+    private(set) var bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    func truncate(to size: Int) {
+        if size < bytes.count { bytes.removeSubrange(size...) } else { bytes += [UInt8](repeating: 0, count: size - bytes.count) }
+    }
+    func write(_ data: [UInt8], at offset: Int) {
+        if offset + data.count > bytes.count { bytes += [UInt8](repeating: 0, count: offset + data.count - bytes.count) }
+        bytes.replaceSubrange(offset..<offset + data.count, with: data)
+    }
 }

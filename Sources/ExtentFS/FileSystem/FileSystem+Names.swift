@@ -85,19 +85,24 @@ extension FileSystem {
     /// Returns unmapped extents' space: delayed reservations now; blocks, once no other extent
     /// shares them, after the next commit. Caller is inside a transaction.
     func releaseExtents(_ extents: [FileExtent]) {
-        for extent in extents {
-            switch extent.state {
-            case .delayed:
-                metadata.freeSpace.unreserve(extent.length)
-            case .written, .unwritten:
-                for run in metadata.referenceCounts.decrement(extent.physicalRun) {
-                    metadata.freeSpace.freeAfterCommit(run)
+        // Under allocatorLock: a truncate releases in a shared transaction (a count's decrement,
+        // the blocks it unshares and the frees it gives in one hold).
+        metadata.allocatorLock.withLock {
+            for extent in extents {
+                switch extent.state {
+                case .delayed:
+                    metadata.freeSpace.unreserve(extent.length)
+                case .written, .unwritten:
+                    for run in metadata.referenceCounts.decrement(extent.physicalRun) {
+                        metadata.freeSpace.freeAfterCommit(run)
+                    }
                 }
             }
         }
     }
 
-    /// Unmaps [from, to) of a file and drops its copy-on-write reservations there. In a transaction.
+    /// Unmaps [from, to) of a file and drops its copy-on-write reservations there. In a
+    /// transaction, shared on `inode` or not.
     func unmapBlocks(_ inode: Inode, from: UInt64, to: UInt64) {
         releaseExtents(inode.extents.remove(from: from, to: to))
         releaseCowReservations(inode, from: from, to: to)
@@ -107,7 +112,7 @@ extension FileSystem {
         guard !inode.cowReserved.isEmpty else { return }
         let gone = inode.cowReserved.filter { $0 >= from && $0 < to }
         inode.cowReserved.subtract(gone)
-        metadata.freeSpace.unreserve(UInt64(gone.count))
+        metadata.allocatorLock.withLock { metadata.freeSpace.unreserve(UInt64(gone.count)) }
     }
 
     /// Inodes with no name: at mount, those a crash left behind (open-but-unlinked files); at

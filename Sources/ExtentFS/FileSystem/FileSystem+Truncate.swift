@@ -2,7 +2,10 @@ import ExtentFSCore
 import SystemPackage
 
 /// Size changes. Shrinking is a page-removing operation: it holds the invalidate_lock
-/// exclusively from before the pages go until the blocks are unmapped (rule 1).
+/// exclusively from before the pages go until the blocks are unmapped (rule 1). Its changes are
+/// the file's alone (its size and map) and lower reference counts and free blocks under the
+/// allocator's lock, so they run in a transaction shared on the file: truncates of different
+/// files run together and with writes.
 extension FileSystem {
     /// A truncate to the current size or below frees every block past the new end of file,
     /// preallocation (fallocate KEEP_SIZE) included, as XFS's does (xfstests generic/092); one
@@ -11,9 +14,9 @@ extension FileSystem {
         guard let space = inode.pages else { throw Errno.invalidArgument }
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
-        let oldSize = metadata.withLock { inode.size }
+        let oldSize = inode.fieldLock.withLock { inode.size }
         guard newSize <= oldSize else {
-            metadata.transaction { inode.size = newSize }
+            metadata.sharedTransaction(on: inode) { inode.size = newSize }
             return
         }
         inode.invalidateLock.lockExclusive()
@@ -25,7 +28,7 @@ extension FileSystem {
         // and a later extension reads zeros.
         if blockEnd > newSize { try zeroCached(inode, space, from: newSize, to: min(blockEnd, oldSize)) }
         dropCached(space, from: blockEnd, to: UInt64.max)
-        metadata.transaction {
+        metadata.sharedTransaction(on: inode) {
             unmapBlocks(inode, from: blockEnd / blockSize, to: UInt64.max)
             inode.size = newSize
         }
@@ -59,8 +62,8 @@ extension FileSystem {
         // disk (or a hole) and its size is durable (Inode.durableSize's invariant), which only
         // writeback used to restore, and writeback has nothing left to write (xfstests
         // generic/033: a file whose dirty data was all zeroed came back with size 0).
-        metadata.transaction {
-            if let inode = metadata.inodes[space.ino], inode.pages === space { inode.noteWrittenBack(upTo: 0) }
+        if let inode = metadata.inodes[space.ino], inode.pages === space {
+            metadata.sharedTransaction(on: inode) { inode.noteWrittenBack(upTo: 0) }
         }
     }
 
@@ -73,7 +76,7 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let firstBlock = from >> shift
         let endBlock = (to - 1) >> shift + 1
-        let extents = try metadata.transaction { () -> [FileExtent] in
+        let extents = try metadata.sharedTransaction(on: inode) { () -> [FileExtent] in
             let mapped = inode.extents.extents(from: firstBlock, to: endBlock)
             var cursor = firstBlock
             for extent in mapped where extent.state != .delayed {

@@ -124,8 +124,11 @@ extension FileSystem {
                 let granted = reserveHole(inode, start: cursor, count: extent.logical - cursor)
                 if granted < extent.logical { return granted }
             }
-            if extent.state != .delayed, !metadata.referenceCounts.isEmpty {
-                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) where piece.count > 1 {
+            let pieces = extent.state == .delayed ? [] : metadata.allocatorLock.withLock {
+                metadata.referenceCounts.isEmpty ? [] : metadata.referenceCounts.pieces(of: extent.physicalRun)
+            }
+            if !pieces.isEmpty {
+                for piece in pieces where piece.count > 1 {
                     let firstLogical = extent.logical + (piece.run.start - extent.physical)
                     for block in firstLogical..<firstLogical + piece.run.count where !inode.cowReserved.contains(block) {
                         guard metadata.allocatorLock.withLock({ metadata.freeSpace.reserve(1) }) else { return block }

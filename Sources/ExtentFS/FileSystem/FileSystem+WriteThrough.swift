@@ -61,9 +61,12 @@ extension FileSystem {
             guard extent.logical <= cursor, extent.state == .written else { return nil }
             let stop = min(extent.logicalEnd, endBlock)
             let physical = extent.physical + cursor - extent.logical
-            for block in physical..<physical + (stop - cursor) {
-                guard metadata.referenceCounts.count(of: block) <= 1, !metadata.changes.isRecentlyUnshared(block) else { return nil }
+            let inPlace = metadata.allocatorLock.withLock {
+                (physical..<physical + (stop - cursor)).allSatisfy { block in
+                    metadata.referenceCounts.count(of: block) <= 1 && !metadata.changes.isRecentlyUnshared(block)
+                }
             }
+            guard inPlace else { return nil }
             runs.append((physical << shift, Int((stop - cursor) << shift)))
             cursor = stop
         }

@@ -13,15 +13,16 @@ import SystemPackage
 /// `lock` is held exclusively by `transaction` and `withLock` (everything below is theirs), and
 /// shared by `sharedTransaction(on:)`: changes confined to one inode, whose `transactionLock` it
 /// holds, which reach what inodes share only through locks or atomics of their own
-/// (`allocatorLock`, ChangeSet's noting, MetadataSpace's and the inode table's byte counts), read
-/// reference counts and ChangeSet's unshared blocks (changed only by exclusive holders) and
-/// leave the rest alone. Whoever holds it exclusively (the log's commit, a checkpoint's snapshot,
+/// (`allocatorLock` for free space and reference counts, which they only lower; ChangeSet's
+/// noting; MetadataSpace's and the inode table's byte counts) and leave the rest alone. Whoever holds it exclusively (the log's commit, a checkpoint's snapshot,
 /// every other change) sees no shared transaction half done.
 final class Metadata: @unchecked Sendable {
     let lock = ReadWriteLock()
-    /// Free space (`freeSpace`), for shared transactions: they take it for each use of it (one
-    /// hold for a check and the change it allows), several at once. Exclusive holders of `lock`
-    /// need not (no shared transaction runs then). A leaf.
+    /// Free space (`freeSpace`) and reference counts (`referenceCounts`), for shared
+    /// transactions: they take it for each use of them (one hold for a check and the change it
+    /// allows; a count read with ChangeSet's unshared blocks), several at once. Exclusive holders
+    /// of `lock` need not (no shared transaction runs then). Only ChangeSet's noting lock is
+    /// taken inside it.
     let allocatorLock = Mutex()
     let geometry: Geometry
 

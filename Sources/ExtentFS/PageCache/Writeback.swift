@@ -119,8 +119,13 @@ extension FileSystem {
     /// in place only after the log is forced (see ChangeSet.unshared). A block written in place
     /// gives back its copy-on-write reservation. In a transaction, shared on `inode` or not.
     private func sharingDecision(_ inode: Inode, block: UInt64, physical: UInt64) -> Bool? {
-        if metadata.referenceCounts.count(of: physical) > 1 { return true }
-        if metadata.changes.isRecentlyUnshared(physical) { return nil }
+        // One hold: a truncate of another file sharing the block lowers its count and notes it
+        // unshared in one hold of its own (ReferenceCounts).
+        let (shared, recentlyUnshared) = metadata.allocatorLock.withLock {
+            (metadata.referenceCounts.count(of: physical) > 1, metadata.changes.isRecentlyUnshared(physical))
+        }
+        if shared { return true }
+        if recentlyUnshared { return nil }
         if inode.cowReserved.remove(block) != nil { metadata.allocatorLock.withLock { metadata.freeSpace.unreserve(1) } }
         return false
     }
@@ -264,15 +269,12 @@ extension FileSystem {
                     }
                 }
             }
-            if batch.cowRemaps.isEmpty {
-                metadata.sharedTransaction(on: inode, convert)
-            } else {
-                metadata.transaction {
-                    convert()
-                    for remap in batch.cowRemaps {
-                        metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1))
-                        releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
-                    }
+            // Remaps lower the old blocks' counts, under the allocator's lock (ReferenceCounts).
+            metadata.sharedTransaction(on: inode) {
+                convert()
+                for remap in batch.cowRemaps {
+                    metadata.allocatorLock.withLock { metadata.freeSpace.noteMapped(BlockRun(start: remap.newPhysical, count: 1)) }
+                    releaseExtents(inode.extents.replace(with: FileExtent(logical: remap.block, length: 1, physical: remap.newPhysical, state: .written)))
                 }
             }
             batch.cowRemaps = []

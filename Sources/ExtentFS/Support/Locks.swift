@@ -23,14 +23,16 @@ import Glibc
 // cannot foresee.
 //
 // Leaves (nothing is taken while one is held): an inode's fieldLock (XFS's ILOCK: its persisted
-// fields), InodeTable's lock (the table's map), Metadata.allocatorLock (free space in a shared
-// transaction), ChangeSet's noting lock, LogRing's position lock; AddressSpace.indexLock and
-// PageCache.lock. MetadataSpace's and the inode table's byte counts are atomics.
+// fields), InodeTable's lock (the table's map), Metadata.allocatorLock (free space and reference
+// counts in a shared transaction; the one lock taken inside it is ChangeSet's noting lock, by
+// the noting of file blocks and reference changes), ChangeSet's noting lock, LogRing's position
+// lock; AddressSpace.indexLock and PageCache.lock. MetadataSpace's and the inode table's byte
+// counts are atomics.
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
-// release, forget), which then waits for no transaction; writes and writebacks of different
-// files run their transactions together. No thread holds two fieldLocks: a change holds one for
+// release, forget), which then waits for no transaction; writes, writebacks and truncates of
+// different files run their transactions together. No thread holds two fieldLocks: a change holds one for
 // the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 

@@ -1,8 +1,9 @@
 /// Metadata is charged to space: what a checkpoint of the metadata would take right now, kept
 /// current as it changes (each inode adds its encoded size as it changes, Inode.recount; the
 /// reference counts their entries), and the blocks held back for it. Guarded by Metadata.lock,
-/// but for `inodeBytes`, which is atomic: inodes recount themselves in shared transactions too,
-/// several at once (Metadata.sharedTransaction).
+/// but for `inodeBytes` and `referenceEntries`, which are atomic: inodes recount themselves in
+/// shared transactions too, several at once (Metadata.sharedTransaction), and a truncate there
+/// lowers reference counts.
 ///
 /// Kept current rather than learned at the next commit: a user can add a great deal of
 /// metadata between two commits (the security issue's 1,500 values of 64 KiB in 0.2 s), and
@@ -21,7 +22,11 @@ package final class MetadataSpace: @unchecked Sendable {
     package var inodeBytes: Int { inodeByteCount.load(ordering: .relaxed) }
     private let inodeByteCount = Atomic<Int>(0)
     package func addInodeBytes(_ delta: Int) { inodeByteCount.wrappingAdd(delta, ordering: .relaxed) }
-    package var referenceEntries = 0
+    package var referenceEntries: Int {
+        get { referenceEntryCount.load(ordering: .relaxed) }
+        set { referenceEntryCount.store(newValue, ordering: .relaxed) }
+    }
+    private let referenceEntryCount = Atomic<Int>(0)
     /// Blocks the checkpoints of both superblock slots occupy (each once): the tree, and the
     /// nodes it replaced that the older copy still reaches (TreeStorage.heldBlocks).
     package var heldBlocks: UInt64 = 0
