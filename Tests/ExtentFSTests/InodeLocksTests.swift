@@ -198,10 +198,10 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// A truncate changes its file's size and map and lowers reference counts under the
-    /// allocator's lock, in a transaction shared on the file: it completes while another shared
-    /// transaction is held, shrinking and growing, and frees what it unmapped.
-    func testATruncateDoesNotWaitForAnotherSharedTransaction() throws {
+    /// A truncate and a punched hole change their file's size or map and lower reference counts
+    /// under the allocator's lock, in transactions shared on the file: they complete while
+    /// another shared transaction is held, and free what they unmapped.
+    func testATruncateAndAPunchDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
         let file = try volume.create("file")
@@ -213,22 +213,25 @@ extension InodeLocksTests {
         let outcome = Outcome()
         let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
             do {
+                try fs.fallocate(file, offset: 3000, length: 12_000, mode: [.punchHole, .keepSize])  // unmaps blocks 1 and 2
                 _ = try fs.setattr(file, AttributeChanges(size: 10_000))
                 _ = try fs.setattr(file, AttributeChanges(size: 90_000))
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a truncate waited for a shared transaction")
+        XCTAssertTrue(inTime, "a punch or a truncate waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         try fs.sync()
         XCTAssertGreaterThan(fs.statistics().freeBlocks, freeBefore + 60, "the blocks past 10,000 bytes are free")
         try volume.remount()
-        XCTAssertEqual(try volume.read(file, 90_000, at: 0), Array(data[0..<10_000]) + [UInt8](repeating: 0, count: 80_000))
+        var expected = Array(data[0..<10_000]) + [UInt8](repeating: 0, count: 80_000)
+        expected.replaceSubrange(3000..<10_000, with: [UInt8](repeating: 0, count: 7000))
+        XCTAssertEqual(try volume.read(file, 90_000, at: 0), expected)
         try volume.unmountAndCheck()
     }
 
-    /// Files sharing blocks (clones of one source): some are truncated and written again while
+    /// Files sharing blocks (clones of one source): some are truncated, punched and written again while
     /// the others are overwritten and written back, all at once. Truncates lower the shared
     /// blocks' counts in shared transactions while writeback decides, block by block, whether to
     /// copy on write: every file reads back what was last written to it, and fsck's recount of
@@ -266,6 +269,10 @@ extension InodeLocksTests {
                             let offset = Int(size)
                             let count = try data.withUnsafeBytes { try fs.write(clone, offset: UInt64(offset), $0) }
                             expected[index].write(Array(data[0..<count]), at: offset)
+                            // And a hole punched in what is left of the shared blocks.
+                            let hole = (round % 7) * 4096 + 100
+                            try fs.fallocate(clone, offset: UInt64(hole), length: 10_000, mode: [.punchHole, .keepSize])
+                            expected[index].punch(hole, 10_000)
                         } else {
                             // Overwritten in the middle of the shared blocks.
                             let offset = ((round * 29 + index) % 48) * 4096
@@ -435,6 +442,11 @@ private final class Expected: @unchecked Sendable {
     init(_ bytes: [UInt8]) { self.bytes = bytes }
     func truncate(to size: Int) {
         if size < bytes.count { bytes.removeSubrange(size...) } else { bytes += [UInt8](repeating: 0, count: size - bytes.count) }
+    }
+    /// PUNCH_HOLE|KEEP_SIZE: zeros within the size.
+    func punch(_ offset: Int, _ length: Int) {
+        let end = min(offset + length, bytes.count)
+        if offset < end { bytes.replaceSubrange(offset..<end, with: [UInt8](repeating: 0, count: end - offset)) }
     }
     func write(_ data: [UInt8], at offset: Int) {
         if offset + data.count > bytes.count { bytes += [UInt8](repeating: 0, count: offset + data.count - bytes.count) }

@@ -50,13 +50,13 @@ extension FileSystem {
         // (mode 0, KEEP_SIZE), which changes no byte that is there. Checked before each
         // operation takes the inode lock: a fallocate that races the setFlags forbidding it
         // may still run, as if it had come first.
-        try metadata.withLock {
+        try inode.fieldLock.withLock {
             try refuseIfImmutable(inode)
             if inode.flags.contains(.appendOnly), !mode.isSubset(of: .keepSize) { throw Errno.notPermitted }
         }
         // Once the mode is one the engine serves: before anything changes, and also when the
         // mode's own checks (alignment, range) fail, as XFS does.
-        metadata.transaction { removePrivileges(inode, changedBy: caller) }
+        metadata.sharedTransaction(on: inode) { _ = removePrivileges(inode, changedBy: caller) }
         try operation()
     }
 
@@ -123,19 +123,25 @@ extension FileSystem {
         }
     }
 
-    /// PUNCH_HOLE|KEEP_SIZE: partial blocks at the ends are zeroed, whole blocks unmapped.
+    /// PUNCH_HOLE|KEEP_SIZE: partial blocks at the ends are zeroed, whole blocks unmapped. As a
+    /// truncate, in transactions shared on the file (its map and times; counts lowered and
+    /// blocks freed under the allocator's lock).
     private func punchHole(_ inode: Inode, offset: UInt64, length: UInt64) throws {
         try withPagesLocked(inode) { space, size in
             let (first, wholeEnd) = wholeBlocks(offset, length)
-            if first < wholeEnd { try metadata.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) } }
+            if first < wholeEnd {
+                try metadata.lock.withShared {
+                    try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
+                }
+            }
             try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: size)
             if first < wholeEnd {
                 let blockSize = UInt64(geometry.blockSize)
                 dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
                 pausePoint(.punchAfterDroppingPages)
-                metadata.transaction { unmapBlocks(inode, from: first, to: wholeEnd) }
+                metadata.sharedTransaction(on: inode) { unmapBlocks(inode, from: first, to: wholeEnd) }
             }
-            metadata.transaction { inode.mtime = .now; inode.ctime = inode.mtime }
+            metadata.sharedTransaction(on: inode) { inode.mtime = .now; inode.ctime = inode.mtime }
         }
     }
 
@@ -148,7 +154,7 @@ extension FileSystem {
         defer { inode.lock.unlock() }
         inode.invalidateLock.lockExclusive()
         defer { inode.invalidateLock.unlock() }
-        try body(space, metadata.withLock { inode.size })
+        try body(space, inode.fieldLock.withLock { inode.size })
     }
 
     /// Zeros, through the cache, the parts of [offset, offset + length) that only partly cover a

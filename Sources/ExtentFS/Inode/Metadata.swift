@@ -136,7 +136,8 @@ final class Metadata: @unchecked Sendable {
     /// included. Call before the change, in the same hold of `lock`: the change itself then
     /// grows the reserve (MetadataSpace), so the next request sees it. `givesSpaceBack`: the
     /// operation frees space (punch, collapse, dedupe) and may use the cleanup pool, so that a
-    /// volume full of data can still be cleaned up. Caller holds `lock`.
+    /// volume full of data can still be cleaned up. Caller holds `lock` exclusively, or shared
+    /// with `allocatorLock` (a check only, as punch makes it).
     func chargeMetadata(bytes: Int, givesSpaceBack: Bool = false) throws {
         // Space freed by changes not logged yet counts: it is free before any checkpoint needs it.
         let spare = freeSpace.spareBlocks(countingPendingFrees: true) + Int64(givesSpaceBack ? space.cleanupPoolBlocks : 0)
