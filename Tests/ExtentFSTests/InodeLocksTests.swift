@@ -198,10 +198,11 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// A truncate and a punched hole change their file's size or map and lower reference counts
-    /// under the allocator's lock, in transactions shared on the file: they complete while
-    /// another shared transaction is held, and free what they unmapped.
-    func testATruncateAndAPunchDoNotWaitForAnotherSharedTransaction() throws {
+    /// A preallocation, a punched hole and a truncate change their file's size or map, allocate
+    /// or lower reference counts and free under the allocator's lock, in transactions shared on
+    /// the file: they complete while another shared transaction is held, and free what they
+    /// unmapped.
+    func testSpaceChangesOfOneFileDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
         let file = try volume.create("file")
@@ -213,6 +214,8 @@ extension InodeLocksTests {
         let outcome = Outcome()
         let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
             do {
+                try fs.fallocate(file, offset: 300_000, length: 300_000, mode: [])
+                if (try? fs.getattr(file).size) != 600_000 { outcome.fail("preallocation did not extend the file") }
                 try fs.fallocate(file, offset: 3000, length: 12_000, mode: [.punchHole, .keepSize])  // unmaps blocks 1 and 2
                 _ = try fs.setattr(file, AttributeChanges(size: 10_000))
                 _ = try fs.setattr(file, AttributeChanges(size: 90_000))
@@ -220,7 +223,7 @@ extension InodeLocksTests {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a punch or a truncate waited for a shared transaction")
+        XCTAssertTrue(inTime, "a preallocation, a punch or a truncate waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         try fs.sync()
         XCTAssertGreaterThan(fs.statistics().freeBlocks, freeBefore + 60, "the blocks past 10,000 bytes are free")
@@ -231,11 +234,11 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// Files sharing blocks (clones of one source): some are truncated, punched and written again while
-    /// the others are overwritten and written back, all at once. Truncates lower the shared
-    /// blocks' counts in shared transactions while writeback decides, block by block, whether to
-    /// copy on write: every file reads back what was last written to it, and fsck's recount of
-    /// the reference counts matches.
+    /// Files sharing blocks (clones of one source): some are truncated, punched and written
+    /// again while the others are overwritten, preallocated and written back, all at once.
+    /// Truncates and punches lower the shared blocks' counts in shared transactions while
+    /// writeback decides, block by block, whether to copy on write: every file reads back what
+    /// was last written to it, and fsck's recount of the reference counts matches.
     func testTruncatesRacingWritebackOfClonesKeepEveryFileWhole() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
@@ -280,6 +283,8 @@ extension InodeLocksTests {
                             let count = try piece.withUnsafeBytes { try fs.write(clone, offset: UInt64(offset), $0) }
                             expected[index].write(Array(piece[0..<count]), at: offset)
                             if round % 3 == 0 { try fs.writeback(try fs.inode(clone)) }
+                            // Preallocated past the end (KEEP_SIZE: the size and bytes stay).
+                            if round % 5 == 0 { try fs.fallocate(clone, offset: 300_000, length: 64 << 10, mode: [.keepSize]) }
                         }
                     }
                 } catch {

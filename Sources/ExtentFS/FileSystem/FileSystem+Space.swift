@@ -72,47 +72,52 @@ extension FileSystem {
     }
 
     /// Mode 0 and KEEP_SIZE: unwritten extents over every unmapped block of the range; all or
-    /// nothing (ENOSPC before any change).
+    /// nothing (ENOSPC before any change). In transactions shared on the file: its map, size and
+    /// times, and free space under the allocator's lock.
     private func preallocate(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
         let (first, end) = blockRange(offset, length)
         try retryingAfterFreeing {
-            try metadata.transaction { try allocateUnwritten(inode, holesIn: first, end) }
+            try metadata.sharedTransaction(on: inode) { try allocateUnwritten(inode, holesIn: first, end) }
         }
-        metadata.transaction {
+        metadata.sharedTransaction(on: inode) {
             let newEnd = offset + length
             if !keepSize && newEnd > inode.size { inode.size = newEnd }
             inode.ctime = .now
         }
     }
 
-    /// Maps every hole of [first, end) unwritten. In a transaction; ENOSPC changes nothing.
+    /// Maps every hole of [first, end) unwritten. In a transaction, shared on `inode` or not;
+    /// ENOSPC changes nothing.
     func allocateUnwritten(_ inode: Inode, holesIn first: UInt64, _ end: UInt64) throws {
-        var holes: [(UInt64, UInt64)] = []
+        var holes: [(start: UInt64, count: UInt64, hint: UInt64)] = []
         var cursor = first
         for extent in inode.extents.extents(from: first, to: end) {
-            if extent.logical > cursor { holes.append((cursor, extent.logical - cursor)) }
+            if extent.logical > cursor { holes.append((cursor, extent.logical - cursor, 0)) }
             cursor = extent.logicalEnd
         }
-        if cursor < end { holes.append((cursor, end - cursor)) }
-        let needed = holes.reduce(0) { $0 + $1.1 }
-        guard needed <= metadata.freeSpace.available else { throw Errno.noSpace }
-        var allocations: [(logical: UInt64, runs: [BlockRun])] = []
-        for (start, count) in holes {
-            // Each hole lies after a mapped extent or at the start: none of this call's runs.
-            var hint: UInt64 = 0
-            if start > 0, case .mapped(let previous) = inode.extents.lookup(start - 1), previous.state != .delayed {
-                hint = previous.physical + 1
+        if cursor < end { holes.append((cursor, end - cursor, 0)) }
+        // Each hole lies after a mapped extent or at the start: none of this call's runs.
+        for index in holes.indices where holes[index].start > 0 {
+            if case .mapped(let previous) = inode.extents.lookup(holes[index].start - 1), previous.state != .delayed {
+                holes[index].hint = previous.physical + 1
             }
-            allocations.append((start, metadata.freeSpace.allocate(count, near: hint)))
         }
-        // An extent per run: only now is it known into how many pieces free space cut the holes.
-        do {
-            try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * allocations.reduce(0) { $0 + $1.runs.count })
-        } catch {
-            for allocation in allocations { for run in allocation.runs { metadata.freeSpace.unallocate(run) } }
-            throw error
+        let needed = holes.reduce(0) { $0 + $1.count }
+        // The check, the allocations and the charge in one hold (of a leaf: the map is read
+        // before it and changed after it).
+        let allocations = try metadata.allocatorLock.withLock { () -> [(logical: UInt64, runs: [BlockRun])] in
+            guard needed <= metadata.freeSpace.available else { throw Errno.noSpace }
+            let allocations = holes.map { (logical: $0.start, runs: metadata.freeSpace.allocate($0.count, near: $0.hint)) }
+            // An extent per run: only now is it known into how many pieces free space cut the holes.
+            do {
+                try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * allocations.reduce(0) { $0 + $1.runs.count })
+            } catch {
+                for allocation in allocations { for run in allocation.runs { metadata.freeSpace.unallocate(run) } }
+                throw error
+            }
+            return allocations
         }
         for allocation in allocations {
             var logical = allocation.logical

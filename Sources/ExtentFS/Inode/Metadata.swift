@@ -137,7 +137,7 @@ final class Metadata: @unchecked Sendable {
     /// grows the reserve (MetadataSpace), so the next request sees it. `givesSpaceBack`: the
     /// operation frees space (punch, collapse, dedupe) and may use the cleanup pool, so that a
     /// volume full of data can still be cleaned up. Caller holds `lock` exclusively, or shared
-    /// with `allocatorLock` (a check only, as punch makes it).
+    /// with `allocatorLock` (punch's check; preallocate's, in the hold that allocates).
     func chargeMetadata(bytes: Int, givesSpaceBack: Bool = false) throws {
         // Space freed by changes not logged yet counts: it is free before any checkpoint needs it.
         let spare = freeSpace.spareBlocks(countingPendingFrees: true) + Int64(givesSpaceBack ? space.cleanupPoolBlocks : 0)
