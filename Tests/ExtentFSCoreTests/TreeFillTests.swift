@@ -14,12 +14,8 @@ final class TreeFillTests: XCTestCase {
         for nodeSize in [512, 1024, 4096, 16384] {
             let harness = try TreeHarness(nodeSize: nodeSize)
             let count = 200_000 / (16384 / nodeSize) / 4
-            for object in 0..<count {
-                let key = TreeKey(object: UInt64(object), kind: 1, offset: 0)
-                try harness.tree.insert(key, value(key, size: 8 + object % 40))
-                if object % 5_000 == 4_999 { try harness.commitAndCheck(expectedItems: object + 1) }
-            }
-            try harness.commitAndCheck(expectedItems: count)
+            let keys = (0..<count).map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }
+            try harness.insertIntoEmptyTree(keys, commitEvery: 5_000) { value($0, size: 8 + Int($0.object % 40)) }
             let fill = try harness.tree.check().fill
             XCTAssertGreaterThan(fill, 0.70, "node size \(nodeSize)")
         }
@@ -53,12 +49,8 @@ final class TreeFillTests: XCTestCase {
     func testRandomInsertsKeepTheBalancedFill() throws {
         let harness = try TreeHarness(nodeSize: 4096)
         var random = SeededGenerator(seed: 5)
-        var keys = (0..<60_000).map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }
-        keys.shuffle(using: &random)
-        for (index, key) in keys.enumerated() {
-            try harness.tree.insert(key, value(key, size: 40))
-            if index % 10_000 == 9_999 { try harness.commitAndCheck(expectedItems: index + 1) }
-        }
+        let keys = (0..<60_000).map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }.shuffled(using: &random)
+        try harness.insertIntoEmptyTree(keys, commitEvery: 10_000) { value($0, size: 40) }
         XCTAssertGreaterThan(try harness.tree.check().fill, 0.62)
     }
 
@@ -66,11 +58,8 @@ final class TreeFillTests: XCTestCase {
     /// none under a quarter.
     func testDescendingInsertsStayBalanced() throws {
         let harness = try TreeHarness(nodeSize: 1024)
-        for (index, object) in (0..<20_000).reversed().enumerated() {
-            let key = TreeKey(object: UInt64(object), kind: 1, offset: 0)
-            try harness.tree.insert(key, value(key, size: 16))
-            if index % 5_000 == 4_999 { try harness.commitAndCheck(expectedItems: index + 1) }
-        }
+        let keys = (0..<20_000).reversed().map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }
+        try harness.insertIntoEmptyTree(keys, commitEvery: 5_000) { value($0, size: 16) }
         XCTAssertGreaterThan(try harness.tree.check().fill, 0.45)
     }
 }

@@ -39,6 +39,17 @@ final class TreeHarness {
         return root
     }
 
+    /// Inserts `keys` into an empty tree in the order given, each with `value(key)`, committing
+    /// and checking after every `commitEvery` and after the last.
+    func insertIntoEmptyTree(_ keys: [TreeKey], commitEvery: Int, value: (TreeKey) -> [UInt8],
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        for (index, key) in keys.enumerated() {
+            try tree.insert(key, value(key))
+            if (index + 1) % commitEvery == 0 { try commitAndCheck(expectedItems: index + 1, file: file, line: line) }
+        }
+        if keys.count % commitEvery != 0 { try commitAndCheck(expectedItems: keys.count, file: file, line: line) }
+    }
+
     /// The tree as a remount would see it: the committed root, a fresh cache, everything read back.
     func reopen(cacheBudget: Int = 1 << 20) throws {
         XCTAssertFalse(tree.hasChanges)

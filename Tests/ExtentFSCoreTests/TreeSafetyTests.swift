@@ -165,12 +165,8 @@ final class TreeSafetyTests: XCTestCase {
     func testInternalNodesOutstayLeavesReadOnce() throws {
         let harness = try TreeHarness(nodeSize: 1024)
         var random = SeededGenerator(seed: 11)
-        var keys = (0..<60_000).map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }
-        keys.shuffle(using: &random)
-        for (index, key) in keys.enumerated() {
-            try harness.tree.insert(key, [UInt8](repeating: 3, count: 24))
-            if index % 20_000 == 19_999 { try harness.commitAndCheck(expectedItems: index + 1) }
-        }
+        let keys = (0..<60_000).map { TreeKey(object: UInt64($0), kind: 1, offset: 0) }.shuffled(using: &random)
+        try harness.insertIntoEmptyTree(keys, commitEvery: 20_000) { _ in [UInt8](repeating: 3, count: 24) }
         let report = try harness.tree.check()
         XCTAssertGreaterThan(report.nodes, 2_000)
         // A tenth of the tree: room for the internal nodes (about a twentieth) and some leaves.

@@ -124,10 +124,8 @@ extension FileSystem {
                 let granted = reserveHole(inode, start: cursor, count: extent.logical - cursor)
                 if granted < extent.logical { return granted }
             }
-            let pieces = extent.state == .delayed ? [] : metadata.allocatorLock.withLock {
-                metadata.referenceCounts.isEmpty ? [] : metadata.referenceCounts.pieces(of: extent.physicalRun)
-            }
-            if !pieces.isEmpty {
+            if extent.state != .delayed, !metadata.noBlockIsShared {
+                let pieces = metadata.allocatorLock.withLock { metadata.referenceCounts.pieces(of: extent.physicalRun) }
                 for piece in pieces where piece.count > 1 {
                     let firstLogical = extent.logical + (piece.run.start - extent.physical)
                     for block in firstLogical..<firstLogical + piece.run.count where !inode.cowReserved.contains(block) {

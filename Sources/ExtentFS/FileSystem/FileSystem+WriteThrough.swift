@@ -61,7 +61,7 @@ extension FileSystem {
             guard extent.logical <= cursor, extent.state == .written else { return nil }
             let stop = min(extent.logicalEnd, endBlock)
             let physical = extent.physical + cursor - extent.logical
-            let inPlace = metadata.allocatorLock.withLock {
+            let inPlace = metadata.noBlockIsShared || metadata.allocatorLock.withLock {
                 (physical..<physical + (stop - cursor)).allSatisfy { block in
                     metadata.referenceCounts.count(of: block) <= 1 && !metadata.changes.isRecentlyUnshared(block)
                 }

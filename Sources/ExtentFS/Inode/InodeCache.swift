@@ -97,7 +97,7 @@ struct InodeCacheState {
     mutating func forget(_ ino: InodeNumber, count: UInt64) {
         guard let held = evictedLookups[ino] else { return }
         if held.count > count {
-            evictedLookups[ino]!.count -= count
+            evictedLookups[ino] = (held.count - count, held.sequence)
         } else {
             evictedLookups[ino] = nil
             compactEvictedOrder()

@@ -14,8 +14,9 @@ import SystemPackage
 /// shared by `sharedTransaction(on:)`: changes confined to one inode, whose `transactionLock` it
 /// holds, which reach what inodes share only through locks or atomics of their own
 /// (`allocatorLock` for free space and reference counts, which they only lower; ChangeSet's
-/// noting; MetadataSpace's and the inode table's byte counts) and leave the rest alone. Whoever holds it exclusively (the log's commit, a checkpoint's snapshot,
-/// every other change) sees no shared transaction half done.
+/// noting; MetadataSpace's and the inode table's byte counts) and leave the rest alone. Whoever
+/// holds it exclusively (the log's commit, a checkpoint's snapshot, every other change) sees no
+/// shared transaction half done.
 final class Metadata: @unchecked Sendable {
     let lock = ReadWriteLock()
     /// Free space (`freeSpace`) and reference counts (`referenceCounts`), for shared
@@ -123,13 +124,22 @@ final class Metadata: @unchecked Sendable {
     /// A transaction on `inode` that runs alongside shared ones on other inodes (the class
     /// comment says what it may touch): a write's reservation of space and its size and times
     /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
-    /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift).
+    /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift), a
+    /// truncate, a punched hole and a preallocation (FileSystem+Truncate.swift, +Space.swift).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
     func sharedTransaction<T>(on inode: Inode, _ body: () throws -> T) rethrows -> T {
         try lock.withShared { try inode.transactionLock.withLock(body) }
     }
+
+    /// No block is mapped twice, and none stopped being shared in a change not yet durable: every
+    /// mapped block may be written in place and none needs a copy-on-write reservation, which
+    /// writes and writeback then learn with no lock. In a transaction, shared or not, it stays
+    /// true once read true: counts go up only under `lock` held exclusively, and blocks become
+    /// unshared only when a count of two goes down. The count of entries is read first: a
+    /// decrement stores it after noting what it unshared.
+    var noBlockIsShared: Bool { space.referenceEntries == 0 && !changes.hasUnsharedBlocks }
 
     /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that
     /// (the checkpoints it will be in) is free beyond every promise, the metadata reserve

@@ -104,7 +104,7 @@ final class Journal: @unchecked Sendable {
         let clock = ContinuousClock()
         var snapshotStart = clock.now
         let snapshot = try commitLock.withLock { () -> CheckpointSnapshot in
-            try forceLocked(upTo: .max)
+            _ = try forceLocked(upTo: .max)
             checkpointLock.lock()
             snapshotStart = clock.now
             return takeSnapshot()

@@ -121,7 +121,7 @@ extension FileSystem {
     private func sharingDecision(_ inode: Inode, block: UInt64, physical: UInt64) -> Bool? {
         // One hold: a truncate of another file sharing the block lowers its count and notes it
         // unshared in one hold of its own (ReferenceCounts).
-        let (shared, recentlyUnshared) = metadata.allocatorLock.withLock {
+        let (shared, recentlyUnshared) = metadata.noBlockIsShared ? (false, false) : metadata.allocatorLock.withLock {
             (metadata.referenceCounts.count(of: physical) > 1, metadata.changes.isRecentlyUnshared(physical))
         }
         if shared { return true }

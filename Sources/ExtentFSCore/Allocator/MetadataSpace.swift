@@ -22,9 +22,11 @@ package final class MetadataSpace: @unchecked Sendable {
     package var inodeBytes: Int { inodeByteCount.load(ordering: .relaxed) }
     private let inodeByteCount = Atomic<Int>(0)
     package func addInodeBytes(_ delta: Int) { inodeByteCount.wrappingAdd(delta, ordering: .relaxed) }
+    /// Stored after the change it counts has noted the blocks it unshared (ReferenceCounts), so
+    /// a reader with no lock that sees it zero sees those too (Metadata.noBlockIsShared).
     package var referenceEntries: Int {
-        get { referenceEntryCount.load(ordering: .relaxed) }
-        set { referenceEntryCount.store(newValue, ordering: .relaxed) }
+        get { referenceEntryCount.load(ordering: .acquiring) }
+        set { referenceEntryCount.store(newValue, ordering: .releasing) }
     }
     private let referenceEntryCount = Atomic<Int>(0)
     /// Blocks the checkpoints of both superblock slots occupy (each once): the tree, and the

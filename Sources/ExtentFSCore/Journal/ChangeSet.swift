@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// The running transaction: which inodes and which reference-count ranges changed since the last
 /// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note`,
@@ -27,6 +28,9 @@ package final class ChangeSet: @unchecked Sendable {
     /// (DESIGN.md, Durability). Two generations: the running one and the one being written.
     package private(set) var unshared: [BlockRun] = []
     package private(set) var unsharedCommitting: [BlockRun] = []
+    /// Runs in both, for a reader with no lock (Metadata.noBlockIsShared).
+    private let unsharedRunCount = Atomic<Int>(0)
+    package var hasUnsharedBlocks: Bool { unsharedRunCount.load(ordering: .acquiring) > 0 }
     /// Blocks that became file blocks or stopped being file blocks (FreeSpace.fileBlocks), in
     /// order: the record carries them, so that mount replays them over the tree's copy.
     package private(set) var fileBlockChanges: [FileBlockChange] = []
@@ -55,6 +59,7 @@ package final class ChangeSet: @unchecked Sendable {
         notingLock.withLock {
             referenceRuns.append(run)
             unshared += newlyUnshared
+            unsharedRunCount.store(unshared.count + unsharedCommitting.count, ordering: .releasing)
         }
     }
 
@@ -83,6 +88,7 @@ package final class ChangeSet: @unchecked Sendable {
     /// The closed transactions are durable: their unshared blocks may be written in place.
     package func closedAreDurable() {
         unsharedCommitting = []
+        unsharedRunCount.store(unshared.count, ordering: .releasing)
     }
 }
 

@@ -54,10 +54,10 @@ public final class NodeCache {
             return nil
         }
         hits += 1
-        guard let node = slots[index]?.node else { return nil }
-        let chances = node.isLeaf ? Self.chancesOfAHitLeaf : Self.chancesOfAHitInternalNode
-        if let current = slots[index]?.chances, current < chances { slots[index]?.chances = chances }
-        return node
+        guard let slot = slots[index] else { return nil }
+        let chances = slot.node.isLeaf ? Self.chancesOfAHitLeaf : Self.chancesOfAHitInternalNode
+        if slot.chances < chances { slots[index]?.chances = chances }
+        return slot.node
     }
 
     /// `node` is clean and is what the device holds at `address` now.
