@@ -105,10 +105,17 @@ struct ImageCrafting {
 
     /// The newest superblock now points at a new tree holding exactly `items`, whatever they
     /// are (a later item with the key of an earlier one replaces it).
-    mutating func writeItems(_ items: [TreeItem], version: UInt32 = Superblock.currentVersion) throws {
+    /// A tree of version 10 or later is written as version 9, without free space and held nodes
+    /// (kinds 6 to 8, MetadataTree+FreeSpace): its new nodes come from the end of the volume, which
+    /// the lists say is free, and the nodes of the tree it replaces are listed as held. So mount
+    /// finds the nodes by reading them, as for version 9, and the first checkpoint lists free
+    /// space anew. `keepingSpaceLists` keeps them and the version, for tests of those lists.
+    mutating func writeItems(_ items: [TreeItem], version: UInt32 = Superblock.currentVersion, keepingSpaceLists: Bool = false) throws {
         let blocks = TopDownBlocks(store: store, superblock: superblock)
         let tree = try BTree(root: nil, owner: MetadataTree.owner, device: blocks, allocator: blocks, cache: NodeCache(budgetBytes: 1 << 20))
-        for item in items { try tree.insert(item.key, item.value) }
+        let spaceKinds: Set<UInt8> = [MetadataTree.Kind.freeSpace, MetadataTree.Kind.freeBySize, MetadataTree.Kind.heldNodes]
+        let version = keepingSpaceLists ? version : min(version, Superblock.freeSpaceVersion - 1)
+        for item in items where keepingSpaceLists || !spaceKinds.contains(item.key.kind) { try tree.insert(item.key, item.value) }
         superblock.version = version
         superblock.checkpoint = .tree(try tree.commit(generation: superblock.sequence))
         try store.flush()

@@ -154,8 +154,11 @@ final class TreeCheckpointTests: XCTestCase {
             written[-count] = (counter.bytes - before) / volume.blockSize
             try volume.unmountAndCheck()
         }
-        XCTAssertLessThanOrEqual(written[5_000]!, 6, "blocks a checkpoint wrote after one change among 5,000 files: \(written)")
-        XCTAssertLessThanOrEqual(written[5_000]!, written[100]! + 2, "\(written)")
+        // The path to the inode's leaf, and (format 10) the leaf of free space by size, at the
+        // tree's end (free space by position and the held nodes share object 0's leaf); with
+        // 100 files that leaf is object 0's too.
+        XCTAssertLessThanOrEqual(written[5_000]!, 7, "blocks a checkpoint wrote after one change among 5,000 files: \(written)")
+        XCTAssertLessThanOrEqual(written[5_000]!, written[100]! + 3, "\(written)")
         XCTAssertLessThanOrEqual(written[-5_000]!, 10, "blocks a checkpoint wrote after a create in a directory of 5,000: \(written)")
         XCTAssertLessThanOrEqual(written[-5_000]!, written[-100]! + 5, "\(written)")
     }

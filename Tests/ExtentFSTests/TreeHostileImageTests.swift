@@ -166,7 +166,7 @@ final class TreeHostileImageTests: XCTestCase {
     }
 
     func testItemsOfUnknownKinds() throws {
-        for key in [TreeKey(object: 0, kind: 6, offset: 0), TreeKey(object: 0, kind: MetadataTree.Kind.inodeImage, offset: 0),
+        for key in [TreeKey(object: 0, kind: 9, offset: 0), TreeKey(object: 0, kind: MetadataTree.Kind.inodeImage, offset: 0),
                     TreeKey(object: FileSystem.rootInode, kind: 20, offset: 0), TreeKey(object: .max, kind: .max, offset: .max)] {
             let volume = try volumeWithPiecesAndSharing()
             try craftItems(volume) { items, _ in items.append(TreeItem(key: key, value: [7])) }

@@ -129,7 +129,7 @@ final class VolumeItemsTests: XCTestCase {
         items.removeAll { $0.key.object == 0 && $0.key.kind == MetadataTree.Kind.fileBlocks }
         let everything = BlockRun(start: crafting.superblock.firstAllocatableBlock,
                                   count: crafting.superblock.blockCount - crafting.superblock.firstAllocatableBlock)
-        items.append(TreeItem(key: MetadataTree.fileBlocksKey(everything.start), value: MetadataTree.encodeFileBlocks(everything)))
+        items.append(TreeItem(key: MetadataTree.fileBlocksKey(everything.start), value: MetadataTree.encodeRun(everything)))
         try crafting.writeItems(items)
         XCTAssertThrowsError(try FileSystem.mount(image: volume.image)) { error in
             XCTAssertTrue("\(error)".contains("also listed as a file block"), "\(error)")

@@ -25,6 +25,7 @@ enum Checker {
         if let stored = loaded.storedVolume {
             problems += checkVolumeItems(stored, loaded: loaded).map { Problem(message: $0) }
         }
+        problems += loaded.freeSpaceProblems.map { Problem(message: $0) }
         return problems
     }
 

@@ -28,6 +28,7 @@ extension CheckpointChanges {
         return Snapshot(nextInode: metadata.nextInode, inodes: images,
                         referenceRuns: runs, referenceCounts: metadata.referenceCounts,
                         fileBlockRuns: fileBlockRanges, fileBlocks: metadata.freeSpace.fileBlocks,
+                        freeSpaceRuns: allFreeSpace ? [volume] : fileBlockRanges,
                         inodeCount: metadata.inodeCount, inodeBytes: metadata.space.inodeBytes)
     }
 }

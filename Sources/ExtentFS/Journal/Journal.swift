@@ -52,8 +52,8 @@ final class Journal: @unchecked Sendable {
     /// The last logged transaction known to be on disk. Guarded by commitLock.
     private var durable: LogSequence
     /// The checkpoint as a tree, and where its nodes live. Guarded by checkpointLock.
-    private let treeStorage: TreeStorage
-    private let tree: MetadataTree
+    let treeStorage: TreeStorage
+    let tree: MetadataTree
     /// Commits, checkpoints and the log's use, for `extentfs stats`.
     let counters: EngineCounters
 
@@ -213,11 +213,18 @@ final class Journal: @unchecked Sendable {
             // A tree that could not take the changes is not what memory holds: nothing later
             // may be built on it.
             try tree.apply(prepared.changes)
+            try recordSpace(prepared.changes)
+            if let problem = treeStorage.inconsistency { throw ExtentFSError("\(problem); run extentfs fsck", errno: .ioError) }
+        } catch let error as ExtentFSError where error.errno == .noSpace {
+            // No room for the nodes: the tree keeps the changes (and the nodes set aside so far),
+            // and the next checkpoint, with more room, writes them.
+            throw error
         } catch {
             throw shutdown.trigger("updating the metadata tree for checkpoint \(superblock.sequence) failed: \(error)")
         }
         do {
             superblock.checkpoint = .tree(try tree.tree.commit(generation: superblock.sequence))
+            treeStorage.committed()
             try store.flush()
         } catch let error as ExtentFSError where error.errno == .noSpace {
             // Nothing was written over anything: the tree keeps the changes, and the next

@@ -21,6 +21,8 @@ struct LoadedCheckpoint {
     /// Blocks only the older copy reaches: free once the next checkpoint is durable (it
     /// replaces that copy).
     var heldUntilNextCheckpoint: [BlockRun] = []
+    /// The held nodes the newest copy's tree lists (version 10; MetadataTree+FreeSpace).
+    var heldNodesRecorded: [BlockRun] = []
     /// Blocks the newest copy reaches but its tree will not (an older image's whole checkpoint):
     /// free once the second checkpoint from now is durable.
     var heldUntilSecondCheckpoint: [BlockRun] = []
@@ -46,6 +48,9 @@ struct LoadedCheckpoint {
     /// back): the newest copy is intact, so mount goes on and its next checkpoint, which replaces
     /// that copy, heals it; fsck reports it, since a mount could no longer fall back to that copy.
     var warnings: [String] = []
+    /// Free space (version 10) that does not match what the checkpoint uses, in the safe
+    /// direction only (blocks lost, not blocks listed free that are used): fsck reports it.
+    var freeSpaceProblems: [String] = []
 }
 
 struct NotHeldInodes {

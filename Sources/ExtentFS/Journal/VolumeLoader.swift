@@ -88,6 +88,10 @@ enum VolumeLoader {
                                 })
         for inode in loaded.inodes { state.inodes[inode.ino] = inode }
         if let volume { state.fileBlocks = volume.fileBlocks }
+        if let volume, let free = volume.free {
+            loaded.heldNodesRecorded = volume.held
+            try checkFreeSpace(free, volume: volume, choice: choice, into: &loaded, path: store.path)
+        }
         var replayed = 0
         let head: LogPosition
         do {
@@ -120,6 +124,8 @@ enum VolumeLoader {
             loaded.sinceCheckpoint.allFileBlocks = true
             for inode in loaded.inodes where inode.nlink == 0 { state.changed.insert(inode.ino) }
         }
+        // A tree without free space items (before version 10) gets them all at its first checkpoint.
+        if superblock.version < Superblock.freeSpaceVersion { loaded.sinceCheckpoint.allFreeSpace = true }
         loaded.referenceCounts = state.referenceCounts
         loaded.sinceCheckpoint.add(inodes: state.changed, referenceRuns: state.changedReferenceRuns, fileBlockChanges: state.fileBlockChanges)
         loaded.logHead = head
@@ -129,6 +135,42 @@ enum VolumeLoader {
             loaded.logReclaimTail = older.logTail.offset
         }
         return loaded
+    }
+
+    /// Version 10's free space against what the checkpoint says is used (before replay): a free
+    /// run holding a file block or a tree node would let data overwrite them, so that is damage;
+    /// blocks nothing uses that are not listed free are only lost space (fsck reports it; a
+    /// version 10 mount cannot tell them from nodes, so they stay unused). Equality is known only when the older copy's
+    /// nodes were read (the checkpoint keeps those out of free space).
+    private static func checkFreeSpace(_ free: BlockRunSet, volume: StoredVolumeItems, choice: SuperblockChoice,
+                                       into loaded: inout LoadedCheckpoint, path: String) throws {
+        let superblock = choice.superblock
+        var used = volume.fileBlocks
+        for run in loaded.checkpointRuns { used.insert(run) }
+        for run in free.runs where used.intersects(run) {
+            let block = used.runs(within: run).first.map(\.start) ?? run.start
+            throw ExtentFSError("\(path) is a damaged extentfs image: the free space list holds block \(block), which a file or the metadata tree uses", errno: .ioError)
+        }
+        // Held nodes are freed by the next checkpoint: one the newest tree reaches would be
+        // freed under it.
+        var newest = BlockRunSet(loaded.checkpointRuns)
+        for run in loaded.heldUntilNextCheckpoint { newest.remove(run) }
+        for run in volume.held where newest.intersects(run) || volume.fileBlocks.intersects(run) {
+            throw ExtentFSError("\(path) is a damaged extentfs image: the held nodes list holds block \(run.start), which a file or the newest metadata tree uses", errno: .ioError)
+        }
+        let olderKnown = superblock.sequence == 1 || (choice.older != nil && loaded.warnings.isEmpty && choice.warnings.isEmpty)
+        guard olderKnown else { return }
+        if BlockRunSet(volume.held) != BlockRunSet(loaded.heldUntilNextCheckpoint) {
+            loaded.freeSpaceProblems.append("the held nodes list (\(BlockRunSet(volume.held).blockCount) blocks) is not the older superblock copy's nodes the newest tree no longer reaches (\(BlockRunSet(loaded.heldUntilNextCheckpoint).blockCount) blocks)")
+        }
+        var expected = BlockRunSet([BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)])
+        for run in used.runs { expected.remove(run) }
+        if expected != free {
+            var lost = expected
+            for run in free.runs { lost.remove(run) }
+            let listed = lost.runs.prefix(5).map(\.description).joined(separator: ", ")
+            loaded.freeSpaceProblems.append("\(lost.blockCount) blocks that nothing uses are not listed as free (\(listed))")
+        }
     }
 
     /// Format version 5: mount holds the root, the orphans the tree lists and what replay
@@ -179,9 +221,12 @@ enum VolumeLoader {
             throw damaged("the metadata tree's root has generation \(root.generation), after superblock \(superblock.sequence)")
         }
         let newest: (tree: MetadataTree, report: TreeCheckReport)
+        // Version 10 lists free space and held nodes: mount reads no node to find the nodes.
+        let listsSpace = !whole && superblock.version >= Superblock.freeSpaceVersion
         do {
-            // Mount reads only the tree's internal nodes here (a leaf's address is in its parent).
-            newest = try openTree(store, superblock: superblock, readEveryNode: whole)
+            // Otherwise mount reads only the tree's internal nodes here (a leaf's address is in
+            // its parent).
+            newest = try openTree(store, superblock: superblock, readEveryNode: whole, listNodes: !listsSpace)
         } catch {
             throw damaged("the metadata tree: \(error)")
         }
@@ -221,11 +266,26 @@ enum VolumeLoader {
             oldImages = []
         }
         loaded.sinceCheckpoint = CheckpointChanges(inodes: oldImages, referenceRuns: [])
-        loaded.treeNodes = UInt64(newest.report.nodes)
         loaded.treeHeight = newest.report.height
+        if listsSpace, let items = volume, let free = items.free {
+            do {
+                try holdListedNodes(free: free, items: items, superblock: superblock, into: &loaded)
+            } catch {
+                throw damaged("the metadata tree: \(error)")
+            }
+            return loaded
+        }
+        // A version 10 tree without the lists (a tree with no counts item is read whole): its
+        // nodes from the nodes after all.
+        let newestNodes: [UInt64]
+        do {
+            newestNodes = listsSpace ? try newest.tree.tree.storedNodeAddresses() : newest.report.storedAddresses
+        } catch {
+            throw damaged("the metadata tree: \(error)")
+        }
+        loaded.treeNodes = UInt64(listsSpace ? newestNodes.count : newest.report.nodes)
         loaded.treeFill = newest.report.fill
         loaded.treeUnderfilledNodes = newest.report.underfilledNodes
-        let newestNodes = newest.report.storedAddresses
         // A leaf's address comes from its parent unread: it must be a data block all the same.
         if let outside = newestNodes.first(where: { $0 < superblock.firstAllocatableBlock || $0 >= superblock.blockCount }) {
             throw damaged("the metadata tree: metadata tree node address \(outside) is outside the volume's data blocks")
@@ -254,10 +314,36 @@ enum VolumeLoader {
         return loaded
     }
 
+    /// Version 10: every block either superblock copy's checkpoint holds is what is neither free
+    /// nor a file block (the checkpoint's own, before replay); of those, the listed held nodes
+    /// are the older copy's only (free once the next checkpoint is durable), the rest this tree's.
+    /// A held run outside them is damage (it would be freed over a file or a node of this tree).
+    private static func holdListedNodes(free: BlockRunSet, items: StoredVolumeItems, superblock: Superblock,
+                                        into loaded: inout LoadedCheckpoint) throws {
+        var held = BlockRunSet([BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)])
+        for run in free.runs { held.remove(run) }
+        for run in items.fileBlocks.runs { held.remove(run) }
+        let olderOnly = BlockRunSet(items.held)
+        for run in olderOnly.runs where held.runs(within: run) != [run] {
+            throw DecodingError(description: "held nodes entry \(run) is free space or a file block")
+        }
+        loaded.checkpointRuns = held.runs
+        loaded.heldUntilNextCheckpoint = olderOnly.runs
+        loaded.treeNodes = held.blockCount - olderOnly.blockCount
+    }
+
+    /// Internal nodes a version 10 mount reads to warm the node cache (the top of the tree: all
+    /// of it up to tens of thousands of files; of a tree of a million, the root, its children
+    /// and a tenth of the level above the leaves). Each costs a read at mount, or, if not read
+    /// then, at the first lookup that passes through it.
+    static let mountReadsTopNodes = 64
+
     /// A superblock's tree and the addresses of all its nodes: every node read and checked
     /// (structure, checksums, key order; fsck), or only the internal ones (mount: a leaf is
-    /// checked when it is read).
-    static func openTree(_ store: BackingStore, superblock: Superblock, readEveryNode: Bool = true) throws -> (tree: MetadataTree, report: TreeCheckReport) {
+    /// checked when it is read), or none (`listNodes` false: a version 10 mount, which has them
+    /// from the free space it lists).
+    static func openTree(_ store: BackingStore, superblock: Superblock, readEveryNode: Bool = true,
+                         listNodes: Bool = true) throws -> (tree: MetadataTree, report: TreeCheckReport) {
         let device = TreeReader(store: store, superblock: superblock)
         let tree = try BTree(root: superblock.checkpoint.treeRoot, owner: MetadataTree.owner, device: device,
                              allocator: device, cache: NodeCache(budgetBytes: MetadataTree.cacheBytes))
@@ -266,7 +352,11 @@ enum VolumeLoader {
             report = try tree.check()
         } else {
             report = TreeCheckReport()
-            report.storedAddresses = try tree.storedNodeAddresses()
+            if listNodes {
+                report.storedAddresses = try tree.storedNodeAddresses()
+            } else {
+                try tree.readTopNodes(limit: mountReadsTopNodes)
+            }
             report.nodes = report.storedAddresses.count
             report.height = superblock.checkpoint.treeRoot.map { Int($0.level) + 1 } ?? 0
         }

@@ -32,7 +32,7 @@ extension MetadataTree {
         var builder = VolumeItemsBuilder()
         var cursor = tree.cursor(from: TreeKey(object: 0, kind: 0, offset: 0), through: TreeKey(object: 0, kind: .max, offset: .max))
         while let item = try cursor.next() { try builder.add(item, tree: self, nextInode: nextInode) }
-        return (ReferenceCounts(validated: builder.references), try builder.finish())
+        return (ReferenceCounts(validated: builder.references), try builder.finish(version: superblock.version))
     }
 
     /// Calls `body` with every inode, whole (its entries or extents in it), in number order, and
@@ -42,6 +42,7 @@ extension MetadataTree {
                       _ body: (Inode) throws -> Void) throws -> (nextInode: InodeNumber, referenceCounts: ReferenceCounts) {
         let nextInode = try storedNextInode()
         var volumeItems = VolumeItemsBuilder()
+        volumeItems.bySize = []
         var objectItems: [TreeItem] = []
         var inodeCount: UInt64 = 0
         func finishObject() throws {
@@ -58,6 +59,8 @@ extension MetadataTree {
             switch (item.key.object, item.key.kind) {
             case (0, _):
                 try volumeItems.add(item, tree: self, nextInode: nextInode)
+            case (let object, Kind.freeBySize) where object >= Self.freeBySizeObjectBase:
+                volumeItems.bySize?.append(try decodeFreeBySize(item))
             case (let ino, _) where ino != 0:
                 if objectItems.first.map({ $0.key.object != ino }) ?? false { try finishObject() }
                 objectItems.append(item)
@@ -66,7 +69,7 @@ extension MetadataTree {
             }
         }
         try finishObject()
-        volume = try volumeItems.finish()
+        volume = try volumeItems.finish(version: superblock.version)
         return (nextInode, ReferenceCounts(validated: volumeItems.references))
     }
 
@@ -263,17 +266,26 @@ extension MetadataTree {
 /// Format version 5's items of object 0 beyond the next inode number and reference counts.
 struct StoredVolumeItems {
     var fileBlocks: BlockRunSet
+    /// Version 10: the free runs (by position; checked against those by size when those were read).
+    var free: BlockRunSet?
+    /// Version 10: the older copy's nodes this tree no longer reaches.
+    var held: [BlockRun] = []
     var inodeCount: UInt64
     var inodeBytes: UInt64
     var orphans: [InodeNumber]
 }
 
 /// Gathers and checks object 0's items in key order: the next inode number (read apart), reference
-/// counts and file block runs sorted and disjoint (joined where cut), one counts item in range,
-/// orphans in range with empty values; any other kind is refused.
+/// counts and file block runs sorted and disjoint (joined where cut), free runs and held nodes
+/// (version 10) sorted and never touching, one counts item in range, orphans in range with empty values; any other
+/// kind is refused. And the free runs by size, when the caller reads those too.
 private struct VolumeItemsBuilder {
     var references: [ReferenceCounts.Entry] = []
     var fileBlocks: [BlockRun] = []
+    var free: [BlockRun] = []
+    var held: [BlockRun] = []
+    /// The free runs by size, in key order, when the caller reads those items (nil: not read).
+    var bySize: [BlockRun]?
     var counts: (UInt64, UInt64)?
     var orphans: [InodeNumber] = []
 
@@ -303,6 +315,19 @@ private struct VolumeItemsBuilder {
             } else {
                 fileBlocks.append(run)
             }
+        case MetadataTree.Kind.freeSpace where superblock.version >= Superblock.freeSpaceVersion:
+            let run = try tree.decodeFreeSpace(item)
+            // Stored maximal: two runs never touch.
+            if let last = free.last, last.end >= run.start {
+                throw DecodingError(description: "free space entries overlap or touch at block \(run.start)")
+            }
+            free.append(run)
+        case MetadataTree.Kind.heldNodes where superblock.version >= Superblock.freeSpaceVersion:
+            let run = try tree.decodeHeldNodes(item)
+            if let last = held.last, last.end >= run.start {
+                throw DecodingError(description: "held nodes entries overlap or touch at block \(run.start)")
+            }
+            held.append(run)
         case MetadataTree.Kind.volumeCounts:
             var reader = ByteReader(item.value)
             let count = try reader.u64(), bytes = try reader.u64()
@@ -322,15 +347,22 @@ private struct VolumeItemsBuilder {
     }
 
     /// Nil when the tree has no counts item (version 4); then it must hold no other volume item.
-    func finish() throws -> StoredVolumeItems? {
+    func finish(version: UInt32) throws -> StoredVolumeItems? {
         guard let counts else {
-            guard fileBlocks.isEmpty, orphans.isEmpty else {
+            guard fileBlocks.isEmpty, orphans.isEmpty, free.isEmpty, held.isEmpty, bySize?.isEmpty ?? true else {
                 throw DecodingError(description: "the metadata tree has file block or orphan items but no inode count")
             }
             return nil
         }
         var set = BlockRunSet()
         for run in fileBlocks { set.insert(run) }
-        return StoredVolumeItems(fileBlocks: set, inodeCount: counts.0, inodeBytes: counts.1, orphans: orphans)
+        if let bySize {
+            // By size then position: the same runs, each once.
+            guard bySize.count == free.count, bySize.sorted(by: { $0.start < $1.start }) == free else {
+                throw DecodingError(description: "free space by size (\(bySize.count) runs) does not match free space by position (\(free.count) runs)")
+            }
+        }
+        let stored = version >= Superblock.freeSpaceVersion ? BlockRunSet(free) : nil
+        return StoredVolumeItems(fileBlocks: set, free: stored, held: held, inodeCount: counts.0, inodeBytes: counts.1, orphans: orphans)
     }
 }

@@ -22,6 +22,17 @@ final class TreeStorage: NodeDevice, NodeAllocator {
     private var releasedNow: [BlockRun]
     /// Released while the newest durable checkpoint was built: free once the next is durable.
     private var releasedBefore: [BlockRun]
+    /// Every block either superblock copy's checkpoint holds, and the nodes prepared for the next
+    /// commit: what the tree's free space leaves out besides the file blocks (freeRuns).
+    private(set) var heldRuns: BlockRunSet
+    /// Allocated for the next commit's nodes before the tree is committed (prepareNodes), so that
+    /// the free space the commit records already leaves them out; the lowest last.
+    private var preparedNodes: [UInt64] = []
+    /// Taken from preparedNodes by the commit under way: given back if it fails.
+    private var handedOut = Set<UInt64>()
+    /// The held nodes (MetadataTree.replaceHeldNodes) the tree holds as built so far: those of
+    /// the last checkpoint until the next records its own (`releasedNow`).
+    var recordedHeld: BlockRunSet
 
     init(store: BackingStore, metadata: Metadata, loaded: LoadedCheckpoint) {
         self.store = store
@@ -31,11 +42,13 @@ final class TreeStorage: NodeDevice, NodeAllocator {
         liveNodes = loaded.treeNodes
         releasedNow = loaded.heldUntilSecondCheckpoint
         releasedBefore = loaded.heldUntilNextCheckpoint
+        heldRuns = BlockRunSet(loaded.checkpointRuns)
+        recordedHeld = BlockRunSet(loaded.heldNodesRecorded)
     }
 
     /// Blocks the checkpoints hold: the tree, and what either superblock copy may still reach.
     var heldBlocks: UInt64 {
-        liveNodes + (releasedNow + releasedBefore).reduce(0) { $0 + $1.count }
+        liveNodes + UInt64(preparedNodes.count) + (releasedNow + releasedBefore).reduce(0) { $0 + $1.count }
     }
 
     func readNode(at address: UInt64) throws -> [UInt8] {
@@ -47,23 +60,91 @@ final class TreeStorage: NodeDevice, NodeAllocator {
         try store.write(bytes, at: address * UInt64(nodeSize))
     }
 
+    /// Only what prepareNodes set aside: the free space the commit records counts on it.
     func allocateNode() throws -> UInt64 {
-        let block = try metadata.withLock { () -> UInt64 in
-            // Never take blocks promised to delayed allocations: their data must get to disk.
-            let space = metadata.freeSpace
-            let unpromised = space.freeBlocks - min(space.freeBlocks, space.reserved)
-            guard unpromised > 1, let run = metadata.freeSpace.allocateContiguous(1) else {
-                throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
-            }
-            return run.start
+        guard let block = preparedNodes.popLast() else {
+            throw ExtentFSError("the checkpoint has more nodes to write than it allocated and recorded", errno: .ioError)
         }
+        handedOut.insert(block)
         liveNodes += 1
         return block
     }
 
     func releaseNode(_ address: UInt64) {
-        liveNodes -= 1
+        // Saturating: a count derived from damaged lists (version 10) may be short.
+        liveNodes -= min(liveNodes, 1)
+        if handedOut.remove(address) != nil {
+            // A commit that failed: still set aside, as its free space records.
+            preparedNodes.append(address)
+            preparedNodes.sort(by: >)
+            return
+        }
+        guard heldRuns.intersects(BlockRun(start: address, count: 1)) else {
+            // The tree reached a node its free space list says is not held: the lists are
+            // damaged (a mount reads no node to check them). Never freed; the journal shuts
+            // the volume down before it commits anything more.
+            if inconsistency == nil { inconsistency = "the metadata tree's node \(address) is listed as free space or a file block" }
+            return
+        }
         releasedNow.append(BlockRun(start: address, count: 1))
+    }
+
+    /// Set when the tree contradicts the free space and held node lists it was mounted with.
+    private(set) var inconsistency: String?
+
+    var preparedCount: Int { preparedNodes.count }
+
+    /// Sets `count` free blocks aside for the next commit's nodes; returns them. Never blocks
+    /// promised to delayed allocations: their data must get to disk.
+    func prepareNodes(_ count: Int) throws -> [BlockRun] {
+        let runs = try metadata.withLock { () -> [BlockRun] in
+            let space = metadata.freeSpace
+            let unpromised = space.freeBlocks - min(space.freeBlocks, space.reserved)
+            guard unpromised > UInt64(count) else {
+                throw ExtentFSError("no space left for the metadata checkpoint", errno: .noSpace)
+            }
+            // Not file blocks: nothing notes them for the log.
+            return metadata.freeSpace.allocate(UInt64(count), mappedNow: false)
+        }
+        for run in runs {
+            heldRuns.insert(run)
+            preparedNodes += (run.start..<run.end).reversed()
+        }
+        preparedNodes.sort(by: >)
+        return runs
+    }
+
+    /// Gives `count` of the blocks set aside back to free space (the commit needs fewer: nodes
+    /// dirtied then merged away); returns them.
+    func unprepareNodes(_ count: Int) -> [BlockRun] {
+        let blocks = preparedNodes.prefix(count)
+        preparedNodes.removeFirst(blocks.count)
+        let runs = BlockRunSet(blocks.map { BlockRun(start: $0, count: 1) }).runs
+        metadata.withLock {
+            for run in runs { metadata.freeSpace.free(run) }
+        }
+        for run in runs { heldRuns.remove(run) }
+        return runs
+    }
+
+    /// The commit succeeded: what it took is its tree's now.
+    func committed() {
+        handedOut.removeAll()
+    }
+
+    /// Released while the newest durable checkpoint was built: free once the next is durable.
+    var freedWhenDurable: [BlockRun] { releasedBefore }
+    /// Released while this checkpoint is built: what its held nodes are.
+    var heldByOlderCopy: BlockRunSet { BlockRunSet(releasedNow) }
+
+    /// What is free within `range` once the checkpoint being built is durable: not a file block
+    /// (as of its snapshot), not held by it or by the older copy it leaves.
+    func freeRuns(within range: BlockRun, fileBlocks: BlockRunSet, freedWhenDurable: BlockRunSet) -> [BlockRun] {
+        var free = BlockRunSet([range])
+        for run in fileBlocks.runs(within: range) { free.remove(run) }
+        for run in heldRuns.runs(within: range) { free.remove(run) }
+        for run in freedWhenDurable.runs(within: range) { free.insert(run) }
+        return free.runs
     }
 
     /// A checkpoint's superblock is durable: what the checkpoint before it released is reachable
@@ -73,6 +154,7 @@ final class TreeStorage: NodeDevice, NodeAllocator {
             releasedBefore = releasedNow
             releasedNow = []
         }
+        for run in releasedBefore { heldRuns.remove(run) }
         return releasedBefore
     }
 }

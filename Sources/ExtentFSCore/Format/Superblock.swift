@@ -16,9 +16,12 @@ public struct Superblock: Equatable {
     /// 8: log records may carry a file's extent changes instead of its map (LogRecord, kind 8).
     /// 9: the name index holds each entry's inode number, type and name, not only its cookie,
     /// so that a lookup by name reads one item (MetadataTree+Entries.swift).
-    /// Versions 2 to 8 mount as they are and become version 9 at their first checkpoint, which a
+    /// 10: the tree holds free space by position and by size (MetadataTree+FreeSpace.swift).
+    /// Versions 2 to 9 mount as they are and become version 10 at their first checkpoint, which a
     /// read-write mount writes at once (FileSystem.mount).
-    public static let currentVersion: UInt32 = 9
+    public static let currentVersion: UInt32 = 10
+    /// The first version whose tree holds free space.
+    package static let freeSpaceVersion: UInt32 = 10
     /// The first version whose checkpoint is the metadata tree.
     package static let treeVersion: UInt32 = 4
     /// The first version with a label.

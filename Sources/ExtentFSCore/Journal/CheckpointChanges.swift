@@ -18,15 +18,20 @@ package struct CheckpointChanges {
     /// Every file block range (an image of version 4, whose tree has none yet), whatever
     /// `fileBlockRuns` says.
     package var allFileBlocks: Bool
+    /// Free space over the whole volume (an image of a version before 10, whose tree has none
+    /// yet), whatever changed.
+    package var allFreeSpace: Bool
 
     package init(everything: Bool) {
         self.everything = everything
         allFileBlocks = everything
+        allFreeSpace = everything
     }
 
     package init(inodes: Set<InodeNumber>, referenceRuns: [BlockRun], fileBlockRuns: [BlockRun] = []) {
         everything = false
         allFileBlocks = false
+        allFreeSpace = false
         self.inodes = inodes
         self.referenceRuns = referenceRuns
         self.fileBlockRuns = fileBlockRuns
@@ -51,19 +56,23 @@ package struct CheckpointChanges {
         /// Disjoint, sorted; the tree's file block items over each become `fileBlocks`' there.
         package var fileBlockRuns: [BlockRun]
         package var fileBlocks: BlockRunSet
+        /// Disjoint, sorted: where free space may have changed with the file blocks (the nodes'
+        /// part is the journal's: TreeStorage).
+        package var freeSpaceRuns: [BlockRun]
         /// Every inode of the volume, and what they take in a checkpoint (MetadataSpace).
         package var inodeCount: UInt64
         package var inodeBytes: Int
 
         package init(nextInode: InodeNumber, inodes: [(InodeNumber, InodeImage?)], referenceRuns: [BlockRun],
                      referenceCounts: ReferenceCounts, fileBlockRuns: [BlockRun], fileBlocks: BlockRunSet,
-                     inodeCount: UInt64, inodeBytes: Int) {
+                     freeSpaceRuns: [BlockRun]? = nil, inodeCount: UInt64, inodeBytes: Int) {
             self.nextInode = nextInode
             self.inodes = inodes
             self.referenceRuns = referenceRuns
             self.referenceCounts = referenceCounts
             self.fileBlockRuns = fileBlockRuns
             self.fileBlocks = fileBlocks
+            self.freeSpaceRuns = freeSpaceRuns ?? fileBlockRuns
             self.inodeCount = inodeCount
             self.inodeBytes = inodeBytes
         }

@@ -23,6 +23,11 @@ import SystemPackage
 ///   (0, fileBlocks, first block)      (version 5) a run of blocks files use: block count u64
 ///   (0, volumeCounts, 0)              (version 5) inode count u64, the inodes' checkpoint bytes u64
 ///   (0, orphan, ino)                  (version 5) inode `ino` has link count 0 (empty value)
+///   (0, freeSpace, first block)       (version 10) a run of free blocks: block count u64
+///   (2^63 | count, freeBySize, first block)
+///                                     (version 10) the same run by size (MetadataTree+FreeSpace)
+///   (0, heldNodes, first block)       (version 10) a run of nodes only the older superblock copy's
+///                                     tree reaches: block count u64
 /// Object 0 is never an inode (inode numbers start at Superblock.rootInode). A directory's
 /// entries and a file's extents are items of their own, so a change to one entry of a large
 /// directory, or to a few blocks of a file of many extents, rewrites those items' leaves, not
@@ -36,6 +41,9 @@ package final class MetadataTree {
         package static let fileBlocks: UInt8 = 3
         package static let volumeCounts: UInt8 = 4
         package static let orphan: UInt8 = 5
+        package static let freeSpace: UInt8 = 6
+        package static let freeBySize: UInt8 = 7
+        package static let heldNodes: UInt8 = 8
         package static let inodeImage: UInt8 = 16
         package static let directoryEntry: UInt8 = 17
         package static let fileExtent: UInt8 = 18
@@ -137,7 +145,7 @@ package final class MetadataTree {
         }
         for run in snapshot.fileBlockRuns {
             try replaceRunItems(kind: Kind.fileBlocks, in: run, with: snapshot.fileBlocks.runs(within: run),
-                                decode: decodeFileBlocks, runOf: { $0 }, cut: { $1 }, encode: Self.encodeFileBlocks)
+                                decode: decodeFileBlocks, runOf: { $0 }, cut: { $1 }, encode: Self.encodeRun)
         }
     }
 
@@ -262,7 +270,8 @@ package final class MetadataTree {
         }
     }
 
-    package static func encodeFileBlocks(_ run: BlockRun) -> [UInt8] {
+    /// A run item's value (file blocks, free space, held nodes): its block count.
+    package static func encodeRun(_ run: BlockRun) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)
         writer.u64(run.count)
         return writer.bytes
@@ -270,11 +279,17 @@ package final class MetadataTree {
 
     /// A file block item: a run inside the volume's data blocks.
     package func decodeFileBlocks(_ item: TreeItem) throws -> BlockRun {
+        try decodeRun(item, named: "file block")
+    }
+
+    /// An item whose key's offset is a run's first block and whose value is its block count: a
+    /// run inside the volume's data blocks.
+    func decodeRun(_ item: TreeItem, named what: String) throws -> BlockRun {
         var reader = ByteReader(item.value)
         let run = BlockRun(start: item.key.offset, count: try reader.u64())
         guard reader.remaining == 0, run.count > 0, run.start >= superblock.firstAllocatableBlock,
               run.start < superblock.blockCount, run.count <= superblock.blockCount - run.start else {
-            throw DecodingError(description: "file block entry \(run) is malformed or out of range")
+            throw DecodingError(description: "\(what) entry \(run) is malformed or out of range")
         }
         return run
     }
