@@ -198,10 +198,10 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// A preallocation, a punched hole and a truncate change their file's size or map, allocate
-    /// or lower reference counts and free under the allocator's lock, in transactions shared on
-    /// the file: they complete while another shared transaction is held, and free what they
-    /// unmapped.
+    /// A preallocation, a punched hole, a zeroed range and a truncate change their file's size or
+    /// map, allocate or lower reference counts and free under the allocator's lock, in
+    /// transactions shared on the file: they complete while another shared transaction is held,
+    /// and free what they unmapped.
     func testSpaceChangesOfOneFileDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
@@ -217,13 +217,15 @@ extension InodeLocksTests {
                 try fs.fallocate(file, offset: 300_000, length: 300_000, mode: [])
                 if (try? fs.getattr(file).size) != 600_000 { outcome.fail("preallocation did not extend the file") }
                 try fs.fallocate(file, offset: 3000, length: 12_000, mode: [.punchHole, .keepSize])  // unmaps blocks 1 and 2
+                try fs.fallocate(file, offset: 20_000, length: 30_000, mode: [.zeroRange, .keepSize])  // blocks 5 to 11 unwritten
+                if (try? volume.read(file, 30_000, at: 20_000)) != [UInt8](repeating: 0, count: 30_000) { outcome.fail("the zeroed range reads back data") }
                 _ = try fs.setattr(file, AttributeChanges(size: 10_000))
                 _ = try fs.setattr(file, AttributeChanges(size: 90_000))
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a preallocation, a punch or a truncate waited for a shared transaction")
+        XCTAssertTrue(inTime, "a preallocation, a punch, a zero range or a truncate waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         try fs.sync()
         XCTAssertGreaterThan(fs.statistics().freeBlocks, freeBefore + 60, "the blocks past 10,000 bytes are free")
@@ -235,7 +237,7 @@ extension InodeLocksTests {
     }
 
     /// Files sharing blocks (clones of one source): some are truncated, punched and written
-    /// again while the others are overwritten, preallocated and written back, all at once.
+    /// again while the others are overwritten, preallocated, zeroed and written back, all at once.
     /// Truncates and punches lower the shared blocks' counts in shared transactions while
     /// writeback decides, block by block, whether to copy on write: every file reads back what
     /// was last written to it, and fsck's recount of the reference counts matches.
@@ -285,6 +287,12 @@ extension InodeLocksTests {
                             if round % 3 == 0 { try fs.writeback(try fs.inode(clone)) }
                             // Preallocated past the end (KEEP_SIZE: the size and bytes stay).
                             if round % 5 == 0 { try fs.fallocate(clone, offset: 300_000, length: 64 << 10, mode: [.keepSize]) }
+                            // A range of the shared blocks zeroed (its blocks unshared, unwritten).
+                            if round % 4 == 1 {
+                                let zeroed = ((round * 13 + index) % 40) * 4096 + 300
+                                try fs.fallocate(clone, offset: UInt64(zeroed), length: 20_000, mode: [.zeroRange, .keepSize])
+                                expected[index].punch(zeroed, 20_000)
+                            }
                         }
                     }
                 } catch {

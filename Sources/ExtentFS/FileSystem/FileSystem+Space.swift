@@ -178,7 +178,11 @@ extension FileSystem {
 
     /// ZERO_RANGE: partial blocks zeroed through the cache; whole blocks become unwritten (in
     /// place when the file owns them alone, else newly allocated), so they read as zeros and stay
-    /// allocated. Space is reserved before any change.
+    /// allocated. Space is reserved before any change. As a punched hole, in transactions shared
+    /// on the file: the counts it reads and lowers, the space it reserves, charges and allocates,
+    /// under the allocator's lock. A block it finds owned stays owned until it is done: a count
+    /// goes up only in a clone or dedupe (Metadata.lock exclusive), from a file that maps the
+    /// block, and only this one does, under the inode lock held here.
     private func zeroRange(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
         try withPagesLocked(inode) { space, _ in try zeroRange(inode, space, offset: offset, length: length, keepSize: keepSize) }
     }
@@ -191,45 +195,53 @@ extension FileSystem {
         // Reserve what the whole blocks need beyond what they own alone.
         var reserved: UInt64 = 0
         if first < wholeEnd {
-            reserved = try retryingAfterFreeing { try metadata.transaction { () -> UInt64 in
-                var owned: UInt64 = 0
-                var delayed: UInt64 = 0
-                for extent in inode.extents.extents(from: first, to: wholeEnd) {
-                    if extent.state == .delayed {
-                        delayed += extent.length
-                    } else {
-                        owned += metadata.referenceCounts.pieces(of: extent.physicalRun).filter { $0.count == 1 }.reduce(0) { $0 + $1.run.count }
+            reserved = try retryingAfterFreeing { try metadata.sharedTransaction(on: inode) { () -> UInt64 in
+                let extents = inode.extents.extents(from: first, to: wholeEnd)
+                return try metadata.allocatorLock.withLock { () -> UInt64 in
+                    var owned: UInt64 = 0
+                    var delayed: UInt64 = 0
+                    for extent in extents {
+                        if extent.state == .delayed {
+                            delayed += extent.length
+                        } else {
+                            owned += metadata.referenceCounts.pieces(of: extent.physicalRun).filter { $0.count == 1 }.reduce(0) { $0 + $1.run.count }
+                        }
                     }
+                    let needed = (wholeEnd - first) - owned
+                    let fromFree = needed > delayed ? needed - delayed : 0
+                    // Each extent may split where sharing changes, and at both ends; new blocks
+                    // come in runs (allocateUnwritten charges those itself).
+                    let pieces = extents.reduce(0) {
+                        $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
+                    }
+                    try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * pieces + FileSystem.splitBytes)
+                    guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
+                    return fromFree
                 }
-                let needed = (wholeEnd - first) - owned
-                let fromFree = needed > delayed ? needed - delayed : 0
-                // Each extent may split where sharing changes, and at both ends; new blocks
-                // come in runs (allocateUnwritten charges those itself).
-                let pieces = inode.extents.extents(from: first, to: wholeEnd).reduce(0) {
-                    $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
-                }
-                try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * pieces + FileSystem.splitBytes)
-                guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
-                return fromFree
             } }
         }
         try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: end)
         if first < wholeEnd {
             dropCached(space, from: first * blockSize, to: wholeEnd * blockSize)
-            metadata.transaction {
-                metadata.freeSpace.unreserve(reserved)
-                let keep = inode.extents.extents(from: first, to: wholeEnd).flatMap { sharing($0, shared: false) }.map {
-                    FileExtent(logical: $0.logical, length: $0.length, physical: $0.physical, state: .unwritten)
+            metadata.sharedTransaction(on: inode) {
+                let extents = inode.extents.extents(from: first, to: wholeEnd)  // cut to the range
+                // Which blocks stay (owned) and which go (shared, or delayed), in one hold.
+                let (keep, released) = metadata.allocatorLock.withLock { () -> ([FileExtent], [FileExtent]) in
+                    metadata.freeSpace.unreserve(reserved)
+                    let keep = extents.flatMap { sharing($0, shared: false) }.map {
+                        FileExtent(logical: $0.logical, length: $0.length, physical: $0.physical, state: .unwritten)
+                    }
+                    return (keep, extents.flatMap { $0.state == .delayed ? [$0] : sharing($0, shared: true) })
                 }
                 // Owned blocks stay where they are; the rest are released and allocated anew.
-                let removed = inode.extents.remove(from: first, to: wholeEnd)
+                inode.extents.remove(from: first, to: wholeEnd)
                 releaseCowReservations(inode, from: first, to: wholeEnd)
-                releaseExtents(removed.flatMap { $0.state == .delayed ? [$0] : sharing($0, shared: true) })
+                releaseExtents(released)
                 for extent in keep { inode.extents.insert(extent) }
                 try? allocateUnwritten(inode, holesIn: first, wholeEnd)
             }
         }
-        metadata.transaction {
+        metadata.sharedTransaction(on: inode) {
             if !keepSize && end > inode.size { inode.size = end }
             inode.mtime = .now
             inode.ctime = inode.mtime
@@ -241,7 +253,8 @@ extension FileSystem {
     static let splitBytes = 2 * FileExtent.encodedBytes + 2 * ReferenceCounts.encodedEntryBytes
 
     /// The parts of an allocated extent whose blocks are shared (or, with `shared` false, owned
-    /// by this extent alone). Delayed extents have no blocks: none. Caller holds Metadata.lock.
+    /// by this extent alone). Delayed extents have no blocks: none. Caller holds Metadata.lock
+    /// exclusively, or the allocator's lock (in a transaction shared on the extent's file).
     private func sharing(_ extent: FileExtent, shared: Bool) -> [FileExtent] {
         guard extent.state != .delayed else { return [] }
         var result: [FileExtent] = []

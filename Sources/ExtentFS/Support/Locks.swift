@@ -32,7 +32,7 @@ import Glibc
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
 // release, forget), which then waits for no transaction; writes, writebacks, truncates, punched
-// holes and preallocations of different files run their transactions together. No thread holds two fieldLocks: a change holds one for
+// holes, zeroed ranges and preallocations of different files run their transactions together. No thread holds two fieldLocks: a change holds one for
 // the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 
