@@ -198,16 +198,22 @@ extension InodeLocksTests {
         try volume.unmountAndCheck()
     }
 
-    /// A preallocation, a punched hole, a zeroed range and a truncate change their file's size or
-    /// map, allocate or lower reference counts and free under the allocator's lock, in
-    /// transactions shared on the file: they complete while another shared transaction is held,
-    /// and free what they unmapped.
+    /// A preallocation, a punched hole, a zeroed range, a truncate, an unshare, a collapse and an
+    /// insert change their file's size or map, allocate or lower reference counts and free under
+    /// the allocator's lock, in transactions shared on the file: they complete while another
+    /// shared transaction is held, and free what they unmapped.
     func testSpaceChangesOfOneFileDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
         let file = try volume.create("file")
         let data = pattern(400_000, seed: 8)
         try volume.write(file, data, at: 0)
+        let other = try volume.create("other")
+        let otherData = pattern(64 << 10, seed: 9)
+        try volume.write(other, otherData, at: 0)
+        try fs.sync()
+        let clone = try volume.create("clone")
+        XCTAssertEqual(try fs.clone(from: other, sourceOffset: 0, to: clone, destinationOffset: 0, length: 64 << 10), 64 << 10)
         try fs.sync()
         let freeBefore = fs.statistics().freeBlocks
         fs.metadata.lock.lockShared()
@@ -221,11 +227,14 @@ extension InodeLocksTests {
                 if (try? volume.read(file, 30_000, at: 20_000)) != [UInt8](repeating: 0, count: 30_000) { outcome.fail("the zeroed range reads back data") }
                 _ = try fs.setattr(file, AttributeChanges(size: 10_000))
                 _ = try fs.setattr(file, AttributeChanges(size: 90_000))
+                try fs.fallocate(clone, offset: 0, length: 64 << 10, mode: [.unshareRange, .keepSize])  // copies what it shares
+                try fs.fallocate(other, offset: 8192, length: 8192, mode: [.collapseRange])
+                try fs.fallocate(other, offset: 4096, length: 4096, mode: [.insertRange])
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a preallocation, a punch, a zero range or a truncate waited for a shared transaction")
+        XCTAssertTrue(inTime, "a preallocation, a punch, a zero range, a truncate, an unshare, a collapse or an insert waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         try fs.sync()
         XCTAssertGreaterThan(fs.statistics().freeBlocks, freeBefore + 60, "the blocks past 10,000 bytes are free")
@@ -233,11 +242,17 @@ extension InodeLocksTests {
         var expected = Array(data[0..<10_000]) + [UInt8](repeating: 0, count: 80_000)
         expected.replaceSubrange(3000..<10_000, with: [UInt8](repeating: 0, count: 7000))
         XCTAssertEqual(try volume.read(file, 90_000, at: 0), expected)
+        XCTAssertEqual(try volume.read(clone, 64 << 10, at: 0), otherData)
+        let shifted = Array(otherData[0..<4096]) + [UInt8](repeating: 0, count: 4096) + Array(otherData[4096..<8192]) + Array(otherData[16384...])
+        XCTAssertEqual(try fs.getattr(other).size, UInt64(shifted.count))
+        XCTAssertEqual(try volume.read(other, shifted.count, at: 0), shifted)
+        XCTAssertTrue(fs.metadata.withLock { fs.metadata.referenceCounts.isEmpty }, "the unshared clone shares nothing")
         try volume.unmountAndCheck()
     }
 
-    /// Files sharing blocks (clones of one source): some are truncated, punched and written
-    /// again while the others are overwritten, preallocated, zeroed and written back, all at once.
+    /// Files sharing blocks (clones of one source): some are truncated, punched, unshared and
+    /// written again while the others are overwritten, preallocated, zeroed, shifted (insert and
+    /// collapse) and written back, all at once.
     /// Truncates and punches lower the shared blocks' counts in shared transactions while
     /// writeback decides, block by block, whether to copy on write: every file reads back what
     /// was last written to it, and fsck's recount of the reference counts matches.
@@ -278,6 +293,8 @@ extension InodeLocksTests {
                             let hole = (round % 7) * 4096 + 100
                             try fs.fallocate(clone, offset: UInt64(hole), length: 10_000, mode: [.punchHole, .keepSize])
                             expected[index].punch(hole, 10_000)
+                            // And what it still shares copied (its bytes unchanged).
+                            if round % 10 == 4 { try fs.fallocate(clone, offset: 0, length: 64 << 10, mode: [.unshareRange, .keepSize]) }
                         } else {
                             // Overwritten in the middle of the shared blocks.
                             let offset = ((round * 29 + index) % 48) * 4096
@@ -292,6 +309,13 @@ extension InodeLocksTests {
                                 let zeroed = ((round * 13 + index) % 40) * 4096 + 300
                                 try fs.fallocate(clone, offset: UInt64(zeroed), length: 20_000, mode: [.zeroRange, .keepSize])
                                 expected[index].punch(zeroed, 20_000)
+                            }
+                            // A block inserted and collapsed again: the map shifted up and back
+                            // over blocks the other clones share and lower.
+                            if round % 6 == 3 {
+                                let at = UInt64((round * 7) % 32) * 4096
+                                try fs.fallocate(clone, offset: at, length: 4096, mode: [.insertRange])
+                                try fs.fallocate(clone, offset: at, length: 4096, mode: [.collapseRange])
                             }
                         }
                     }

@@ -275,9 +275,11 @@ extension FileSystem {
         guard offset % blockSize == 0, length % blockSize == 0 else { throw Errno.invalidArgument }
         try shiftingOperation(inode) { space, size in
             guard offset + length < size else { throw Errno.invalidArgument }
-            try metadata.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
+            try metadata.lock.withShared {
+                try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
+            }
             dropCached(space, from: offset, to: UInt64.max)
-            metadata.transaction {
+            metadata.sharedTransaction(on: inode) {
                 let first = offset / blockSize
                 let count = length / blockSize
                 unmapBlocks(inode, from: first, to: first + count)
@@ -296,9 +298,11 @@ extension FileSystem {
             guard offset < size else { throw Errno.invalidArgument }
             guard length <= Superblock.maxFileSize - size else { throw Errno.fileTooLarge }
             // One more extent where the split is: repeated, inserts could add them without end.
-            try metadata.withLock { try metadata.chargeMetadata(bytes: FileExtent.encodedBytes) }
+            try metadata.lock.withShared {
+                try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileExtent.encodedBytes) }
+            }
             dropCached(space, from: offset, to: UInt64.max)
-            metadata.transaction {
+            metadata.sharedTransaction(on: inode) {
                 let first = offset / blockSize
                 inode.extents.split(at: first)
                 inode.extents.shift(from: first, by: Int64(length / blockSize))
@@ -309,7 +313,8 @@ extension FileSystem {
 
     /// Collapse and insert move data between pages: write back everything first (so no dirty
     /// page or delayed block needs moving), then drop pages from the offset on under the
-    /// invalidate_lock and shift the map.
+    /// invalidate_lock and shift the map. In transactions shared on the file: they change its
+    /// map, size and times, lower counts and free under the allocator's lock (as a punched hole).
     private func shiftingOperation(_ inode: Inode, _ body: (AddressSpace, UInt64) throws -> Void) throws {
         guard let space = inode.pages else { throw Errno.invalidArgument }
         inode.lock.lockExclusive()
@@ -317,36 +322,40 @@ extension FileSystem {
         try writeback(inode)
         inode.invalidateLock.lockExclusive()
         defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { () -> UInt64 in
+        let size = metadata.sharedTransaction(on: inode) { () -> UInt64 in
             // After a full writeback no copy-on-write reservation is needed any more.
             releaseCowReservations(inode, from: 0, to: UInt64.max)
             return inode.size
         }
         try body(space, size)
-        metadata.transaction {
+        metadata.sharedTransaction(on: inode) {
             inode.mtime = .now
             inode.ctime = inode.mtime
         }
     }
 
     /// UNSHARE_RANGE: every shared block of the range gets a private copy; contents unchanged.
+    /// In transactions shared on the file: counts read, space allocated and counts lowered under
+    /// the allocator's lock. A block found shared that another file stops sharing meanwhile is
+    /// copied all the same, and its old copy freed when this file lets go of it.
     private func unshare(_ inode: Inode, offset: UInt64, length: UInt64) throws {
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
         try writeback(inode)
         inode.invalidateLock.lockExclusive()
         defer { inode.invalidateLock.unlock() }
-        let size = metadata.withLock { inode.size }
+        let size = inode.fieldLock.withLock { inode.size }
         guard offset < size else { return }
         let (first, end) = blockRange(offset, min(length, size - offset))
         let shift = UInt64(geometry.blockShift)
-        let shared = metadata.withLock {
-            inode.extents.extents(from: first, to: end).flatMap { sharing($0, shared: true) }
+        let shared = metadata.sharedTransaction(on: inode) { () -> [FileExtent] in
+            let extents = inode.extents.extents(from: first, to: end)
+            return metadata.allocatorLock.withLock { extents.flatMap { sharing($0, shared: true) } }
         }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: geometry.blockSize, alignment: Page.size)
         defer { buffer.deallocate() }
         for extent in shared {
-            let runs = try retryingAfterFreeing { try metadata.transaction { () -> [BlockRun] in
+            let runs = try retryingAfterFreeing { try metadata.lock.withShared { try metadata.allocatorLock.withLock { () -> [BlockRun] in
                 guard extent.length <= metadata.freeSpace.available else { throw Errno.noSpace }
                 // Mapped run by run below, once each run's copy is written.
                 let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical, mappedNow: false)
@@ -358,7 +367,7 @@ extension FileSystem {
                     throw error
                 }
                 return runs
-            } }
+            } } }
             var logical = extent.logical
             for (index, run) in runs.enumerated() {
                 do {
@@ -371,11 +380,13 @@ extension FileSystem {
                     }
                 } catch {
                     // The runs not mapped yet go back; the file keeps what it shared there.
-                    metadata.transaction { for unmapped in runs[index...] { metadata.freeSpace.free(unmapped) } }
+                    metadata.lock.withShared {
+                        metadata.allocatorLock.withLock { for unmapped in runs[index...] { metadata.freeSpace.free(unmapped) } }
+                    }
                     throw error
                 }
-                metadata.transaction {
-                    metadata.freeSpace.noteMapped(run)
+                metadata.sharedTransaction(on: inode) {
+                    metadata.allocatorLock.withLock { metadata.freeSpace.noteMapped(run) }
                     releaseExtents(inode.extents.replace(with: FileExtent(logical: logical, length: run.count, physical: run.start, state: extent.state)))
                 }
                 logical += run.count

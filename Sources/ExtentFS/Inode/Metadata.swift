@@ -125,8 +125,8 @@ final class Metadata: @unchecked Sendable {
     /// comment says what it may touch): a write's reservation of space and its size and times
     /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
     /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift), a
-    /// truncate, a punched hole, a zeroed range and a preallocation (FileSystem+Truncate.swift,
-    /// +Space.swift).
+    /// truncate and every fallocate mode: preallocate, punch, zero, collapse, insert, unshare
+    /// (FileSystem+Truncate.swift, +Space.swift).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
