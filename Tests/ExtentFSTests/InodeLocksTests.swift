@@ -164,16 +164,41 @@ extension InodeLocksTests {
                 if changed.mode & 0o7777 != 0o600 || changed.uid != 7 || changed.mtime != Timespec(seconds: 1000, nanoseconds: 5) {
                     outcome.fail("setattr: \(changed)")
                 }
+                try fs.setxattr(file, name: Array("user.kept".utf8), value: [UInt8](repeating: 1, count: 3000), flags: [])
+                try fs.setxattr(file, name: Array("user.gone".utf8), value: [2], flags: [])
+                try fs.removexattr(file, name: Array("user.gone".utf8))
+                // An access ACL that the mode cannot say: stored, and the mode's group bits from its mask.
+                try fs.setxattr(file, name: AccessControlList.accessXattrName, value: Self.aclWithANamedUser, flags: [])
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a write or a setattr waited for a shared transaction")
+        XCTAssertTrue(inTime, "a write, a setattr or an xattr change waited for a shared transaction")
         XCTAssertEqual(outcome.all, [])
         XCTAssertEqual(try fs.getattr(file).size, 45_000)
         XCTAssertEqual(try volume.read(file, data.count, at: 5000), data)
+        try volume.remount()
+        XCTAssertEqual(try fs.listxattr(file), [AccessControlList.accessXattrName, Array("user.kept".utf8)].sorted { $0.lexicographicallyPrecedes($1) })
+        XCTAssertEqual(try fs.getxattr(file, name: Array("user.kept".utf8)), [UInt8](repeating: 1, count: 3000))
+        XCTAssertEqual(try fs.getattr(file).mode & 0o777, 0o650, "the mask's bits are the group's")
         try volume.unmountAndCheck()
     }
+
+    /// user::rw-, user:1000:r-x, group::r--, mask::r-x, other::--- (the xattr's binary form).
+    static let aclWithANamedUser: [UInt8] = {
+        var bytes: [UInt8] = [2, 0, 0, 0]
+        func entry(_ tag: UInt16, _ perm: UInt16, _ id: UInt32) {
+            withUnsafeBytes(of: tag.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: perm.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: id.littleEndian) { bytes += $0 }
+        }
+        entry(0x01, 6, .max)
+        entry(0x02, 5, 1000)
+        entry(0x04, 4, .max)
+        entry(0x10, 5, .max)
+        entry(0x20, 0, .max)
+        return bytes
+    }()
 
     /// Writeback allocates, converts and logs the size it wrote in shared transactions on its
     /// inode: it completes while another shared transaction is held, and its data is on disk.

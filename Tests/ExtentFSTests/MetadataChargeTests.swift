@@ -62,6 +62,70 @@ final class MetadataChargeTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// The same flood from eight threads at once, each on files of its own: setxattr runs in
+    /// transactions shared on its file, and a charge counts as pending until its change counts
+    /// itself (Metadata.withMetadataCharged), so the checks of requests running together do not
+    /// all pass on the same room. Every thread stops at ENOSPC, and the commits after have room.
+    func testAnXattrFloodFromManyThreadsFailsAtTheRequests() throws {
+        let volume = try TestVolume(size: 64 << 20)
+        let (other, otherData) = try bystander(volume)
+        let value = [UInt8](repeating: 6, count: ExtendedAttributes.maxValueBytes)
+        let threads = 8
+        let files = try (0..<threads).map { thread in try (0..<200).map { try volume.create("t\(thread)-\($0)") } }
+        try volume.fs.sync()
+        let results = NSLock()
+        var stored: [(InodeNumber, Bool)] = []
+        var unexpected: [String] = []
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for file in files[thread] {
+                do {
+                    try volume.fs.setxattr(file, name: self.bytes("user.v"), value: value, flags: [])
+                    results.withLock { stored.append((file, true)) }
+                } catch Errno.noSpace {
+                    return
+                } catch {
+                    results.withLock { unexpected.append("\(error)") }
+                    return
+                }
+            }
+            results.withLock { unexpected.append("thread \(thread) never ran out of space") }
+        }
+        XCTAssertEqual(unexpected, [])
+        XCTAssertGreaterThan(stored.count, 100)
+        XCTAssertNoThrow(try volume.fs.sync(), "the commit after the flood")
+        XCTAssertNoThrow(try volume.fs.journal.checkpoint(), "the checkpoint after the flood")
+        try volume.unmountAndCheck()
+        volume.fs = try FileSystem.mount(image: volume.image, options: volume.options)
+        XCTAssertEqual(try volume.read(other, otherData.count, at: 0), otherData)
+        for (file, _) in stored { XCTAssertEqual(try volume.fs.getxattr(file, name: bytes("user.v")), value) }
+        try volume.unmountAndCheck()
+    }
+
+    /// Between a setxattr's charge and its change (another file's setxattr may run then: both
+    /// are shared transactions), the room it took is in the reserve the next check sees.
+    func testAChargeCountsUntilItsChangeDoes() throws {
+        let volume = try TestVolume(size: 64 << 20)
+        let first = try volume.create("first"), second = try volume.create("second")
+        let value = [UInt8](repeating: 3, count: ExtendedAttributes.maxValueBytes)
+        let reserve = { volume.fs.metadata.allocatorLock.withLock { volume.fs.metadata.freeSpace.metadataReserve } }
+        let before = reserve()
+        let gate = Gate(.metadataChargedBeforeChange)
+        gate.install(on: volume.fs)
+        let paused = Background { try volume.fs.setxattr(first, name: self.bytes("user.v"), value: value, flags: []) }
+        XCTAssertTrue(gate.waitForArrival())
+        // Two checkpoint copies' worth of 64 KiB, three times over (MetadataSpace.reserveBlocks).
+        let blocks = UInt64(ExtendedAttributes.maxValueBytes / volume.blockSize)
+        XCTAssertGreaterThanOrEqual(reserve() - before, 3 * 2 * blocks, "the paused change's charge is held")
+        let other = Background { try volume.fs.setxattr(second, name: self.bytes("user.w"), value: [1, 2, 3], flags: []) }
+        XCTAssertNoThrow(try other.join(seconds: 5), "another file's setxattr waited for the paused one")
+        gate.release()
+        try paused.join()
+        if !other.finished { _ = try? other.join() }
+        XCTAssertEqual(volume.fs.metadata.space.pendingBytes, 0)
+        XCTAssertGreaterThanOrEqual(reserve() - before, 3 * 2 * blocks, "the change counts itself")
+        try volume.unmountAndCheck()
+    }
+
     func testSymlinkTargetsAreCharged() throws {
         let volume = try TestVolume(size: 16 << 20)
         let (other, otherData) = try bystander(volume)

@@ -21,8 +21,10 @@ extension FileSystem {
         try refuseIfReadOnly()
         try ExtendedAttributes.check(name: name)
         guard value.count <= ExtendedAttributes.maxValueBytes else { throw Errno.argListTooLong }
-        try metadata.transaction {
-            let inode = try metadata.inode(ino)
+        // This inode's fields alone (its xattrs, and the mode an access ACL sets): shared, the
+        // charge under the allocator's lock.
+        let inode = try self.inode(ino)
+        try metadata.sharedTransaction(on: inode) {
             try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             let old = inode.xattrs[name]
             if flags.contains(.create) && old != nil { throw Errno.fileExists }
@@ -36,13 +38,13 @@ extension FileSystem {
         }
     }
 
-    /// Sets one xattr within the inode's bounds, charging the metadata it adds. In a transaction.
+    /// Sets one xattr within the inode's bounds, charging the metadata it adds. In a transaction
+    /// (shared on the inode, or not).
     func storeXattr(_ inode: Inode, name: [UInt8], value: [UInt8]) throws {
         let old = inode.xattrs[name]
         guard inode.xattrs.fits(name: name, valueBytes: value.count) else { throw Errno.noSpace }
         let growth = value.count - (old.map { $0.count } ?? -(name.count + 6))
-        if growth > 0 { try metadata.chargeMetadata(bytes: growth) }
-        inode.xattrs[name] = value
+        try metadata.withMetadataCharged(bytes: growth) { inode.xattrs[name] = value }
     }
 
     public func getxattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] {
@@ -66,8 +68,8 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         try ExtendedAttributes.check(name: name)
-        try metadata.transaction {
-            let inode = try metadata.inode(ino)
+        let inode = try self.inode(ino)
+        try metadata.sharedTransaction(on: inode) {
             try refuseIfImmutableOrAppendOnly(inode)  // xattr_permission
             guard inode.xattrs[name] != nil else { throw Errno.noData }
             inode.xattrs[name] = nil

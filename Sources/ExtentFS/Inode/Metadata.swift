@@ -126,7 +126,7 @@ final class Metadata: @unchecked Sendable {
     /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
     /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift), a
     /// truncate and every fallocate mode: preallocate, punch, zero, collapse, insert, unshare
-    /// (FileSystem+Truncate.swift, +Space.swift).
+    /// (FileSystem+Truncate.swift, +Space.swift); setxattr and removexattr (+Xattr.swift).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
@@ -153,6 +153,21 @@ final class Metadata: @unchecked Sendable {
         // Space freed by changes not logged yet counts: it is free before any checkpoint needs it.
         let spare = freeSpace.spareBlocks(countingPendingFrees: true) + Int64(givesSpaceBack ? space.cleanupPoolBlocks : 0)
         guard spare >= Int64(space.reserveGrowth(forBytes: bytes)) else { throw Errno.noSpace }
+    }
+
+    /// `chargeMetadata` for a change that `body` makes after the allocator's lock is let go (in a
+    /// transaction shared on the inode it changes, or not): the bytes count as pending
+    /// (MetadataSpace.pendingBytes) until `body`, whose change counts them itself, has run, so
+    /// that another request's check, made meanwhile, does not pass on the room this one took.
+    func withMetadataCharged<T>(bytes: Int, _ body: () throws -> T) throws -> T {
+        guard bytes > 0 else { return try body() }
+        try allocatorLock.withLock {
+            try chargeMetadata(bytes: bytes)
+            space.addPendingBytes(bytes)
+        }
+        defer { space.addPendingBytes(-bytes) }
+        if let hook = pageCache?.pauseHook { hook(.metadataChargedBeforeChange) }
+        return try body()
     }
 
     let logger = Logger(label: "extentfs.metadata")

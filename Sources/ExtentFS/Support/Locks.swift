@@ -31,9 +31,9 @@ import Glibc
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
-// release, forget), which then waits for no transaction; writes, writebacks, truncates and every
-// fallocate mode (preallocation, punch, zero, collapse, insert, unshare) of different files run
-// their transactions together. No thread holds two fieldLocks: a change holds one for
+// release, forget), which then waits for no transaction; writes, writebacks, setattrs, xattr
+// changes, truncates and every fallocate mode (preallocation, punch, zero, collapse, insert,
+// unshare) of different files run their transactions together. No thread holds two fieldLocks: a change holds one for
 // the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 

@@ -20,6 +20,9 @@ public enum PausePoint: String, Sendable {
     /// Checkpoint: the tree's new nodes written, the superblock not yet (the inode table still
     /// reads from the tree before it, which lacks what this checkpoint writes).
     case checkpointBeforeSuperblock
+    /// A change charged for its metadata (Metadata.withMetadataCharged), not yet made: another
+    /// request's charge must still see what this one took.
+    case metadataChargedBeforeChange
 }
 
 extension FileSystem {

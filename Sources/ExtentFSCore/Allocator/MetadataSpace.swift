@@ -29,6 +29,10 @@ package final class MetadataSpace: @unchecked Sendable {
         set { referenceEntryCount.store(newValue, ordering: .releasing) }
     }
     private let referenceEntryCount = Atomic<Int>(0)
+    /// Charged by requests whose change has not counted itself yet (Metadata.withMetadataCharged).
+    package var pendingBytes: Int { pendingByteCount.load(ordering: .relaxed) }
+    private let pendingByteCount = Atomic<Int>(0)
+    package func addPendingBytes(_ delta: Int) { pendingByteCount.wrappingAdd(delta, ordering: .relaxed) }
     /// Blocks the checkpoints of both superblock slots occupy (each once): the tree, and the
     /// nodes it replaced that the older copy still reaches (TreeStorage.heldBlocks).
     package var heldBlocks: UInt64 = 0
@@ -41,7 +45,8 @@ package final class MetadataSpace: @unchecked Sendable {
     /// Blocks the metadata tree of the metadata as it is now takes: its items' bytes twice over
     /// (nodes split half full; slots and headers), and a few for the path to the root.
     package var checkpointBlocks: UInt64 {
-        let bytes = 24 + UInt64(max(0, inodeBytes)) + 8 + UInt64(referenceEntries) * UInt64(ReferenceCounts.encodedEntryBytes)
+        let bytes = 24 + UInt64(max(0, inodeBytes)) + UInt64(max(0, pendingBytes)) + 8
+            + UInt64(referenceEntries) * UInt64(ReferenceCounts.encodedEntryBytes)
         return (2 * bytes + blockSize - 1) / blockSize + 8
     }
 
