@@ -58,6 +58,25 @@ final class FreeSpaceItemsTests: XCTestCase {
         }
     }
 
+    /// The one-pass set operations against block-by-block sets.
+    func testComplementAndSubtractionAgainstBlockSets() {
+        var random = SeededGenerator(seed: 5)
+        func randomSet() -> BlockRunSet {
+            BlockRunSet((0..<(random.next() % 12)).map { _ in BlockRun(start: random.next() % 200, count: 1 + random.next() % 20) })
+        }
+        func blocks(_ set: BlockRunSet) -> Set<UInt64> { Set(set.runs.flatMap { $0.start..<$0.end }) }
+        for _ in 0..<2_000 {
+            let a = randomSet(), b = randomSet()
+            let range = BlockRun(start: random.next() % 100, count: random.next() % 150)
+            let complement = BlockRunSet.complement(of: [a, b], within: range)
+            XCTAssertEqual(blocks(complement), Set(range.start..<range.end).subtracting(blocks(a)).subtracting(blocks(b)))
+            XCTAssertEqual(complement, BlockRunSet(complement.runs), "sorted, disjoint, not touching")
+            let difference = a.subtracting(b)
+            XCTAssertEqual(blocks(difference), blocks(a).subtracting(blocks(b)))
+            XCTAssertEqual(difference, BlockRunSet(difference.runs), "sorted, disjoint, not touching")
+        }
+    }
+
     /// A change inside a free run, at its ends, and bridging two runs: each leaves maximal runs.
     func testRunsJoinAndSplitAtTheirEnds() throws {
         let harness = try TreeHarness(nodeSize: 4096)

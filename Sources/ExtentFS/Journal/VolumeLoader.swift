@@ -145,16 +145,15 @@ enum VolumeLoader {
     private static func checkFreeSpace(_ free: BlockRunSet, volume: StoredVolumeItems, choice: SuperblockChoice,
                                        into loaded: inout LoadedCheckpoint, path: String) throws {
         let superblock = choice.superblock
-        var used = volume.fileBlocks
-        for run in loaded.checkpointRuns { used.insert(run) }
+        let used = BlockRunSet(volume.fileBlocks.runs + loaded.checkpointRuns)
         for run in free.runs where used.intersects(run) {
             let block = used.runs(within: run).first.map(\.start) ?? run.start
             throw ExtentFSError("\(path) is a damaged extentfs image: the free space list holds block \(block), which a file or the metadata tree uses", errno: .ioError)
         }
         // Held nodes are freed by the next checkpoint: one the newest tree reaches would be
         // freed under it.
-        var newest = BlockRunSet(loaded.checkpointRuns)
-        for run in loaded.heldUntilNextCheckpoint { newest.remove(run) }
+        let data = BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)
+        let newest = BlockRunSet(loaded.checkpointRuns).subtracting(BlockRunSet(loaded.heldUntilNextCheckpoint))
         for run in volume.held where newest.intersects(run) || volume.fileBlocks.intersects(run) {
             throw ExtentFSError("\(path) is a damaged extentfs image: the held nodes list holds block \(run.start), which a file or the newest metadata tree uses", errno: .ioError)
         }
@@ -163,11 +162,9 @@ enum VolumeLoader {
         if BlockRunSet(volume.held) != BlockRunSet(loaded.heldUntilNextCheckpoint) {
             loaded.freeSpaceProblems.append("the held nodes list (\(BlockRunSet(volume.held).blockCount) blocks) is not the older superblock copy's nodes the newest tree no longer reaches (\(BlockRunSet(loaded.heldUntilNextCheckpoint).blockCount) blocks)")
         }
-        var expected = BlockRunSet([BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)])
-        for run in used.runs { expected.remove(run) }
+        let expected = BlockRunSet.complement(of: [used], within: data)
         if expected != free {
-            var lost = expected
-            for run in free.runs { lost.remove(run) }
+            let lost = BlockRunSet.complement(of: [free, used], within: data)
             let listed = lost.runs.prefix(5).map(\.description).joined(separator: ", ")
             loaded.freeSpaceProblems.append("\(lost.blockCount) blocks that nothing uses are not listed as free (\(listed))")
         }
@@ -320,9 +317,8 @@ enum VolumeLoader {
     /// A held run outside them is damage (it would be freed over a file or a node of this tree).
     private static func holdListedNodes(free: BlockRunSet, items: StoredVolumeItems, superblock: Superblock,
                                         into loaded: inout LoadedCheckpoint) throws {
-        var held = BlockRunSet([BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)])
-        for run in free.runs { held.remove(run) }
-        for run in items.fileBlocks.runs { held.remove(run) }
+        let data = BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)
+        let held = BlockRunSet.complement(of: [free, items.fileBlocks], within: data)
         let olderOnly = BlockRunSet(items.held)
         for run in olderOnly.runs where held.runs(within: run) != [run] {
             throw DecodingError(description: "held nodes entry \(run) is free space or a file block")

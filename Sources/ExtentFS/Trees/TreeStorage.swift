@@ -140,11 +140,8 @@ final class TreeStorage: NodeDevice, NodeAllocator {
     /// What is free within `range` once the checkpoint being built is durable: not a file block
     /// (as of its snapshot), not held by it or by the older copy it leaves.
     func freeRuns(within range: BlockRun, fileBlocks: BlockRunSet, freedWhenDurable: BlockRunSet) -> [BlockRun] {
-        var free = BlockRunSet([range])
-        for run in fileBlocks.runs(within: range) { free.remove(run) }
-        for run in heldRuns.runs(within: range) { free.remove(run) }
-        for run in freedWhenDurable.runs(within: range) { free.insert(run) }
-        return free.runs
+        let free = BlockRunSet.complement(of: [fileBlocks, heldRuns], within: range)
+        return BlockRun.merged(free.runs + freedWhenDurable.runs(within: range))
     }
 
     /// A checkpoint's superblock is durable: what the checkpoint before it released is reachable
@@ -154,7 +151,7 @@ final class TreeStorage: NodeDevice, NodeAllocator {
             releasedBefore = releasedNow
             releasedNow = []
         }
-        for run in releasedBefore { heldRuns.remove(run) }
+        heldRuns = heldRuns.subtracting(BlockRunSet(releasedBefore))
         return releasedBefore
     }
 }

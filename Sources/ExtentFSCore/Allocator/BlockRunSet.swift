@@ -58,6 +58,38 @@ package struct BlockRunSet: Equatable {
         return result
     }
 
+    /// The blocks of `range` in none of `sets`: one pass over their runs within it, however
+    /// many (removing them one by one from a set would move its array at every step).
+    package static func complement(of sets: [BlockRunSet], within range: BlockRun) -> BlockRunSet {
+        let used = BlockRun.merged(sets.flatMap { $0.runs(within: range) })
+        var result = BlockRunSet()
+        var cursor = range.start
+        for run in used {
+            if run.start > cursor { result.runs.append(BlockRun(start: cursor, count: run.start - cursor)) }
+            cursor = max(cursor, run.end)
+        }
+        if cursor < range.end { result.runs.append(BlockRun(start: cursor, count: range.end - cursor)) }
+        return result
+    }
+
+    /// The blocks of this set not in `other`: one pass over both.
+    package func subtracting(_ other: BlockRunSet) -> BlockRunSet {
+        var result = BlockRunSet()
+        var first = 0
+        for run in runs {
+            var start = run.start
+            while first < other.runs.count, other.runs[first].end <= start { first += 1 }
+            var index = first
+            while index < other.runs.count, other.runs[index].start < run.end {
+                if other.runs[index].start > start { result.runs.append(BlockRun(start: start, count: other.runs[index].start - start)) }
+                start = max(start, other.runs[index].end)
+                index += 1
+            }
+            if start < run.end { result.runs.append(BlockRun(start: start, count: run.end - start)) }
+        }
+        return result
+    }
+
     /// Whether any block of `run` is in the set.
     package func intersects(_ run: BlockRun) -> Bool {
         let index = firstIndex(endingAfter: run.start)
