@@ -126,6 +126,24 @@ final class MetadataChargeTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// A punch paused between its charge and its change (the pages dropped, the extents not yet
+    /// unmapped) holds what it may add as pending, and gives it back when done.
+    func testAPunchHoldsItsChargeUntilItsChange() throws {
+        let volume = try TestVolume(size: 64 << 20)
+        let file = try volume.create("file")
+        try volume.write(file, pattern(100_000, seed: 4), at: 0)
+        try volume.fs.sync()
+        let gate = Gate(.punchAfterDroppingPages)
+        gate.install(on: volume.fs)
+        let punch = Background { try volume.fs.fallocate(file, offset: 8192, length: 16384, mode: [.punchHole, .keepSize]) }
+        XCTAssertTrue(gate.waitForArrival())
+        XCTAssertEqual(volume.fs.metadata.space.pendingBytes, FileSystem.splitBytes)
+        gate.release()
+        try punch.join()
+        XCTAssertEqual(volume.fs.metadata.space.pendingBytes, 0)
+        try volume.unmountAndCheck()
+    }
+
     func testSymlinkTargetsAreCharged() throws {
         let volume = try TestVolume(size: 16 << 20)
         let (other, otherData) = try bystander(volume)

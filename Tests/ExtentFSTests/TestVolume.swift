@@ -51,6 +51,8 @@ final class TestVolume {
     }
 
     func unmountAndCheck(file: StaticString = #filePath, line: UInt = #line) throws {
+        // Every charge made pending was settled (Metadata.chargePending).
+        XCTAssertEqual(fs.metadata.space.pendingBytes, 0, "metadata charges left pending", file: file, line: line)
         try fs.unmount()
         fs = nil
         let problems = try Volume.check(image: image)

@@ -107,18 +107,20 @@ extension FileSystem {
         let needed = holes.reduce(0) { $0 + $1.count }
         // The check, the allocations and the charge in one hold (of a leaf: the map is read
         // before it and changed after it).
-        let allocations = try metadata.allocatorLock.withLock { () -> [(logical: UInt64, runs: [BlockRun])] in
+        let (allocations, charged) = try metadata.allocatorLock.withLock { () -> ([(logical: UInt64, runs: [BlockRun])], Int) in
             guard needed <= metadata.freeSpace.available else { throw Errno.noSpace }
             let allocations = holes.map { (logical: $0.start, runs: metadata.freeSpace.allocate($0.count, near: $0.hint)) }
             // An extent per run: only now is it known into how many pieces free space cut the holes.
+            let bytes = FileExtent.encodedBytes * allocations.reduce(0) { $0 + $1.runs.count }
             do {
-                try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * allocations.reduce(0) { $0 + $1.runs.count })
+                try metadata.chargePending(bytes: bytes)
             } catch {
                 for allocation in allocations { for run in allocation.runs { metadata.freeSpace.unallocate(run) } }
                 throw error
             }
-            return allocations
+            return (allocations, bytes)
         }
+        defer { metadata.settleCharge(bytes: charged) }
         for allocation in allocations {
             var logical = allocation.logical
             for run in allocation.runs {
@@ -134,11 +136,11 @@ extension FileSystem {
     private func punchHole(_ inode: Inode, offset: UInt64, length: UInt64) throws {
         try withPagesLocked(inode) { space, size in
             let (first, wholeEnd) = wholeBlocks(offset, length)
-            if first < wholeEnd {
-                try metadata.lock.withShared {
-                    try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
-                }
+            let charged = first < wholeEnd ? FileSystem.splitBytes : 0
+            try metadata.lock.withShared {
+                try metadata.allocatorLock.withLock { try metadata.chargePending(bytes: charged, givesSpaceBack: true) }
             }
+            defer { metadata.settleCharge(bytes: charged) }
             try zeroPartialBlocks(inode, space, offset: offset, length: length, upTo: size)
             if first < wholeEnd {
                 let blockSize = UInt64(geometry.blockSize)
@@ -194,10 +196,12 @@ extension FileSystem {
 
         // Reserve what the whole blocks need beyond what they own alone.
         var reserved: UInt64 = 0
+        var charged = 0
+        defer { metadata.settleCharge(bytes: charged) }
         if first < wholeEnd {
-            reserved = try retryingAfterFreeing { try metadata.sharedTransaction(on: inode) { () -> UInt64 in
+            (reserved, charged) = try retryingAfterFreeing { try metadata.sharedTransaction(on: inode) { () -> (UInt64, Int) in
                 let extents = inode.extents.extents(from: first, to: wholeEnd)
-                return try metadata.allocatorLock.withLock { () -> UInt64 in
+                return try metadata.allocatorLock.withLock { () -> (UInt64, Int) in
                     var owned: UInt64 = 0
                     var delayed: UInt64 = 0
                     for extent in extents {
@@ -214,9 +218,11 @@ extension FileSystem {
                     let pieces = extents.reduce(0) {
                         $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
                     }
-                    try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * pieces + FileSystem.splitBytes)
+                    let bytes = FileExtent.encodedBytes * pieces + FileSystem.splitBytes
+                    try metadata.chargeMetadata(bytes: bytes)
                     guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }
-                    return fromFree
+                    metadata.space.addPendingBytes(bytes)
+                    return (fromFree, bytes)
                 }
             } }
         }
@@ -276,8 +282,9 @@ extension FileSystem {
         try shiftingOperation(inode) { space, size in
             guard offset + length < size else { throw Errno.invalidArgument }
             try metadata.lock.withShared {
-                try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
+                try metadata.allocatorLock.withLock { try metadata.chargePending(bytes: FileSystem.splitBytes, givesSpaceBack: true) }
             }
+            defer { metadata.settleCharge(bytes: FileSystem.splitBytes) }
             dropCached(space, from: offset, to: UInt64.max)
             metadata.sharedTransaction(on: inode) {
                 let first = offset / blockSize
@@ -299,8 +306,9 @@ extension FileSystem {
             guard length <= Superblock.maxFileSize - size else { throw Errno.fileTooLarge }
             // One more extent where the split is: repeated, inserts could add them without end.
             try metadata.lock.withShared {
-                try metadata.allocatorLock.withLock { try metadata.chargeMetadata(bytes: FileExtent.encodedBytes) }
+                try metadata.allocatorLock.withLock { try metadata.chargePending(bytes: FileExtent.encodedBytes) }
             }
+            defer { metadata.settleCharge(bytes: FileExtent.encodedBytes) }
             dropCached(space, from: offset, to: UInt64.max)
             metadata.sharedTransaction(on: inode) {
                 let first = offset / blockSize
@@ -361,13 +369,14 @@ extension FileSystem {
                 let runs = metadata.freeSpace.allocate(extent.length, near: extent.physical, mappedNow: false)
                 // An extent per run, and the old extent and its reference counts split at both ends.
                 do {
-                    try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * runs.count + FileSystem.splitBytes)
+                    try metadata.chargePending(bytes: FileExtent.encodedBytes * runs.count + FileSystem.splitBytes)
                 } catch {
                     for run in runs { metadata.freeSpace.free(run) }
                     throw error
                 }
                 return runs
             } } }
+            defer { metadata.settleCharge(bytes: FileExtent.encodedBytes * runs.count + FileSystem.splitBytes) }
             var logical = extent.logical
             for (index, run) in runs.enumerated() {
                 do {

@@ -148,7 +148,8 @@ final class Metadata: @unchecked Sendable {
     /// grows the reserve (MetadataSpace), so the next request sees it. `givesSpaceBack`: the
     /// operation frees space (punch, collapse, dedupe) and may use the cleanup pool, so that a
     /// volume full of data can still be cleaned up. Caller holds `lock` exclusively, or shared
-    /// with `allocatorLock` (punch's check; preallocate's, in the hold that allocates).
+    /// with `allocatorLock`; a shared transaction's change comes after the allocator's lock is
+    /// let go, so it charges with `chargePending` instead.
     func chargeMetadata(bytes: Int, givesSpaceBack: Bool = false) throws {
         // Space freed by changes not logged yet counts: it is free before any checkpoint needs it.
         let spare = freeSpace.spareBlocks(countingPendingFrees: true) + Int64(givesSpaceBack ? space.cleanupPoolBlocks : 0)
@@ -160,14 +161,23 @@ final class Metadata: @unchecked Sendable {
     /// (MetadataSpace.pendingBytes) until `body`, whose change counts them itself, has run, so
     /// that another request's check, made meanwhile, does not pass on the room this one took.
     func withMetadataCharged<T>(bytes: Int, _ body: () throws -> T) throws -> T {
-        guard bytes > 0 else { return try body() }
-        try allocatorLock.withLock {
-            try chargeMetadata(bytes: bytes)
-            space.addPendingBytes(bytes)
-        }
-        defer { space.addPendingBytes(-bytes) }
-        if let hook = pageCache?.pauseHook { hook(.metadataChargedBeforeChange) }
+        try allocatorLock.withLock { try chargePending(bytes: bytes) }
+        defer { settleCharge(bytes: bytes) }
+        if bytes > 0, let hook = pageCache?.pauseHook { hook(.metadataChargedBeforeChange) }
         return try body()
+    }
+
+    /// `chargeMetadata`, the bytes then pending until `settleCharge(bytes:)`, which the caller
+    /// calls once the change they are for has counted itself (or will not be made). Caller holds
+    /// `allocatorLock` (with `lock` shared), or `lock` exclusively.
+    func chargePending(bytes: Int, givesSpaceBack: Bool = false) throws {
+        guard bytes > 0 else { return }
+        try chargeMetadata(bytes: bytes, givesSpaceBack: givesSpaceBack)
+        space.addPendingBytes(bytes)
+    }
+
+    func settleCharge(bytes: Int) {
+        if bytes > 0 { space.addPendingBytes(-bytes) }
     }
 
     let logger = Logger(label: "extentfs.metadata")
