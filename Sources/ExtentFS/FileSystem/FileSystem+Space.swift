@@ -204,20 +204,21 @@ extension FileSystem {
                 return try metadata.allocatorLock.withLock { () -> (UInt64, Int) in
                     var owned: UInt64 = 0
                     var delayed: UInt64 = 0
+                    // Each extent may split where sharing changes, and at both ends; new blocks
+                    // come in runs (allocateUnwritten charges those itself).
+                    var pieces = 0
                     for extent in extents {
                         if extent.state == .delayed {
                             delayed += extent.length
+                            pieces += 1
                         } else {
-                            owned += metadata.referenceCounts.pieces(of: extent.physicalRun).filter { $0.count == 1 }.reduce(0) { $0 + $1.run.count }
+                            let sharing = metadata.referenceCounts.pieces(of: extent.physicalRun)
+                            owned += sharing.filter { $0.count == 1 }.reduce(0) { $0 + $1.run.count }
+                            pieces += sharing.count
                         }
                     }
                     let needed = (wholeEnd - first) - owned
                     let fromFree = needed > delayed ? needed - delayed : 0
-                    // Each extent may split where sharing changes, and at both ends; new blocks
-                    // come in runs (allocateUnwritten charges those itself).
-                    let pieces = extents.reduce(0) {
-                        $0 + ($1.state == .delayed ? 1 : metadata.referenceCounts.pieces(of: $1.physicalRun).count)
-                    }
                     let bytes = FileExtent.encodedBytes * pieces + FileSystem.splitBytes
                     try metadata.chargeMetadata(bytes: bytes)
                     guard metadata.freeSpace.reserve(fromFree) else { throw Errno.noSpace }

@@ -24,7 +24,7 @@ extension Journal {
                 treeStorage.recordedHeld = held
                 continue
             }
-            let needed = tree.tree.dirtyNodeCount - treeStorage.preparedCount
+            let needed = tree.tree.dirtyNodes - treeStorage.preparedCount
             if needed == 0 { return }
             let changed = needed > 0 ? try treeStorage.prepareNodes(needed) : treeStorage.unprepareNodes(-needed)
             try tree.replaceFreeSpace(over: changed, free: free)

@@ -90,7 +90,8 @@ enum VolumeLoader {
         if let volume { state.fileBlocks = volume.fileBlocks }
         if let volume, let free = volume.free {
             loaded.heldNodesRecorded = volume.held
-            try checkFreeSpace(free, volume: volume, choice: choice, into: &loaded, path: store.path)
+            // A mount that read no node took what is held from the lists (holdListedNodes).
+            if !onDemand { try checkFreeSpace(free, volume: volume, choice: choice, into: &loaded, path: store.path) }
         }
         var replayed = 0
         let head: LogPosition
@@ -137,21 +138,19 @@ enum VolumeLoader {
         return loaded
     }
 
-    /// Version 10's free space against what the checkpoint says is used (before replay): a free
-    /// run holding a file block or a tree node would let data overwrite them, so that is damage;
-    /// blocks nothing uses that are not listed free are only lost space (fsck reports it; a
-    /// version 10 mount cannot tell them from nodes, so they stay unused). Equality is known only when the older copy's
-    /// nodes were read (the checkpoint keeps those out of free space).
+    /// Version 10's lists against both trees' nodes and the file blocks (before replay), when
+    /// the load read every node (fsck): a free run holding a file block or a tree node would let
+    /// data overwrite them, and a held run the newest tree reaches would be freed under it, so
+    /// that is damage; blocks nothing uses that are not listed free are only lost space (fsck
+    /// reports it; a mount cannot tell them from nodes, so they stay unused). Equality is known
+    /// only when the older copy's nodes were read (the checkpoint keeps those out of free space).
     private static func checkFreeSpace(_ free: BlockRunSet, volume: StoredVolumeItems, choice: SuperblockChoice,
                                        into loaded: inout LoadedCheckpoint, path: String) throws {
         let superblock = choice.superblock
         let used = BlockRunSet(volume.fileBlocks.runs + loaded.checkpointRuns)
-        for run in free.runs where used.intersects(run) {
-            let block = used.runs(within: run).first.map(\.start) ?? run.start
+        if let block = firstBlock(of: free, in: used) {
             throw ExtentFSError("\(path) is a damaged extentfs image: the free space list holds block \(block), which a file or the metadata tree uses", errno: .ioError)
         }
-        // Held nodes are freed by the next checkpoint: one the newest tree reaches would be
-        // freed under it.
         let data = BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)
         let newest = BlockRunSet(loaded.checkpointRuns).subtracting(BlockRunSet(loaded.heldUntilNextCheckpoint))
         for run in volume.held where newest.intersects(run) || volume.fileBlocks.intersects(run) {
@@ -317,6 +316,9 @@ enum VolumeLoader {
     /// A held run outside them is damage (it would be freed over a file or a node of this tree).
     private static func holdListedNodes(free: BlockRunSet, items: StoredVolumeItems, superblock: Superblock,
                                         into loaded: inout LoadedCheckpoint) throws {
+        if let block = firstBlock(of: free, in: items.fileBlocks) {
+            throw DecodingError(description: "the free space list holds block \(block), which a file uses")
+        }
         let data = BlockRun(start: superblock.firstAllocatableBlock, count: superblock.blockCount - superblock.firstAllocatableBlock)
         let held = BlockRunSet.complement(of: [free, items.fileBlocks], within: data)
         let olderOnly = BlockRunSet(items.held)
@@ -326,6 +328,12 @@ enum VolumeLoader {
         loaded.checkpointRuns = held.runs
         loaded.heldUntilNextCheckpoint = olderOnly.runs
         loaded.treeNodes = held.blockCount - olderOnly.blockCount
+    }
+
+    /// The first block of `runs` that is also in `set`.
+    private static func firstBlock(of runs: BlockRunSet, in set: BlockRunSet) -> UInt64? {
+        for run in runs.runs where set.intersects(run) { return set.runs(within: run).first?.start }
+        return nil
     }
 
     /// Internal nodes a version 10 mount reads to warm the node cache, from the root down, each

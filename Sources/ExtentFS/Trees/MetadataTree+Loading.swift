@@ -277,8 +277,8 @@ struct StoredVolumeItems {
 
 /// Gathers and checks object 0's items in key order: the next inode number (read apart), reference
 /// counts and file block runs sorted and disjoint (joined where cut), free runs and held nodes
-/// (version 10) sorted and never touching, one counts item in range, orphans in range with empty values; any other
-/// kind is refused. And the free runs by size, when the caller reads those too.
+/// (version 10) sorted and never touching, one counts item in range, orphans in range with empty
+/// values; any other kind is refused. And the free runs by size, when the caller reads those too.
 private struct VolumeItemsBuilder {
     var references: [ReferenceCounts.Entry] = []
     var fileBlocks: [BlockRun] = []

@@ -29,7 +29,7 @@ package final class MetadataSpace: @unchecked Sendable {
         set { referenceEntryCount.store(newValue, ordering: .releasing) }
     }
     private let referenceEntryCount = Atomic<Int>(0)
-    /// Charged by requests whose change has not counted itself yet (Metadata.withMetadataCharged).
+    /// Charged by requests whose change has not counted itself yet (Metadata.chargePending).
     package var pendingBytes: Int { pendingByteCount.load(ordering: .relaxed) }
     private let pendingByteCount = Atomic<Int>(0)
     package func addPendingBytes(_ delta: Int) { pendingByteCount.wrappingAdd(delta, ordering: .relaxed) }

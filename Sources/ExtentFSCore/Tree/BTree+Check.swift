@@ -59,26 +59,6 @@ extension BTree {
     /// parent): what a mount needs to keep the tree's blocks out of free space, at about one read
     /// in a fanout's worth of a full walk. Each node read is checked as any read is; a node reached
     /// twice throws (a tree is not a graph), so a damaged tree cannot make the walk loop or repeat.
-    /// Reads internal nodes into the cache from the root down, a level at a time (each level's
-    /// reads started together), at most `limit` of them: a mount that needs no node addresses
-    /// (format version 10) still starts with the top of the tree cached, in a time that does
-    /// not grow with the tree.
-    public func readTopNodes(limit: Int) throws {
-        guard var level = try rootStep().map({ [$0] }) else { return }
-        var read = 1
-        while read < limit {
-            let wanted = level.filter { $0.node.level > 1 }.flatMap { parent in (0..<parent.node.count).map { (parent, $0) } }
-                .prefix(limit - read)
-            guard !wanted.isEmpty else { return }
-            device.prefetchNodes(at: wanted.compactMap { parent, index in
-                if case let .stored(address, _) = parent.node.children[index] { return address }
-                return nil
-            })
-            level = try wanted.map { try child(of: $0.0, at: $0.1) }
-            read += wanted.count
-        }
-    }
-
     public func storedNodeAddresses() throws -> [UInt64] {
         guard let rootStep = try rootStep() else { return [] }
         var addresses: [UInt64] = []
@@ -104,5 +84,25 @@ extension BTree {
             }
         }
         return addresses
+    }
+
+    /// Reads internal nodes into the cache from the root down, a level at a time (each level's
+    /// reads started together), at most `limit` of them: a mount that needs no node addresses
+    /// (format version 10) still starts with the top of the tree cached, in a time that does
+    /// not grow with the tree.
+    public func readTopNodes(limit: Int) throws {
+        guard var level = try rootStep().map({ [$0] }) else { return }
+        var read = 1
+        while read < limit {
+            let wanted = level.filter { $0.node.level > 1 }.flatMap { parent in (0..<parent.node.count).map { (parent, $0) } }
+                .prefix(limit - read)
+            guard !wanted.isEmpty else { return }
+            device.prefetchNodes(at: wanted.compactMap { parent, index in
+                if case let .stored(address, _) = parent.node.children[index] { return address }
+                return nil
+            })
+            level = try wanted.map { try child(of: $0.0, at: $0.1) }
+            read += wanted.count
+        }
     }
 }

@@ -120,10 +120,10 @@ extension BTree {
     /// Where to cut an overfull `node`. Inserts running in ascending order
     /// (TreeNode.insertsAscend): right after the newest item, so that what comes before it stays
     /// in a node as full as it got (the run goes on filling the node it is in) and what comes
-    /// after it keeps its own; within what keeps both halves a quarter full and fitting. Otherwise in the middle. Appending keys
-    /// in order then leaves nodes about three quarters full instead of half (a quarter must go to
-    /// the new node), as B-trees that detect sequential inserts do (InnoDB's page direction,
-    /// SQLite's append balance).
+    /// after it keeps its own; within what keeps both halves a quarter full and fitting.
+    /// Otherwise in the middle. Appending keys in order then leaves nodes about three quarters
+    /// full instead of half (a quarter must go to the new node), as B-trees that detect
+    /// sequential inserts do (InnoDB's page direction, SQLite's append balance).
     func splitPoint(_ node: TreeNode) -> Int {
         let balanced = balancedSplit(node)
         guard node.insertsAscend, let newest = node.lastInsert else { return balanced }

@@ -34,7 +34,7 @@ public final class BTree {
     /// The generation of the last commit (or of the root opened); the next must be above it.
     private(set) var committedGeneration: UInt64
     /// Dirty nodes reachable from the root; each is charged `nodeSize` to the cache.
-    package private(set) var dirtyNodeCount = 0
+    private(set) var dirtyNodeCount = 0
     /// Bumped by every change, so that a cursor notices that its path may be stale.
     private(set) var mutationCount: UInt64 = 0
 
