@@ -148,7 +148,7 @@ run_fio() {
     local target="$1" job="$2" daemon daemon_start server_start
     shift 2
     log "run $RUN/$REPEAT, $target: $job"
-    daemon="$(ps -eo pid=,args= | awk -v bin="$BIN" -v mount=" $MNT --foreground" '$2 == bin && index($0, mount) { print $1 }' | tail -n 1)"
+    daemon="$(ps -eo pid=,args= | awk -v bin="$(realpath "$BIN")" -v mount=" $MNT --foreground" '$2 == bin && index($0, mount) { print $1 }' | tail -n 1)"
     [[ -n "$daemon" ]] || die "no extentfs daemon for $MNT"
     daemon_start="$(cpu_ticks "$daemon")"
     server_start="$( [[ -n "$NBDKIT_PID" ]] && cpu_ticks "$NBDKIT_PID" || echo 0)"
