@@ -90,11 +90,12 @@ extension FileSystem {
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        readAheadOfChange([(parent, name)])
-        let attributes = try metadata.transaction {
-            let inode = try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.regular.rawValue | (mode & 0o7777), owner: owner)
-            inode.openCount = 1
-            return inode.attributes(blockSize: blockSize)
+        let directory = try inodeReadAhead(parent)
+        entryReadAhead(name, in: directory)
+        let attributes = try metadata.sharedTransaction(on: directory) {
+            try makeNode(in: directory, name: name, mode: ExtentFSCore.FileType.regular.rawValue | (mode & 0o7777), owner: owner) {
+                $0.openCount = 1
+            }.attributes(blockSize: blockSize)
         }
         try commitIfDirectoriesSynchronous()
         return attributes

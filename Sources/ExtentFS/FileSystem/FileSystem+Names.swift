@@ -10,62 +10,128 @@ extension FileSystem {
         return inode
     }
 
-    /// Creates an inode named `name` in `parent`, inheriting the group of a set-group-ID parent
-    /// as ext4 and XFS do, and its default ACL or else the owner's umask (FileSystem+ACL.swift);
-    /// takes one lookup reference. `contentBytes` is what `configure` adds to the inode (a
-    /// symlink's target), charged to space with it. Caller is inside a transaction.
-    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
+    /// Creates an inode named `name` in `directory`, inheriting the group of a set-group-ID
+    /// directory as ext4 and XFS do, and its default ACL or else the owner's umask
+    /// (FileSystem+ACL.swift); takes one lookup reference. `contentBytes` is what `configure`
+    /// adds to the inode (a symlink's target), charged to space with it; `configure` runs before
+    /// the inode has a name, so nobody sees it half made.
+    ///
+    /// Caller is in a transaction shared on `directory` (create, mknod, mkdir, symlink: names made
+    /// in different directories are made together) or holds Metadata.lock exclusively (a rename's
+    /// whiteout). Beyond the directory's fields and the new inode's it touches only what has a
+    /// lock of its own: the metadata charge (the allocator's lock, pending until the inode and
+    /// its entry count themselves), the inode's number and the table (Metadata.tableLock, under
+    /// which it also reads the committed tree to look the name up in a directory that holds only
+    /// some of its entries) and the running transaction's noting.
+    func makeNode(in directory: Inode, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
                   configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
         try Directory.validate(name: name)
-        let directory = try directoryInode(parent)
+        guard directory.type == .directory else { throw Errno.notDirectory }
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         // may_create: no new entry in an immutable directory (an append-only one takes them).
         try refuseIfImmutable(directory)
-        if try Directory.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil { throw Errno.fileExists }
+        if try Directory.isDotOrDotDot(name) || lookUpInTransaction(name, in: directory) != nil {
+            throw Errno.fileExists
+        }
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
         let (inheritedMode, aclXattrs) = try inheritedPermissions(in: directory, mode: mode, umask: owner.umask)
         let aclBytes = aclXattrs.reduce(0) { $0 + $1.0.count + $1.1.count + 6 }
-        try checkRoomForNode(named: name, in: directory, contentBytes: contentBytes + aclBytes)
-        if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
-        var mode = inheritedMode
-        var gid = owner.gid
-        if directory.mode & UInt32(0o2000) != 0 {
-            gid = directory.gid
-            if type == .directory { mode |= 0o2000 }
+        guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
+        return try metadata.withMetadataCharged(bytes: Self.nodeBytes(named: name, contentBytes: contentBytes + aclBytes)) {
+            if type == .directory, directory.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
+            var mode = inheritedMode
+            var gid = owner.gid
+            if directory.mode & UInt32(0o2000) != 0 {
+                gid = directory.gid
+                if type == .directory { mode |= 0o2000 }
+            }
+            let now = Timespec.now
+            let inode = Inode(ino: try metadata.claimInodeNumber(), mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
+            inode.unloggedEntryChanges = nil  // no image of it on record yet: the first is whole
+            inode.generation = UInt64(now.nanoseconds)
+            do {
+                try configure(inode)
+            } catch {
+                metadata.unclaimInodeNumber()
+                throw error
+            }
+            for (aclName, value) in aclXattrs { inode.xattrs[aclName] = value }
+            if type == .directory { inode.parent = directory.ino }
+            inode.lookupCount = 1
+            metadata.insert(inode)
+            directory.addEntry(name: name, ino: inode.ino, type: type)
+            if type == .directory { directory.nlink += 1 }
+            directory.mtime = now
+            directory.ctime = now
+            return inode
         }
-        let now = Timespec.now
-        let inode = Inode(ino: metadata.nextInode, mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
-        inode.unloggedEntryChanges = nil  // no image of it on record yet: the first is whole
-        metadata.nextInode += 1
-        inode.generation = UInt64(now.nanoseconds)
-        try configure(inode)
-        for (aclName, value) in aclXattrs { inode.xattrs[aclName] = value }
-        metadata.insert(inode)
-        directory.addEntry(name: name, ino: inode.ino, type: type)
-        if type == .directory {
-            inode.parent = parent
-            directory.nlink += 1
-        }
-        directory.mtime = now
-        directory.ctime = now
-        inode.lookupCount = 1
-        return inode
     }
+
+    /// Removes `name` from directory `parent` with `change` (which removes the entry and lowers
+    /// the link counts), after the checks every removal makes; returns the inode it named. In a
+    /// transaction shared on the directory and that inode (their transactionLocks, lower number
+    /// first) when both were found ahead with no lock held exclusively and the name still names
+    /// that inode, the table's member (or shared on the directory alone when the name was not
+    /// found: ENOENT); else (the name changed meanwhile, or the inode is not in the table:
+    /// loading one is exclusive) in an exclusive one, read ahead as before.
+    func removeName(_ name: [UInt8], in parent: InodeNumber,
+                    _ change: (_ directory: Inode, _ inode: Inode, Directory.Entry) throws -> Void) throws -> Inode {
+        let directory = try inodeReadAhead(parent)
+        let found = entryReadAhead(name, in: directory)
+        let named = found.flatMap { try? inodeReadAhead($0.ino) }
+        // Found neither: shared on the directory alone, to learn that the name is not there.
+        if found == nil || named != nil {
+            let removed = try metadata.sharedTransaction(on: directory, named ?? directory) { () -> Bool in
+                try Directory.validate(name: name)
+                guard directory.type == .directory else { throw Errno.notDirectory }
+                guard let entry = try lookUpInTransaction(name, in: directory) else { throw Errno.noSuchFileOrDirectory }
+                guard let named, entry.ino == named.ino, metadata.inodes[named.ino] === named else { return false }
+                try refuseRemoval(of: named, from: directory)
+                try change(directory, named, entry)
+                return true
+            }
+            if removed, let named { return named }
+        }
+        readAheadOfChange([(parent, name)])
+        return try metadata.transaction {
+            try Directory.validate(name: name)
+            let directory = try directoryInode(parent)
+            guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
+            let inode = try metadata.inode(entry.ino)
+            try refuseRemoval(of: inode, from: directory)
+            try change(directory, inode, entry)
+            return inode
+        }
+    }
+
+    /// The entry `name` names in `directory`, in a transaction shared on it (or exclusive): the
+    /// committed tree, read for a directory that holds only some of its entries, is the table
+    /// lock's then.
+    func lookUpInTransaction(_ name: [UInt8], in directory: Inode) throws -> Directory.Entry? {
+        try metadata.tableLock.withLock { try metadata.entry(in: directory, named: name) }
+    }
+
+    /// The metadata a new inode named `name` adds to the checkpoints: its image, its entry, and
+    /// `contentBytes` (a symlink's target, inherited ACLs).
+    static func nodeBytes(named name: [UInt8], contentBytes: Int) -> Int { 160 + 2 * name.count + contentBytes }
 
     /// ENOSPC unless a new inode named `name` fits in `directory`: an inode number, a cookie,
     /// and the metadata space for the inode, its directory entry and `contentBytes` (a symlink's
-    /// target) in the checkpoints to come. In a transaction.
+    /// target) in the checkpoints to come. Caller holds Metadata.lock exclusively (a rename checks
+    /// for its whiteout before it changes anything).
     func checkRoomForNode(named name: [UInt8], in directory: Inode, contentBytes: Int = 0) throws {
         guard metadata.inodeCount < geometry.maxInodes else { throw Errno.noSpace }
-        // Numbers are never reused and an image may start near the end of them: past it, the
-        // image would be one that no mount accepts.
         guard metadata.nextInode + 1 < CheckpointCodec.maxInodeNumber, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
-        try metadata.chargeMetadata(bytes: 160 + 2 * name.count + contentBytes)
+        try metadata.chargeMetadata(bytes: Self.nodeBytes(named: name, contentBytes: contentBytes))
     }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops
     /// its pages under the invalidate_lock, then its extents in one transaction.
     func reapIfDead(_ inode: Inode) {
+        // Most inodes a removal names live on (another name, a kernel reference, an open file):
+        // that is learnt under their own lock, so that a name removed in a shared transaction
+        // waits for no other transaction here either.
+        guard inode.looksDead else { return }
         let dead = metadata.withLock { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
         guard dead else { return }
         inode.lock.withExclusive {

@@ -84,9 +84,10 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
-        readAheadOfChange([(parent, name)])
-        let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
+        let directory = try inodeReadAhead(parent)
+        entryReadAhead(name, in: directory)
+        let attributes = try metadata.sharedTransaction(on: directory) {
+            try makeNode(in: directory, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
         }
         try commitIfDirectoriesSynchronous()
         return attributes
@@ -95,9 +96,10 @@ extension FileSystem {
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        readAheadOfChange([(parent, name)])
-        let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
+        let directory = try inodeReadAhead(parent)
+        entryReadAhead(name, in: directory)
+        let attributes = try metadata.sharedTransaction(on: directory) {
+            try makeNode(in: directory, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
                 .attributes(blockSize: blockSize)
         }
         try commitIfDirectoriesSynchronous()
@@ -109,9 +111,10 @@ extension FileSystem {
         try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
-        readAheadOfChange([(parent, name)])
-        let attributes = try metadata.transaction {
-            try makeNode(parent: parent, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner, contentBytes: target.count) {
+        let directory = try inodeReadAhead(parent)
+        entryReadAhead(name, in: directory)
+        let attributes = try metadata.sharedTransaction(on: directory) {
+            try makeNode(in: directory, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner, contentBytes: target.count) {
                 $0.symlinkTarget = target
             }.attributes(blockSize: blockSize)
         }
@@ -130,28 +133,31 @@ extension FileSystem {
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        readAheadOfChange([(newParent, newName)], inodes: [ino])
-        let attributes = try metadata.transaction {
-            try Directory.validate(name: newName)
-            let inode = try metadata.inode(ino)
+        try Directory.validate(name: newName)
+        let inode = try inodeReadAhead(ino)
+        let directory = try inodeReadAhead(newParent)
+        entryReadAhead(newName, in: directory)
+        // Shared on the directory and the inode (FileSystem+Names.swift).
+        let attributes = try metadata.sharedTransaction(on: directory, inode) {
             guard inode.type != .directory else { throw Errno.notPermitted }
             guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             guard inode.nlink < FileSystem.maxLinks else { throw Errno.tooManyLinks }
-            let directory = try directoryInode(newParent)
+            guard directory.type == .directory else { throw Errno.notDirectory }
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             try refuseIfImmutable(directory)
             try refuseIfImmutableOrAppendOnly(inode)
-            if try Directory.isDotOrDotDot(newName) || metadata.entry(in: directory, named: newName) != nil { throw Errno.fileExists }
+            if try Directory.isDotOrDotDot(newName) || lookUpInTransaction(newName, in: directory) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
-            try metadata.chargeMetadata(bytes: Directory.encodedEntryOverhead + newName.count)
-            let now = Timespec.now
-            directory.addEntry(name: newName, ino: ino, type: inode.type)
-            directory.mtime = now
-            directory.ctime = now
-            inode.nlink += 1
-            inode.ctime = now
-            inode.lookupCount += 1
-            return inode.attributes(blockSize: blockSize)
+            return try metadata.withMetadataCharged(bytes: Directory.encodedEntryOverhead + newName.count) {
+                let now = Timespec.now
+                inode.lookupCount += 1
+                directory.addEntry(name: newName, ino: ino, type: inode.type)
+                directory.mtime = now
+                directory.ctime = now
+                inode.nlink += 1
+                inode.ctime = now
+                return inode.attributes(blockSize: blockSize)
+            }
         }
         try commitIfDirectoriesSynchronous()
         return attributes
@@ -160,13 +166,7 @@ extension FileSystem {
     public func unlink(parent: InodeNumber, name: [UInt8]) throws {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        readAheadOfChange([(parent, name)])
-        let victim: Inode = try metadata.transaction {
-            try Directory.validate(name: name)
-            let directory = try directoryInode(parent)
-            guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
-            let inode = try metadata.inode(entry.ino)
-            try refuseRemoval(of: inode, from: directory)
+        let victim = try removeName(name, in: parent) { directory, inode, entry in
             guard inode.type != .directory else { throw Errno.isDirectory }
             directory.removeEntry(name: name, entry: entry)
             let now = Timespec.now
@@ -174,7 +174,6 @@ extension FileSystem {
             directory.ctime = now
             inode.nlink -= 1
             inode.ctime = now
-            return inode
         }
         reapIfDead(victim)
         try commitIfDirectoriesSynchronous()
@@ -185,13 +184,7 @@ extension FileSystem {
         try refuseIfReadOnly()
         if name == [0x2E] { throw Errno.invalidArgument }
         if name == [0x2E, 0x2E] { throw Errno.directoryNotEmpty }
-        readAheadOfChange([(parent, name)])
-        let victim: Inode = try metadata.transaction {
-            try Directory.validate(name: name)
-            let directory = try directoryInode(parent)
-            guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
-            let inode = try metadata.inode(entry.ino)
-            try refuseRemoval(of: inode, from: directory)
+        let victim = try removeName(name, in: parent) { directory, inode, entry in
             guard inode.type == .directory else { throw Errno.notDirectory }
             guard inode.directory!.isEmpty else { throw Errno.directoryNotEmpty }
             directory.removeEntry(name: name, entry: entry)
@@ -201,7 +194,6 @@ extension FileSystem {
             directory.nlink -= 1
             inode.nlink = 0
             inode.ctime = now
-            return inode
         }
         reapIfDead(victim)
         try commitIfDirectoriesSynchronous()

@@ -99,7 +99,7 @@ extension FileSystem {
             }
             moving.ctime = now
             if flags.contains(.whiteout) {
-                let whiteout = try makeNode(parent: parent, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
+                let whiteout = try makeNode(in: source, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
                 whiteout.lookupCount = 0  // the kernel holds no reference to it
             }
             return replaced

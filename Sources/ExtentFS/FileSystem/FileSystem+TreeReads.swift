@@ -50,6 +50,32 @@ extension FileSystem {
         }
     }
 
+    /// Inode `ino`: from the table when it holds it, else read from the tree with the reads done
+    /// outside Metadata.lock.
+    func inodeReadAhead(_ ino: InodeNumber) throws -> Inode {
+        if let inode = metadata.inodes[ino] { return inode }
+        return try readingTreeOutsideTheLock { try metadata.inode(ino) }
+    }
+
+    /// Before a transaction shared on `directory` that makes, removes or links `name`
+    /// (FileSystem+Names.swift): the entry `name` names, from the directory's held entries, or,
+    /// when it does not know (it holds only some of its entries), from the tree, its index leaf
+    /// read with no lock held and the lookup run under Metadata.lock shared and the table's lock
+    /// (the committed tree's in shared transactions), so that it waits for no shared transaction,
+    /// and for no exclusive one longer than it takes to get the lock. A hint, as
+    /// `readAheadOfChange`: nil when there is none or it could not be read; the transaction
+    /// looks again.
+    @discardableResult
+    func entryReadAhead(_ name: [UInt8], in directory: Inode) -> Directory.Entry? {
+        switch directory.fieldLock.withLock({ directory.directory?.heldLookup(name) }) {
+        case .found(let entry)?: return entry
+        case .absent?, nil: return nil
+        case .unknown?:
+            let read = try? deferringTreeReads(shared: true) { try metadata.entry(in: directory, named: name) }
+            return read ?? nil
+        }
+    }
+
     /// How far ahead of its cookie a readdir reads the tree with no lock held: the kernel asks for
     /// a page of entries per READDIR or READDIRPLUS (a few dozen names), so this covers a reply
     /// and the next few, the leaves they share read once.
@@ -75,12 +101,13 @@ extension FileSystem {
 
     /// `body` under Metadata.lock with the committed tree's reads deferred and done outside it;
     /// nil when it still wanted a node after `maxDeferredRuns` runs (or a read failed), for the
-    /// caller to decide.
-    private func deferringTreeReads<T>(_ body: () throws -> T) throws -> T? {
+    /// caller to decide. `shared`: the lock held shared, with the table's lock (which guards the
+    /// committed tree in shared transactions); `body` then only reads the tree (no inode loads).
+    private func deferringTreeReads<T>(shared: Bool = false, _ body: () throws -> T) throws -> T? {
         var staged: (TreeReadDeferred, [UInt8])?
         for _ in 0..<Self.maxDeferredRuns {
             do {
-                return try metadata.withLock {
+                return try holdingForTreeReads(shared: shared) {
                     guard let committed = metadata.committed else { return try body() }
                     if let (deferred, bytes) = staged { committed.stage(bytes, for: deferred) }
                     return try committed.deferringReads(body)
@@ -92,5 +119,10 @@ extension FileSystem {
             }
         }
         return nil
+    }
+
+    private func holdingForTreeReads<T>(shared: Bool, _ body: () throws -> T) rethrows -> T {
+        guard shared else { return try metadata.withLock(body) }
+        return try metadata.lock.withShared { try metadata.tableLock.withLock(body) }
     }
 }

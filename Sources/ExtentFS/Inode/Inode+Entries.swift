@@ -3,7 +3,7 @@ import ExtentFSCore
 /// A directory's entries change only through these, so that the changes are known for the log
 /// (`unloggedEntryChanges`) and the next checkpoint (`checkpointEntryCookies`). The entry a
 /// removal or retarget names is the one a lookup found (Metadata.entry: in memory or, for a
-/// partial directory, the tree). Caller holds Metadata.lock, in a transaction.
+/// partial directory, the tree). Caller is in a transaction: exclusive, or shared on this directory.
 extension Inode {
     func addEntry(name: [UInt8], ino: InodeNumber, type: FileType) {
         directory!.add(name: name, ino: ino, type: type)

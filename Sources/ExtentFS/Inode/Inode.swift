@@ -12,7 +12,8 @@ import ExtentFSCore
 ///   path that removes pages because their blocks move or vanish (truncate down, punch, ...).
 /// - `fieldLock` (XFS's ILOCK) and Metadata.lock guard the persisted fields; every other field
 ///   is Metadata.lock's alone (held exclusively; a shared transaction on this inode, under
-///   `transactionLock`, may change its bookkeeping: `cowReserved`, `lastChange`).
+///   `transactionLock`, may change its bookkeeping: `cowReserved`, `lastChange`, and a
+///   directory's entry changes, `unloggedEntryChanges` and `checkpointEntryCookies`).
 public final class Inode: @unchecked Sendable {
     public let ino: InodeNumber
     let lock = ReadWriteLock()
@@ -312,6 +313,11 @@ public final class Inode: @unchecked Sendable {
             return storedNlink == 0
         }
     }
+
+    /// No name, no lookup reference, no open handle, read in one hold of `fieldLock`: whoever
+    /// changes any of them to make it so calls FileSystem.reapIfDead after, which checks this
+    /// with no Metadata.lock and again under it.
+    var looksDead: Bool { fieldLock.withLock { storedNlink == 0 && storedLookupCount == 0 && storedOpenCount == 0 } }
 
     /// For a lookup with no Metadata.lock: one more lookup reference and the attributes, unless
     /// the inode has no name left (nil). Checked and taken in one hold of `fieldLock`, so an

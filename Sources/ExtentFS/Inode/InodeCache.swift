@@ -8,7 +8,8 @@ import Synchronization
 /// checkpoint; a clean one is let go when the table passes its budget, and read again from the
 /// checkpoint's tree (CommittedTree) when asked for.
 ///
-/// Invariants (all under Metadata.lock):
+/// Invariants (all under Metadata.lock held exclusively; a name made in a shared transaction
+/// admits its new inode under Metadata.tableLock, and nothing is let go or read back then):
 /// - An inode changed since the newest durable checkpoint (in the running transaction, in
 ///   `sinceCheckpoint`, or in a checkpoint still being written: `checkpointInFlight`) is never
 ///   let go; so an inode number in one of those sets that the table does not hold is gone, and

@@ -3,8 +3,9 @@ import SystemPackage
 
 /// Directory entries wherever they are: in memory (a complete directory, or a partial one's
 /// changes since it was read) or in the newest durable checkpoint's tree (Directory states the
-/// invariant that makes the two agree). Caller holds `lock`; a tree that cannot be read is EIO
-/// (logged), as an inode that cannot be read is.
+/// invariant that makes the two agree). Caller holds `lock` exclusively, or shared with
+/// `tableLock` (the committed tree's lock in shared transactions); a tree that cannot be read is
+/// EIO (logged), as an inode that cannot be read is.
 extension Metadata {
     /// The entry `name` names in `directory`, or nil.
     func entry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {

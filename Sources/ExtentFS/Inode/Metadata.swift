@@ -25,6 +25,14 @@ final class Metadata: @unchecked Sendable {
     /// of `lock` need not (no shared transaction runs then). Only ChangeSet's noting lock is
     /// taken inside it.
     let allocatorLock = Mutex()
+    /// For transactions that make a name shared on its directory (FileSystem+Names.swift), what
+    /// new inodes share: `nextInode`, `inodeCount` and the table's cache bookkeeping
+    /// (`cacheState`) as an inode joins, and the committed tree (not thread-safe), which such a
+    /// transaction reads under it to look a name up in a directory that holds only some of its
+    /// entries. Exclusive holders of `lock` need not take it (no shared transaction runs then).
+    /// Taken inside a shared transaction; nothing is taken inside it but the committed tree's
+    /// device reads and leaves (the table's map, ChangeSet's noting).
+    let tableLock = Mutex()
     let geometry: Geometry
 
     // Guarded by `lock`.
@@ -90,11 +98,31 @@ final class Metadata: @unchecked Sendable {
         freeSpace.changes = changes
     }
 
-    /// A new inode joins the table; its creation is part of the running transaction.
+    /// A number for a new inode, counted in `inodeCount` from now on: ENOSPC when the volume
+    /// holds `maxInodes` inodes, or past the last number. Numbers are never reused, and an image
+    /// may start near the end of them: past it, the image would be one that no mount accepts.
+    /// The inode then joins with `insert`, or the claim is given back (`unclaimInodeNumber`).
+    func claimInodeNumber() throws -> InodeNumber {
+        try tableLock.withLock {
+            guard inodeCount < geometry.maxInodes, nextInode + 1 < CheckpointCodec.maxInodeNumber else { throw Errno.noSpace }
+            defer {
+                nextInode += 1
+                inodeCount += 1
+            }
+            return nextInode
+        }
+    }
+
+    /// A claimed number no inode joined with (the change failed first); the number stays used.
+    func unclaimInodeNumber() {
+        tableLock.withLock { inodeCount -= 1 }
+    }
+
+    /// A new inode joins the table, with a number claimed for it (`claimInodeNumber`); its
+    /// creation is part of the running transaction.
     func insert(_ inode: Inode) {
         inodes[inode.ino] = inode
-        inodeCount += 1
-        cacheState.admit(inode)
+        tableLock.withLock { cacheState.admit(inode) }
         inode.count(in: space)
         inode.changes = changes
         inode.lastChange = changes.note(inode.ino)
@@ -126,12 +154,23 @@ final class Metadata: @unchecked Sendable {
     /// (FileSystem+Write.swift), writeback's allocation, conversions and logged size
     /// (Writeback.swift), setattr's mode, owner and times (FileSystem+Attributes.swift), a
     /// truncate and every fallocate mode: preallocate, punch, zero, collapse, insert, unshare
-    /// (FileSystem+Truncate.swift, +Space.swift); setxattr and removexattr (+Xattr.swift).
+    /// (FileSystem+Truncate.swift, +Space.swift); setxattr and removexattr (+Xattr.swift); a
+    /// name made in a directory, shared on the directory (create, mknod, mkdir, symlink:
+    /// FileSystem+Names.swift), which also makes its new inode join the table under `tableLock`;
+    /// a name removed or linked, shared on the directory and the inode (the two-inode form).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
     func sharedTransaction<T>(on inode: Inode, _ body: () throws -> T) rethrows -> T {
         try lock.withShared { try inode.transactionLock.withLock(body) }
+    }
+
+    /// A shared transaction on two inodes (a name removed or linked: the directory and the inode
+    /// the name is for), their transactionLocks taken lower number first (Locks.swift).
+    func sharedTransaction<T>(on first: Inode, _ second: Inode, _ body: () throws -> T) rethrows -> T {
+        guard first !== second else { return try sharedTransaction(on: first, body) }
+        let (lower, higher) = first.ino < second.ino ? (first, second) : (second, first)
+        return try lock.withShared { try lower.transactionLock.withLock { try higher.transactionLock.withLock(body) } }
     }
 
     /// No block is mapped twice, and none stopped being shared in a change not yet durable: every

@@ -27,14 +27,19 @@ import Glibc
 // counts in a shared transaction; the one lock taken inside it is ChangeSet's noting lock, by
 // the noting of file blocks and reference changes), ChangeSet's noting lock, LogRing's position
 // lock; AddressSpace.indexLock and PageCache.lock. MetadataSpace's and the inode table's byte
-// counts are atomics.
+// counts are atomics. Metadata.tableLock (new inodes' numbers, the table's cache bookkeeping and
+// the committed tree, for names made in shared transactions) is taken inside a shared
+// transaction, after the inode's transactionLock, and holds only the committed tree's device
+// reads and the leaves (the table's map, ChangeSet's noting) inside it.
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
 // release, forget), which then waits for no transaction; writes, writebacks, setattrs, xattr
 // changes, truncates and every fallocate mode (preallocation, punch, zero, collapse, insert,
-// unshare) of different files run their transactions together. No thread holds two fieldLocks: a change holds one for
-// the change of one field, a reader one for its reads.
+// unshare) of different files run their transactions together, and so do names made (create,
+// mknod, mkdir, symlink) in different directories, each shared on its directory, and names
+// removed (unlink, rmdir) or linked, shared on the directory and the inode named. No thread holds
+// two fieldLocks: a change holds one for the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 
 public final class Mutex: @unchecked Sendable {

@@ -10,7 +10,8 @@ import ExtentFSCore
 /// Metadata.lock before those blocks can be reused, dropping them from this cache (a block reused
 /// for a new node must not be found here with its old contents).
 ///
-/// Guarded by Metadata.lock: the tree and its node cache are not thread-safe.
+/// Guarded by Metadata.lock held exclusively, or shared with Metadata.tableLock (a name made in a
+/// shared transaction looks itself up here): the tree and its node cache are not thread-safe.
 final class CommittedTree {
     private let store: BackingStore
     private let cache: NodeCache

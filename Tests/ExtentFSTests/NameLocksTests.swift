@@ -1,0 +1,240 @@
+import ExtentFSCore
+import Foundation
+import SystemPackage
+import XCTest
+@testable import ExtentFS
+
+/// Issue 9, requirement 4: making a name (create, mknod, mkdir, symlink) is a transaction shared
+/// on its directory, so names made in different directories are made together, alongside the
+/// other shared transactions; the inode numbers, the table and the committed tree they share
+/// are Metadata.tableLock's.
+final class NameLocksTests: XCTestCase {
+    private func name(_ string: String) -> [UInt8] { Array(string.utf8) }
+
+    func testMakingANameDoesNotWaitForAnotherSharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let kept = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("kept"), mode: 0o755, owner: .root).ino
+        for index in 0..<50 { _ = try volume.create("old\(index)", in: kept) }
+        // Read back from the tree, `kept` holds none of its entries: a name is looked up there.
+        try volume.remount()
+        let fs = volume.fs!
+        _ = try fs.getattr(kept)
+        XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
+        let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
+        fs.metadata.lock.lockShared()
+        let outcome = InodeLocksTests.Outcome()
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+            do {
+                let file = try fs.create(parent: kept, name: self.name("new"), mode: 0o644, flags: O_RDWR, owner: .root).ino
+                _ = try fs.mkdir(parent: kept, name: self.name("sub"), mode: 0o755, owner: .root)
+                _ = try fs.mknod(parent: FileSystem.rootInode, name: self.name("fifo"), mode: UInt32(S_IFIFO) | 0o644, rdev: 0, owner: .root)
+                _ = try fs.symlink(parent: kept, name: self.name("link"), target: self.name("new"), owner: .root)
+                if errno(of: { _ = try fs.create(parent: kept, name: self.name("old7"), mode: 0o644, flags: 0, owner: .root) }) != .fileExists {
+                    outcome.fail("a name the tree holds was made again")
+                }
+                if errno(of: { _ = try fs.mkdir(parent: kept, name: self.name("new"), mode: 0o755, owner: .root) }) != .fileExists {
+                    outcome.fail("a name just made was made again")
+                }
+                fs.release(file)
+            } catch {
+                outcome.fail("\(error)")
+            }
+        }
+        XCTAssertTrue(inTime, "a create, mkdir, mknod or symlink waited for a shared transaction on another inode")
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.inodeCount }, inodesBefore + 4)
+        try volume.remount()
+        XCTAssertEqual(try volume.lookup("new", in: kept).type, .regular)
+        XCTAssertEqual(try volume.lookup("sub", in: kept).nlink, 2)
+        XCTAssertEqual(try volume.lookup("kept").nlink, 3)
+        XCTAssertEqual(try volume.fs.readlink(volume.lookup("link", in: kept).ino), name("new"))
+        XCTAssertEqual(try volume.lookup("fifo").type, .fifo)
+        try volume.unmountAndCheck()
+    }
+
+    func testRemovingAndLinkingANameDoesNotWaitForAnotherSharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let kept = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("kept"), mode: 0o755, owner: .root).ino
+        for index in 0..<50 { _ = try volume.create("old\(index)", in: kept) }
+        _ = try volume.fs.mkdir(parent: kept, name: name("empty"), mode: 0o755, owner: .root)
+        let data = pattern(10_000, seed: 3)
+        try volume.write(try volume.create("data", in: kept), data, at: 0)
+        try volume.remount()
+        let fs = volume.fs!
+        // Both directories and the inodes named are in the table, `kept` partial: the names are
+        // looked up in the tree.
+        let old3 = try volume.lookup("old3", in: kept).ino
+        let dataFile = try volume.lookup("data", in: kept).ino
+        _ = try volume.lookup("old4", in: kept)
+        _ = try volume.lookup("empty", in: kept)
+        XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
+        let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
+        fs.metadata.lock.lockShared()
+        let outcome = InodeLocksTests.Outcome()
+        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+            do {
+                _ = try fs.link(dataFile, newParent: FileSystem.rootInode, newName: self.name("linked"))
+                try fs.unlink(parent: kept, name: self.name("data"))
+                try fs.unlink(parent: kept, name: self.name("old4"))
+                try fs.rmdir(parent: kept, name: self.name("empty"))
+                if errno(of: { try fs.unlink(parent: kept, name: self.name("old4")) }) != .noSuchFileOrDirectory {
+                    outcome.fail("a name removed was removed again")
+                }
+                if errno(of: { _ = try fs.link(old3, newParent: kept, newName: self.name("old5")) }) != .fileExists {
+                    outcome.fail("a link took a name the tree holds")
+                }
+            } catch {
+                outcome.fail("\(error)")
+            }
+        }
+        XCTAssertTrue(inTime, "a link, unlink or rmdir waited for a shared transaction on another inode")
+        XCTAssertEqual(outcome.all, [])
+        // The kernel references the lookups took end with the mount: old4 and empty are freed.
+        try volume.remount()
+        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodeCount }, inodesBefore - 2)
+        XCTAssertEqual(try volume.read(try volume.lookup("linked").ino, data.count, at: 0), data)
+        XCTAssertEqual(try volume.lookup("linked").nlink, 1)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("data", in: kept) }), .noSuchFileOrDirectory)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("empty", in: kept) }), .noSuchFileOrDirectory)
+        XCTAssertEqual(try volume.lookup("kept").nlink, 2)
+        try volume.unmountAndCheck()
+    }
+
+    /// Threads make, link and remove names in directories of their own (read back from the tree,
+    /// holding none of their entries), two of them race to make and then to remove the same names
+    /// in one directory, and another writes and changes attributes meanwhile: every name is made
+    /// or removed once, every inode has a number of its own, and the volume checks clean after a
+    /// remount.
+    func testNamesMadeAndRemovedTogetherInManyDirectoriesAreEachChangedOnce() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 128 << 20)
+        var directories: [InodeNumber] = []
+        for index in 0..<4 {
+            let directory = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("d\(index)"), mode: 0o755, owner: .root).ino
+            for old in 0..<40 { _ = try volume.create("old\(old)", in: directory) }
+            directories.append(directory)
+        }
+        let busy = try volume.create("busy")
+        try volume.remount()
+        let fs = volume.fs!
+        let perThread = 160
+        let outcome = InodeLocksTests.Outcome()
+        let names = Names()
+        let group = DispatchGroup()
+        func run(_ body: @escaping @Sendable () throws -> Void) {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do { try body() } catch { outcome.fail("\(error)") }
+            }
+        }
+        for (index, directory) in directories.enumerated() {
+            run {
+                for item in 0..<perThread {
+                    let itemName = self.name("n\(item)")
+                    let attributes: FileAttributes
+                    switch item % 4 {
+                    case 0: attributes = try fs.mkdir(parent: directory, name: itemName, mode: 0o755, owner: .root)
+                    case 1: attributes = try fs.symlink(parent: directory, name: itemName, target: self.name("t\(item)"), owner: .root)
+                    case 2: attributes = try fs.mknod(parent: directory, name: itemName, mode: UInt32(S_IFIFO) | 0o600, rdev: 0, owner: .root)
+                    default:
+                        attributes = try fs.create(parent: directory, name: itemName, mode: 0o644, flags: O_RDWR, owner: .root)
+                        fs.release(attributes.ino)
+                    }
+                    names.add(attributes.ino, in: directory, itemName)
+                    if item % 10 == 0, errno(of: { _ = try fs.create(parent: directory, name: self.name("old\(index)"), mode: 0o644, flags: 0, owner: .root) }) != .fileExists {
+                        outcome.fail("old\(index) was made again in \(directory)")
+                    }
+                    // Now and then a name made a while ago is removed, or linked into the root.
+                    guard item >= 8 else { continue }
+                    let earlier = item - 8
+                    let earlierName = self.name("n\(earlier)")
+                    switch earlier % 16 {
+                    case 0:
+                        try fs.rmdir(parent: directory, name: earlierName)
+                        names.remove(earlierName, in: directory)
+                    case 2, 6:
+                        try fs.unlink(parent: directory, name: earlierName)
+                        names.remove(earlierName, in: directory)
+                    case 3:
+                        let linkName = self.name("l\(index)-\(earlier)")
+                        let ino = try fs.link(try fs.lookup(parent: directory, name: earlierName).ino, newParent: FileSystem.rootInode, newName: linkName).ino
+                        names.add(ino, in: FileSystem.rootInode, linkName)
+                    case 7:
+                        try fs.unlink(parent: directory, name: self.name("old\(10 + earlier / 16)"))
+                    default: break
+                    }
+                }
+            }
+        }
+        // Two threads race for the same names in one directory: each is made by one of them.
+        let contested = directories[0]
+        let raced = perThread
+        for _ in 0..<2 {
+            run {
+                for item in 0..<raced {
+                    let itemName = self.name("race\(item)")
+                    do {
+                        let ino = try fs.create(parent: contested, name: itemName, mode: 0o644, flags: O_RDWR, owner: .root).ino
+                        fs.release(ino)
+                        names.add(ino, in: contested, itemName)
+                    } catch Errno.fileExists {
+                        names.noteRefused()
+                    }
+                }
+            }
+        }
+        run {
+            for round in 0..<200 {
+                _ = try pattern(4096, seed: UInt64(round)).withUnsafeBytes { try fs.write(busy, offset: UInt64(round % 16) * 4096, $0) }
+                _ = try fs.setattr(busy, AttributeChanges(mode: 0o600 | UInt32(round % 2) * 0o040))
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(names.refusals, raced, "each contested name was refused to one of the two")
+        // Then they race to remove half of those names: each is removed by one of them.
+        for _ in 0..<2 {
+            run {
+                for item in stride(from: 0, to: raced, by: 2) {
+                    let itemName = self.name("race\(item)")
+                    do {
+                        try fs.unlink(parent: contested, name: itemName)
+                        names.remove(itemName, in: contested)
+                    } catch Errno.noSuchFileOrDirectory {
+                        names.noteRefused()
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertEqual(names.refusals, raced + raced / 2, "each contested removal was refused to one of the two")
+        let all = names.all
+        XCTAssertEqual(all.count, directories.count * (perThread - 3 * perThread / 16 + perThread / 16) + raced / 2)
+        try volume.remount()
+        for (ino, directory, itemName) in all {
+            XCTAssertEqual(try volume.fs.lookup(parent: directory, name: itemName).ino, ino)
+        }
+        var listed = 0
+        try volume.fs.readdir(contested, after: 0, plus: false) { _, _ in
+            listed += 1
+            return true
+        }
+        let madeThere = all.filter { $0.directory == contested }.count
+        XCTAssertEqual(listed, 2 + 40 - perThread / 16 + madeThere)
+        try volume.unmountAndCheck()
+    }
+}
+
+/// The names the threads made and have not removed, and how many contested changes were refused.
+private final class Names: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [(ino: InodeNumber, directory: InodeNumber, name: [UInt8])] = []
+    private var refused = 0
+    func add(_ ino: InodeNumber, in directory: InodeNumber, _ name: [UInt8]) { lock.withLock { names.append((ino, directory, name)) } }
+    func remove(_ name: [UInt8], in directory: InodeNumber) {
+        lock.withLock { names.removeAll { $0.directory == directory && $0.name == name } }
+    }
+    func noteRefused() { lock.withLock { refused += 1 } }
+    var all: [(ino: InodeNumber, directory: InodeNumber, name: [UInt8])] { lock.withLock { names } }
+    var refusals: Int { lock.withLock { refused } }
+}
