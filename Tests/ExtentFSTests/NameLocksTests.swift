@@ -67,6 +67,9 @@ final class NameLocksTests: XCTestCase {
         let dataFile = try volume.lookup("data", in: kept).ino
         _ = try volume.lookup("old4", in: kept)
         _ = try volume.lookup("empty", in: kept)
+        for renamed in ["old5", "old6", "old7", "old8", "old9"] { _ = try volume.lookup(renamed, in: kept) }
+        let old8 = try volume.lookup("old8", in: kept).ino
+        let old9 = try volume.lookup("old9", in: kept).ino
         XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
         let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
         fs.metadata.lock.lockShared()
@@ -83,15 +86,25 @@ final class NameLocksTests: XCTestCase {
                 if errno(of: { _ = try fs.link(old3, newParent: kept, newName: self.name("old5")) }) != .fileExists {
                     outcome.fail("a link took a name the tree holds")
                 }
+                // Renames in one directory: to a new name, over another (whose inode the kernel
+                // still references, so it is not freed here), and an exchange.
+                try fs.rename(parent: kept, name: self.name("old5"), newParent: kept, newName: self.name("renamed"), flags: [])
+                try fs.rename(parent: kept, name: self.name("old6"), newParent: kept, newName: self.name("old7"), flags: [])
+                try fs.rename(parent: kept, name: self.name("old8"), newParent: kept, newName: self.name("old9"), flags: [.exchange])
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a link, unlink or rmdir waited for a shared transaction on another inode")
+        XCTAssertTrue(inTime, "a link, unlink, rmdir or rename in one directory waited for a shared transaction on another inode")
         XCTAssertEqual(outcome.all, [])
-        // The kernel references the lookups took end with the mount: old4 and empty are freed.
+        // The kernel references the lookups took end with the mount: old4, empty and the old7
+        // renamed over are freed.
         try volume.remount()
-        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodeCount }, inodesBefore - 2)
+        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodeCount }, inodesBefore - 3)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("old5", in: kept) }), .noSuchFileOrDirectory)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("old6", in: kept) }), .noSuchFileOrDirectory)
+        XCTAssertEqual(try volume.lookup("old8", in: kept).ino, old9)
+        XCTAssertEqual(try volume.lookup("old9", in: kept).ino, old8)
         XCTAssertEqual(try volume.read(try volume.lookup("linked").ino, data.count, at: 0), data)
         XCTAssertEqual(try volume.lookup("linked").nlink, 1)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("data", in: kept) }), .noSuchFileOrDirectory)
@@ -100,9 +113,9 @@ final class NameLocksTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
-    /// Threads make, link and remove names in directories of their own (read back from the tree,
-    /// holding none of their entries), two of them race to make and then to remove the same names
-    /// in one directory, and another writes and changes attributes meanwhile: every name is made
+    /// Threads make, link, rename and remove names in directories of their own (read back from the
+    /// tree, holding none of their entries), two of them race to make and then to remove or
+    /// rename the same names in one directory, and another writes and changes attributes meanwhile: every name is made
     /// or removed once, every inode has a number of its own, and the volume checks clean after a
     /// remount.
     func testNamesMadeAndRemovedTogetherInManyDirectoriesAreEachChangedOnce() throws {
@@ -159,6 +172,10 @@ final class NameLocksTests: XCTestCase {
                         let linkName = self.name("l\(index)-\(earlier)")
                         let ino = try fs.link(try fs.lookup(parent: directory, name: earlierName).ino, newParent: FileSystem.rootInode, newName: linkName).ino
                         names.add(ino, in: FileSystem.rootInode, linkName)
+                    case 5:
+                        let newName = self.name("m\(earlier)")
+                        try fs.rename(parent: directory, name: earlierName, newParent: directory, newName: newName, flags: [])
+                        names.rename(earlierName, to: newName, in: directory)
                     case 7:
                         try fs.unlink(parent: directory, name: self.name("old\(10 + earlier / 16)"))
                     default: break
@@ -191,14 +208,21 @@ final class NameLocksTests: XCTestCase {
         }
         XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
         XCTAssertEqual(names.refusals, raced, "each contested name was refused to one of the two")
-        // Then they race to remove half of those names: each is removed by one of them.
+        // Then they race to remove half of those names and to rename the others: each is
+        // removed or renamed by one of them.
         for _ in 0..<2 {
             run {
-                for item in stride(from: 0, to: raced, by: 2) {
+                for item in 0..<raced {
                     let itemName = self.name("race\(item)")
                     do {
-                        try fs.unlink(parent: contested, name: itemName)
-                        names.remove(itemName, in: contested)
+                        if item % 2 == 0 {
+                            try fs.unlink(parent: contested, name: itemName)
+                            names.remove(itemName, in: contested)
+                        } else {
+                            let newName = self.name("moved\(item)")
+                            try fs.rename(parent: contested, name: itemName, newParent: contested, newName: newName, flags: [.noReplace])
+                            names.rename(itemName, to: newName, in: contested)
+                        }
                     } catch Errno.noSuchFileOrDirectory {
                         names.noteRefused()
                     }
@@ -207,7 +231,7 @@ final class NameLocksTests: XCTestCase {
         }
         XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
         XCTAssertEqual(outcome.all, [])
-        XCTAssertEqual(names.refusals, raced + raced / 2, "each contested removal was refused to one of the two")
+        XCTAssertEqual(names.refusals, raced + raced, "each contested removal or rename was refused to one of the two")
         let all = names.all
         XCTAssertEqual(all.count, directories.count * (perThread - 3 * perThread / 16 + perThread / 16) + raced / 2)
         try volume.remount()
@@ -233,6 +257,12 @@ private final class Names: @unchecked Sendable {
     func add(_ ino: InodeNumber, in directory: InodeNumber, _ name: [UInt8]) { lock.withLock { names.append((ino, directory, name)) } }
     func remove(_ name: [UInt8], in directory: InodeNumber) {
         lock.withLock { names.removeAll { $0.directory == directory && $0.name == name } }
+    }
+    func rename(_ name: [UInt8], to newName: [UInt8], in directory: InodeNumber) {
+        lock.withLock {
+            guard let index = names.firstIndex(where: { $0.directory == directory && $0.name == name }) else { return }
+            names[index].name = newName
+        }
     }
     func noteRefused() { lock.withLock { refused += 1 } }
     var all: [(ino: InodeNumber, directory: InodeNumber, name: [UInt8])] { lock.withLock { names } }

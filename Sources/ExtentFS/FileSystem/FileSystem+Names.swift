@@ -81,7 +81,7 @@ extension FileSystem {
         let named = found.flatMap { try? inodeReadAhead($0.ino) }
         // Found neither: shared on the directory alone, to learn that the name is not there.
         if found == nil || named != nil {
-            let removed = try metadata.sharedTransaction(on: directory, named ?? directory) { () -> Bool in
+            let removed = try metadata.sharedTransaction(on: [directory, named ?? directory]) { () -> Bool in
                 try Directory.validate(name: name)
                 guard directory.type == .directory else { throw Errno.notDirectory }
                 guard let entry = try lookUpInTransaction(name, in: directory) else { throw Errno.noSuchFileOrDirectory }

@@ -138,7 +138,7 @@ extension FileSystem {
         let directory = try inodeReadAhead(newParent)
         entryReadAhead(newName, in: directory)
         // Shared on the directory and the inode (FileSystem+Names.swift).
-        let attributes = try metadata.sharedTransaction(on: directory, inode) {
+        let attributes = try metadata.sharedTransaction(on: [directory, inode]) {
             guard inode.type != .directory else { throw Errno.notPermitted }
             guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             guard inode.nlink < FileSystem.maxLinks else { throw Errno.tooManyLinks }

@@ -12,106 +12,150 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         if flags.contains(.exchange) && !flags.isDisjoint(with: [.noReplace, .whiteout]) { throw Errno.invalidArgument }
-        readAheadOfChange([(parent, name), (newParent, newName)])
-        let victim: Inode? = try metadata.transaction {
-            try Directory.validate(name: name)
-            try Directory.validate(name: newName)
-            if Directory.isDotOrDotDot(name) || Directory.isDotOrDotDot(newName) { throw Errno.invalidArgument }
-            let source = try directoryInode(parent)
-            let target = try directoryInode(newParent)
-            guard let sourceEntry = try metadata.entry(in: source, named: name) else { throw Errno.noSuchFileOrDirectory }
-            let moving = try metadata.inode(sourceEntry.ino)
-            let targetEntry = try metadata.entry(in: target, named: newName)
-            // A name renamed onto a name of the same inode changes nothing, and is not refused
-            // (vfs_rename returns before may_delete).
-            if targetEntry?.ino != sourceEntry.ino { try refuseRename(moving, from: source, to: target, replacing: targetEntry) }
-            let now = Timespec.now
-
-            if flags.contains(.exchange) {
-                guard let targetEntry else { throw Errno.noSuchFileOrDirectory }
-                let other = try metadata.inode(targetEntry.ino)
-                if other === moving { return nil }
-                if moving.type == .directory { try checkNotAncestor(moving.ino, of: newParent) }
-                if other.type == .directory { try checkNotAncestor(other.ino, of: parent) }
-                source.retargetEntry(name: name, entry: sourceEntry, ino: other.ino, type: other.type)
-                target.retargetEntry(name: newName, entry: targetEntry, ino: moving.ino, type: moving.type)
-                if source !== target {
-                    if moving.type == .directory {
-                        moving.parent = target.ino
-                        source.nlink -= 1
-                        target.nlink += 1
-                    }
-                    if other.type == .directory {
-                        other.parent = source.ino
-                        target.nlink -= 1
-                        source.nlink += 1
-                    }
-                }
-                for inode in [source, target] {
-                    inode.mtime = now
-                    inode.ctime = now
-                }
-                moving.ctime = now
-                other.ctime = now
-                return nil
+        try Directory.validate(name: name)
+        try Directory.validate(name: newName)
+        if Directory.isDotOrDotDot(name) || Directory.isDotOrDotDot(newName) { throw Errno.invalidArgument }
+        let victim: Inode?
+        if parent == newParent, !flags.contains(.whiteout), let renamed = try renameInOneDirectory(parent, name, newName, flags) {
+            victim = renamed.replaced
+        } else {
+            readAheadOfChange([(parent, name), (newParent, newName)])
+            victim = try metadata.transaction {
+                try renameEntries(in: directoryInode(parent), name, to: directoryInode(newParent), newName, flags: flags,
+                                  whiteoutOwner: whiteoutOwner)
             }
+        }
+        if let victim { reapIfDead(victim) }
+        try commitIfDirectoriesSynchronous()
+    }
 
-            if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
-            if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
-            // All that could stop the whiteout, before anything changes.
-            if flags.contains(.whiteout) { try checkRoomForNode(named: name, in: source) }
-            if moving.type == .directory {
-                try checkNotAncestor(moving.ino, of: newParent)
-                if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
-            }
-            // A longer name takes more room in the checkpoints; the new entry takes a cookie.
-            if newName.count > name.count { try metadata.chargeMetadata(bytes: newName.count - name.count) }
-            guard !target.directory!.isOutOfCookies else { throw Errno.noSpace }
-            var replaced: Inode?
-            if let targetEntry {
-                let old = try metadata.inode(targetEntry.ino)
+    /// A rename within one directory (the common one: a file written under a temporary name and
+    /// renamed over the old) in a transaction shared on the directory, the inode moving and the
+    /// one its new name names, if any (transactionLocks lower number first), when all three are
+    /// found ahead with no lock held exclusively and the names still name them, as table members;
+    /// nil (for an exclusive rename) if not. A directory renamed in its own parent cannot move
+    /// below itself: no ancestor is read.
+    private func renameInOneDirectory(_ parent: InodeNumber, _ name: [UInt8], _ newName: [UInt8],
+                                      _ flags: RenameFlags) throws -> Renamed? {
+        let directory = try inodeReadAhead(parent)
+        guard let sourceGuess = entryReadAhead(name, in: directory), let moving = try? inodeReadAhead(sourceGuess.ino) else { return nil }
+        let targetGuess = entryReadAhead(newName, in: directory)
+        let other = targetGuess.flatMap { try? inodeReadAhead($0.ino) }
+        guard (targetGuess == nil) == (other == nil) else { return nil }
+        return try metadata.sharedTransaction(on: [directory, moving] + (other.map { [$0] } ?? [])) {
+            guard directory.type == .directory, metadata.inodes[directory.ino] === directory,
+                  try lookUpInTransaction(name, in: directory)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
+                  try lookUpInTransaction(newName, in: directory)?.ino == other?.ino,
+                  other.map({ metadata.inodes[$0.ino] === $0 }) ?? true else { return nil }
+            return Renamed(replaced: try renameEntries(in: directory, name, to: directory, newName, flags: flags, whiteoutOwner: .root))
+        }
+    }
+
+    private struct Renamed {
+        /// The inode the new name no longer names, if any.
+        let replaced: Inode?
+    }
+
+    /// The rename itself, `source` and `target` the directories: in a transaction, exclusive, or
+    /// shared on the directory, the inode moving and the one `newName` names (one directory, no
+    /// whiteout: `renameInOneDirectory`). Returns the inode the new name no longer names, if any.
+    private func renameEntries(in source: Inode, _ name: [UInt8], to target: Inode, _ newName: [UInt8], flags: RenameFlags,
+                               whiteoutOwner: Credentials) throws -> Inode? {
+        let parent = source.ino
+        let newParent = target.ino
+        guard let sourceEntry = try lookUpInTransaction(name, in: source) else { throw Errno.noSuchFileOrDirectory }
+        let moving = try metadata.inode(sourceEntry.ino)
+        let targetEntry = try lookUpInTransaction(newName, in: target)
+        // A name renamed onto a name of the same inode changes nothing, and is not refused
+        // (vfs_rename returns before may_delete).
+        if targetEntry?.ino != sourceEntry.ino { try refuseRename(moving, from: source, to: target, replacing: targetEntry) }
+        let now = Timespec.now
+
+        if flags.contains(.exchange) {
+            guard let targetEntry else { throw Errno.noSuchFileOrDirectory }
+            let other = try metadata.inode(targetEntry.ino)
+            if other === moving { return nil }
+            if moving.type == .directory && source !== target { try checkNotAncestor(moving.ino, of: newParent) }
+            if other.type == .directory && source !== target { try checkNotAncestor(other.ino, of: parent) }
+            source.retargetEntry(name: name, entry: sourceEntry, ino: other.ino, type: other.type)
+            target.retargetEntry(name: newName, entry: targetEntry, ino: moving.ino, type: moving.type)
+            if source !== target {
                 if moving.type == .directory {
-                    guard old.type == .directory else { throw Errno.notDirectory }
-                    guard old.directory!.isEmpty else { throw Errno.directoryNotEmpty }
-                } else if old.type == .directory {
-                    throw Errno.isDirectory
+                    moving.parent = target.ino
+                    source.nlink -= 1
+                    target.nlink += 1
                 }
-                target.removeEntry(name: newName, entry: targetEntry)
-                if old.type == .directory {
-                    old.nlink = 0
+                if other.type == .directory {
+                    other.parent = source.ino
                     target.nlink -= 1
-                } else {
-                    old.nlink -= 1
+                    source.nlink += 1
                 }
-                old.ctime = now
-                replaced = old
-            }
-            source.removeEntry(name: name, entry: sourceEntry)
-            target.addEntry(name: newName, ino: moving.ino, type: moving.type)
-            if moving.type == .directory && source !== target {
-                moving.parent = target.ino
-                source.nlink -= 1
-                target.nlink += 1
             }
             for inode in [source, target] {
                 inode.mtime = now
                 inode.ctime = now
             }
             moving.ctime = now
-            if flags.contains(.whiteout) {
-                let whiteout = try makeNode(in: source, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
-                whiteout.lookupCount = 0  // the kernel holds no reference to it
-            }
-            return replaced
+            other.ctime = now
+            return nil
         }
-        if let victim { reapIfDead(victim) }
-        try commitIfDirectoriesSynchronous()
+
+        if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
+        if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
+        // All that could stop the whiteout, before anything changes.
+        if flags.contains(.whiteout) { try checkRoomForNode(named: name, in: source) }
+        if moving.type == .directory {
+            if source !== target { try checkNotAncestor(moving.ino, of: newParent) }
+            if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
+        }
+        // A longer name takes more room in the checkpoints (pending until the entry counts it);
+        // the new entry takes a cookie.
+        let growth = max(0, newName.count - name.count)
+        try metadata.allocatorLock.withLock { try metadata.chargePending(bytes: growth) }
+        defer { metadata.settleCharge(bytes: growth) }
+        guard !target.directory!.isOutOfCookies else { throw Errno.noSpace }
+        var replaced: Inode?
+        if let targetEntry {
+            let old = try metadata.inode(targetEntry.ino)
+            if moving.type == .directory {
+                guard old.type == .directory else { throw Errno.notDirectory }
+                guard old.directory!.isEmpty else { throw Errno.directoryNotEmpty }
+            } else if old.type == .directory {
+                throw Errno.isDirectory
+            }
+            target.removeEntry(name: newName, entry: targetEntry)
+            if old.type == .directory {
+                old.nlink = 0
+                target.nlink -= 1
+            } else {
+                old.nlink -= 1
+            }
+            old.ctime = now
+            replaced = old
+        }
+        source.removeEntry(name: name, entry: sourceEntry)
+        target.addEntry(name: newName, ino: moving.ino, type: moving.type)
+        if moving.type == .directory && source !== target {
+            moving.parent = target.ino
+            source.nlink -= 1
+            target.nlink += 1
+        }
+        for inode in [source, target] {
+            inode.mtime = now
+            inode.ctime = now
+        }
+        moving.ctime = now
+        if flags.contains(.whiteout) {
+            let whiteout = try makeNode(in: source, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
+            whiteout.lookupCount = 0  // the kernel holds no reference to it
+        }
+        return replaced
     }
 
     /// EPERM for what may_delete and may_create refuse: the moved inode leaves `source`; an
     /// existing target leaves `target` (replaced, or with RENAME_EXCHANGE moved into `source`,
     /// which the first check already requires to take changes); a new name in an immutable
-    /// directory. Caller holds Metadata.lock.
+    /// directory. Caller is in the rename's transaction.
     private func refuseRename(_ moving: Inode, from source: Inode, to target: Inode, replacing targetEntry: Directory.Entry?) throws {
         try refuseRemoval(of: moving, from: source)
         try refuseIfImmutable(target)
@@ -120,7 +164,8 @@ extension FileSystem {
     }
 
     /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.
-    /// Caller holds Metadata.lock.
+    /// Caller holds Metadata.lock exclusively (a rename across directories: the walk may read
+    /// ancestors into the table).
     private func checkNotAncestor(_ ino: InodeNumber, of directory: InodeNumber) throws {
         var current = directory
         var steps = 0

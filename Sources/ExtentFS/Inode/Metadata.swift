@@ -157,7 +157,9 @@ final class Metadata: @unchecked Sendable {
     /// (FileSystem+Truncate.swift, +Space.swift); setxattr and removexattr (+Xattr.swift); a
     /// name made in a directory, shared on the directory (create, mknod, mkdir, symlink:
     /// FileSystem+Names.swift), which also makes its new inode join the table under `tableLock`;
-    /// a name removed or linked, shared on the directory and the inode (the two-inode form).
+    /// a name removed or linked, shared on the directory and the inode, and a rename in one
+    /// directory (FileSystem+Rename.swift), on it and the inodes both names are for (the form on
+    /// several inodes).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
@@ -165,12 +167,17 @@ final class Metadata: @unchecked Sendable {
         try lock.withShared { try inode.transactionLock.withLock(body) }
     }
 
-    /// A shared transaction on two inodes (a name removed or linked: the directory and the inode
-    /// the name is for), their transactionLocks taken lower number first (Locks.swift).
-    func sharedTransaction<T>(on first: Inode, _ second: Inode, _ body: () throws -> T) rethrows -> T {
-        guard first !== second else { return try sharedTransaction(on: first, body) }
-        let (lower, higher) = first.ino < second.ino ? (first, second) : (second, first)
-        return try lock.withShared { try lower.transactionLock.withLock { try higher.transactionLock.withLock(body) } }
+    /// A shared transaction on several inodes (a name removed or linked: the directory and the
+    /// inode the name is for; a rename in one directory: the directory and the inodes both names
+    /// are for), their transactionLocks taken lower number first (Locks.swift), each once.
+    func sharedTransaction<T>(on inodes: [Inode], _ body: () throws -> T) rethrows -> T {
+        var ordered: [Inode] = []
+        for inode in inodes.sorted(by: { $0.ino < $1.ino }) where !ordered.contains(where: { $0 === inode }) { ordered.append(inode) }
+        lock.lockShared()
+        defer { lock.unlock() }
+        for inode in ordered { inode.transactionLock.lock() }
+        defer { for inode in ordered.reversed() { inode.transactionLock.unlock() } }
+        return try body()
     }
 
     /// No block is mapped twice, and none stopped being shared in a change not yet durable: every
