@@ -52,7 +52,7 @@ final class NameLocksTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
-    func testRemovingAndLinkingANameDoesNotWaitForAnotherSharedTransaction() throws {
+    func testRemovingLinkingAndRenamingDoNotWaitForAnotherSharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let kept = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("kept"), mode: 0o755, owner: .root).ino
         for index in 0..<50 { _ = try volume.create("old\(index)", in: kept) }
@@ -67,7 +67,8 @@ final class NameLocksTests: XCTestCase {
         let dataFile = try volume.lookup("data", in: kept).ino
         _ = try volume.lookup("old4", in: kept)
         _ = try volume.lookup("empty", in: kept)
-        for renamed in ["old5", "old6", "old7", "old8", "old9"] { _ = try volume.lookup(renamed, in: kept) }
+        for renamed in ["old5", "old6", "old7", "old8", "old9", "old10"] { _ = try volume.lookup(renamed, in: kept) }
+        let old10 = try volume.lookup("old10", in: kept).ino
         let old8 = try volume.lookup("old8", in: kept).ino
         let old9 = try volume.lookup("old9", in: kept).ino
         XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
@@ -91,11 +92,13 @@ final class NameLocksTests: XCTestCase {
                 try fs.rename(parent: kept, name: self.name("old5"), newParent: kept, newName: self.name("renamed"), flags: [])
                 try fs.rename(parent: kept, name: self.name("old6"), newParent: kept, newName: self.name("old7"), flags: [])
                 try fs.rename(parent: kept, name: self.name("old8"), newParent: kept, newName: self.name("old9"), flags: [.exchange])
+                // Across directories: a file moves, and a directory stays (exclusive, checked below).
+                try fs.rename(parent: kept, name: self.name("old10"), newParent: FileSystem.rootInode, newName: self.name("moved"), flags: [])
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a link, unlink, rmdir or rename in one directory waited for a shared transaction on another inode")
+        XCTAssertTrue(inTime, "a link, unlink, rmdir or rename waited for a shared transaction on another inode")
         XCTAssertEqual(outcome.all, [])
         // The kernel references the lookups took end with the mount: old4, empty and the old7
         // renamed over are freed.
@@ -105,6 +108,8 @@ final class NameLocksTests: XCTestCase {
         XCTAssertEqual(errno(of: { _ = try volume.lookup("old6", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(try volume.lookup("old8", in: kept).ino, old9)
         XCTAssertEqual(try volume.lookup("old9", in: kept).ino, old8)
+        XCTAssertEqual(try volume.lookup("moved").ino, old10)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("old10", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(try volume.read(try volume.lookup("linked").ino, data.count, at: 0), data)
         XCTAssertEqual(try volume.lookup("linked").nlink, 1)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("data", in: kept) }), .noSuchFileOrDirectory)
@@ -129,6 +134,7 @@ final class NameLocksTests: XCTestCase {
         let busy = try volume.create("busy")
         try volume.remount()
         let fs = volume.fs!
+        let allDirectories = directories
         let perThread = 160
         let outcome = InodeLocksTests.Outcome()
         let names = Names()
@@ -178,6 +184,15 @@ final class NameLocksTests: XCTestCase {
                         names.rename(earlierName, to: newName, in: directory)
                     case 7:
                         try fs.unlink(parent: directory, name: self.name("old\(10 + earlier / 16)"))
+                    case 9:
+                        // Into the next thread's directory: moves between two directories both
+                        // ways at once, their locks taken in one order.
+                        let next = allDirectories[(index + 1) % allDirectories.count]
+                        let newName = self.name("x\(index)-\(earlier)")
+                        let ino = try fs.lookup(parent: directory, name: earlierName).ino
+                        try fs.rename(parent: directory, name: earlierName, newParent: next, newName: newName, flags: [])
+                        names.remove(earlierName, in: directory)
+                        names.add(ino, in: next, newName)
                     default: break
                     }
                 }

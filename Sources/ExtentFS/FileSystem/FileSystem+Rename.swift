@@ -16,7 +16,7 @@ extension FileSystem {
         try Directory.validate(name: newName)
         if Directory.isDotOrDotDot(name) || Directory.isDotOrDotDot(newName) { throw Errno.invalidArgument }
         let victim: Inode?
-        if parent == newParent, !flags.contains(.whiteout), let renamed = try renameInOneDirectory(parent, name, newName, flags) {
+        if !flags.contains(.whiteout), let renamed = try renameShared(parent, name, newParent, newName, flags) {
             victim = renamed.replaced
         } else {
             readAheadOfChange([(parent, name), (newParent, newName)])
@@ -29,25 +29,32 @@ extension FileSystem {
         try commitIfDirectoriesSynchronous()
     }
 
-    /// A rename within one directory (the common one: a file written under a temporary name and
-    /// renamed over the old) in a transaction shared on the directory, the inode moving and the
-    /// one its new name names, if any (transactionLocks lower number first), when all three are
-    /// found ahead with no lock held exclusively and the names still name them, as table members;
-    /// nil (for an exclusive rename) if not. A directory renamed in its own parent cannot move
-    /// below itself: no ancestor is read.
-    private func renameInOneDirectory(_ parent: InodeNumber, _ name: [UInt8], _ newName: [UInt8],
-                                      _ flags: RenameFlags) throws -> Renamed? {
-        let directory = try inodeReadAhead(parent)
-        guard let sourceGuess = entryReadAhead(name, in: directory), let moving = try? inodeReadAhead(sourceGuess.ino) else { return nil }
-        let targetGuess = entryReadAhead(newName, in: directory)
+    /// A rename in a transaction shared on both directories, the inode moving and the one its
+    /// new name names, if any (transactionLocks lower number first), when all are found ahead
+    /// with no lock held exclusively and the names still name them, as table members; nil (for
+    /// an exclusive rename) if not, or if a directory would move to another parent. The common
+    /// renames: a file written under a temporary name and renamed over the old, a file moved to
+    /// another directory. A directory that stays in its parent cannot move below itself, and a
+    /// file has nothing below it, so no ancestor is read (RENAME_EXCHANGE: for either inode).
+    private func renameShared(_ parent: InodeNumber, _ name: [UInt8], _ newParent: InodeNumber, _ newName: [UInt8],
+                              _ flags: RenameFlags) throws -> Renamed? {
+        let source = try inodeReadAhead(parent)
+        let target = try inodeReadAhead(newParent)
+        guard let sourceGuess = entryReadAhead(name, in: source), let moving = try? inodeReadAhead(sourceGuess.ino) else { return nil }
+        let targetGuess = entryReadAhead(newName, in: target)
         let other = targetGuess.flatMap { try? inodeReadAhead($0.ino) }
         guard (targetGuess == nil) == (other == nil) else { return nil }
-        return try metadata.sharedTransaction(on: [directory, moving] + (other.map { [$0] } ?? [])) {
-            guard directory.type == .directory, metadata.inodes[directory.ino] === directory,
-                  try lookUpInTransaction(name, in: directory)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
-                  try lookUpInTransaction(newName, in: directory)?.ino == other?.ino,
+        // Across directories, only inodes that are not directories (types never change).
+        guard parent == newParent || (moving.type != .directory && (!flags.contains(.exchange) || other?.type != .directory)) else {
+            return nil
+        }
+        return try metadata.sharedTransaction(on: [source, target, moving] + (other.map { [$0] } ?? [])) {
+            guard source.type == .directory, target.type == .directory,
+                  metadata.inodes[source.ino] === source, metadata.inodes[target.ino] === target,
+                  try lookUpInTransaction(name, in: source)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
+                  try lookUpInTransaction(newName, in: target)?.ino == other?.ino,
                   other.map({ metadata.inodes[$0.ino] === $0 }) ?? true else { return nil }
-            return Renamed(replaced: try renameEntries(in: directory, name, to: directory, newName, flags: flags, whiteoutOwner: .root))
+            return Renamed(replaced: try renameEntries(in: source, name, to: target, newName, flags: flags, whiteoutOwner: .root))
         }
     }
 
@@ -57,8 +64,9 @@ extension FileSystem {
     }
 
     /// The rename itself, `source` and `target` the directories: in a transaction, exclusive, or
-    /// shared on the directory, the inode moving and the one `newName` names (one directory, no
-    /// whiteout: `renameInOneDirectory`). Returns the inode the new name no longer names, if any.
+    /// shared on the directories, the inode moving and the one `newName` names (no whiteout, no
+    /// directory moving to another parent: `renameShared`). Returns the inode the new name no
+    /// longer names, if any.
     private func renameEntries(in source: Inode, _ name: [UInt8], to target: Inode, _ newName: [UInt8], flags: RenameFlags,
                                whiteoutOwner: Credentials) throws -> Inode? {
         let parent = source.ino

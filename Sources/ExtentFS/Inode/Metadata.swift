@@ -157,9 +157,9 @@ final class Metadata: @unchecked Sendable {
     /// (FileSystem+Truncate.swift, +Space.swift); setxattr and removexattr (+Xattr.swift); a
     /// name made in a directory, shared on the directory (create, mknod, mkdir, symlink:
     /// FileSystem+Names.swift), which also makes its new inode join the table under `tableLock`;
-    /// a name removed or linked, shared on the directory and the inode, and a rename in one
-    /// directory (FileSystem+Rename.swift), on it and the inodes both names are for (the form on
-    /// several inodes).
+    /// a name removed or linked, shared on the directory and the inode, and a rename
+    /// (FileSystem+Rename.swift), on both directories and the inodes both names are for (the
+    /// form on several inodes).
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)
@@ -168,8 +168,8 @@ final class Metadata: @unchecked Sendable {
     }
 
     /// A shared transaction on several inodes (a name removed or linked: the directory and the
-    /// inode the name is for; a rename in one directory: the directory and the inodes both names
-    /// are for), their transactionLocks taken lower number first (Locks.swift), each once.
+    /// inode the name is for; a rename: both directories and the inodes both names are for),
+    /// their transactionLocks taken lower number first (Locks.swift), each once.
     func sharedTransaction<T>(on inodes: [Inode], _ body: () throws -> T) rethrows -> T {
         var ordered: [Inode] = []
         for inode in inodes.sorted(by: { $0.ino < $1.ino }) where !ordered.contains(where: { $0 === inode }) { ordered.append(inode) }

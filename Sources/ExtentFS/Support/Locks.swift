@@ -39,7 +39,8 @@ import Glibc
 // unshare) of different files run their transactions together, and so do names made (create,
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
 // removed (unlink, rmdir) or linked, shared on the directory and the inode named, and renames
-// within one directory, shared on it and the inodes both names are for. No thread holds
+// (but a directory's to another parent, and whiteouts), shared on both directories and the
+// inodes both names are for. No thread holds
 // two fieldLocks: a change holds one for the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 
