@@ -31,6 +31,11 @@ public struct Directory: Sendable {
     /// offsets (off_t) stay positive.
     package static let maxCookie: UInt64 = 1 << 62
 
+    /// A cookie an entry may have: from `firstEntryCookie`, and below `maxCookie - 1`, so that
+    /// the next cookie after it stays below `maxCookie`, as a directory's image requires (the
+    /// engine stops one short of that: `isOutOfCookies`). Every decoder of an entry checks this.
+    package static func isEntryCookie(_ cookie: UInt64) -> Bool { cookie >= firstEntryCookie && cookie < maxCookie - 1 }
+
     /// Every entry is held (else: those changed since the directory was read from the tree).
     package private(set) var isComplete = true
     private var byName: [[UInt8]: Entry] = [:]
@@ -99,7 +104,7 @@ public struct Directory: Sendable {
     package mutating func apply(_ change: Change) throws {
         switch change {
         case .set(let name, let entry):
-            guard entry.cookie >= Directory.firstEntryCookie, entry.cookie < Directory.maxCookie else {
+            guard Directory.isEntryCookie(entry.cookie) else {
                 throw DecodingError(description: "directory entry change has an invalid cookie \(entry.cookie)")
             }
             if let holder = nameByCookie[entry.cookie], holder != name {

@@ -295,7 +295,7 @@ extension LogRecord {
                     continue
                 }
                 let cookie = try reader.u64()
-                guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie else {
+                guard Directory.isEntryCookie(cookie) else {
                     throw DecodingError(description: "log record removes an entry with an invalid cookie in directory \(directory)")
                 }
                 result.append(.remove(name: name, cookie: cookie))

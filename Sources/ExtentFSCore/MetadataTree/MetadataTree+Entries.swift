@@ -104,7 +104,7 @@ extension MetadataTree {
         let name = try reader.raw(reader.remaining)
         guard Directory.isValidEntryName(name), child >= Superblock.rootInode, child < CheckpointCodec.maxInodeNumber,
               let type = FileType(mode: UInt32(rawType) << 12),
-              cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie else {
+              Directory.isEntryCookie(cookie) else {
             throw DecodingError(description: "directory \(directory) has a malformed entry at cookie \(cookie)")
         }
         return (name, Directory.Entry(ino: child, type: type, cookie: cookie))
@@ -121,7 +121,7 @@ extension MetadataTree {
         while reader.remaining > 0 {
             let cookie = try reader.u64(), child = try reader.u64(), rawType = try reader.u8()
             let name = try reader.raw(Int(try reader.u8()))
-            guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie, records.last.map({ $0.cookie < cookie }) ?? true else {
+            guard Directory.isEntryCookie(cookie), records.last.map({ $0.cookie < cookie }) ?? true else {
                 throw malformed("lists an invalid cookie \(cookie)")
             }
             guard child >= Superblock.rootInode, child < CheckpointCodec.maxInodeNumber, let type = FileType(mode: UInt32(rawType) << 12) else {
@@ -144,7 +144,7 @@ extension MetadataTree {
         var cookies: [UInt64] = []
         while reader.remaining > 0 {
             let cookie = try reader.u64()
-            guard cookie >= Directory.firstEntryCookie, cookie < Directory.maxCookie, cookies.last.map({ $0 < cookie }) ?? true else {
+            guard Directory.isEntryCookie(cookie), cookies.last.map({ $0 < cookie }) ?? true else {
                 throw DecodingError(description: "directory \(directory)'s name index at hash \(hash) lists an invalid cookie \(cookie)")
             }
             cookies.append(cookie)
