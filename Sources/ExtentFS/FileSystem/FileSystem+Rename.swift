@@ -44,8 +44,10 @@ extension FileSystem {
         let targetGuess = entryReadAhead(newName, in: target)
         let other = targetGuess.flatMap { try? inodeReadAhead($0.ino) }
         guard (targetGuess == nil) == (other == nil) else { return nil }
-        // Across directories, only inodes that are not directories (types never change).
-        guard parent == newParent || (moving.type != .directory && (!flags.contains(.exchange) || other?.type != .directory)) else {
+        // Across directories, only inodes that are not directories (types never change; read
+        // under the inodes' own locks, as a chmod may be changing the rest of the mode).
+        func isDirectory(_ inode: Inode?) -> Bool { inode.map { inode in inode.fieldLock.withLock { inode.type == .directory } } ?? false }
+        guard parent == newParent || (!isDirectory(moving) && (!flags.contains(.exchange) || !isDirectory(other))) else {
             return nil
         }
         return try metadata.sharedTransaction(on: [source, target, moving] + (other.map { [$0] } ?? [])) {

@@ -71,7 +71,8 @@ extension FileSystem {
         case .found(let entry)?: return entry
         case .absent?, nil: return nil
         case .unknown?:
-            let read = try? deferringTreeReads(shared: true) { try metadata.entry(in: directory, named: name) }
+            // Not the directory's fields: a change holding its transactionLock may be under way.
+            let read = try? deferringTreeReads(shared: true) { try metadata.storedEntry(in: directory, named: name) }
             return read ?? nil
         }
     }

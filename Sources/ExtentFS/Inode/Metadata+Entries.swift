@@ -18,6 +18,15 @@ extension Metadata {
         }
     }
 
+    /// The entry `name` names in `directory` as the newest durable checkpoint's tree holds it,
+    /// without a look at the entries the directory holds in memory (none of its fields is read):
+    /// for a lookup that has learnt under the directory's fieldLock that memory does not know the
+    /// name, and holds no lock that keeps the directory's fields still (a hint: a change may come
+    /// in between). Caller holds `lock` exclusively, or shared with `tableLock`.
+    func storedEntry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
+        try readingTree(of: directory) { try $0.lookupEntry(in: directory.ino, named: name) }
+    }
+
     /// `directory`'s entries with a cookie after `cookie` and below `end`, in cookie order, until
     /// `body` returns false.
     func forEachEntry(of directory: Inode, after cookie: UInt64, before end: UInt64,
