@@ -68,7 +68,7 @@ final class FuzzCorpusTests: XCTestCase {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("extentfs-image-fuzz-\(getpid()).log")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: output.path, contents: nil), "cannot create \(output.path)")
         let handle = try FileHandle(forWritingTo: output)
         defer { try? FileManager.default.removeItem(at: output) }
         process.standardOutput = handle

@@ -306,7 +306,7 @@ final class LogTests: XCTestCase {
             let name = "f\(round % 40)"
             let ino = try (try? volume.lookup(name).ino) ?? volume.create(name)
             let data = pattern(1000 + round % 3000, seed: UInt64(round))
-            try volume.fs.setattr(ino, AttributeChanges(size: 0))
+            _ = try volume.fs.setattr(ino, AttributeChanges(size: 0))
             try volume.write(ino, data, at: 0)
             try volume.fs.fsync(ino, dataOnly: false)
             expected[name] = data

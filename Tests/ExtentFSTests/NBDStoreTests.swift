@@ -194,7 +194,7 @@ final class NBDStoreTests: XCTestCase {
         let store = try BackingStore(path: server.uri, writable: true)
         try store.write(pattern(8192, seed: 70), at: 0)
         try store.flush()
-        FileManager.default.createFile(atPath: trigger, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: trigger, contents: nil), "cannot create \(trigger)")
         do { try store.write(pattern(8192, seed: 71), at: 65536) } catch {}
         XCTAssertThrowsError(try store.flush(), "a flush after a failed write succeeded")
         unlink(trigger)
@@ -274,7 +274,7 @@ final class NBDStoreTests: XCTestCase {
         try volume.write(keptFile, kept, at: 0)
         try volume.fs.fsync(keptFile, dataOnly: false)
 
-        FileManager.default.createFile(atPath: trigger, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: trigger, contents: nil), "cannot create \(trigger)")
         let lost = try volume.create("lost")
         try volume.write(lost, pattern(100_000, seed: 5), at: 0)
         // The fsync that needed the failed writes fails; the next commit shuts the volume down
