@@ -90,7 +90,7 @@ extension FileSystem {
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, flags: Int32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        let directory = try inodeReadAhead(parent)
+        let directory = try inode(parent)
         entryReadAhead(name, in: directory)
         let attributes = try metadata.sharedTransaction(on: directory) {
             try makeNode(in: directory, name: name, mode: ExtentFSCore.FileType.regular.rawValue | (mode & 0o7777), owner: owner) {

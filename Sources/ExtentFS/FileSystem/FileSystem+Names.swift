@@ -24,13 +24,13 @@ extension FileSystem {
     /// which it also reads the committed tree to look the name up in a directory that holds only
     /// some of its entries) and the running transaction's noting.
     func makeNode(in directory: Inode, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
-                  configure: (Inode) throws -> Void = { _ in }) throws -> Inode {
+                  configure: (Inode) -> Void = { _ in }) throws -> Inode {
         try Directory.validate(name: name)
         guard directory.type == .directory else { throw Errno.notDirectory }
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         // may_create: no new entry in an immutable directory (an append-only one takes them).
         try refuseIfImmutable(directory)
-        if try Directory.isDotOrDotDot(name) || lookUpInTransaction(name, in: directory) != nil {
+        if try Directory.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil {
             throw Errno.fileExists
         }
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
@@ -49,12 +49,7 @@ extension FileSystem {
             let inode = Inode(ino: try metadata.claimInodeNumber(), mode: mode, uid: owner.uid, gid: gid, time: now, cache: cache)
             inode.unloggedEntryChanges = nil  // no image of it on record yet: the first is whole
             inode.generation = UInt64(now.nanoseconds)
-            do {
-                try configure(inode)
-            } catch {
-                metadata.unclaimInodeNumber()
-                throw error
-            }
+            configure(inode)
             for (aclName, value) in aclXattrs { inode.xattrs[aclName] = value }
             if type == .directory { inode.parent = directory.ino }
             inode.lookupCount = 1
@@ -76,15 +71,15 @@ extension FileSystem {
     /// loading one is exclusive) in an exclusive one, read ahead as before.
     func removeName(_ name: [UInt8], in parent: InodeNumber,
                     _ change: (_ directory: Inode, _ inode: Inode, Directory.Entry) throws -> Void) throws -> Inode {
-        let directory = try inodeReadAhead(parent)
+        let directory = try inode(parent)
         let found = entryReadAhead(name, in: directory)
-        let named = found.flatMap { try? inodeReadAhead($0.ino) }
+        let named = found.flatMap { try? inode($0.ino) }
         // Found neither: shared on the directory alone, to learn that the name is not there.
         if found == nil || named != nil {
             let removed = try metadata.sharedTransaction(on: [directory, named ?? directory]) { () -> Bool in
                 try Directory.validate(name: name)
                 guard directory.type == .directory else { throw Errno.notDirectory }
-                guard let entry = try lookUpInTransaction(name, in: directory) else { throw Errno.noSuchFileOrDirectory }
+                guard let entry = try metadata.entry(in: directory, named: name) else { throw Errno.noSuchFileOrDirectory }
                 guard let named, entry.ino == named.ino, metadata.inodes[named.ino] === named else { return false }
                 try refuseRemoval(of: named, from: directory)
                 try change(directory, named, entry)
@@ -104,13 +99,6 @@ extension FileSystem {
         }
     }
 
-    /// The entry `name` names in `directory`, in a transaction shared on it (or exclusive): the
-    /// committed tree, read for a directory that holds only some of its entries, is the table
-    /// lock's then.
-    func lookUpInTransaction(_ name: [UInt8], in directory: Inode) throws -> Directory.Entry? {
-        try metadata.tableLock.withLock { try metadata.entry(in: directory, named: name) }
-    }
-
     /// The metadata a new inode named `name` adds to the checkpoints: its image, its entry, and
     /// `contentBytes` (a symlink's target, inherited ACLs).
     static func nodeBytes(named name: [UInt8], contentBytes: Int) -> Int { 160 + 2 * name.count + contentBytes }
@@ -120,8 +108,7 @@ extension FileSystem {
     /// target) in the checkpoints to come. Caller holds Metadata.lock exclusively (a rename checks
     /// for its whiteout before it changes anything).
     func checkRoomForNode(named name: [UInt8], in directory: Inode, contentBytes: Int = 0) throws {
-        guard metadata.inodeCount < geometry.maxInodes else { throw Errno.noSpace }
-        guard metadata.nextInode + 1 < CheckpointCodec.maxInodeNumber, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
+        guard metadata.hasRoomForInode, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
         try metadata.chargeMetadata(bytes: Self.nodeBytes(named: name, contentBytes: contentBytes))
     }
 

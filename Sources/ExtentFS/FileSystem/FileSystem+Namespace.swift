@@ -84,7 +84,7 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         guard let type = FileType(mode: mode), type != .directory, type != .symlink else { throw Errno.invalidArgument }
-        let directory = try inodeReadAhead(parent)
+        let directory = try inode(parent)
         entryReadAhead(name, in: directory)
         let attributes = try metadata.sharedTransaction(on: directory) {
             try makeNode(in: directory, name: name, mode: mode, owner: owner) { $0.rdev = rdev }.attributes(blockSize: blockSize)
@@ -96,7 +96,7 @@ extension FileSystem {
     public func mkdir(parent: InodeNumber, name: [UInt8], mode: UInt32, owner: Credentials) throws -> FileAttributes {
         try journal.shutdown.check()
         try refuseIfReadOnly()
-        let directory = try inodeReadAhead(parent)
+        let directory = try inode(parent)
         entryReadAhead(name, in: directory)
         let attributes = try metadata.sharedTransaction(on: directory) {
             try makeNode(in: directory, name: name, mode: ExtentFSCore.FileType.directory.rawValue | (mode & 0o7777), owner: owner)
@@ -111,7 +111,7 @@ extension FileSystem {
         try refuseIfReadOnly()
         guard !target.isEmpty else { throw Errno.noSuchFileOrDirectory }
         guard target.count <= FileSystem.maxSymlinkLength else { throw Errno.fileNameTooLong }
-        let directory = try inodeReadAhead(parent)
+        let directory = try inode(parent)
         entryReadAhead(name, in: directory)
         let attributes = try metadata.sharedTransaction(on: directory) {
             try makeNode(in: directory, name: name, mode: FileType.symlink.rawValue | 0o777, owner: owner, contentBytes: target.count) {
@@ -134,8 +134,8 @@ extension FileSystem {
         try journal.shutdown.check()
         try refuseIfReadOnly()
         try Directory.validate(name: newName)
-        let inode = try inodeReadAhead(ino)
-        let directory = try inodeReadAhead(newParent)
+        let inode = try self.inode(ino)
+        let directory = try self.inode(newParent)
         entryReadAhead(newName, in: directory)
         // Shared on the directory and the inode (FileSystem+Names.swift).
         let attributes = try metadata.sharedTransaction(on: [directory, inode]) {
@@ -146,7 +146,7 @@ extension FileSystem {
             guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
             try refuseIfImmutable(directory)
             try refuseIfImmutableOrAppendOnly(inode)
-            if try Directory.isDotOrDotDot(newName) || lookUpInTransaction(newName, in: directory) != nil { throw Errno.fileExists }
+            if try Directory.isDotOrDotDot(newName) || metadata.entry(in: directory, named: newName) != nil { throw Errno.fileExists }
             guard !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
             return try metadata.withMetadataCharged(bytes: Directory.encodedEntryOverhead + newName.count) {
                 let now = Timespec.now

@@ -38,11 +38,11 @@ extension FileSystem {
     /// file has nothing below it, so no ancestor is read (RENAME_EXCHANGE: for either inode).
     private func renameShared(_ parent: InodeNumber, _ name: [UInt8], _ newParent: InodeNumber, _ newName: [UInt8],
                               _ flags: RenameFlags) throws -> Renamed? {
-        let source = try inodeReadAhead(parent)
-        let target = try inodeReadAhead(newParent)
-        guard let sourceGuess = entryReadAhead(name, in: source), let moving = try? inodeReadAhead(sourceGuess.ino) else { return nil }
+        let source = try inode(parent)
+        let target = try inode(newParent)
+        guard let sourceGuess = entryReadAhead(name, in: source), let moving = try? inode(sourceGuess.ino) else { return nil }
         let targetGuess = entryReadAhead(newName, in: target)
-        let other = targetGuess.flatMap { try? inodeReadAhead($0.ino) }
+        let other = targetGuess.flatMap { try? inode($0.ino) }
         guard (targetGuess == nil) == (other == nil) else { return nil }
         // Across directories, only inodes that are not directories (types never change; read
         // under the inodes' own locks, as a chmod may be changing the rest of the mode).
@@ -53,8 +53,8 @@ extension FileSystem {
         return try metadata.sharedTransaction(on: [source, target, moving] + (other.map { [$0] } ?? [])) {
             guard source.type == .directory, target.type == .directory,
                   metadata.inodes[source.ino] === source, metadata.inodes[target.ino] === target,
-                  try lookUpInTransaction(name, in: source)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
-                  try lookUpInTransaction(newName, in: target)?.ino == other?.ino,
+                  try metadata.entry(in: source, named: name)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
+                  try metadata.entry(in: target, named: newName)?.ino == other?.ino,
                   other.map({ metadata.inodes[$0.ino] === $0 }) ?? true else { return nil }
             return Renamed(replaced: try renameEntries(in: source, name, to: target, newName, flags: flags, whiteoutOwner: .root))
         }
@@ -73,9 +73,9 @@ extension FileSystem {
                                whiteoutOwner: Credentials) throws -> Inode? {
         let parent = source.ino
         let newParent = target.ino
-        guard let sourceEntry = try lookUpInTransaction(name, in: source) else { throw Errno.noSuchFileOrDirectory }
+        guard let sourceEntry = try metadata.entry(in: source, named: name) else { throw Errno.noSuchFileOrDirectory }
         let moving = try metadata.inode(sourceEntry.ino)
-        let targetEntry = try lookUpInTransaction(newName, in: target)
+        let targetEntry = try metadata.entry(in: target, named: newName)
         // A name renamed onto a name of the same inode changes nothing, and is not refused
         // (vfs_rename returns before may_delete).
         if targetEntry?.ino != sourceEntry.ino { try refuseRename(moving, from: source, to: target, replacing: targetEntry) }

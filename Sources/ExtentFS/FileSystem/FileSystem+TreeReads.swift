@@ -50,13 +50,6 @@ extension FileSystem {
         }
     }
 
-    /// Inode `ino`: from the table when it holds it, else read from the tree with the reads done
-    /// outside Metadata.lock.
-    func inodeReadAhead(_ ino: InodeNumber) throws -> Inode {
-        if let inode = metadata.inodes[ino] { return inode }
-        return try readingTreeOutsideTheLock { try metadata.inode(ino) }
-    }
-
     /// Before a transaction shared on `directory` that makes, removes or links `name`
     /// (FileSystem+Names.swift): the entry `name` names, from the directory's held entries, or,
     /// when it does not know (it holds only some of its entries), from the tree, its index leaf

@@ -3,18 +3,18 @@ import SystemPackage
 
 /// Directory entries wherever they are: in memory (a complete directory, or a partial one's
 /// changes since it was read) or in the newest durable checkpoint's tree (Directory states the
-/// invariant that makes the two agree). Caller holds `lock` exclusively, or shared with
-/// `tableLock` (the committed tree's lock in shared transactions); a tree that cannot be read is
-/// EIO (logged), as an inode that cannot be read is.
+/// invariant that makes the two agree). Caller holds `lock` exclusively unless said otherwise; a
+/// tree that cannot be read is EIO (logged), as an inode that cannot be read is.
 extension Metadata {
-    /// The entry `name` names in `directory`, or nil.
+    /// The entry `name` names in `directory`, or nil. Caller holds `lock` exclusively, or is in a
+    /// transaction shared on `directory`: the committed tree, read when memory does not know the
+    /// name, is read under `tableLock` (its lock in shared transactions).
     func entry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
         guard let entries = directory.directory else { throw Errno.notDirectory }
         switch entries.heldLookup(name) {
         case .found(let entry): return entry
         case .absent: return nil
-        case .unknown:
-            return try readingTree(of: directory) { try $0.lookupEntry(in: directory.ino, named: name) }
+        case .unknown: return try tableLock.withLock { try storedEntry(in: directory, named: name) }
         }
     }
 
@@ -22,7 +22,7 @@ extension Metadata {
     /// without a look at the entries the directory holds in memory (none of its fields is read):
     /// for a lookup that has learnt under the directory's fieldLock that memory does not know the
     /// name, and holds no lock that keeps the directory's fields still (a hint: a change may come
-    /// in between). Caller holds `lock` exclusively, or shared with `tableLock`.
+    /// in between). Caller holds `tableLock`, with `lock` held shared or exclusively.
     func storedEntry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
         try readingTree(of: directory) { try $0.lookupEntry(in: directory.ino, named: name) }
     }

@@ -101,10 +101,10 @@ final class Metadata: @unchecked Sendable {
     /// A number for a new inode, counted in `inodeCount` from now on: ENOSPC when the volume
     /// holds `maxInodes` inodes, or past the last number. Numbers are never reused, and an image
     /// may start near the end of them: past it, the image would be one that no mount accepts.
-    /// The inode then joins with `insert`, or the claim is given back (`unclaimInodeNumber`).
+    /// The inode joins right after, with `insert`: nothing between can fail.
     func claimInodeNumber() throws -> InodeNumber {
         try tableLock.withLock {
-            guard inodeCount < geometry.maxInodes, nextInode + 1 < CheckpointCodec.maxInodeNumber else { throw Errno.noSpace }
+            guard hasRoomForInode else { throw Errno.noSpace }
             defer {
                 nextInode += 1
                 inodeCount += 1
@@ -113,10 +113,9 @@ final class Metadata: @unchecked Sendable {
         }
     }
 
-    /// A claimed number no inode joined with (the change failed first); the number stays used.
-    func unclaimInodeNumber() {
-        tableLock.withLock { inodeCount -= 1 }
-    }
+    /// Another inode fits: fewer than `maxInodes`, and a number left. Caller holds `lock`
+    /// exclusively, or `tableLock`.
+    var hasRoomForInode: Bool { inodeCount < geometry.maxInodes && nextInode + 1 < CheckpointCodec.maxInodeNumber }
 
     /// A new inode joins the table, with a number claimed for it (`claimInodeNumber`); its
     /// creation is part of the running transaction.
