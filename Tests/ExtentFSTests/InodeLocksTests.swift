@@ -10,28 +10,6 @@ import XCTest
 /// checkpoint's snapshot) holds it up; readers under the inode's lock alone see every change
 /// whole; and transactions on one inode's data run shared, alongside others.
 final class InodeLocksTests: XCTestCase {
-    final class Outcome: @unchecked Sendable {
-        private let lock = NSLock()
-        private var failures: [String] = []
-        func fail(_ message: String) { lock.withLock { failures.append(message) } }
-        var all: [String] { lock.withLock { failures } }
-
-        /// Runs `body` on a thread of its own while the caller holds a lock; true when it ended
-        /// within 10 seconds. `release` then lets go of the lock and the body is waited for
-        /// either way, so one stuck behind the lock fails the test rather than hangs it.
-        func finishesWhileHeld(release: () -> Void, _ body: @escaping @Sendable () -> Void) -> Bool {
-            let done = DispatchSemaphore(value: 0)
-            Thread.detachNewThread {
-                body()
-                done.signal()
-            }
-            let inTime = done.wait(timeout: .now() + 10) == .success
-            release()
-            if !inTime, done.wait(timeout: .now() + 30) != .success { fail("still waiting 30 s after the lock was let go") }
-            return inTime
-        }
-    }
-
     func testReadsOfACachedInodeDoNotWaitForMetadataLock() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
@@ -53,7 +31,7 @@ final class InodeLocksTests: XCTestCase {
 
         // Any transaction could be holding it: here the test holds it itself.
         fs.metadata.lock.lockExclusive()
-        let outcome = Outcome()
+        let outcome = LockOutcome()
         let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
             do {
                 if try fs.getattr(file).size != (1 << 20) + (256 << 10) { outcome.fail("getattr: wrong size") }
@@ -95,6 +73,115 @@ final class InodeLocksTests: XCTestCase {
         try volume.unmountAndCheck()
     }
 
+    /// Inodes the table does not hold are read back under Metadata.lock held shared (with the
+    /// table's lock), so a cold lookup, getattr, open, readlink, getxattr, listing or removal
+    /// waits for no shared transaction (checked: with `readingTreeOutsideTheLock` holding the lock
+    /// exclusively again, each waits here).
+    func testReadingInodesBackDoesNotWaitForASharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let kept = try volume.fs.mkdir(parent: FileSystem.rootInode, name: Array("kept".utf8), mode: 0o755, owner: .root).ino
+        let files = try (0..<40).map { try volume.create("f\($0)", in: kept) }
+        let data = pattern(9_000, seed: 5)
+        try volume.write(files[1], data, at: 0)
+        try volume.fs.setxattr(files[2], name: Array("user.note".utf8), value: Array("kept".utf8), flags: [])
+        let link = try volume.fs.symlink(parent: kept, name: Array("link".utf8), target: Array("f1".utf8), owner: .root).ino
+        try volume.remount()
+        let fs = volume.fs!
+        for ino in files + [kept, link] { XCTAssertNil(fs.metadata.inodes[ino], "inode \(ino) held after mount") }
+        let loadsBefore = fs.metadata.withLock { fs.metadata.cacheState.loads }
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
+            do {
+                if try fs.getattr(files[1]).size != 9_000 { outcome.fail("getattr: wrong size") }
+                if try fs.lookup(parent: FileSystem.rootInode, name: Array("kept".utf8)).ino != kept { outcome.fail("lookup: wrong inode") }
+                if try fs.lookup(parent: kept, name: Array("f7".utf8)).ino != files[7] { outcome.fail("lookup: wrong inode") }
+                if try fs.lookup(parent: kept, name: Array("..".utf8)).ino != FileSystem.rootInode { outcome.fail("lookup ..: wrong inode") }
+                if try fs.readlink(link) != Array("f1".utf8) { outcome.fail("readlink: wrong target") }
+                if try fs.getxattr(files[2], name: Array("user.note".utf8)) != Array("kept".utf8) { outcome.fail("getxattr: wrong value") }
+                try fs.open(files[3], flags: O_RDONLY)
+                fs.release(files[3])
+                if errno(of: { _ = try fs.lookup(parent: kept, name: Array("absent".utf8)) }) != .noSuchFileOrDirectory {
+                    outcome.fail("lookup of an absent name did not fail with ENOENT")
+                }
+                // A listing with attributes reads back every inode it names.
+                let end = try fs.directoryEndCookie(kept)
+                var listed: [InodeNumber: FileAttributes] = [:]
+                try fs.readdir(kept, after: 0, before: end, plus: true) { entry, attributes in
+                    listed[entry.ino] = attributes
+                    return true
+                }
+                if listed.count != files.count + 3 { outcome.fail("readdir: \(listed.count) entries") }
+                if listed[files[1]]?.size != 9_000 { outcome.fail("readdir: wrong attributes") }
+                for ino in files + [link] { fs.forget(ino, count: 1) }
+                // The removal is shared; the kernel's reference keeps the inode (freeing it is
+                // still a change made exclusively).
+                if try fs.lookup(parent: kept, name: Array("f9".utf8)).ino != files[9] { outcome.fail("lookup: wrong inode") }
+                try fs.unlink(parent: kept, name: Array("f9".utf8))
+            } catch {
+                outcome.fail("\(error)")
+            }
+        }
+        XCTAssertTrue(inTime, "a request that read an inode back waited for a shared transaction on another inode")
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertGreaterThanOrEqual(fs.metadata.withLock { fs.metadata.cacheState.loads } - loadsBefore, 7)
+        // One member per inode, however many requests read it back.
+        XCTAssertTrue(fs.metadata.inodes[files[7]] === fs.metadata.inodes[files[7]])
+        XCTAssertEqual(fs.metadata.inodes[files[7]]?.lookupCount, 1)
+        XCTAssertEqual(fs.metadata.inodes[files[9]]?.nlink, 0)
+        fs.forget(files[9], count: 1)
+        XCTAssertNil(fs.metadata.inodes[files[9]], "the unlinked inode was not freed when the kernel let go of it")
+        try volume.remount()
+        XCTAssertEqual(try volume.read(files[1], 9_000, at: 0), data)
+        XCTAssertEqual(errno(of: { _ = try volume.lookup("f9", in: kept) }), .noSuchFileOrDirectory)
+        XCTAssertEqual(try volume.lookup("f8", in: kept).ino, files[8])
+        try volume.unmountAndCheck()
+    }
+
+    /// Loads from several threads at once, past the table's budget: each inode is read back as
+    /// one member however many threads ask for it together, and the table is let go back under
+    /// its budget after (`evictAfterSharedLoads`), with the kernel's lookup counts kept exact.
+    func testConcurrentReadsBackMakeOneMemberEachAndKeepTheBudget() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let files = try (0..<300).map { try volume.create("f\($0)") }
+        for file in files { volume.fs.forget(file, count: 1) }
+        volume.options.metadataCacheBytes = 256 << 10
+        try volume.remount()
+        let fs = volume.fs!
+        let budget = fs.metadata.withLock { fs.metadata.cacheState.budgetBytes }
+        let outcome = LockOutcome()
+        let threads = 4
+        let rounds = 3
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for round in 0..<rounds {
+                // Every thread asks for every file, in an order of its own (steps prime to 300).
+                for step in 0..<files.count {
+                    let index = (step * [1, 7, 11, 13][thread] + round * 37) % files.count
+                    do {
+                        let attributes = try fs.lookup(parent: FileSystem.rootInode, name: Array("f\(index)".utf8))
+                        if attributes.ino != files[index] { outcome.fail("f\(index): inode \(attributes.ino)") }
+                        if try fs.getattr(files[index]).ino != files[index] { outcome.fail("getattr f\(index)") }
+                    } catch {
+                        outcome.fail("f\(index): \(error)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(outcome.all, [])
+        // Each lookup took one reference, whichever member it reached and whether or not the
+        // inode was let go and read back since.
+        for file in files {
+            let counted = fs.metadata.withLock {
+                fs.metadata.inodes[file]?.lookupCount ?? fs.metadata.cacheState.keptLookups(of: file) ?? 0
+            }
+            XCTAssertEqual(counted, UInt64(threads * rounds), "inode \(file)")
+        }
+        let (charged, evictions) = fs.metadata.withLock { (fs.metadata.cacheState.chargedBytes, fs.metadata.cacheState.evictions) }
+        XCTAssertGreaterThan(evictions, 0)
+        XCTAssertLessThanOrEqual(charged, budget + 4 * InodeCacheState.inodeOverheadBytes * 2, "the table stayed past its budget")
+        for file in files { fs.forget(file, count: UInt64(threads * rounds)) }
+        try volume.unmountAndCheck()
+    }
+
     /// Readers under the inode's lock alone while its size, block map and times change: every
     /// answer is one the file had (sizes from the set written, data from the pattern or zeros).
     func testReadersSeeChangesOfSizeAndBlockMapWhole() throws {
@@ -105,7 +192,7 @@ final class InodeLocksTests: XCTestCase {
         let sizes: Set<UInt64> = [UInt64(data.count), 128 << 10, 300 << 10]
         try volume.write(file, data, at: 0)
         let stop = StopFlag()
-        let outcome = Outcome()
+        let outcome = LockOutcome()
         let group = DispatchGroup()
         for reader in 0..<2 {
             group.enter()
@@ -155,9 +242,8 @@ extension InodeLocksTests {
         let fs = volume.fs!
         let file = try volume.create("file")
         let data = pattern(40_000, seed: 3)
-        fs.metadata.lock.lockShared()
-        let outcome = Outcome()
-        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do {
                 if try volume.write(file, data, at: 5000) != data.count { outcome.fail("short write") }
                 let changed = try fs.setattr(file, AttributeChanges(mode: 0o600, uid: 7, mtime: .set(Timespec(seconds: 1000, nanoseconds: 5))))
@@ -209,9 +295,8 @@ extension InodeLocksTests {
         let data = pattern(300_000, seed: 5)
         try volume.write(file, data, at: 0)
         let inode = try XCTUnwrap(fs.metadata.inodes[file])
-        fs.metadata.lock.lockShared()
-        let outcome = Outcome()
-        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do { try fs.writeback(inode) } catch { outcome.fail("\(error)") }
         }
         XCTAssertTrue(inTime, "writeback waited for a shared transaction")
@@ -241,9 +326,8 @@ extension InodeLocksTests {
         XCTAssertEqual(try fs.clone(from: other, sourceOffset: 0, to: clone, destinationOffset: 0, length: 64 << 10), 64 << 10)
         try fs.sync()
         let freeBefore = fs.statistics().freeBlocks
-        fs.metadata.lock.lockShared()
-        let outcome = Outcome()
-        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do {
                 try fs.fallocate(file, offset: 300_000, length: 300_000, mode: [])
                 if (try? fs.getattr(file).size) != 600_000 { outcome.fail("preallocation did not extend the file") }
@@ -296,7 +380,7 @@ extension InodeLocksTests {
         }
         try fs.sync()
         XCTAssertFalse(fs.metadata.withLock { fs.metadata.referenceCounts.isEmpty })
-        let outcome = Outcome()
+        let outcome = LockOutcome()
         let group = DispatchGroup()
         let expected = (0..<4).map { _ in Expected(original) }
         for (index, clone) in clones.enumerated() {
@@ -382,7 +466,7 @@ extension InodeLocksTests {
         let volume = try TestVolume(blockSize: 4096, size: 12 << 20)
         let fs = volume.fs!
         let files = try (0..<3).map { try volume.create("w\($0)") }
-        let outcome = Outcome()
+        let outcome = LockOutcome()
         let group = DispatchGroup()
         let written = (0..<3).map { _ in Written() }
         for (index, file) in files.enumerated() {
@@ -455,7 +539,7 @@ extension InodeLocksTests {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
         let fs = volume.fs!
         let before = fs.metadata.withLock { fs.metadata.inodeCount }
-        let outcome = Outcome()
+        let outcome = LockOutcome()
         for round in 0..<200 {
             let name = Array("f\(round)".utf8)
             let ino = try fs.create(parent: FileSystem.rootInode, name: name, mode: 0o644, flags: O_RDWR, owner: .root).ino

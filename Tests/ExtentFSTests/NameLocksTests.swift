@@ -21,9 +21,8 @@ final class NameLocksTests: XCTestCase {
         _ = try fs.getattr(kept)
         XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
         let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
-        fs.metadata.lock.lockShared()
-        let outcome = InodeLocksTests.Outcome()
-        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do {
                 let file = try fs.create(parent: kept, name: self.name("new"), mode: 0o644, flags: O_RDWR, owner: .root).ino
                 _ = try fs.mkdir(parent: kept, name: self.name("sub"), mode: 0o755, owner: .root)
@@ -73,9 +72,8 @@ final class NameLocksTests: XCTestCase {
         let old9 = try volume.lookup("old9", in: kept).ino
         XCTAssertEqual(fs.metadata.inodes[kept]?.directory?.isComplete, false)
         let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
-        fs.metadata.lock.lockShared()
-        let outcome = InodeLocksTests.Outcome()
-        let inTime = outcome.finishesWhileHeld(release: fs.metadata.lock.unlock) {
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do {
                 _ = try fs.link(dataFile, newParent: FileSystem.rootInode, newName: self.name("linked"))
                 try fs.unlink(parent: kept, name: self.name("data"))
@@ -136,7 +134,7 @@ final class NameLocksTests: XCTestCase {
         let fs = volume.fs!
         let allDirectories = directories
         let perThread = 160
-        let outcome = InodeLocksTests.Outcome()
+        let outcome = LockOutcome()
         let names = Names()
         let group = DispatchGroup()
         func run(_ body: @escaping @Sendable () throws -> Void) {
@@ -212,6 +210,37 @@ final class NameLocksTests: XCTestCase {
                     } catch Errno.fileExists {
                         names.noteRefused()
                     }
+                }
+            }
+        }
+        // Listings (READDIRPLUS, a page at a time, as the kernel asks) of directories whose
+        // names change meanwhile: each name once a listing, the names never removed in each, and
+        // a lookup reference for each entry listed with attributes, let go as the kernel would.
+        for listed in directories[1...2] {
+            run {
+                for _ in 0..<40 {
+                    var seen = Set<[UInt8]>()
+                    var cookie: UInt64 = 0
+                    var done = false
+                    while !done {
+                        var page = 0
+                        done = true
+                        try fs.readdir(listed, after: cookie, plus: true) { entry, attributes in
+                            guard page < 20 else {
+                                done = false
+                                return false
+                            }
+                            page += 1
+                            cookie = entry.nextCookie
+                            if !seen.insert(entry.name).inserted { outcome.fail("\(listed): listed \(entry.name) twice") }
+                            if let attributes, entry.name != [0x2E], entry.name != [0x2E, 0x2E] {
+                                if attributes.ino != entry.ino { outcome.fail("\(listed): attributes of another inode") }
+                                fs.forget(entry.ino, count: 1)
+                            }
+                            return true
+                        }
+                    }
+                    for kept in 20..<40 where !seen.contains(self.name("old\(kept)")) { outcome.fail("\(listed): old\(kept) not listed") }
                 }
             }
         }

@@ -71,19 +71,11 @@ extension FileSystem {
         try journal.shutdown.check()
         // Opening for writing or truncating is a change to come, refused as open(2) refuses it.
         if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { try refuseIfReadOnly() }
-        // A cached inode opens under its own lock: no transaction holds it up.
-        if let inode = metadata.inodes[ino] {
-            return try inode.takeOpenReference {
-                if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
-                try refuseOpen(inode, flags: flags)
-            }
-        }
-        // Deferrable (FileSystem+TreeReads.swift): the open count changes after the read.
-        try readingTreeOutsideTheLock {
-            let inode = try metadata.inode(ino)
+        // Opens under the inode's own lock: no transaction holds it up.
+        let inode = try self.inode(ino)
+        try inode.takeOpenReference {
             if inode.type == .directory && flags & 3 != 0 { throw Errno.isDirectory }
             try refuseOpen(inode, flags: flags)
-            inode.openCount += 1
         }
     }
 

@@ -13,22 +13,24 @@ extension FileSystem {
         try journal.shutdown.check()
         guard name.count <= FileSystem.maxNameLength else { throw Errno.fileNameTooLong }
         if let attributes = try lookupInMemory(parent: parent, name: name) { return attributes }
-        // Deferrable: nothing changes before the last tree read (the lookup count after it).
-        return try readingTreeOutsideTheLock {
+        // Deferrable: it changes nothing but the table. A change of the name may come between
+        // the read and the lookup reference, under the inodes' transactionLocks, as it may
+        // between two requests: a name removed with the last link is ENOENT.
+        let inode = try readingTreeOutsideTheLock {
             let ino: InodeNumber
             if name == [0x2E] {
                 ino = parent
             } else if name == [0x2E, 0x2E] {
-                ino = try directoryInode(parent).parent
+                let directory = try directoryUnderTableLock(parent)
+                ino = directory.fieldLock.withLock { directory.parent }
             } else {
-                guard let entry = try metadata.entry(in: directoryInode(parent), named: name) else { throw Errno.noSuchFileOrDirectory }
+                guard let entry = try entryUnderTableLock(name, in: directoryUnderTableLock(parent)) else { throw Errno.noSuchFileOrDirectory }
                 ino = entry.ino
             }
-            let inode = try metadata.inode(ino)
-            guard inode.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
-            inode.lookupCount += 1
-            return inode.attributes(blockSize: blockSize)
+            return try metadata.inodeUnderTableLock(ino)
         }
+        guard let attributes = inode.takeLookupReference(blockSize: blockSize) else { throw Errno.noSuchFileOrDirectory }
+        return attributes
     }
 
     /// A lookup answered by the inode table and the directory's entries in memory, under the

@@ -1,11 +1,13 @@
 import ExtentFSCore
+import SystemPackage
 
 /// Reads of the committed tree with no lock held (issue 9, step 5; lookup, getattr, open,
 /// readlink, getxattr and listxattr): an operation that may need
-/// nodes the cache does not hold runs under Metadata.lock with reads deferred; each node it
-/// would wait for is read after the lock is let go and handed to its next run, so that one
-/// request waiting for the device does not hold up every other (a cold lookup no longer stalls
-/// a cached getattr, and cold lookups of two processes read in parallel).
+/// nodes the cache does not hold runs under Metadata.lock held shared and the table's lock with
+/// reads deferred; each node it would wait for is read after the locks are let go and handed to
+/// its next run, so that one request waiting for the device does not hold up every other (a
+/// cold lookup no longer stalls a cached getattr, and cold lookups of two processes read in
+/// parallel), and no shared transaction (a write, a name made) waits for it or it for them.
 ///
 /// Operations that change names (create, mknod, mkdir, symlink, link, unlink, rmdir, rename)
 /// change things between their reads, and readdir emits entries into the reply as it reads, so
@@ -17,19 +19,45 @@ extension FileSystem {
     /// directory's image, internal nodes, the name's index leaf, the child's image) and more.
     static let maxDeferredRuns = 12
 
-    /// `body` under Metadata.lock, its committed-tree reads done outside it. `body` must be one
-    /// that can be deferred (TreeReadDeferred says which).
+    /// `body` under Metadata.lock held shared and the table's lock, its committed-tree reads done
+    /// outside both, so that it waits for no shared transaction (a write, a name made) and holds
+    /// none up; under Metadata.lock held exclusively (and the table's lock) if it still wanted a
+    /// node after `maxDeferredRuns` runs. `body` must be one that can be deferred
+    /// (TreeReadDeferred says which): it reads back inodes with `metadata.inodeUnderTableLock`,
+    /// looks names up with `entryUnderTableLock` and reads fields under their inode's fieldLock.
+    /// Then, if what it read back took the inode table past its budget, inodes are let go.
     func readingTreeOutsideTheLock<T>(_ body: () throws -> T) throws -> T {
+        defer { metadata.evictAfterSharedLoads() }
         if let result = try deferringTreeReads(body) { return result }
-        return try metadata.withLock(body)
+        return try metadata.withLock { try metadata.tableLock.withLock(body) }
     }
 
-    /// `body`, which only reads, on inode `ino`'s persisted fields: under the inode's fieldLock
-    /// alone when the table holds it, so that no transaction holds it up; else under Metadata.lock
-    /// with the tree's reads done outside it.
+    /// `body`, which only reads, on inode `ino`'s persisted fields, under its fieldLock: no
+    /// transaction holds it up, whether the table holds the inode or it is read back.
     func readingFields<T>(of ino: InodeNumber, _ body: (Inode) throws -> T) throws -> T {
-        if let inode = metadata.inodes[ino] { return try inode.fieldLock.withLock { try body(inode) } }
-        return try readingTreeOutsideTheLock { try body(metadata.inode(ino)) }
+        let inode = try self.inode(ino)
+        return try inode.fieldLock.withLock { try body(inode) }
+    }
+
+    /// Directory `ino`, read back if the table does not hold it. Caller holds Metadata.lock
+    /// (shared or exclusively) and the table's lock.
+    func directoryUnderTableLock(_ ino: InodeNumber) throws -> Inode {
+        let inode = try metadata.inodeUnderTableLock(ino)
+        guard inode.fieldLock.withLock({ inode.type }) == .directory else { throw Errno.notDirectory }
+        return inode
+    }
+
+    /// The entry `name` names in `directory`, or nil: from the entries the directory holds, read
+    /// under its fieldLock (a change to them may run meanwhile, in a transaction shared on it),
+    /// else from the tree. Caller holds Metadata.lock (shared or exclusively) and the table's
+    /// lock (the committed tree's in a shared hold).
+    func entryUnderTableLock(_ name: [UInt8], in directory: Inode) throws -> Directory.Entry? {
+        switch directory.fieldLock.withLock({ directory.directory?.heldLookup(name) }) {
+        case nil: throw Errno.notDirectory
+        case .found(let entry)?: return entry
+        case .absent?: return nil
+        case .unknown?: return try metadata.storedEntry(in: directory, named: name)
+        }
     }
 
     /// Before a transaction that looks up `names` (each a name in a directory) and `inodes`: reads
@@ -40,14 +68,15 @@ extension FileSystem {
     func readAheadOfChange(_ names: [(directory: InodeNumber, name: [UInt8])], inodes: [InodeNumber] = []) {
         // Deferrable: it changes nothing but the inode table, which a run again finds done.
         _ = try? deferringTreeReads { () throws -> Bool in
-            for ino in inodes { _ = try metadata.inode(ino) }
+            for ino in inodes { _ = try metadata.inodeUnderTableLock(ino) }
             for (directory, name) in names where !Directory.isDotOrDotDot(name) {
-                if let entry = try metadata.entry(in: directoryInode(directory), named: name) {
-                    _ = try metadata.inode(entry.ino)
+                if let entry = try entryUnderTableLock(name, in: directoryUnderTableLock(directory)) {
+                    _ = try metadata.inodeUnderTableLock(entry.ino)
                 }
             }
             return true
         }
+        metadata.evictAfterSharedLoads()
     }
 
     /// Before a transaction shared on `directory` that makes, removes or links `name`
@@ -60,14 +89,8 @@ extension FileSystem {
     /// looks again.
     @discardableResult
     func entryReadAhead(_ name: [UInt8], in directory: Inode) -> Directory.Entry? {
-        switch directory.fieldLock.withLock({ directory.directory?.heldLookup(name) }) {
-        case .found(let entry)?: return entry
-        case .absent?, nil: return nil
-        case .unknown?:
-            // Not the directory's fields: a change holding its transactionLock may be under way.
-            let read = try? deferringTreeReads(shared: true) { try metadata.storedEntry(in: directory, named: name) }
-            return read ?? nil
-        }
+        let read = try? deferringTreeReads { try entryUnderTableLock(name, in: directory) }
+        return read ?? nil
     }
 
     /// How far ahead of its cookie a readdir reads the tree with no lock held: the kernel asks for
@@ -79,32 +102,36 @@ extension FileSystem {
     /// the entries it will list, with no lock held (the listing itself emits under the lock, so it
     /// cannot be run again; as `readAheadOfChange`, a hint).
     func readAheadOfListing(_ ino: InodeNumber, after cookie: UInt64, before end: UInt64) {
-        // Deferrable: it only reads.
+        // Deferrable: it changes nothing but the table.
         _ = try? deferringTreeReads { () throws -> Bool in
-            let directory = try directoryInode(ino)
+            let directory = try directoryUnderTableLock(ino)
             // A directory that holds all its entries lists them from memory.
-            guard directory.directory?.isComplete == false else { return true }
+            guard directory.fieldLock.withLock({ directory.directory?.isComplete }) == false else { return true }
             var left = Self.readdirReadAheadEntries
-            try metadata.forEachEntry(of: directory, after: cookie, before: end) { _, _ in
+            try metadata.forEachStoredEntry(of: directory, after: cookie, before: end) { _, _ in
                 left -= 1
                 return left > 0
             }
             return true
         }
+        metadata.evictAfterSharedLoads()
     }
 
-    /// `body` under Metadata.lock with the committed tree's reads deferred and done outside it;
-    /// nil when it still wanted a node after `maxDeferredRuns` runs (or a read failed), for the
-    /// caller to decide. `shared`: the lock held shared, with the table's lock (which guards the
-    /// committed tree in shared transactions); `body` then only reads the tree (no inode loads).
-    private func deferringTreeReads<T>(shared: Bool = false, _ body: () throws -> T) throws -> T? {
+    /// `body` under Metadata.lock held shared and the table's lock (which guards the committed
+    /// tree and inodes read back in a shared hold), the committed tree's reads deferred and done
+    /// outside both; nil when it still wanted a node after `maxDeferredRuns` runs (or a read
+    /// failed), for the caller to decide. `body` reads inodes back with
+    /// `metadata.inodeUnderTableLock` only, and what it reads of them under their fieldLocks.
+    private func deferringTreeReads<T>(_ body: () throws -> T) throws -> T? {
         var staged: (TreeReadDeferred, [UInt8])?
         for _ in 0..<Self.maxDeferredRuns {
             do {
-                return try holdingForTreeReads(shared: shared) {
-                    guard let committed = metadata.committed else { return try body() }
-                    if let (deferred, bytes) = staged { committed.stage(bytes, for: deferred) }
-                    return try committed.deferringReads(body)
+                return try metadata.lock.withShared {
+                    try metadata.tableLock.withLock {
+                        guard let committed = metadata.committed else { return try body() }
+                        if let (deferred, bytes) = staged { committed.stage(bytes, for: deferred) }
+                        return try committed.deferringReads(body)
+                    }
                 }
             } catch let deferred as TreeReadDeferred {
                 // A read error here is the next run's to meet (and report) under the lock.
@@ -113,10 +140,5 @@ extension FileSystem {
             }
         }
         return nil
-    }
-
-    private func holdingForTreeReads<T>(shared: Bool, _ body: () throws -> T) rethrows -> T {
-        guard shared else { return try metadata.withLock(body) }
-        return try metadata.lock.withShared { try metadata.tableLock.withLock(body) }
     }
 }

@@ -229,11 +229,11 @@ public final class FileSystem: @unchecked Sendable {
     public var nextInodeNumber: InodeNumber { metadata.withLock { metadata.nextInode } }
 
     /// Inode `ino`: from the table with no Metadata.lock when it holds it (InodeTable.swift),
-    /// else read from the tree with the reads done outside the lock (FileSystem+TreeReads.swift).
-    /// ENOENT when there is none.
+    /// else read back from the tree under Metadata.lock held shared, the reads done outside it
+    /// (FileSystem+TreeReads.swift). ENOENT when there is none.
     func inode(_ ino: InodeNumber) throws -> Inode {
         if let inode = metadata.inodes[ino] { return inode }
-        return try readingTreeOutsideTheLock { try metadata.inode(ino) }
+        return try readingTreeOutsideTheLock { try metadata.inodeUnderTableLock(ino) }
     }
 
     public func statistics() -> FileSystemStatistics {

@@ -8,8 +8,9 @@ import Synchronization
 /// checkpoint; a clean one is let go when the table passes its budget, and read again from the
 /// checkpoint's tree (CommittedTree) when asked for.
 ///
-/// Invariants (all under Metadata.lock held exclusively; a name made in a shared transaction
-/// admits its new inode under Metadata.tableLock, and nothing is let go or read back then):
+/// Invariants (all under Metadata.lock held exclusively, or shared with Metadata.tableLock: in a
+/// shared hold an inode joins, read back from the tree or made with a name, under tableLock, and
+/// nothing is let go; `evictAfterSharedLoads` lets go afterwards, exclusively):
 /// - An inode changed since the newest durable checkpoint (in the running transaction, in
 ///   `sinceCheckpoint`, or in a checkpoint still being written: `checkpointInFlight`) is never
 ///   let go; so an inode number in one of those sets that the table does not hold is gone, and
@@ -23,9 +24,12 @@ import Synchronization
 ///   still in the tree); reading it back does not count it again.
 struct InodeCacheState {
     /// Bytes of memory the table may hold for inodes (estimated per inode).
-    var budgetBytes: Int
-    /// What the members take, kept current as they change (Inode.recount).
-    let account = InodeCacheAccount()
+    var budgetBytes: Int {
+        get { account.budgetBytes }
+        nonmutating set { account.budgetBytes = newValue }
+    }
+    /// What the members take, kept current as they change (Inode.recount), and the budget.
+    let account: InodeCacheAccount
     var chargedBytes: Int { account.bytes }
     /// Table members in the order they joined: the hand of a second-chance sweep.
     private var order: [InodeNumber] = []
@@ -54,8 +58,9 @@ struct InodeCacheState {
     /// parts (measured: about 1.1 KB per small file with everything in memory).
     static let inodeOverheadBytes = 1024
 
-    init(budgetBytes: Int) {
-        self.budgetBytes = budgetBytes
+    init(budgetBytes: Int, account: InodeCacheAccount = InodeCacheAccount()) {
+        self.account = account
+        account.budgetBytes = budgetBytes
     }
 
     static func charge(of inode: Inode) -> Int { inode.memoryChargeEstimate }
@@ -78,7 +83,7 @@ struct InodeCacheState {
     mutating func noteEvicted() { evictions += 1 }
 
 
-    var isOverBudget: Bool { chargedBytes > budgetBytes }
+    var isOverBudget: Bool { account.isOverBudget }
     /// Entries in the sweep's order (members, and numbers of inodes deleted since, passed over).
     var memberCount: Int { order.count - orderHead }
 
@@ -176,33 +181,67 @@ struct InodeCacheState {
 }
 
 /// The inode table's running charge, shared with its members so that a change of an inode's
-/// size changes it in O(1) (as MetadataSpace is). Atomic: members recount themselves in shared
-/// transactions too, several at once (Metadata.sharedTransaction).
+/// size changes it in O(1) (as MetadataSpace is), and its budget. Atomic: members recount
+/// themselves in shared transactions too, several at once (Metadata.sharedTransaction), and a
+/// request that read inodes back asks whether the table is past its budget with no lock held
+/// (`evictAfterSharedLoads`).
 final class InodeCacheAccount: Sendable {
     private let counted = Atomic<Int>(0)
+    private let budget = Atomic<Int>(0)
     var bytes: Int { counted.load(ordering: .relaxed) }
     func add(_ delta: Int) { counted.wrappingAdd(delta, ordering: .relaxed) }
+    var budgetBytes: Int {
+        get { budget.load(ordering: .relaxed) }
+        set { budget.store(newValue, ordering: .relaxed) }
+    }
+    var isOverBudget: Bool { bytes > budgetBytes }
 }
 
 extension Metadata {
     /// Inode `ino`, read from the newest durable checkpoint if the table does not hold it.
     /// Throws ENOENT when there is no such inode, EIO when the tree cannot be read. Caller holds
-    /// `lock` (the read is done under it: step 5 of issue 9 gives inodes their own locks).
+    /// `lock` exclusively (the read is done under it; a load lets other inodes go to keep the
+    /// table within its budget).
     func inode(_ ino: InodeNumber) throws -> Inode {
+        if let inode = inodes[ino] { return inode }
+        guard let inode = try loadFromCheckpoint(ino) else { throw Errno.noSuchFileOrDirectory }
+        evictToBudget()
+        return inode
+    }
+
+    /// `inode(_:)` for a caller holding `lock` shared (or exclusively) and `tableLock`, which
+    /// serializes loads: two requests for one inode read back make one member. Nothing is let
+    /// go in a shared hold (a member another holder found stays, InodeTable.swift); the caller
+    /// calls `evictAfterSharedLoads` once it holds neither lock.
+    func inodeUnderTableLock(_ ino: InodeNumber) throws -> Inode {
         if let inode = inodes[ino] { return inode }
         guard let inode = try loadFromCheckpoint(ino) else { throw Errno.noSuchFileOrDirectory }
         return inode
     }
 
-    /// Inode `ino` or nil (no such inode, or it cannot be read: logged). Caller holds `lock`.
+    /// Inode `ino` or nil (no such inode, or it cannot be read: logged). Caller holds `lock`
+    /// exclusively.
     func inodeIfPresent(_ ino: InodeNumber) -> Inode? {
+        if let inode = inodes[ino] { return inode }
+        guard let inode = try? loadFromCheckpoint(ino) else { return nil }
+        evictToBudget()
+        return inode
+    }
+
+    /// `inodeIfPresent` for a caller holding `lock` shared (or exclusively) and `tableLock`, as
+    /// `inodeUnderTableLock`.
+    func inodeIfPresentUnderTableLock(_ ino: InodeNumber) -> Inode? {
         if let inode = inodes[ino] { return inode }
         return try? loadFromCheckpoint(ino)
     }
 
+    /// Reads `ino` back into the table. Caller holds `lock` exclusively, or shared with
+    /// `tableLock`: shared transactions may note other inodes meanwhile (ChangeSet's lock), but
+    /// nothing else it reads changes in a shared hold (`sinceCheckpoint` and `checkpointInFlight`
+    /// change in the log's commit and checkpoint, exclusively).
     private func loadFromCheckpoint(_ ino: InodeNumber) throws -> Inode? {
         guard let committed, !sinceCheckpoint.everything, ino >= FileSystem.rootInode, ino < nextInode,
-              !changes.inodes.contains(ino), !sinceCheckpoint.inodes.contains(ino), !checkpointInFlight.contains(ino) else {
+              !changes.hasNoted(ino), !sinceCheckpoint.inodes.contains(ino), !checkpointInFlight.contains(ino) else {
             return nil
         }
         let inode: Inode
@@ -221,19 +260,28 @@ extension Metadata {
         inodes[ino] = inode
         cacheState.noteLoaded()
         cacheState.admit(inode)
-        evictToBudget()
         return inode
     }
 
-    /// Lets clean inodes go until the table is within its budget, considering at most `limit`
-    /// members (pinned ones are passed over, not searched past; each member once at most).
-    /// After a checkpoint, what it made clean may all go: the caller passes no limit. Caller
-    /// holds `lock`.
-    func evictToBudget(limit: Int = 64) {
+    /// After loads in shared holds, which let nothing go: when the table is past its budget, lets
+    /// clean inodes go under `lock` held exclusively, down to a little below the budget, so that
+    /// a walk past it takes the lock exclusively once in many loads rather than once a load.
+    /// Caller holds no lock.
+    func evictAfterSharedLoads() {
+        guard cacheAccount.isOverBudget else { return }
+        withLock { evictToBudget(limit: 1024, slackBytes: cacheState.budgetBytes / 64) }
+    }
+
+    /// Lets clean inodes go until the table is `slackBytes` within its budget, considering at
+    /// most `limit` members (pinned ones are passed over, not searched past; each member once at
+    /// most). After a checkpoint, what it made clean may all go: the caller passes no limit.
+    /// Caller holds `lock` exclusively.
+    func evictToBudget(limit: Int = 64, slackBytes: Int = 0) {
         guard committed != nil, !sinceCheckpoint.everything, cacheState.isOverBudget else { return }
         var considered = 0
         let members = cacheState.memberCount
-        while cacheState.isOverBudget, considered < min(limit, members), let ino = cacheState.nextCandidate() {
+        let target = cacheState.budgetBytes - slackBytes
+        while cacheState.chargedBytes > target, considered < min(limit, members), let ino = cacheState.nextCandidate() {
             considered += 1
             guard var inode = inodes.removeValue(forKey: ino) else { continue }  // deleted since
             if isEvictable(inode), isKnownUniquelyReferenced(&inode) {
@@ -260,6 +308,6 @@ extension Metadata {
 
     /// Unchanged since the newest durable checkpoint: that checkpoint's tree holds it as it is.
     private func isClean(_ inode: Inode) -> Bool {
-        !changes.inodes.contains(inode.ino) && !sinceCheckpoint.inodes.contains(inode.ino) && !checkpointInFlight.contains(inode.ino)
+        !changes.hasNoted(inode.ino) && !sinceCheckpoint.inodes.contains(inode.ino) && !checkpointInFlight.contains(inode.ino)
     }
 }

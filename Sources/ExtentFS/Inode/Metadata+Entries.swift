@@ -27,6 +27,15 @@ extension Metadata {
         try readingTree(of: directory) { try $0.lookupEntry(in: directory.ino, named: name) }
     }
 
+    /// `directory`'s entries after `cookie` and below `end` as the committed tree holds them, in
+    /// cookie order, until `body` returns false; as `storedEntry`, none of the directory's
+    /// fields is read (for a read ahead of a listing). Caller holds `tableLock`, with `lock`
+    /// held shared or exclusively.
+    func forEachStoredEntry(of directory: Inode, after cookie: UInt64, before end: UInt64,
+                            _ body: ([UInt8], Directory.Entry) -> Bool) throws {
+        try readingTree(of: directory) { try $0.forEachEntry(of: directory.ino, after: cookie, before: end, body) }
+    }
+
     /// `directory`'s entries with a cookie after `cookie` and below `end`, in cookie order, until
     /// `body` returns false.
     func forEachEntry(of directory: Inode, after cookie: UInt64, before end: UInt64,

@@ -25,13 +25,14 @@ final class Metadata: @unchecked Sendable {
     /// of `lock` need not (no shared transaction runs then). Only ChangeSet's noting lock is
     /// taken inside it.
     let allocatorLock = Mutex()
-    /// For transactions that make a name shared on its directory (FileSystem+Names.swift), what
-    /// new inodes share: `nextInode`, `inodeCount` and the table's cache bookkeeping
-    /// (`cacheState`) as an inode joins, and the committed tree (not thread-safe), which such a
-    /// transaction reads under it to look a name up in a directory that holds only some of its
-    /// entries. Exclusive holders of `lock` need not take it (no shared transaction runs then).
-    /// Taken inside a shared transaction; nothing is taken inside it but the committed tree's
-    /// device reads and leaves (the table's map, ChangeSet's noting).
+    /// For shared holds of `lock` that add to the table, what they share: `nextInode`,
+    /// `inodeCount` and the table's cache bookkeeping (`cacheState`) as an inode joins (made
+    /// with a name, FileSystem+Names.swift, or read back, `inodeUnderTableLock`), and the
+    /// committed tree (not thread-safe), which they read under it to read an inode back or look a
+    /// name up in a directory that holds only some of its entries. Exclusive holders of `lock`
+    /// need not take it (no shared hold runs then). Taken inside a shared hold (in a transaction,
+    /// after its transactionLocks); nothing is taken inside it but the committed tree's device
+    /// reads and leaves (the table's map, ChangeSet's noting, a fieldLock).
     let tableLock = Mutex()
     let geometry: Geometry
 
@@ -48,7 +49,9 @@ final class Metadata: @unchecked Sendable {
     var committed: CommittedTree?
     /// Inodes in checkpoints written but not durable yet: held until one is.
     var checkpointInFlight = Set<InodeNumber>()
-    var cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes / 2)
+    var cacheState: InodeCacheState
+    /// `cacheState`'s account, read with no lock held (it is atomic; `cacheState` is not).
+    let cacheAccount = InodeCacheAccount()
     /// Wakes the flusher to ask the kernel to let go of inodes (KernelInodePruning.swift). Called
     /// under `lock`; it takes only the flusher's own mutex.
     var wakeForKernelPrune: (() -> Void)?
@@ -73,6 +76,7 @@ final class Metadata: @unchecked Sendable {
         self.superblock = superblock
         geometry = Geometry(superblock: superblock)
         nextInode = loaded.nextInode
+        cacheState = InodeCacheState(budgetBytes: MountOptions.defaultMetadataCacheBytes / 2, account: cacheAccount)
         changes = ChangeSet(running: loaded.logHead.sequence)
         space = MetadataSpace(blockSize: Int(superblock.blockSize))
         referenceCounts = loaded.referenceCounts
@@ -158,7 +162,8 @@ final class Metadata: @unchecked Sendable {
     /// FileSystem+Names.swift), which also makes its new inode join the table under `tableLock`;
     /// a name removed or linked, shared on the directory and the inode, and a rename
     /// (FileSystem+Rename.swift), on both directories and the inodes both names are for (the
-    /// form on several inodes).
+    /// form on several inodes). A listing (readdir) holds one on its directory too, so that no
+    /// name in it changes while it lists; it changes only lookup counts.
     /// Never nested, in itself or in any other hold of `lock`: the lock prefers writers, so a
     /// second shared hold waits behind an exclusive waiter that waits for the first.
     @inline(__always)

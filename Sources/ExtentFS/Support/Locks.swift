@@ -28,9 +28,10 @@ import Glibc
 // the noting of file blocks and reference changes), ChangeSet's noting lock, LogRing's position
 // lock; AddressSpace.indexLock and PageCache.lock. MetadataSpace's and the inode table's byte
 // counts are atomics. Metadata.tableLock (new inodes' numbers, the table's cache bookkeeping and
-// the committed tree, for names made in shared transactions) is taken inside a shared
-// transaction, after the inode's transactionLock, and holds only the committed tree's device
-// reads and the leaves (the table's map, ChangeSet's noting) inside it.
+// the committed tree, for names made in shared transactions and for inodes read back under
+// Metadata.lock held shared) is taken inside a shared hold of Metadata.lock (after the inode's
+// transactionLock, in a transaction), and holds only the committed tree's device reads and the
+// leaves (the table's map, ChangeSet's noting, a fieldLock) inside it.
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
@@ -40,7 +41,9 @@ import Glibc
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
 // removed (unlink, rmdir) or linked, shared on the directory and the inode named, and renames
 // (but a directory's to another parent, and whiteouts), shared on both directories and the
-// inodes both names are for. No thread holds
+// inodes both names are for; requests that read inodes back from the tree, or look names up
+// there, hold Metadata.lock shared with tableLock, and a listing (readdir) with the
+// directory's transactionLock before it. No thread holds
 // two fieldLocks: a change holds one for the change of one field, a reader one for its reads.
 // Two inodes: the lower inode number first.
 

@@ -11,7 +11,8 @@ import ExtentFSCore
 /// for a new node must not be found here with its old contents).
 ///
 /// Guarded by Metadata.lock held exclusively, or shared with Metadata.tableLock (a name made in a
-/// shared transaction looks itself up here): the tree and its node cache are not thread-safe.
+/// shared transaction looks itself up here; lookups and inodes read back run so): the tree and
+/// its node cache are not thread-safe.
 final class CommittedTree {
     private let store: BackingStore
     private let cache: NodeCache

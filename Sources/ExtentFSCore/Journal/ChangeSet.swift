@@ -5,7 +5,7 @@ import Synchronization
 
 /// The running transaction: which inodes and which reference-count ranges changed since the last
 /// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note`,
-/// `noteDataChange`, `noteFileBlocks`, `noteReferenceChange` and `isRecentlyUnshared` are also
+/// `hasNoted`, `noteDataChange`, `noteFileBlocks`, `noteReferenceChange` and `isRecentlyUnshared` are also
 /// called by shared transactions (Metadata.sharedTransaction), several at once, and take
 /// `notingLock` (a leaf, taken inside Metadata.allocatorLock by the allocator's and the
 /// reference counts' noting) for what they change or read: whoever holds Metadata.lock
@@ -49,6 +49,12 @@ package final class ChangeSet: @unchecked Sendable {
     package func note(_ ino: InodeNumber) -> LogSequence {
         notingLock.withLock { _ = inodes.insert(ino) }
         return running
+    }
+
+    /// `ino` changed in the running transaction: for a reader in a shared hold (an inode read
+    /// back from the tree, InodeCache.swift), while shared transactions note others.
+    package func hasNoted(_ ino: InodeNumber) -> Bool {
+        notingLock.withLock { inodes.contains(ino) }
     }
 
     package func noteDataChange() {

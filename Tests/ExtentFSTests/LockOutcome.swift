@@ -1,0 +1,33 @@
+import Foundation
+@testable import ExtentFS
+
+/// What a test of issue 9's locks learns from requests run on threads of their own while it
+/// holds a lock: whether they finished, and what went wrong in them.
+final class LockOutcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failures: [String] = []
+    func fail(_ message: String) { lock.withLock { failures.append(message) } }
+    var all: [String] { lock.withLock { failures } }
+
+    /// Runs `body` on a thread of its own while the caller holds a lock; true when it ended
+    /// within 10 seconds. `release` then lets go of the lock and the body is waited for
+    /// either way, so one stuck behind the lock fails the test rather than hangs it.
+    func finishesWhileHeld(release: () -> Void, _ body: @escaping @Sendable () -> Void) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            body()
+            done.signal()
+        }
+        let inTime = done.wait(timeout: .now() + 10) == .success
+        release()
+        if !inTime, done.wait(timeout: .now() + 30) != .success { fail("still waiting 30 s after the lock was let go") }
+        return inTime
+    }
+
+    /// `finishesWhileHeld` with `fs`'s Metadata.lock held shared, as a shared transaction on an
+    /// inode `body` does not touch holds it.
+    func finishesDuringASharedTransaction(in fs: FileSystem, _ body: @escaping @Sendable () -> Void) -> Bool {
+        fs.metadata.lock.lockShared()
+        return finishesWhileHeld(release: fs.metadata.lock.unlock, body)
+    }
+}
