@@ -75,7 +75,7 @@ final class InodeLocksTests: XCTestCase {
 
     /// Inodes the table does not hold are read back under Metadata.lock held shared (with the
     /// table's lock), so a cold lookup, getattr, open, readlink, getxattr, listing or removal
-    /// waits for no shared transaction (checked: with `readingTreeOutsideTheLock` holding the lock
+    /// (freeing the inode too) waits for no shared transaction (checked: with `readingTreeOutsideTheLock` holding the lock
     /// exclusively again, each waits here).
     func testReadingInodesBackDoesNotWaitForASharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
@@ -83,12 +83,14 @@ final class InodeLocksTests: XCTestCase {
         let files = try (0..<40).map { try volume.create("f\($0)", in: kept) }
         let data = pattern(9_000, seed: 5)
         try volume.write(files[1], data, at: 0)
+        try volume.write(files[10], data, at: 0)
         try volume.fs.setxattr(files[2], name: Array("user.note".utf8), value: Array("kept".utf8), flags: [])
         let link = try volume.fs.symlink(parent: kept, name: Array("link".utf8), target: Array("f1".utf8), owner: .root).ino
         try volume.remount()
         let fs = volume.fs!
         for ino in files + [kept, link] { XCTAssertNil(fs.metadata.inodes[ino], "inode \(ino) held after mount") }
         let loadsBefore = fs.metadata.withLock { fs.metadata.cacheState.loads }
+        let inodesBefore = fs.metadata.withLock { fs.metadata.inodeCount }
         let outcome = LockOutcome()
         let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
             do {
@@ -113,10 +115,13 @@ final class InodeLocksTests: XCTestCase {
                 if listed.count != files.count + 3 { outcome.fail("readdir: \(listed.count) entries") }
                 if listed[files[1]]?.size != 9_000 { outcome.fail("readdir: wrong attributes") }
                 for ino in files + [link] { fs.forget(ino, count: 1) }
-                // The removal is shared; the kernel's reference keeps the inode (freeing it is
-                // still a change made exclusively).
+                // Removals are shared, and so is freeing the inode: when the kernel lets go of
+                // it, or at once when it held no reference.
                 if try fs.lookup(parent: kept, name: Array("f9".utf8)).ino != files[9] { outcome.fail("lookup: wrong inode") }
                 try fs.unlink(parent: kept, name: Array("f9".utf8))
+                if fs.metadata.inodes[files[9]]?.nlink != 0 { outcome.fail("f9: not kept while the kernel references it") }
+                fs.forget(files[9], count: 1)
+                try fs.unlink(parent: kept, name: Array("f10".utf8))
             } catch {
                 outcome.fail("\(error)")
             }
@@ -127,9 +132,9 @@ final class InodeLocksTests: XCTestCase {
         // One member per inode, however many requests read it back.
         XCTAssertTrue(fs.metadata.inodes[files[7]] === fs.metadata.inodes[files[7]])
         XCTAssertEqual(fs.metadata.inodes[files[7]]?.lookupCount, 1)
-        XCTAssertEqual(fs.metadata.inodes[files[9]]?.nlink, 0)
-        fs.forget(files[9], count: 1)
         XCTAssertNil(fs.metadata.inodes[files[9]], "the unlinked inode was not freed when the kernel let go of it")
+        XCTAssertNil(fs.metadata.inodes[files[10]], "the unlinked inode no one referenced was not freed")
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.inodeCount }, inodesBefore - 2)
         try volume.remount()
         XCTAssertEqual(try volume.read(files[1], 9_000, at: 0), data)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("f9", in: kept) }), .noSuchFileOrDirectory)

@@ -56,6 +56,12 @@ final class NameLocksTests: XCTestCase {
         let kept = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("kept"), mode: 0o755, owner: .root).ino
         for index in 0..<50 { _ = try volume.create("old\(index)", in: kept) }
         _ = try volume.fs.mkdir(parent: kept, name: name("empty"), mode: 0o755, owner: .root)
+        // Directories that move to other parents.
+        let sub1 = try volume.fs.mkdir(parent: kept, name: name("sub1"), mode: 0o755, owner: .root).ino
+        _ = try volume.create("inside", in: sub1)
+        let sub2 = try volume.fs.mkdir(parent: kept, name: name("sub2"), mode: 0o755, owner: .root).ino
+        let deep = try volume.fs.mkdir(parent: sub2, name: name("deep"), mode: 0o755, owner: .root).ino
+        let other = try volume.fs.mkdir(parent: FileSystem.rootInode, name: name("other"), mode: 0o755, owner: .root).ino
         let data = pattern(10_000, seed: 3)
         try volume.write(try volume.create("data", in: kept), data, at: 0)
         try volume.remount()
@@ -92,11 +98,18 @@ final class NameLocksTests: XCTestCase {
                 try fs.rename(parent: kept, name: self.name("old8"), newParent: kept, newName: self.name("old9"), flags: [.exchange])
                 // Across directories: a file moves, and a directory stays (exclusive, checked below).
                 try fs.rename(parent: kept, name: self.name("old10"), newParent: FileSystem.rootInode, newName: self.name("moved"), flags: [])
+                // Directories to other parents, read back from the tree for it: one moves, one is
+                // exchanged with another, one may not move below itself.
+                try fs.rename(parent: kept, name: self.name("sub1"), newParent: FileSystem.rootInode, newName: self.name("sub1moved"), flags: [])
+                if errno(of: { try fs.rename(parent: kept, name: self.name("sub2"), newParent: deep, newName: self.name("loop"), flags: []) }) != .invalidArgument {
+                    outcome.fail("a directory moved below itself")
+                }
+                try fs.rename(parent: kept, name: self.name("sub2"), newParent: FileSystem.rootInode, newName: self.name("other"), flags: [.exchange])
             } catch {
                 outcome.fail("\(error)")
             }
         }
-        XCTAssertTrue(inTime, "a link, unlink, rmdir or rename waited for a shared transaction on another inode")
+        XCTAssertTrue(inTime, "a link, unlink, rmdir or rename (a directory's to another parent too) waited for a shared transaction on another inode")
         XCTAssertEqual(outcome.all, [])
         // The kernel references the lookups took end with the mount: old4, empty and the old7
         // renamed over are freed.
@@ -112,7 +125,17 @@ final class NameLocksTests: XCTestCase {
         XCTAssertEqual(try volume.lookup("linked").nlink, 1)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("data", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("empty", in: kept) }), .noSuchFileOrDirectory)
-        XCTAssertEqual(try volume.lookup("kept").nlink, 2)
+        // kept lost empty and sub1 and exchanged sub2 for other; the root gained sub1moved.
+        XCTAssertEqual(try volume.lookup("kept").nlink, 3)
+        XCTAssertEqual(try volume.fs.getattr(FileSystem.rootInode).nlink, 5)
+        XCTAssertEqual(try volume.lookup("sub1moved").ino, sub1)
+        XCTAssertEqual(try volume.lookup("inside", in: sub1).type, .regular)
+        XCTAssertEqual(try volume.lookup("..", in: sub1).ino, FileSystem.rootInode)
+        XCTAssertEqual(try volume.lookup("other").ino, sub2)
+        XCTAssertEqual(try volume.lookup("..", in: sub2).ino, FileSystem.rootInode)
+        XCTAssertEqual(try volume.lookup("sub2", in: kept).ino, other)
+        XCTAssertEqual(try volume.lookup("..", in: other).ino, kept)
+        XCTAssertEqual(try volume.lookup("deep", in: sub2).ino, deep)
         try volume.unmountAndCheck()
     }
 
@@ -182,9 +205,10 @@ final class NameLocksTests: XCTestCase {
                         names.rename(earlierName, to: newName, in: directory)
                     case 7:
                         try fs.unlink(parent: directory, name: self.name("old\(10 + earlier / 16)"))
-                    case 9:
+                    case 4, 9:
                         // Into the next thread's directory: moves between two directories both
-                        // ways at once, their locks taken in one order.
+                        // ways at once, their locks taken in one order (4: a directory's, under
+                        // Metadata.directoryMoveLock too).
                         let next = allDirectories[(index + 1) % allDirectories.count]
                         let newName = self.name("x\(index)-\(earlier)")
                         let ino = try fs.lookup(parent: directory, name: earlierName).ino
@@ -291,6 +315,68 @@ final class NameLocksTests: XCTestCase {
         XCTAssertEqual(listed, 2 + 40 - perThread / 16 + madeThere)
         try volume.unmountAndCheck()
     }
+
+    /// Two directories moved at once, each into the other's subtree: each move walks up its new
+    /// parent's ancestors, and two walks at once must not each pass and together cut both off
+    /// from the root in a loop (`Metadata.directoryMoveLock`). The first move is stopped after its
+    /// walk while the second is tried: the second must wait, then be refused (EINVAL). Checked:
+    /// without the lock, the second completes at once and the loop forms.
+    func testDirectoryMovesAcrossParentsNeverMakeALoop() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let fs = volume.fs!
+        // Each in a parent of its own, so that the two moves share no inode (and no
+        // transactionLock): pa/a/a1/a2/a3 and pb/b/b1/b2/b3.
+        func chain(_ top: String) throws -> (parent: InodeNumber, top: InodeNumber, bottom: InodeNumber) {
+            let parent = try fs.mkdir(parent: FileSystem.rootInode, name: name("p\(top)"), mode: 0o755, owner: .root).ino
+            let first = try fs.mkdir(parent: parent, name: name(top), mode: 0o755, owner: .root).ino
+            var bottom = first
+            for level in 1...3 { bottom = try fs.mkdir(parent: bottom, name: name("\(top)\(level)"), mode: 0o755, owner: .root).ino }
+            return (parent, first, bottom)
+        }
+        let a = try chain("a")
+        let b = try chain("b")
+        let walked = DispatchSemaphore(value: 0)
+        let resume = DispatchSemaphore(value: 0)
+        let paused = LockedCounter()
+        fs.pauseHook = { point in
+            guard point == .renameAfterAncestorWalk, paused.increment() == 1 else { return }
+            walked.signal()
+            resume.wait()
+        }
+        let outcome = LockOutcome()
+        let first = DispatchGroup()
+        first.enter()
+        Thread.detachNewThread {
+            defer { first.leave() }
+            do { try fs.rename(parent: a.parent, name: self.name("a"), newParent: b.bottom, newName: self.name("a"), flags: []) } catch {
+                outcome.fail("a into b's subtree: \(error)")
+            }
+        }
+        XCTAssertEqual(walked.wait(timeout: .now() + 10), .success)
+        let second = DispatchGroup()
+        second.enter()
+        Thread.detachNewThread {
+            defer { second.leave() }
+            if errno(of: { try fs.rename(parent: b.parent, name: self.name("b"), newParent: a.bottom, newName: self.name("b"), flags: []) }) != .invalidArgument {
+                outcome.fail("b moved into a's subtree while a was moving into b's")
+            }
+        }
+        XCTAssertEqual(second.wait(timeout: .now() + 1), .timedOut, "the second move did not wait for the first")
+        resume.signal()
+        XCTAssertEqual(first.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(second.wait(timeout: .now() + 10), .success)
+        fs.pauseHook = nil
+        XCTAssertEqual(outcome.all, [])
+        // a is in b's subtree, b still in its parent.
+        XCTAssertEqual(try fs.lookup(parent: b.top, name: name("..")).ino, b.parent)
+        XCTAssertEqual(try fs.lookup(parent: a.top, name: name("..")).ino, b.bottom)
+        try volume.remount()
+        XCTAssertEqual(try volume.lookup("a", in: b.bottom).ino, a.top)
+        XCTAssertEqual(try volume.lookup("b", in: b.parent).ino, b.top)
+        XCTAssertEqual(try volume.lookup("pa").nlink, 2)
+        XCTAssertEqual(try volume.lookup("pb").nlink, 3)
+        try volume.unmountAndCheck()
+    }
 }
 
 /// The names the threads made and have not removed, and how many contested changes were refused.
@@ -311,4 +397,13 @@ private final class Names: @unchecked Sendable {
     func noteRefused() { lock.withLock { refused += 1 } }
     var all: [(ino: InodeNumber, directory: InodeNumber, name: [UInt8])] { lock.withLock { names } }
     var refusals: Int { lock.withLock { refused } }
+}
+
+private final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    /// The count after this one.
+    @discardableResult
+    func increment() -> Int { lock.withLock { count += 1; return count } }
+    var value: Int { lock.withLock { count } }
 }

@@ -270,11 +270,9 @@ final class SpaceOperationTests: XCTestCase {
             var models: [[UInt8]] = [[], []]
             let inos = [try volume.create("x"), try volume.create("y")]
             let bs = blockSize
-            var random = SystemRandomNumberGenerator()
             var seed = UInt64(blockSize) &* 2654435761
             func next(_ bound: Int) -> Int {
                 seed = seed &* 6364136223846793005 &+ 1442695040888963407
-                _ = random
                 return Int((seed >> 33) % UInt64(max(1, bound)))
             }
             let limit = 48 * max(bs, 4096)
@@ -337,7 +335,7 @@ final class SpaceOperationTests: XCTestCase {
                     let count = next(sourceSize / bs - sourceFirst) + 1
                     let destinationFirst = next(limit / bs)
                     let length = count * bs
-                    try volume.fs.clone(from: inos[other], sourceOffset: UInt64(sourceFirst * bs), to: ino, destinationOffset: UInt64(destinationFirst * bs), length: UInt64(length))
+                    _ = try volume.fs.clone(from: inos[other], sourceOffset: UInt64(sourceFirst * bs), to: ino, destinationOffset: UInt64(destinationFirst * bs), length: UInt64(length))
                     let end = destinationFirst * bs + length
                     if end > models[which].count { models[which] += [UInt8](repeating: 0, count: end - models[which].count) }
                     models[which].replaceSubrange(destinationFirst * bs..<end, with: models[other][sourceFirst * bs..<sourceFirst * bs + length])

@@ -67,8 +67,8 @@ extension FileSystem {
     /// transaction shared on the directory and that inode (their transactionLocks, lower number
     /// first) when both were found ahead with no lock held exclusively and the name still names
     /// that inode, the table's member (or shared on the directory alone when the name was not
-    /// found: ENOENT); else (the name changed meanwhile, or the inode is not in the table:
-    /// loading one is exclusive) in an exclusive one, read ahead as before.
+    /// found: ENOENT); else (the name changed meanwhile, or the inode found is no longer the
+    /// table's member) in an exclusive one, read ahead as before.
     func removeName(_ name: [UInt8], in parent: InodeNumber,
                     _ change: (_ directory: Inode, _ inode: Inode, Directory.Entry) throws -> Void) throws -> Inode {
         let directory = try inode(parent)
@@ -113,20 +113,24 @@ extension FileSystem {
     }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops
-    /// its pages under the invalidate_lock, then its extents in one transaction.
+    /// its pages under the invalidate_lock, then its extents and its place in the table in one
+    /// transaction shared on it (a truncate's unmapping; the table's change under tableLock).
+    /// Dead stays dead: no name can be made for it again (a lookup or a link wants a link count
+    /// above zero), so nothing but a stale request finds it in the table, and whatever changes
+    /// it holds its transactionLock, which the transaction takes.
     func reapIfDead(_ inode: Inode) {
         // Most inodes a removal names live on (another name, a kernel reference, an open file):
         // that is learnt under their own lock, so that a name removed in a shared transaction
         // waits for no other transaction here either.
         guard inode.looksDead else { return }
-        let dead = metadata.withLock { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
-        guard dead else { return }
+        func isDead() -> Bool { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
         inode.lock.withExclusive {
             inode.invalidateLock.withExclusive {
-                let stillDead = metadata.withLock { inode.nlink == 0 && !inode.isInUse && metadata.inodes[inode.ino] === inode }
-                guard stillDead else { return }
+                // Pages are dropped with no Metadata.lock held (page locks come before it).
+                guard metadata.sharedTransaction(on: inode, isDead) else { return }
                 inode.pages?.removePages(from: 0)
-                metadata.transaction {
+                metadata.sharedTransaction(on: inode) {
+                    guard isDead() else { return }
                     unmapBlocks(inode, from: 0, to: UInt64.max)
                     metadata.remove(inode)
                 }

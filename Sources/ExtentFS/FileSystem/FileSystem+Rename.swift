@@ -26,16 +26,20 @@ extension FileSystem {
             }
         }
         if let victim { reapIfDead(victim) }
+        // A walk up a new parent's ancestors may have read some back.
+        metadata.evictAfterSharedLoads()
         try commitIfDirectoriesSynchronous()
     }
 
     /// A rename in a transaction shared on both directories, the inode moving and the one its
     /// new name names, if any (transactionLocks lower number first), when all are found ahead
     /// with no lock held exclusively and the names still name them, as table members; nil (for
-    /// an exclusive rename) if not, or if a directory would move to another parent. The common
-    /// renames: a file written under a temporary name and renamed over the old, a file moved to
-    /// another directory. A directory that stays in its parent cannot move below itself, and a
-    /// file has nothing below it, so no ancestor is read (RENAME_EXCHANGE: for either inode).
+    /// an exclusive rename) if not. The common renames: a file written under a temporary name
+    /// and renamed over the old, a file moved to another directory, a directory moved to another
+    /// parent. A directory that stays in its parent cannot move below itself, and a file has
+    /// nothing below it; a directory moving to another parent (RENAME_EXCHANGE: either inode)
+    /// walks up its new parent's ancestors, which only such moves change, under
+    /// `Metadata.directoryMoveLock`.
     private func renameShared(_ parent: InodeNumber, _ name: [UInt8], _ newParent: InodeNumber, _ newName: [UInt8],
                               _ flags: RenameFlags) throws -> Renamed? {
         let source = try inode(parent)
@@ -44,12 +48,12 @@ extension FileSystem {
         let targetGuess = entryReadAhead(newName, in: target)
         let other = targetGuess.flatMap { try? inode($0.ino) }
         guard (targetGuess == nil) == (other == nil) else { return nil }
-        // Across directories, only inodes that are not directories (types never change; read
-        // under the inodes' own locks, as a chmod may be changing the rest of the mode).
+        // Types never change; read under the inodes' own locks, as a chmod may be changing the
+        // rest of the mode.
         func isDirectory(_ inode: Inode?) -> Bool { inode.map { inode in inode.fieldLock.withLock { inode.type == .directory } } ?? false }
-        guard parent == newParent || (!isDirectory(moving) && (!flags.contains(.exchange) || !isDirectory(other))) else {
-            return nil
-        }
+        let movesDirectory = parent != newParent && (isDirectory(moving) || (flags.contains(.exchange) && isDirectory(other)))
+        if movesDirectory { metadata.directoryMoveLock.lock() }
+        defer { if movesDirectory { metadata.directoryMoveLock.unlock() } }
         return try metadata.sharedTransaction(on: [source, target, moving] + (other.map { [$0] } ?? [])) {
             guard source.type == .directory, target.type == .directory,
                   metadata.inodes[source.ino] === source, metadata.inodes[target.ino] === target,
@@ -66,9 +70,9 @@ extension FileSystem {
     }
 
     /// The rename itself, `source` and `target` the directories: in a transaction, exclusive, or
-    /// shared on the directories, the inode moving and the one `newName` names (no whiteout, no
-    /// directory moving to another parent: `renameShared`). Returns the inode the new name no
-    /// longer names, if any.
+    /// shared on the directories, the inode moving and the one `newName` names (no whiteout:
+    /// `renameShared`; a directory moving to another parent with `directoryMoveLock` held).
+    /// Returns the inode the new name no longer names, if any.
     private func renameEntries(in source: Inode, _ name: [UInt8], to target: Inode, _ newName: [UInt8], flags: RenameFlags,
                                whiteoutOwner: Credentials) throws -> Inode? {
         let parent = source.ino
@@ -115,7 +119,10 @@ extension FileSystem {
         // All that could stop the whiteout, before anything changes.
         if flags.contains(.whiteout) { try checkRoomForNode(named: name, in: source) }
         if moving.type == .directory {
-            if source !== target { try checkNotAncestor(moving.ino, of: newParent) }
+            if source !== target {
+                try checkNotAncestor(moving.ino, of: newParent)
+                pausePoint(.renameAfterAncestorWalk)
+            }
             if source !== target, targetEntry == nil, target.nlink >= FileSystem.maxLinks { throw Errno.tooManyLinks }
         }
         // A longer name takes more room in the checkpoints (pending until the entry counts it);
@@ -174,15 +181,18 @@ extension FileSystem {
     }
 
     /// EINVAL when `directory` is `ino` or lies below it: a directory cannot move into itself.
-    /// Caller holds Metadata.lock exclusively (a rename across directories: the walk may read
-    /// ancestors into the table).
+    /// Caller holds Metadata.lock exclusively, or is in a transaction shared on the rename's
+    /// inodes with `directoryMoveLock` held, which keeps every `parent` still (only directories
+    /// moved to another parent change one): the ancestors are read back under tableLock if the
+    /// table does not hold them, and each one's `parent` under its fieldLock.
     private func checkNotAncestor(_ ino: InodeNumber, of directory: InodeNumber) throws {
         var current = directory
         var steps = 0
         while true {
             if current == ino { throw Errno.invalidArgument }
-            guard current != FileSystem.rootInode, let inode = metadata.inodeIfPresent(current), steps < 1 << 20 else { return }
-            current = inode.parent
+            guard current != FileSystem.rootInode, steps < 1 << 20,
+                  let inode = metadata.tableLock.withLock({ metadata.inodeIfPresentUnderTableLock(current) }) else { return }
+            current = inode.fieldLock.withLock { inode.parent }
             steps += 1
         }
     }

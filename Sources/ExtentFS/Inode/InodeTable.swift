@@ -8,9 +8,10 @@ import ExtentFSCore
 /// - Changed only with Metadata.lock held too (a member joins or leaves in a transaction, or
 ///   in the inode cache's sweep, InodeCache.swift): a caller holding Metadata.lock exclusively
 ///   sees the table stable between its calls, as it did when Metadata.lock alone guarded it. In
-///   shared holds inodes only join (a name made, FileSystem+Names.swift; an inode read back,
-///   under Metadata.tableLock, InodeCache.swift), so a shared holder sees every member it found
-///   stay.
+///   shared holds inodes join (a name made, FileSystem+Names.swift; an inode read back, under
+///   Metadata.tableLock, InodeCache.swift), and only dead ones leave (no name, no kernel
+///   reference, not open: FileSystem.reapIfDead, in a transaction shared on the inode), so a
+///   shared holder sees every member it found live stay.
 /// - `lock` is a leaf: nothing else is taken while it is held, and it is held only for the
 ///   dictionary's own work.
 /// - An inode the sweep lets go leaves the map before the sweep checks that the map held the only

@@ -34,6 +34,13 @@ final class Metadata: @unchecked Sendable {
     /// after its transactionLocks); nothing is taken inside it but the committed tree's device
     /// reads and leaves (the table's map, ChangeSet's noting, a fieldLock).
     let tableLock = Mutex()
+    /// Held across a rename that moves a directory to another parent in a shared transaction
+    /// (Linux's s_vfs_rename_mutex): its walk up the new parent's ancestors, to refuse a move
+    /// below itself, reads `parent` fields that none of the transactionLocks it holds guards,
+    /// and only such moves change them; two at once could each pass their walk and together make
+    /// a loop cut off from the root. Taken before `lock` (a rename holding `lock` exclusively
+    /// needs it not: no shared transaction runs then).
+    let directoryMoveLock = Mutex()
     let geometry: Geometry
 
     // Guarded by `lock`.
@@ -131,13 +138,18 @@ final class Metadata: @unchecked Sendable {
         inode.lastChange = changes.note(inode.ino)
     }
 
-    /// An inode leaves the table; the log records that it is gone.
+    /// A dead inode leaves the table; the log records that it is gone. Caller is in a
+    /// transaction shared on `inode`, or holds `lock` exclusively: it leaves under `tableLock`,
+    /// noted as changed before the lock is let go, so that a read back under it
+    /// (`inodeUnderTableLock`) finds either the member or that it is gone.
     func remove(_ inode: Inode) {
-        inodes.removeValue(forKey: inode.ino)
-        inodeCount -= 1
-        cacheState.release(inode)
+        tableLock.withLock {
+            inodes.removeValue(forKey: inode.ino)
+            inodeCount -= 1
+            cacheState.release(inode)
+            _ = changes.note(inode.ino)
+        }
         inode.count(in: nil)
-        _ = changes.note(inode.ino)
         inode.changes = nil
     }
 

@@ -7,7 +7,8 @@ import Glibc
 //
 // Lock order, outermost first (DESIGN.md); take them in this order only:
 //   Inode.lock (i_rwsem)  ->  Inode.invalidateLock  ->  Page.lock  ->  Journal.commitLock  ->
-//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.lock  ->  leaves
+//   Journal.checkpointLock  ->  Journal.reuseBarrier  ->  Metadata.directoryMoveLock  ->
+//   Metadata.lock  ->  leaves
 // commitLock serializes log writes and is held across their I/O (writeback may force the log with
 // page locks held); checkpointLock is held across a checkpoint's I/O, never with commitLock taken
 // after it.
@@ -40,12 +41,12 @@ import Glibc
 // unshare) of different files run their transactions together, and so do names made (create,
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
 // removed (unlink, rmdir) or linked, shared on the directory and the inode named, and renames
-// (but a directory's to another parent, and whiteouts), shared on both directories and the
-// inodes both names are for; requests that read inodes back from the tree, or look names up
-// there, hold Metadata.lock shared with tableLock, and a listing (readdir) with the
-// directory's transactionLock before it. No thread holds
-// two fieldLocks: a change holds one for the change of one field, a reader one for its reads.
-// Two inodes: the lower inode number first.
+// (but whiteouts), shared on both directories and the inodes both names are for (a
+// directory's to another parent with Metadata.directoryMoveLock held across it); requests that
+// read inodes back from the tree, or look names up there, hold Metadata.lock shared with
+// tableLock, and a listing (readdir) with the directory's transactionLock before it. No thread
+// holds two fieldLocks: a change holds one for the change of one field, a reader one for its
+// reads. Two inodes: the lower inode number first.
 
 public final class Mutex: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)

@@ -23,6 +23,9 @@ public enum PausePoint: String, Sendable {
     /// A change charged for its metadata (Metadata.withMetadataCharged), not yet made: another
     /// request's charge must still see what this one took.
     case metadataChargedBeforeChange
+    /// Rename: a directory moving to another parent found not to be one of its new ancestors,
+    /// the entries not yet changed.
+    case renameAfterAncestorWalk
 }
 
 extension FileSystem {
