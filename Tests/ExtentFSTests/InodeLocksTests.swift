@@ -75,7 +75,8 @@ final class InodeLocksTests: XCTestCase {
 
     /// Inodes the table does not hold are read back under Metadata.lock held shared (with the
     /// table's lock), so a cold lookup, getattr, open, readlink, getxattr, listing or removal
-    /// (freeing the inode too) waits for no shared transaction (checked: with `readingTreeOutsideTheLock` holding the lock
+    /// (freeing the inode too) waits for no shared transaction; nor do opendir, statfs, the
+    /// flags, the birth time, the clone's read check, or an fsync with nothing to log (checked: with `readingTreeOutsideTheLock` holding the lock
     /// exclusively again, each waits here).
     func testReadingInodesBackDoesNotWaitForASharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
@@ -115,6 +116,15 @@ final class InodeLocksTests: XCTestCase {
                 if listed.count != files.count + 3 { outcome.fail("readdir: \(listed.count) entries") }
                 if listed[files[1]]?.size != 9_000 { outcome.fail("readdir: wrong attributes") }
                 for ino in files + [link] { fs.forget(ino, count: 1) }
+                // Requests that read one inode's fields, and fsyncs with nothing to log.
+                try fs.opendir(kept)
+                if errno(of: { try fs.opendir(files[3]) }) != .notDirectory { outcome.fail("opendir of a file") }
+                if fs.statistics().totalInodes == 0 { outcome.fail("statfs: no inodes") }
+                if try fs.flags(files[4]) != [] { outcome.fail("flags: set") }
+                if try fs.birthTime(files[4]).seconds == 0 { outcome.fail("birth time: none") }
+                if try !fs.mayRead(files[4], by: .root) { outcome.fail("mayRead: refused root") }
+                try fs.fsync(files[5], dataOnly: false)
+                try fs.fsyncdir(kept)
                 // Removals are shared, and so is freeing the inode: when the kernel lets go of
                 // it, or at once when it held no reference.
                 if try fs.lookup(parent: kept, name: Array("f9".utf8)).ino != files[9] { outcome.fail("lookup: wrong inode") }

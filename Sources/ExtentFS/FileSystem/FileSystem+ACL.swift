@@ -45,8 +45,7 @@ extension FileSystem {
     public func mayRead(_ ino: InodeNumber, by caller: Credentials) throws -> Bool {
         try journal.shutdown.check()
         let read: UInt16 = 0o4
-        return try metadata.withLock {
-            let inode = try metadata.inode(ino)
+        return try readingFields(of: ino) { inode in
             if caller.uid == 0 { return true }
             if caller.uid == inode.uid { return inode.mode & 0o400 != 0 }
             if !inode.xattrs.isEmpty, let value = inode.xattrs[AccessControlList.accessXattrName] {

@@ -101,7 +101,7 @@ extension FileSystem {
 
     public func opendir(_ ino: InodeNumber) throws {
         try journal.shutdown.check()
-        try metadata.withLock { _ = try directoryInode(ino) }
+        guard try readingFields(of: ino, { $0.type }) == .directory else { throw Errno.notDirectory }
     }
 
     public func flush(_ ino: InodeNumber) throws {}
@@ -116,7 +116,8 @@ extension FileSystem {
         let inode = try self.inode(ino)
         var writebackError: Error?
         do { try writeback(inode) } catch { writebackError = error }
-        let (failedEarlier, lastChange) = metadata.withLock { () -> (Bool, LogSequence) in
+        // The inode's transactionLock: its changes set what is read here (no other's wait).
+        let (failedEarlier, lastChange) = metadata.sharedTransaction(on: inode) { () -> (Bool, LogSequence) in
             defer { inode.writebackFailed = false }
             return (inode.writebackFailed, dataOnly ? inode.lastDataChange : inode.lastChange)
         }
@@ -128,7 +129,8 @@ extension FileSystem {
     /// A directory's entries are metadata: logging everything up to now covers them.
     public func fsyncdir(_ ino: InodeNumber) throws {
         try journal.shutdown.check()
-        let lastChange = try metadata.withLock { try metadata.inode(ino).lastChange }
+        let inode = try self.inode(ino)
+        let lastChange = metadata.sharedTransaction(on: inode) { inode.lastChange }
         try journal.force(upTo: lastChange)
     }
 }

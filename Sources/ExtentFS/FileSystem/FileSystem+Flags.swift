@@ -14,7 +14,7 @@ import Glibc
 /// would have refused it is set.
 extension FileSystem {
     public func flags(_ ino: InodeNumber) throws -> InodeFlags {
-        try metadata.withLock { try metadata.inode(ino).flags }
+        try readingFields(of: ino) { $0.flags }
     }
 
     /// FS_IOC_SETFLAGS, as ext4 and XFS decide it: EOPNOTSUPP for a flag extentfs does not
@@ -44,7 +44,7 @@ extension FileSystem {
 
     /// When the inode was created; the epoch for one made before format version 6.
     public func birthTime(_ ino: InodeNumber) throws -> Timespec {
-        try metadata.withLock { try metadata.inode(ino).btime }
+        try readingFields(of: ino) { $0.btime }
     }
 
     /// The label the volume has (empty: none).

@@ -236,13 +236,15 @@ public final class FileSystem: @unchecked Sendable {
         return try readingTreeOutsideTheLock { try metadata.inodeUnderTableLock(ino) }
     }
 
+    /// statfs, under Metadata.lock held shared: free space under the allocator's lock, the
+    /// inode count under the table's, so that no transaction waits for it.
     public func statistics() -> FileSystemStatistics {
-        metadata.withLock {
+        metadata.lock.withShared {
             // Beyond every promise and the metadata reserve; space freed by changes not yet
             // committed counts (a write that needs it forces the commit that releases it).
-            let spare = metadata.freeSpace.spareBlocks(countingPendingFrees: true)
+            let spare = metadata.allocatorLock.withLock { metadata.freeSpace.spareBlocks(countingPendingFrees: true) }
             let usable = spare > 0 ? UInt64(spare) : 0
-            let usedInodes = metadata.inodeCount
+            let usedInodes = metadata.tableLock.withLock { metadata.inodeCount }
             return FileSystemStatistics(
                 blockSize: UInt64(blockSize), totalBlocks: geometry.blockCount - metadata.superblock.firstAllocatableBlock,
                 freeBlocks: usable, availableBlocks: usable, totalInodes: geometry.maxInodes,

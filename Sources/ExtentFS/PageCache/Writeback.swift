@@ -21,9 +21,8 @@ extension FileSystem {
     func writebackAll() throws {
         // The cache lists the files with dirty pages: O(those), however many files there are.
         let spaces = cache.spacesWithDirtyPages
-        let dirty = metadata.withLock {
-            spaces.compactMap { space in metadata.inodes[space.ino].flatMap { $0.pages === space ? $0 : nil } }
-        }
+        // The table's own lock suffices: an inode with dirty pages is never let go.
+        let dirty = spaces.compactMap { space in metadata.inodes[space.ino].flatMap { $0.pages === space ? $0 : nil } }
         var firstError: Error?
         for inode in dirty.sorted(by: { $0.ino < $1.ino }) {
             do { try writeback(inode) } catch { firstError = firstError ?? error }
@@ -53,7 +52,7 @@ extension FileSystem {
                 metadata.transaction { for remap in batch.cowRemaps { metadata.freeSpace.free(BlockRun(start: remap.newPhysical, count: 1)) } }
             }
             batch.abandon(space)
-            metadata.withLock { inode.writebackFailed = true }
+            metadata.sharedTransaction(on: inode) { inode.writebackFailed = true }
             engineCounters.writebackErrors.wrappingAdd(1, ordering: .relaxed)
             logger.error("writeback of inode \(inode.ino) failed: \(error)")
             throw Errno.ioError

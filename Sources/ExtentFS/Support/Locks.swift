@@ -36,7 +36,9 @@ import Glibc
 // Issue 9, requirement 4, so far: a fieldLock and the table's lock are taken with Metadata.lock
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
-// release, forget), which then waits for no transaction; writes, writebacks, setattrs, xattr
+// opendir, release, forget, the flags, the birth time), which then waits for no transaction;
+// statfs holds Metadata.lock shared with the allocator's and the table's locks, and fsync reads
+// what it forces up to in a transaction shared on its inode; writes, writebacks, setattrs, xattr
 // changes, truncates and every fallocate mode (preallocation, punch, zero, collapse, insert,
 // unshare) of different files run their transactions together, and so do names made (create,
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
