@@ -76,7 +76,7 @@ final class InodeLocksTests: XCTestCase {
     /// Inodes the table does not hold are read back under Metadata.lock held shared (with the
     /// table's lock), so a cold lookup, getattr, open, readlink, getxattr, listing or removal
     /// (freeing the inode too) waits for no shared transaction; nor do opendir, statfs, the
-    /// flags, the birth time, the clone's read check, or an fsync with nothing to log (checked: with `readingTreeOutsideTheLock` holding the lock
+    /// flags and their change, the birth time, the clone's read check, or an fsync with nothing to log (checked: with `readingTreeOutsideTheLock` holding the lock
     /// exclusively again, each waits here).
     func testReadingInodesBackDoesNotWaitForASharedTransaction() throws {
         let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
@@ -121,6 +121,8 @@ final class InodeLocksTests: XCTestCase {
                 if errno(of: { try fs.opendir(files[3]) }) != .notDirectory { outcome.fail("opendir of a file") }
                 if fs.statistics().totalInodes == 0 { outcome.fail("statfs: no inodes") }
                 if try fs.flags(files[4]) != [] { outcome.fail("flags: set") }
+                try fs.setFlags(files[6], [.noDump], by: .root)
+                if try fs.flags(files[6]) != [.noDump] { outcome.fail("flags: not changed") }
                 if try fs.birthTime(files[4]).seconds == 0 { outcome.fail("birth time: none") }
                 if try !fs.mayRead(files[4], by: .root) { outcome.fail("mayRead: refused root") }
                 try fs.fsync(files[5], dataOnly: false)
@@ -149,6 +151,33 @@ final class InodeLocksTests: XCTestCase {
         XCTAssertEqual(try volume.read(files[1], 9_000, at: 0), data)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("f9", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(try volume.lookup("f8", in: kept).ino, files[8])
+        try volume.unmountAndCheck()
+    }
+
+    /// The kernel's FORGET of an inode the table let go drops the count kept for it under the
+    /// table's lock with Metadata.lock shared, so it waits for no shared transaction either
+    /// (checked: with Metadata.lock exclusive again, it waits here).
+    func testForgettingAnInodeLetGoDoesNotWaitForASharedTransaction() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 64 << 20)
+        let file = try volume.create("file")
+        volume.options.metadataCacheBytes = 0
+        try volume.remount()
+        let fs = volume.fs!
+        for _ in 0..<3 { _ = try fs.lookup(parent: FileSystem.rootInode, name: Array("file".utf8)) }
+        fs.metadata.withLock { fs.metadata.evictToBudget(limit: .max) }
+        XCTAssertNil(fs.metadata.inodes[file])
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.cacheState.keptLookups(of: file) }, 3)
+        let outcome = LockOutcome()
+        let inTime = outcome.finishesDuringASharedTransaction(in: fs) {
+            fs.forget(file, count: 2)
+        }
+        XCTAssertTrue(inTime, "a FORGET of an inode let go waited for a shared transaction")
+        XCTAssertEqual(outcome.all, [])
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.cacheState.keptLookups(of: file) }, 1)
+        // Read back, the inode takes the count left (and keeps it if it is let go again).
+        XCTAssertEqual(try fs.getattr(file).ino, file)
+        XCTAssertEqual(fs.metadata.withLock { fs.metadata.inodes[file]?.lookupCount ?? fs.metadata.cacheState.keptLookups(of: file) }, 1)
+        fs.forget(file, count: 1)
         try volume.unmountAndCheck()
     }
 

@@ -105,6 +105,8 @@ final class NameLocksTests: XCTestCase {
                     outcome.fail("a directory moved below itself")
                 }
                 try fs.rename(parent: kept, name: self.name("sub2"), newParent: FileSystem.rootInode, newName: self.name("other"), flags: [.exchange])
+                // A whiteout left behind (overlayfs's).
+                try fs.rename(parent: kept, name: self.name("old11"), newParent: FileSystem.rootInode, newName: self.name("upper"), flags: [.whiteout])
             } catch {
                 outcome.fail("\(error)")
             }
@@ -114,7 +116,7 @@ final class NameLocksTests: XCTestCase {
         // The kernel references the lookups took end with the mount: old4, empty and the old7
         // renamed over are freed.
         try volume.remount()
-        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodeCount }, inodesBefore - 3)
+        XCTAssertEqual(volume.fs.metadata.withLock { volume.fs.metadata.inodeCount }, inodesBefore - 3 + 1)  // and a whiteout made
         XCTAssertEqual(errno(of: { _ = try volume.lookup("old5", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(errno(of: { _ = try volume.lookup("old6", in: kept) }), .noSuchFileOrDirectory)
         XCTAssertEqual(try volume.lookup("old8", in: kept).ino, old9)
@@ -136,6 +138,8 @@ final class NameLocksTests: XCTestCase {
         XCTAssertEqual(try volume.lookup("sub2", in: kept).ino, other)
         XCTAssertEqual(try volume.lookup("..", in: other).ino, kept)
         XCTAssertEqual(try volume.lookup("deep", in: sub2).ino, deep)
+        XCTAssertEqual(try volume.lookup("upper").type, .regular)
+        XCTAssertEqual(try volume.lookup("old11", in: kept).mode, FileType.characterDevice.rawValue)
         try volume.unmountAndCheck()
     }
 

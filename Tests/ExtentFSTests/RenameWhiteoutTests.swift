@@ -43,4 +43,39 @@ final class RenameWhiteoutTests: XCTestCase {
         XCTAssertEqual(try volume.fs.lookup(parent: root, name: name("upper")).mode, FileType.characterDevice.rawValue)
         try volume.unmountAndCheck()
     }
+
+    /// A whiteout the volume has no room for (no inode left) is refused before the rename
+    /// changes anything (ENOSPC, both names as they were), in the shared rename as in the
+    /// exclusive one; the whiteout's lookup count is none (the kernel holds no reference), so
+    /// the whiteout lives on with its name alone.
+    func testAWhiteoutWithNoRoomLeavesTheRenameUndone() throws {
+        let volume = try TestVolume(blockSize: 4096, size: 8 << 20)
+        let fs = volume.fs!
+        let maxInodes = fs.geometry.maxInodes
+        let dir = try fs.mkdir(parent: root, name: name("d"), mode: 0o755, owner: .root).ino
+        let file = try volume.create("upper")
+        // Fill the inode table but for one, then take that one too.
+        var made = fs.metadata.withLock { fs.metadata.inodeCount }
+        var fillers: [InodeNumber] = []
+        while made < maxInodes {
+            fillers.append(try volume.create("f\(fillers.count)", in: dir))
+            made += 1
+        }
+        XCTAssertEqual(errno { try fs.rename(parent: self.root, name: self.name("upper"), newParent: dir, newName: self.name("moved"),
+                                             flags: .whiteout) }, .noSpace)
+        XCTAssertEqual(try fs.lookup(parent: root, name: name("upper")).ino, file)
+        XCTAssertEqual(errno { _ = try fs.lookup(parent: dir, name: self.name("moved")) }, .noSuchFileOrDirectory)
+        // With one inode freed it goes through.
+        try fs.unlink(parent: dir, name: name("f0"))
+        let freed = try XCTUnwrap(fillers.first)
+        fs.release(freed)  // create's open and lookup
+        fs.forget(freed, count: 1)
+        try fs.rename(parent: root, name: name("upper"), newParent: dir, newName: name("moved"), flags: .whiteout)
+        XCTAssertEqual(try fs.lookup(parent: dir, name: name("moved")).ino, file)
+        let whiteout = try fs.lookup(parent: root, name: name("upper")).ino
+        XCTAssertEqual(fs.metadata.inodes[whiteout]?.lookupCount, 1, "the lookup's reference alone")
+        try volume.remount()
+        XCTAssertEqual(try volume.fs.lookup(parent: root, name: name("upper")).mode, FileType.characterDevice.rawValue)
+        try volume.unmountAndCheck()
+    }
 }

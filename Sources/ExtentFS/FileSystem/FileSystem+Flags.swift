@@ -8,10 +8,11 @@ import Glibc
 ///
 /// The engine enforces immutable and append-only itself, as the VFS does for ext4 and XFS from
 /// their inode flags: on FUSE the kernel does not know the flags, and in-process callers have
-/// no kernel in front of them. Each operation asks `refuse...` under Metadata.lock, with the
-/// errno the VFS gives (EPERM); setting the flags takes the inode lock, so a write or space
-/// operation that passed the check (under the inode lock) has finished before a flag that
-/// would have refused it is set.
+/// no kernel in front of them. Each operation asks `refuse...` holding the checked inode's
+/// transactionLock (or Metadata.lock exclusively) or its inode lock, with the errno the VFS
+/// gives (EPERM); setting the flags takes the inode lock and a transaction shared on the inode,
+/// so a write or space operation that passed the check (under the inode lock) has finished
+/// before a flag that would have refused it is set.
 extension FileSystem {
     public func flags(_ ino: InodeNumber) throws -> InodeFlags {
         try readingFields(of: ino) { $0.flags }
@@ -28,7 +29,9 @@ extension FileSystem {
         let inode = try self.inode(ino)
         inode.lock.lockExclusive()
         defer { inode.lock.unlock() }
-        try metadata.transaction {
+        // Shared on the inode: every check of its flags is made holding its transactionLock (a
+        // name removed, linked or renamed) or its inode lock (a write, a space operation).
+        try metadata.sharedTransaction(on: inode) {
             guard caller.uid == inode.uid || caller.overridesOwnership else { throw Errno.notPermitted }
             let changed = inode.flags.symmetricDifference(flags)
             if !changed.isDisjoint(with: .needingImmutableCapability), !caller.mayChangeImmutableFlags {
@@ -66,7 +69,8 @@ extension FileSystem {
     }
 }
 
-/// The checks. Caller holds Metadata.lock.
+/// The checks. Caller holds the checked inode's transactionLock (in a transaction) or its inode
+/// lock, or Metadata.lock exclusively, or (open) the inode's fieldLock.
 extension FileSystem {
     /// EPERM when `inode` may not change at all (immutable): its attributes, its data, its
     /// entries (a directory), its names elsewhere.

@@ -12,25 +12,31 @@ extension FileSystem {
 
     /// Creates an inode named `name` in `directory`, inheriting the group of a set-group-ID
     /// directory as ext4 and XFS do, and its default ACL or else the owner's umask
-    /// (FileSystem+ACL.swift); takes one lookup reference. `contentBytes` is what `configure`
-    /// adds to the inode (a symlink's target), charged to space with it; `configure` runs before
-    /// the inode has a name, so nobody sees it half made.
+    /// (FileSystem+ACL.swift); takes `kernelReferences` lookup references (the kernel's entry
+    /// reply takes one). `contentBytes` is what `configure` adds to the inode (a symlink's
+    /// target), charged to space with it; `configure` runs before the inode has a name, so nobody
+    /// sees it half made.
+    ///
+    /// A rename's whiteout takes the name the rename frees (`replacing`): the rename's changes
+    /// are `beforeNaming`, run once all that could refuse the whiteout has passed (the checks,
+    /// the charge, the inode's number), so that a refused whiteout leaves the rename undone.
     ///
     /// Caller is in a transaction shared on `directory` (create, mknod, mkdir, symlink: names made
-    /// in different directories are made together) or holds Metadata.lock exclusively (a rename's
-    /// whiteout). Beyond the directory's fields and the new inode's it touches only what has a
+    /// in different directories are made together; a rename with a whiteout) or holds
+    /// Metadata.lock exclusively. Beyond the directory's fields and the new inode's it touches only what has a
     /// lock of its own: the metadata charge (the allocator's lock, pending until the inode and
     /// its entry count themselves), the inode's number and the table (Metadata.tableLock, under
     /// which it also reads the committed tree to look the name up in a directory that holds only
     /// some of its entries) and the running transaction's noting.
     func makeNode(in directory: Inode, name: [UInt8], mode: UInt32, owner: Credentials, contentBytes: Int = 0,
-                  configure: (Inode) -> Void = { _ in }) throws -> Inode {
+                  kernelReferences: UInt64 = 1, replacing: Bool = false,
+                  configure: (Inode) -> Void = { _ in }, beforeNaming: () -> Void = {}) throws -> Inode {
         try Directory.validate(name: name)
         guard directory.type == .directory else { throw Errno.notDirectory }
         guard directory.nlink > 0 else { throw Errno.noSuchFileOrDirectory }
         // may_create: no new entry in an immutable directory (an append-only one takes them).
         try refuseIfImmutable(directory)
-        if try Directory.isDotOrDotDot(name) || metadata.entry(in: directory, named: name) != nil {
+        if try Directory.isDotOrDotDot(name) || (!replacing && metadata.entry(in: directory, named: name) != nil) {
             throw Errno.fileExists
         }
         guard let type = FileType(mode: mode) else { throw Errno.invalidArgument }
@@ -52,7 +58,8 @@ extension FileSystem {
             configure(inode)
             for (aclName, value) in aclXattrs { inode.xattrs[aclName] = value }
             if type == .directory { inode.parent = directory.ino }
-            inode.lookupCount = 1
+            inode.lookupCount = kernelReferences
+            beforeNaming()
             metadata.insert(inode)
             directory.addEntry(name: name, ino: inode.ino, type: type)
             if type == .directory { directory.nlink += 1 }
@@ -102,15 +109,6 @@ extension FileSystem {
     /// The metadata a new inode named `name` adds to the checkpoints: its image, its entry, and
     /// `contentBytes` (a symlink's target, inherited ACLs).
     static func nodeBytes(named name: [UInt8], contentBytes: Int) -> Int { 160 + 2 * name.count + contentBytes }
-
-    /// ENOSPC unless a new inode named `name` fits in `directory`: an inode number, a cookie,
-    /// and the metadata space for the inode, its directory entry and `contentBytes` (a symlink's
-    /// target) in the checkpoints to come. Caller holds Metadata.lock exclusively (a rename checks
-    /// for its whiteout before it changes anything).
-    func checkRoomForNode(named name: [UInt8], in directory: Inode, contentBytes: Int = 0) throws {
-        guard metadata.hasRoomForInode, !directory.directory!.isOutOfCookies else { throw Errno.noSpace }
-        try metadata.chargeMetadata(bytes: Self.nodeBytes(named: name, contentBytes: contentBytes))
-    }
 
     /// Frees an inode nobody can reach any more: no name, no kernel reference, not open. Drops
     /// its pages under the invalidate_lock, then its extents and its place in the table in one

@@ -65,14 +65,19 @@ extension FileSystem {
             if inode.dropReferences(lookups: count) { reapIfDead(inode) }
             return
         }
-        let inode: Inode? = metadata.withLock {
-            guard let inode = metadata.inodes[ino] else {
-                // Let go by the inode table: only its lookup count is held (a held inode with
-                // link count 0 is never let go, so nothing is left to reap).
-                metadata.cacheState.forget(ino, count: count)
-                return nil
+        // Let go by the table: its kept count is the table's bookkeeping, tableLock's in a shared
+        // hold, as a read back that takes it is (the two meet in one order: a count read back
+        // is dropped from the member).
+        let inode: Inode? = metadata.lock.withShared {
+            metadata.tableLock.withLock {
+                guard let inode = metadata.inodes[ino] else {
+                    // Only its lookup count is held (a held inode with link count 0 is never let
+                    // go, so nothing is left to reap).
+                    metadata.cacheState.forget(ino, count: count)
+                    return nil
+                }
+                return inode.dropReferences(lookups: count) ? inode : nil
             }
-            return inode.dropReferences(lookups: count) ? inode : nil
         }
         if let inode { reapIfDead(inode) }
     }

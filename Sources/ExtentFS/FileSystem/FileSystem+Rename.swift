@@ -16,7 +16,7 @@ extension FileSystem {
         try Directory.validate(name: newName)
         if Directory.isDotOrDotDot(name) || Directory.isDotOrDotDot(newName) { throw Errno.invalidArgument }
         let victim: Inode?
-        if !flags.contains(.whiteout), let renamed = try renameShared(parent, name, newParent, newName, flags) {
+        if let renamed = try renameShared(parent, name, newParent, newName, flags, whiteoutOwner: whiteoutOwner) {
             victim = renamed.replaced
         } else {
             readAheadOfChange([(parent, name), (newParent, newName)])
@@ -41,7 +41,7 @@ extension FileSystem {
     /// walks up its new parent's ancestors, which only such moves change, under
     /// `Metadata.directoryMoveLock`.
     private func renameShared(_ parent: InodeNumber, _ name: [UInt8], _ newParent: InodeNumber, _ newName: [UInt8],
-                              _ flags: RenameFlags) throws -> Renamed? {
+                              _ flags: RenameFlags, whiteoutOwner: Credentials) throws -> Renamed? {
         let source = try inode(parent)
         let target = try inode(newParent)
         guard let sourceGuess = entryReadAhead(name, in: source), let moving = try? inode(sourceGuess.ino) else { return nil }
@@ -60,7 +60,7 @@ extension FileSystem {
                   try metadata.entry(in: source, named: name)?.ino == moving.ino, metadata.inodes[moving.ino] === moving,
                   try metadata.entry(in: target, named: newName)?.ino == other?.ino,
                   other.map({ metadata.inodes[$0.ino] === $0 }) ?? true else { return nil }
-            return Renamed(replaced: try renameEntries(in: source, name, to: target, newName, flags: flags, whiteoutOwner: .root))
+            return Renamed(replaced: try renameEntries(in: source, name, to: target, newName, flags: flags, whiteoutOwner: whiteoutOwner))
         }
     }
 
@@ -70,9 +70,10 @@ extension FileSystem {
     }
 
     /// The rename itself, `source` and `target` the directories: in a transaction, exclusive, or
-    /// shared on the directories, the inode moving and the one `newName` names (no whiteout:
-    /// `renameShared`; a directory moving to another parent with `directoryMoveLock` held).
-    /// Returns the inode the new name no longer names, if any.
+    /// shared on the directories, the inode moving and the one `newName` names (`renameShared`;
+    /// a directory moving to another parent with `directoryMoveLock` held). Every check comes
+    /// before the first change, a whiteout's too (`makeNode`'s `beforeNaming`), so that a
+    /// refused rename changes nothing. Returns the inode the new name no longer names, if any.
     private func renameEntries(in source: Inode, _ name: [UInt8], to target: Inode, _ newName: [UInt8], flags: RenameFlags,
                                whiteoutOwner: Credentials) throws -> Inode? {
         let parent = source.ino
@@ -116,8 +117,6 @@ extension FileSystem {
 
         if targetEntry != nil && flags.contains(.noReplace) { throw Errno.fileExists }
         if let targetEntry, targetEntry.ino == sourceEntry.ino { return nil }
-        // All that could stop the whiteout, before anything changes.
-        if flags.contains(.whiteout) { try checkRoomForNode(named: name, in: source) }
         if moving.type == .directory {
             if source !== target {
                 try checkNotAncestor(moving.ino, of: newParent)
@@ -131,40 +130,48 @@ extension FileSystem {
         try metadata.allocatorLock.withLock { try metadata.chargePending(bytes: growth) }
         defer { metadata.settleCharge(bytes: growth) }
         guard !target.directory!.isOutOfCookies else { throw Errno.noSpace }
-        var replaced: Inode?
-        if let targetEntry {
-            let old = try metadata.inode(targetEntry.ino)
+        let replaced = try targetEntry.map { try metadata.inode($0.ino) }
+        if let replaced {
             if moving.type == .directory {
-                guard old.type == .directory else { throw Errno.notDirectory }
-                guard old.directory!.isEmpty else { throw Errno.directoryNotEmpty }
-            } else if old.type == .directory {
+                guard replaced.type == .directory else { throw Errno.notDirectory }
+                guard replaced.directory!.isEmpty else { throw Errno.directoryNotEmpty }
+            } else if replaced.type == .directory {
                 throw Errno.isDirectory
             }
-            target.removeEntry(name: newName, entry: targetEntry)
-            if old.type == .directory {
-                old.nlink = 0
-                target.nlink -= 1
-            } else {
-                old.nlink -= 1
+        }
+        // Nothing below fails: the rename's changes.
+        func changeEntries() {
+            if let targetEntry, let replaced {
+                target.removeEntry(name: newName, entry: targetEntry)
+                if replaced.type == .directory {
+                    replaced.nlink = 0
+                    target.nlink -= 1
+                } else {
+                    replaced.nlink -= 1
+                }
+                replaced.ctime = now
             }
-            old.ctime = now
-            replaced = old
+            source.removeEntry(name: name, entry: sourceEntry)
+            target.addEntry(name: newName, ino: moving.ino, type: moving.type)
+            if moving.type == .directory && source !== target {
+                moving.parent = target.ino
+                source.nlink -= 1
+                target.nlink += 1
+            }
+            for inode in [source, target] {
+                inode.mtime = now
+                inode.ctime = now
+            }
+            moving.ctime = now
         }
-        source.removeEntry(name: name, entry: sourceEntry)
-        target.addEntry(name: newName, ino: moving.ino, type: moving.type)
-        if moving.type == .directory && source !== target {
-            moving.parent = target.ino
-            source.nlink -= 1
-            target.nlink += 1
-        }
-        for inode in [source, target] {
-            inode.mtime = now
-            inode.ctime = now
-        }
-        moving.ctime = now
         if flags.contains(.whiteout) {
-            let whiteout = try makeNode(in: source, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner)
-            whiteout.lookupCount = 0  // the kernel holds no reference to it
+            // The whiteout takes the old name once the rename frees it, with nothing left that
+            // could refuse it (its checks, charge and number come first); the kernel holds no
+            // reference to it.
+            _ = try makeNode(in: source, name: name, mode: FileType.characterDevice.rawValue, owner: whiteoutOwner,
+                             kernelReferences: 0, replacing: true, beforeNaming: changeEntries)
+        } else {
+            changeEntries()
         }
         return replaced
     }

@@ -10,8 +10,8 @@ import Synchronization
 ///
 /// Invariants (all under Metadata.lock held exclusively, or shared with Metadata.tableLock: in a
 /// shared hold an inode joins, read back from the tree or made with a name, under tableLock, a
-/// dead one is freed (Metadata.remove), and nothing is let go; `evictAfterSharedLoads` lets go
-/// afterwards, exclusively):
+/// dead one is freed (Metadata.remove), a FORGET drops a kept lookup count, and nothing is let
+/// go; `evictAfterSharedLoads` lets go afterwards, exclusively):
 /// - An inode changed since the newest durable checkpoint (in the running transaction, in
 ///   `sinceCheckpoint`, or in a checkpoint still being written: `checkpointInFlight`) is never
 ///   let go; so an inode number in one of those sets that the table does not hold is gone, and

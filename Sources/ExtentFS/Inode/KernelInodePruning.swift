@@ -36,7 +36,7 @@ extension FileSystem {
     /// Asks the kernel to let go of inodes when the table keeps too many lookup counts. Called
     /// by the flusher with no lock held.
     func pruneKernelInodes() {
-        let candidates = metadata.withLock { metadata.cacheState.takePruneCandidates() }
+        let candidates = metadata.lock.withShared { metadata.tableLock.withLock { metadata.cacheState.takePruneCandidates() } }
         guard !candidates.isEmpty else { return }
         kernelInodePruner(candidates)
     }

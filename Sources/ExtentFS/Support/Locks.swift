@@ -37,13 +37,14 @@ import Glibc
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
 // opendir, release, forget, the flags, the birth time), which then waits for no transaction;
-// statfs holds Metadata.lock shared with the allocator's and the table's locks, and fsync reads
-// what it forces up to in a transaction shared on its inode; writes, writebacks, setattrs, xattr
+// statfs holds Metadata.lock shared with the allocator's and the table's locks, a FORGET of an
+// inode let go shared with the table's, and fsync reads what it forces up to in a transaction
+// shared on its inode; writes, writebacks, setattrs, xattr
 // changes, truncates and every fallocate mode (preallocation, punch, zero, collapse, insert,
 // unshare) of different files run their transactions together, and so do names made (create,
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
 // removed (unlink, rmdir) or linked, shared on the directory and the inode named, and renames
-// (but whiteouts), shared on both directories and the inodes both names are for (a
+// (whiteouts too), shared on both directories and the inodes both names are for (a
 // directory's to another parent with Metadata.directoryMoveLock held across it); requests that
 // read inodes back from the tree, or look names up there, hold Metadata.lock shared with
 // tableLock, and a listing (readdir) with the directory's transactionLock before it. No thread
