@@ -94,24 +94,9 @@ extension FileSystem {
             if other.type == .directory && source !== target { try checkNotAncestor(other.ino, of: parent) }
             source.retargetEntry(name: name, entry: sourceEntry, ino: other.ino, type: other.type)
             target.retargetEntry(name: newName, entry: targetEntry, ino: moving.ino, type: moving.type)
-            if source !== target {
-                if moving.type == .directory {
-                    moving.parent = target.ino
-                    source.nlink -= 1
-                    target.nlink += 1
-                }
-                if other.type == .directory {
-                    other.parent = source.ino
-                    target.nlink -= 1
-                    source.nlink += 1
-                }
-            }
-            for inode in [source, target] {
-                inode.mtime = now
-                inode.ctime = now
-            }
-            moving.ctime = now
-            other.ctime = now
+            moveIfDirectory(moving, from: source, to: target)
+            moveIfDirectory(other, from: target, to: source)
+            touch(source, target, moved: [moving, other], at: now)
             return nil
         }
 
@@ -153,16 +138,8 @@ extension FileSystem {
             }
             source.removeEntry(name: name, entry: sourceEntry)
             target.addEntry(name: newName, ino: moving.ino, type: moving.type)
-            if moving.type == .directory && source !== target {
-                moving.parent = target.ino
-                source.nlink -= 1
-                target.nlink += 1
-            }
-            for inode in [source, target] {
-                inode.mtime = now
-                inode.ctime = now
-            }
-            moving.ctime = now
+            moveIfDirectory(moving, from: source, to: target)
+            touch(source, target, moved: [moving], at: now)
         }
         if flags.contains(.whiteout) {
             // The whiteout takes the old name once the rename frees it, with nothing left that
@@ -174,6 +151,23 @@ extension FileSystem {
             changeEntries()
         }
         return replaced
+    }
+
+    /// A directory renamed from `source` into another directory `target`: its ".." and both
+    /// link counts follow.
+    private func moveIfDirectory(_ inode: Inode, from source: Inode, to target: Inode) {
+        guard inode.type == .directory, source !== target else { return }
+        inode.parent = target.ino
+        source.nlink -= 1
+        target.nlink += 1
+    }
+
+    private func touch(_ source: Inode, _ target: Inode, moved: [Inode], at now: Timespec) {
+        for directory in [source, target] {
+            directory.mtime = now
+            directory.ctime = now
+        }
+        for inode in moved { inode.ctime = now }
     }
 
     /// EPERM for what may_delete and may_create refuse: the moved inode leaves `source`; an
