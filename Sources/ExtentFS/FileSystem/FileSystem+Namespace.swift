@@ -24,7 +24,7 @@ extension FileSystem {
                 let directory = try directoryUnderTableLock(parent)
                 ino = directory.fieldLock.withLock { directory.parent }
             } else {
-                guard let entry = try entryUnderTableLock(name, in: directoryUnderTableLock(parent)) else { throw Errno.noSuchFileOrDirectory }
+                guard let entry = try metadata.entryUnderTableLock(in: directoryUnderTableLock(parent), named: name) else { throw Errno.noSuchFileOrDirectory }
                 ino = entry.ino
             }
             return try metadata.inodeUnderTableLock(ino)

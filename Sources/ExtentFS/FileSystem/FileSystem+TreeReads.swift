@@ -24,8 +24,9 @@ extension FileSystem {
     /// none up; under Metadata.lock held exclusively (and the table's lock) if it still wanted a
     /// node after `maxDeferredRuns` runs. `body` must be one that can be deferred
     /// (TreeReadDeferred says which): it reads back inodes with `metadata.inodeUnderTableLock`,
-    /// looks names up with `entryUnderTableLock` and reads fields under their inode's fieldLock.
-    /// Then, if what it read back took the inode table past its budget, inodes are let go.
+    /// looks names up with `metadata.entryUnderTableLock` and reads fields under their inode's
+    /// fieldLock. Then, if what it read back took the inode table past its budget, inodes are
+    /// let go.
     func readingTreeOutsideTheLock<T>(_ body: () throws -> T) throws -> T {
         defer { metadata.evictAfterSharedLoads() }
         if let result = try deferringTreeReads(body) { return result }
@@ -47,19 +48,6 @@ extension FileSystem {
         return inode
     }
 
-    /// The entry `name` names in `directory`, or nil: from the entries the directory holds, read
-    /// under its fieldLock (a change to them may run meanwhile, in a transaction shared on it),
-    /// else from the tree. Caller holds Metadata.lock (shared or exclusively) and the table's
-    /// lock (the committed tree's in a shared hold).
-    func entryUnderTableLock(_ name: [UInt8], in directory: Inode) throws -> Directory.Entry? {
-        switch directory.fieldLock.withLock({ directory.directory?.heldLookup(name) }) {
-        case nil: throw Errno.notDirectory
-        case .found(let entry)?: return entry
-        case .absent?: return nil
-        case .unknown?: return try metadata.storedEntry(in: directory, named: name)
-        }
-    }
-
     /// Before a transaction that looks up `names` (each a name in a directory) and `inodes`: reads
     /// what those lookups need (the directories' images, the names' index leaves, the inodes they
     /// name) with no lock held, into the committed tree's cache and the inode table. A hint: what
@@ -70,7 +58,7 @@ extension FileSystem {
         _ = try? deferringTreeReads { () throws -> Bool in
             for ino in inodes { _ = try metadata.inodeUnderTableLock(ino) }
             for (directory, name) in names where !Directory.isDotOrDotDot(name) {
-                if let entry = try entryUnderTableLock(name, in: directoryUnderTableLock(directory)) {
+                if let entry = try metadata.entryUnderTableLock(in: directoryUnderTableLock(directory), named: name) {
                     _ = try metadata.inodeUnderTableLock(entry.ino)
                 }
             }
@@ -89,7 +77,7 @@ extension FileSystem {
     /// looks again.
     @discardableResult
     func entryReadAhead(_ name: [UInt8], in directory: Inode) -> Directory.Entry? {
-        let read = try? deferringTreeReads { try entryUnderTableLock(name, in: directory) }
+        let read = try? deferringTreeReads { try metadata.entryUnderTableLock(in: directory, named: name) }
         return read ?? nil
     }
 
@@ -100,7 +88,8 @@ extension FileSystem {
 
     /// Before a readdir from `cookie`: reads the leaves of a directory read from the tree that hold
     /// the entries it will list, with no lock held (the listing itself emits under the lock, so it
-    /// cannot be run again; as `readAheadOfChange`, a hint).
+    /// cannot be run again; as `readAheadOfChange`, a hint). The listing lets go of what this
+    /// reads back, if it must.
     func readAheadOfListing(_ ino: InodeNumber, after cookie: UInt64, before end: UInt64) {
         // Deferrable: it changes nothing but the table.
         _ = try? deferringTreeReads { () throws -> Bool in
@@ -114,7 +103,6 @@ extension FileSystem {
             }
             return true
         }
-        metadata.evictAfterSharedLoads()
     }
 
     /// `body` under Metadata.lock held shared and the table's lock (which guards the committed

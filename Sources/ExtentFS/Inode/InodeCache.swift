@@ -220,17 +220,8 @@ extension Metadata {
         return inode
     }
 
-    /// Inode `ino` or nil (no such inode, or it cannot be read: logged). Caller holds `lock`
-    /// exclusively.
-    func inodeIfPresent(_ ino: InodeNumber) -> Inode? {
-        if let inode = inodes[ino] { return inode }
-        guard let inode = try? loadFromCheckpoint(ino) else { return nil }
-        evictToBudget()
-        return inode
-    }
-
-    /// `inodeIfPresent` for a caller holding `lock` shared (or exclusively) and `tableLock`, as
-    /// `inodeUnderTableLock`.
+    /// Inode `ino` or nil (no such inode, or it cannot be read: logged), for a caller holding
+    /// `lock` shared (or exclusively) and `tableLock`, as `inodeUnderTableLock`.
     func inodeIfPresentUnderTableLock(_ ino: InodeNumber) -> Inode? {
         if let inode = inodes[ino] { return inode }
         return try? loadFromCheckpoint(ino)

@@ -10,11 +10,24 @@ extension Metadata {
     /// transaction shared on `directory`: the committed tree, read when memory does not know the
     /// name, is read under `tableLock` (its lock in shared transactions).
     func entry(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
-        guard let entries = directory.directory else { throw Errno.notDirectory }
-        switch entries.heldLookup(name) {
-        case .found(let entry): return entry
-        case .absent: return nil
-        case .unknown: return try tableLock.withLock { try storedEntry(in: directory, named: name) }
+        try entry(in: directory, named: name) { try tableLock.withLock { try storedEntry(in: directory, named: name) } }
+    }
+
+    /// `entry(in:named:)` for a caller holding `lock` (shared or exclusively) and `tableLock`,
+    /// but not the directory's transactionLock: a change of the entries it holds may run
+    /// meanwhile, which their read under the directory's fieldLock keeps whole.
+    func entryUnderTableLock(in directory: Inode, named name: [UInt8]) throws -> Directory.Entry? {
+        try entry(in: directory, named: name) { try storedEntry(in: directory, named: name) }
+    }
+
+    /// From the entries the directory holds (read under its fieldLock), else `stored()`.
+    private func entry(in directory: Inode, named name: [UInt8],
+                       orStored stored: () throws -> Directory.Entry?) throws -> Directory.Entry? {
+        switch directory.fieldLock.withLock({ directory.directory?.heldLookup(name) }) {
+        case nil: throw Errno.notDirectory
+        case .found(let entry)?: return entry
+        case .absent?: return nil
+        case .unknown?: return try stored()
         }
     }
 
