@@ -426,7 +426,7 @@ extension InodeLocksTests {
         XCTAssertFalse(fs.metadata.withLock { fs.metadata.referenceCounts.isEmpty })
         let outcome = LockOutcome()
         let group = DispatchGroup()
-        let expected = (0..<4).map { _ in Expected(original) }
+        let expected = (0..<4).map { _ in ExpectedBytes(original) }
         for (index, clone) in clones.enumerated() {
             group.enter()
             Thread.detachNewThread {
@@ -618,30 +618,4 @@ private final class Written: @unchecked Sendable {
     func noteSpaceRanOut() { lock.withLock { refused += 1 } }
     var ranges: [(UInt64, Int)] { lock.withLock { all } }
     var spaceRanOut: Int { lock.withLock { refused } }
-}
-
-/// A flag set once by one thread and read by others.
-private final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
-}
-
-/// What a file should hold, kept by the one thread that changes the file.
-private final class Expected: @unchecked Sendable {
-    private(set) var bytes: [UInt8]
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-    func truncate(to size: Int) {
-        if size < bytes.count { bytes.removeSubrange(size...) } else { bytes += [UInt8](repeating: 0, count: size - bytes.count) }
-    }
-    /// PUNCH_HOLE|KEEP_SIZE: zeros within the size.
-    func punch(_ offset: Int, _ length: Int) {
-        let end = min(offset + length, bytes.count)
-        if offset < end { bytes.replaceSubrange(offset..<end, with: [UInt8](repeating: 0, count: end - offset)) }
-    }
-    func write(_ data: [UInt8], at offset: Int) {
-        if offset + data.count > bytes.count { bytes += [UInt8](repeating: 0, count: offset + data.count - bytes.count) }
-        bytes.replaceSubrange(offset..<offset + data.count, with: data)
-    }
 }

@@ -4,7 +4,12 @@ import SystemPackage
 /// Clone, dedupe and copy_file_range: sharing blocks between files (or within one) through
 /// reference counts. Locking (rule 2): both inodes' locks, lower inode number first; both files
 /// written back; both invalidate_locks exclusive, lower first; then compare (dedupe) and remap
-/// before any lock drops.
+/// before any lock drops. The remap is a transaction shared on both files (issue 9,
+/// requirement 4), its counts raised under the allocator's lock: a count goes up only for blocks
+/// the source maps, and whoever decides by such a count to write one in place (a write, its
+/// write-through, writeback of the source) is held off by the source's inode lock and
+/// invalidate_lock, taken here after its writeback, as XFS takes both files' IOLOCK and MMAPLOCK
+/// and waits for writeback before a remap. Other files' decisions need no count of these blocks.
 extension FileSystem {
     /// `caller`: who changes the destination's data; unless privileged, the set-user-ID and
     /// set-group-ID bits go (FileSystem+Privileges.swift). In-process callers act as root.
@@ -47,10 +52,8 @@ extension FileSystem {
             throw sourceInode.type == .directory || destinationInode.type == .directory ? Errno.isDirectory : Errno.invalidArgument
         }
         // generic_copy_file_checks: no copy into an immutable (or append-only) file.
-        let sourceSize = try metadata.withLock { () -> UInt64 in
-            try refuseIfImmutableOrAppendOnly(destinationInode)
-            return sourceInode.size
-        }
+        try destinationInode.fieldLock.withLock { try refuseIfImmutableOrAppendOnly(destinationInode) }
+        let sourceSize = sourceInode.fieldLock.withLock { sourceInode.size }
         guard sourceOffset < sourceSize, length > 0 else { return 0 }
         var remaining = min(length, sourceSize - sourceOffset)
         guard destinationOffset <= Superblock.maxFileSize, remaining <= Superblock.maxFileSize - destinationOffset else {
@@ -112,7 +115,8 @@ extension FileSystem {
         defer { for inode in ordered.reversed() { inode.lock.unlock() } }
         // generic_remap_file_range_prep: nothing is cloned or deduped into an immutable file;
         // an append-only one takes data only at its end, as writes.
-        try metadata.withLock { try refuseIfImmutableOrAppendOnly(destinationInode) }
+        // The flags change only under the inode lock (setFlags), held here.
+        try destinationInode.fieldLock.withLock { try refuseIfImmutableOrAppendOnly(destinationInode) }
         for inode in ordered { try writeback(inode) }
         for inode in ordered { inode.invalidateLock.lockExclusive() }
         defer { for inode in ordered.reversed() { inode.invalidateLock.unlock() } }
@@ -125,7 +129,9 @@ extension FileSystem {
     private func checkRemap(_ source: Inode, _ sourceOffset: UInt64, _ destination: Inode, _ destinationOffset: UInt64,
                             _ requested: UInt64, dedupe: Bool) throws -> UInt64 {
         let blockSize = UInt64(geometry.blockSize)
-        let (sourceSize, destinationSize) = metadata.withLock { (source.size, destination.size) }
+        // Sizes change only under the inode locks the caller holds.
+        let sourceSize = source.fieldLock.withLock { source.size }
+        let destinationSize = destination.fieldLock.withLock { destination.size }
         var count = requested
         if count == 0 {
             guard sourceOffset <= sourceSize else { throw Errno.invalidArgument }
@@ -212,17 +218,22 @@ extension FileSystem {
         if let space = destination.pages {
             dropCached(space, from: destinationFirst * blockSize, to: (destinationFirst + count) * blockSize)
         }
-        try metadata.transaction {
-            let shared = source.extents.extents(from: sourceFirst, to: sourceFirst + count)
+        try metadata.sharedTransaction(on: [source, destination]) {
+            let shared = source.extents.extents(from: sourceFirst, to: sourceFirst + count).filter { $0.state != .delayed }
             // An extent per source extent; reference counts split wherever a source run's
             // pieces differ and at its ends; the destination's map and counts split at the ends.
-            let pieces = shared.reduce(0) { $0 + ($1.state == .delayed ? 0 : metadata.referenceCounts.pieces(of: $1.physicalRun).count) }
-            try metadata.chargeMetadata(bytes: FileExtent.encodedBytes * shared.count +
-                                            ReferenceCounts.encodedEntryBytes * (pieces + 2 * shared.count) + FileSystem.splitBytes,
-                                        givesSpaceBack: caller == nil)
+            // Pending from the check to the change, which then counts itself.
+            let charged = try metadata.allocatorLock.withLock { () -> Int in
+                let pieces = shared.reduce(0) { $0 + metadata.referenceCounts.pieces(of: $1.physicalRun).count }
+                let bytes = FileExtent.encodedBytes * shared.count +
+                    ReferenceCounts.encodedEntryBytes * (pieces + 2 * shared.count) + FileSystem.splitBytes
+                try metadata.chargePending(bytes: bytes, givesSpaceBack: caller == nil)
+                return bytes
+            }
+            defer { metadata.settleCharge(bytes: charged) }
             unmapBlocks(destination, from: destinationFirst, to: destinationFirst + count)
-            for extent in shared where extent.state != .delayed {
-                metadata.referenceCounts.increment(extent.physicalRun)
+            metadata.allocatorLock.withLock { for extent in shared { metadata.referenceCounts.increment(extent.physicalRun) } }
+            for extent in shared {
                 destination.extents.insert(FileExtent(logical: extent.logical - sourceFirst + destinationFirst, length: extent.length,
                                                       physical: extent.physical, state: extent.state))
             }
@@ -246,7 +257,8 @@ extension FileSystem {
         let shift = UInt64(geometry.blockShift)
         let first = offset >> shift
         let end = offset > UInt64.max - length ? UInt64.max : (offset + length - 1) >> shift + 1
-        return metadata.withLock {
+        // The map whole (its transactionLock), the counts under the allocator's lock.
+        return metadata.sharedTransaction(on: inode) {
             let lastBlock = inode.extents.endBlock
             var result: [MappedExtent] = []
             var index = inode.extents.firstIndex(endingAfter: first)
@@ -261,7 +273,7 @@ extension FileSystem {
                     continue
                 }
                 var logical = extent.logical
-                for piece in metadata.referenceCounts.pieces(of: extent.physicalRun) {
+                for piece in metadata.allocatorLock.withLock({ metadata.referenceCounts.pieces(of: extent.physicalRun) }) {
                     var pieceFlags = flags
                     if piece.count > 1 { pieceFlags.insert(.shared) }
                     if logical + piece.run.count == lastBlock { pieceFlags.insert(.last) }

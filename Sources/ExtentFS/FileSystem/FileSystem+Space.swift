@@ -183,8 +183,8 @@ extension FileSystem {
     /// allocated. Space is reserved before any change. As a punched hole, in transactions shared
     /// on the file: the counts it reads and lowers, the space it reserves, charges and allocates,
     /// under the allocator's lock. A block it finds owned stays owned until it is done: a count
-    /// goes up only in a clone or dedupe (Metadata.lock exclusive), from a file that maps the
-    /// block, and only this one does, under the inode lock held here.
+    /// goes up only in a clone or dedupe from a file that maps the block, under that file's
+    /// inode lock, and only this one maps it, under the inode lock held here.
     private func zeroRange(_ inode: Inode, offset: UInt64, length: UInt64, keepSize: Bool) throws {
         try withPagesLocked(inode) { space, _ in try zeroRange(inode, space, offset: offset, length: length, keepSize: keepSize) }
     }

@@ -198,10 +198,11 @@ final class Metadata: @unchecked Sendable {
 
     /// No block is mapped twice, and none stopped being shared in a change not yet durable: every
     /// mapped block may be written in place and none needs a copy-on-write reservation, which
-    /// writes and writeback then learn with no lock. In a transaction, shared or not, it stays
-    /// true once read true: counts go up only under `lock` held exclusively, and blocks become
-    /// unshared only when a count of two goes down. The count of entries is read first: a
-    /// decrement stores it after noting what it unshared.
+    /// writes and writeback then learn with no lock. In a transaction on a file, shared or not,
+    /// it stays true of that file's blocks once read true: a count goes up only in a clone or
+    /// dedupe from the file that maps the block, under its inode lock and its transactionLock
+    /// (FileSystem+Remap.swift), and blocks become unshared only when a count of two goes down.
+    /// The count of entries is read first: a decrement stores it after noting what it unshared.
     var noBlockIsShared: Bool { space.referenceEntries == 0 && !changes.hasUnsharedBlocks }
 
     /// A request that adds up to `bytes` of metadata fails with ENOSPC unless three times that

@@ -37,7 +37,8 @@ import Glibc
 // held (a change) or alone (a request that only reads one cached inode: FileSystem.inode,
 // `readingFields`, a read's size and block map, SEEK_DATA, a lookup answered in memory, open,
 // opendir, release, forget, the flags, the birth time), which then waits for no transaction;
-// statfs holds Metadata.lock shared with the allocator's and the table's locks, a FORGET of an
+// statfs holds Metadata.lock shared with the allocator's and the table's locks, FIEMAP is a
+// shared transaction on its file, a FORGET of an
 // inode let go shared with the table's, and fsync reads what it forces up to in a transaction
 // shared on its inode; writes, writebacks, setattrs, xattr
 // changes, truncates and every fallocate mode (preallocation, punch, zero, collapse, insert,
@@ -45,7 +46,8 @@ import Glibc
 // mknod, mkdir, symlink) in different directories, each shared on its directory, and names
 // removed (unlink, rmdir) or linked, shared on the directory and the inode named, and renames
 // (whiteouts too), shared on both directories and the inodes both names are for (a
-// directory's to another parent with Metadata.directoryMoveLock held across it); requests that
+// directory's to another parent with Metadata.directoryMoveLock held across it), and clones and
+// dedupes, shared on both files (their counts raised under the allocator's lock); requests that
 // read inodes back from the tree, or look names up there, hold Metadata.lock shared with
 // tableLock, and a listing (readdir) with the directory's transactionLock before it. No thread
 // holds two fieldLocks: a change holds one for the change of one field, a reader one for its

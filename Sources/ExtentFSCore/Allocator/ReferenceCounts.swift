@@ -1,10 +1,11 @@
 /// Reference counts of shared physical blocks (clone, dedupe): only blocks mapped more than once
 /// are listed, as XFS's refcount btree does, so an unshared filesystem stores nothing. Sorted,
 /// disjoint runs, adjacent runs with equal counts merged. Guarded by Metadata.lock, and in shared
-/// transactions by Metadata.allocatorLock: there counts only go down (a truncate), and a reader
-/// that decides by a count (copy on write or in place) reads it and ChangeSet's unshared blocks
-/// in the same hold as a decrement changes both. Counts go up only under Metadata.lock held
-/// exclusively (clone, dedupe). Persisted in every checkpoint; fsck recounts.
+/// transactions by Metadata.allocatorLock: a reader that decides by a count (copy on write or in
+/// place) reads it and ChangeSet's unshared blocks in the same hold as a decrement changes both.
+/// Counts go up only in a clone or dedupe, for blocks its source maps, with the source's inode
+/// lock held (no write of the source decides meanwhile). Persisted in every checkpoint; fsck
+/// recounts.
 public struct ReferenceCounts: Sendable {
     public struct Entry: Equatable, Sendable {
         public var run: BlockRun
