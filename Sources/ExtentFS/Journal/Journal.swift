@@ -169,12 +169,16 @@ final class Journal: @unchecked Sendable {
         }
         if log.usedBytes > log.capacity / 2 { onLogPressure?() }
         durable = closed.sequence
+        // Free space and the unshared blocks are the allocator lock's in shared transactions:
+        // running ones go on while the record's frees become reusable.
         reuseBarrier.withExclusive {
-            metadata.withLock {
-                for run in closed.frees { metadata.freeSpace.free(run) }
-                metadata.changes.closedAreDurable()
-                if let inconsistency = metadata.freeSpace.inconsistency {
-                    _ = shutdown.trigger("the metadata contradicts itself: \(inconsistency); run extentfs fsck")
+            metadata.lock.withShared {
+                metadata.allocatorLock.withLock {
+                    for run in closed.frees { metadata.freeSpace.free(run) }
+                    metadata.changes.closedAreDurable()
+                    if let inconsistency = metadata.freeSpace.inconsistency {
+                        _ = shutdown.trigger("the metadata contradicts itself: \(inconsistency); run extentfs fsck")
+                    }
                 }
             }
         }

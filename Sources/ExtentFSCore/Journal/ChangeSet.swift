@@ -5,7 +5,8 @@ import Synchronization
 
 /// The running transaction: which inodes and which reference-count ranges changed since the last
 /// log commit, and the sequence they will be logged under. Guarded by Metadata.lock; `note`,
-/// `hasNoted`, `noteDataChange`, `noteFileBlocks`, `noteReferenceChange` and `isRecentlyUnshared` are also
+/// `hasNoted`, `noteDataChange`, `noteFileBlocks`, `noteReferenceChange`, `isRecentlyUnshared` and
+/// `closedAreDurable` are also
 /// called by shared transactions (Metadata.sharedTransaction), several at once, and take
 /// `notingLock` (a leaf, taken inside Metadata.allocatorLock by the allocator's and the
 /// reference counts' noting) for what they change or read: whoever holds Metadata.lock
@@ -91,10 +92,14 @@ package final class ChangeSet: @unchecked Sendable {
         return (running, inodes, referenceRuns, fileBlockChanges, touchesData || !referenceRuns.isEmpty || !fileBlockChanges.isEmpty)
     }
 
-    /// The closed transactions are durable: their unshared blocks may be written in place.
+    /// The closed transactions are durable: their unshared blocks may be written in place. Called
+    /// with Metadata.lock held shared (and the allocator's lock, under which readers decide by
+    /// `isRecentlyUnshared`) while shared transactions note changes.
     package func closedAreDurable() {
-        unsharedCommitting = []
-        unsharedRunCount.store(unshared.count, ordering: .releasing)
+        notingLock.withLock {
+            unsharedCommitting = []
+            unsharedRunCount.store(unshared.count, ordering: .releasing)
+        }
     }
 }
 
