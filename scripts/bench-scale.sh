@@ -47,6 +47,13 @@
 # Per-entry rates, median of REPEAT runs, each after an unmount, drop_caches and mount; the
 # daemon's VmRSS after each run (median), and after mount and its VmHWM in mount (highest).
 #
+# Part 3, the anchor (ANCHOR=xfs, the default; none leaves it out): the kernel's XFS on a sparse
+# image of IMAGE_SIZE on the same disk, loop-mounted, populated as part 1 to its first and last
+# steps, and as part 2 (the big directory and the small ones); at each, REPEAT runs of the cold
+# stat and cold lookup of part 1, and of part 2's cold lookups, each after an unmount,
+# drop_caches and mount. Printed beside the goals they anchor: what the same cold requests cost
+# a filesystem with no FUSE and no daemon on this disk as the volume grows (no goal of its own).
+#
 # Goals, printed as PASS/FAIL next to the figures (the script fails only when a step fails):
 #   RSS after the walk of the largest step <= CACHE_SIZE + METADATA_CACHE_SIZE + 64 MiB (the
 #   budgets are passed to every mount as --cache-size and --metadata-cache-size, and printed);
@@ -55,7 +62,7 @@
 #   entry", requirement 1).
 #
 # Overridable: FILE_STEPS ("10000 300000 1000000", increasing), BIG_DIRECTORY (1000000; 0 leaves
-# part 2 out), SAMPLE (10000), REPEAT (3), CACHE_SIZE (256M), METADATA_CACHE_SIZE (64M),
+# part 2 out), ANCHOR (xfs; none leaves part 3 out), SAMPLE (10000), REPEAT (3), CACHE_SIZE (256M), METADATA_CACHE_SIZE (64M),
 # IMAGE_SIZE (16G: 2,097,152 inodes), WORK_DIR, EXTENTFS_BIN (otherwise swift build -c release).
 # Needs root (mounts, drop_caches). Never leaves a mount or an image behind, on success or failure;
 # the daemon's log is WORK/daemon.log (shown when a step fails). Figures go to stdout, progress to stderr.
@@ -66,6 +73,7 @@ become_subreaper "$@"
 
 read -r -a FILE_STEPS <<<"${FILE_STEPS:-10000 300000 1000000}"
 BIG_DIRECTORY="${BIG_DIRECTORY:-1000000}"
+ANCHOR="${ANCHOR:-xfs}"
 SAMPLE="${SAMPLE:-10000}"
 REPEAT="${REPEAT:-3}"
 CACHE_SIZE="${CACHE_SIZE:-256M}"
@@ -83,6 +91,7 @@ for count in "${FILE_STEPS[@]}"; do
     previous=$count
 done
 [[ "$BIG_DIRECTORY" =~ ^[0-9]+$ ]] || die "BIG_DIRECTORY must be a whole number, not '$BIG_DIRECTORY'"
+[[ "$ANCHOR" == xfs || "$ANCHOR" == none ]] || die "ANCHOR must be xfs or none, not '$ANCHOR'"
 [[ "$SAMPLE" =~ ^[1-9][0-9]*$ ]] || die "SAMPLE must be a positive whole number, not '$SAMPLE'"
 ((SAMPLE <= FILE_STEPS[0])) || die "SAMPLE ($SAMPLE) must not exceed the first step (${FILE_STEPS[0]}): stat takes distinct files"
 ((BIG_DIRECTORY == 0 || SAMPLE <= BIG_DIRECTORY)) || die "SAMPLE ($SAMPLE) must not exceed BIG_DIRECTORY ($BIG_DIRECTORY)"
@@ -100,6 +109,7 @@ to_bytes() { # 256M -> 268435456 (K, M, G, T: powers of 1024, as extentfs reads 
         T) printf '%s\n' $((number << 40)) ;;
     esac
 }
+SMALL_DIRECTORIES=$(((SAMPLE + 99) / 100))
 CACHE_BYTES="$(to_bytes "$CACHE_SIZE")"
 METADATA_BYTES="$(to_bytes "$METADATA_CACHE_SIZE")"
 IMAGE_BYTES="$(to_bytes "$IMAGE_SIZE")"
@@ -129,6 +139,8 @@ else
 fi
 MNT="$WORK/mnt"
 IMAGE="$WORK/scale.img"
+ANCHOR_MNT="$WORK/anchor"
+ANCHOR_IMAGE="$WORK/anchor.img"
 RESULTS="$WORK/results.jsonl"
 DAEMON_LOG="$WORK/daemon.log"
 mkdir -p "$MNT"
@@ -144,6 +156,11 @@ cleanup() {
         timeout 600 "$BIN" umount "$MNT" || force_unmount "$MNT"
     fi
     rm -f "$IMAGE"
+    if is_mounted "$ANCHOR_MNT"; then
+        log "unmounting $ANCHOR_MNT"
+        umount "$ANCHOR_MNT" || umount -l "$ANCHOR_MNT" || true
+    fi
+    rm -f "$ANCHOR_IMAGE"
     if ((status != 0)); then
         printf '\nerror: bench-scale failed (exit status %s); no table printed.\n' "$status" >&2
         if [[ -s "$DAEMON_LOG" ]]; then
@@ -218,7 +235,7 @@ measure() {
 
 record "\"kind\": \"config\", \"steps\": [$(IFS=,; echo "${FILE_STEPS[*]}")], \"repeat\": $REPEAT, \"sample\": $SAMPLE, \
 \"cache_size\": \"$CACHE_SIZE\", \"cache_bytes\": $CACHE_BYTES, \"metadata_size\": \"$METADATA_CACHE_SIZE\", \
-\"metadata_bytes\": $METADATA_BYTES, \"big_directory\": $BIG_DIRECTORY, \"small_directories\": $(((SAMPLE + 99) / 100)), \
+\"metadata_bytes\": $METADATA_BYTES, \"big_directory\": $BIG_DIRECTORY, \"small_directories\": $SMALL_DIRECTORIES, \
 \"build\": \"$BUILD\", \"cores\": $(nproc), \"date\": \"$(date -u '+%Y-%m-%d %H:%M UTC')\""
 log "work directory $WORK; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -253,7 +270,6 @@ rm -f "$IMAGE"
 
 # Part 2: one directory of BIG_DIRECTORY entries next to directories of 100.
 if ((BIG_DIRECTORY > 0)); then
-    SMALL_DIRECTORIES=$(((SAMPLE + 99) / 100))
     log "a directory of $BIG_DIRECTORY entries and $SMALL_DIRECTORIES of 100"
     "$BIN" mkfs "$IMAGE" --size "$IMAGE_SIZE" >/dev/null
     "$BIN" mount "$IMAGE" "$MNT" --cache-size "$CACHE_BYTES" --metadata-cache-size "$METADATA_BYTES" --log "$DAEMON_LOG"
@@ -280,6 +296,56 @@ if ((BIG_DIRECTORY > 0)); then
     done
     "$BIN" umount "$MNT"
     rm -f "$IMAGE"
+fi
+
+# Part 3: the same cold requests on XFS, loop-mounted from an image on the same disk.
+anchor_remount() {
+    is_mounted "$ANCHOR_MNT" && { umount "$ANCHOR_MNT" || die "cannot unmount $ANCHOR_MNT"; }
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    mount -o loop "$ANCHOR_IMAGE" "$ANCHOR_MNT" || die "cannot loop-mount the XFS image $ANCHOR_IMAGE"
+}
+if [[ "$ANCHOR" == xfs ]]; then
+    command -v mkfs.xfs >/dev/null || die "mkfs.xfs not found (xfsprogs): needed for the XFS anchor (ANCHOR=none leaves it out)"
+    mkdir -p "$ANCHOR_MNT"
+    is_mounted "$ANCHOR_MNT" && die "$ANCHOR_MNT is already a mount point"
+    truncate -s "$IMAGE_BYTES" "$ANCHOR_IMAGE"
+    mkfs.xfs -q "$ANCHOR_IMAGE" || die "mkfs.xfs failed on $ANCHOR_IMAGE"
+    have=0
+    for count in "${FILE_STEPS[0]}" "${FILE_STEPS[${#FILE_STEPS[@]} - 1]}"; do
+        ((count > have)) || continue
+        log "XFS: growing from $have to $count files"
+        anchor_remount
+        python3 "$PY" populate "$ANCHOR_MNT" "$have" "$count" >/dev/null
+        have=$count
+        for ((run = 1; run <= REPEAT; run++)); do
+            for rate in stat lookup; do
+                anchor_remount
+                json="$(python3 "$PY" "$rate" "$ANCHOR_MNT" "$count" "$SAMPLE" "$run")"
+                record "\"kind\": \"anchor\", \"files\": $count, \"rate\": \"$rate\", \"run\": $run" "$json"
+                log "  XFS, $count files, run $run, $rate: $json"
+            done
+        done
+    done
+    if ((BIG_DIRECTORY > 0)); then
+        log "XFS: a directory of $BIG_DIRECTORY entries and $SMALL_DIRECTORIES of 100"
+        umount "$ANCHOR_MNT"
+        mkfs.xfs -q -f "$ANCHOR_IMAGE" || die "mkfs.xfs failed on $ANCHOR_IMAGE"
+        anchor_remount
+        python3 "$PY" big-populate "$ANCHOR_MNT/big" "$BIG_DIRECTORY" >/dev/null
+        python3 "$PY" small-populate "$ANCHOR_MNT/small" "$SMALL_DIRECTORIES" >/dev/null
+        for ((run = 1; run <= REPEAT; run++)); do
+            anchor_remount
+            json="$(python3 "$PY" big-lookup "$ANCHOR_MNT/big" "$BIG_DIRECTORY" "$SAMPLE" "$run")"
+            record "\"kind\": \"anchor-big\", \"where\": \"big\", \"run\": $run" "$json"
+            anchor_remount
+            json="$(python3 "$PY" small-lookup "$ANCHOR_MNT/small" "$SMALL_DIRECTORIES" "$run")"
+            record "\"kind\": \"anchor-big\", \"where\": \"small\", \"run\": $run" "$json"
+            log "  XFS, directories, run $run: lookups done"
+        done
+    fi
+    umount "$ANCHOR_MNT"
+    rm -f "$ANCHOR_IMAGE"
 fi
 
 python3 "$PY" table "$RESULTS"

@@ -402,6 +402,12 @@ def table(path):
         results.append(ok)
         out.append("  %s at %d / at %d files: %.0f / %.0f = %.2fx >= 0.80x: %s"
                    % (label, last, first, medians[(key, last)], medians[(key, first)], ratio, verdict(ok)))
+        anchored = {n: [r["value"] for r in records if r["kind"] == "anchor" and r["files"] == n and r["rate"] == key]
+                    for n in (first, last)}
+        if all(anchored.values()):
+            a_last, a_first = statistics.median(anchored[last]), statistics.median(anchored[first])
+            out.append("    the anchor, XFS on a loop image on this disk (no goal): %.0f / %.0f = %.2fx; extentfs / XFS at %d files: %.2fx"
+                       % (a_last, a_first, a_last / a_first, last, medians[(key, last)] / a_last))
 
     big = [r for r in records if r["kind"] == "big"]
     if big:
@@ -423,6 +429,12 @@ def table(path):
             ok = b / s >= 0.8
             results.append(ok)
             out.append("  goal: as fast per entry (read here as >= 0.80x): %s" % verdict(ok))
+            anchor = {where: [r["value"] for r in records if r["kind"] == "anchor-big" and r["where"] == where]
+                      for where in ("big", "small")}
+            if key == "lookup" and all(anchor.values()):
+                ab, a_s = statistics.median(anchor["big"]), statistics.median(anchor["small"])
+                out.append("  the anchor, XFS on a loop image on this disk (no goal): %.0f / %.0f = %.2fx; extentfs / XFS, big directory: %.2fx"
+                           % (ab, a_s, ab / a_s, b / ab))
         mount_big = [r["seconds"] for r in records if r["kind"] == "mount" and r.get("files") == "big"]
         if mount_big:
             out.append("%-44s%16.3f" % ("mount of that volume, median (s)", statistics.median(mount_big)))
