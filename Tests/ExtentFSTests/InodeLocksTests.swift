@@ -477,21 +477,13 @@ extension InodeLocksTests {
                 }
             }
         }
-        let stopWriteback = StopFlag()
-        let writebackDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            defer { writebackDone.signal() }
-            while !stopWriteback.isSet {
-                do { try fs.writebackAll() } catch { outcome.fail("writeback: \(error)") }
+        try outcome.whileWritingBack(fs) {
+            for round in 0..<20 {
+                try fs.sync()
+                if round % 5 == 0 { try fs.journal.checkpoint() }
             }
+            XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
         }
-        for round in 0..<20 {
-            try fs.sync()
-            if round % 5 == 0 { try fs.journal.checkpoint() }
-        }
-        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
-        stopWriteback.set()
-        XCTAssertEqual(writebackDone.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(outcome.all, [])
         try volume.remount()
         XCTAssertEqual(try volume.read(source, original.count, at: 0), original, "the source")
@@ -536,32 +528,24 @@ extension InodeLocksTests {
             }
         }
         // Writeback of all of them meanwhile, as the flusher does (its transactions shared too).
-        let stopWriteback = StopFlag()
-        let writebackDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            defer { writebackDone.signal() }
-            while !stopWriteback.isSet {
-                do { try fs.writebackAll() } catch Errno.noSpace {} catch { outcome.fail("writeback: \(error)") }
-            }
-        }
         var spaceRanOut = 0
-        for round in 0..<40 {
-            if round % 4 == 0 { try fs.sync() }
-            if round % 8 == 0 { try fs.journal.checkpoint() }
-            do {
-                let scratch = try volume.create("s\(round)")
-                defer { fs.release(scratch) }
-                try volume.write(scratch, pattern(8192, seed: 99), at: 0)
-                _ = try fs.setattr(scratch, AttributeChanges(size: 0))
-                try fs.unlink(parent: FileSystem.rootInode, name: Array("s\(round)".utf8))
-                fs.forget(scratch, count: 1)
-            } catch Errno.noSpace {
-                spaceRanOut += 1
+        try outcome.whileWritingBack(fs, spaceMayRunOut: true) {
+            for round in 0..<40 {
+                if round % 4 == 0 { try fs.sync() }
+                if round % 8 == 0 { try fs.journal.checkpoint() }
+                do {
+                    let scratch = try volume.create("s\(round)")
+                    defer { fs.release(scratch) }
+                    try volume.write(scratch, pattern(8192, seed: 99), at: 0)
+                    _ = try fs.setattr(scratch, AttributeChanges(size: 0))
+                    try fs.unlink(parent: FileSystem.rootInode, name: Array("s\(round)".utf8))
+                    fs.forget(scratch, count: 1)
+                } catch Errno.noSpace {
+                    spaceRanOut += 1
+                }
             }
+            XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
         }
-        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
-        stopWriteback.set()
-        XCTAssertEqual(writebackDone.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(outcome.all, [])
         // The volume is small enough that writes were refused (ENOSPC, or short) on the way.
         XCTAssertGreaterThan(spaceRanOut + written.reduce(0) { $0 + $1.spaceRanOut }, 0)

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 @testable import ExtentFS
 
 /// What a test of issue 9's locks learns from requests run on threads of their own while it
@@ -22,6 +23,25 @@ final class LockOutcome: @unchecked Sendable {
         release()
         if !inTime, done.wait(timeout: .now() + 30) != .success { fail("still waiting 30 s after the lock was let go") }
         return inTime
+    }
+
+    /// Runs `body` while another thread writes back every file of `fs` again and again, as the
+    /// flusher does, then stops that thread and waits for it. Writeback's errors are failures,
+    /// but ENOSPC when `spaceMayRunOut` (a volume filled on purpose).
+    func whileWritingBack(_ fs: FileSystem, spaceMayRunOut: Bool = false, _ body: () throws -> Void) rethrows {
+        let stop = StopFlag()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { done.signal() }
+            while !stop.isSet {
+                do { try fs.writebackAll() } catch Errno.noSpace where spaceMayRunOut {} catch { self.fail("writeback: \(error)") }
+            }
+        }
+        defer {
+            stop.set()
+            if done.wait(timeout: .now() + 60) != .success { fail("writeback still running 60 s after it was told to stop") }
+        }
+        try body()
     }
 
     /// `finishesWhileHeld` with `fs`'s Metadata.lock held shared, as a shared transaction on an

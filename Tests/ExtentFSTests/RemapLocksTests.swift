@@ -142,21 +142,13 @@ final class RemapLocksTests: XCTestCase {
                 }
             }
         }
-        let stopWriteback = StopFlag()
-        let writebackDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            defer { writebackDone.signal() }
-            while !stopWriteback.isSet {
-                do { try fs.writebackAll() } catch { outcome.fail("writeback: \(error)") }
+        try outcome.whileWritingBack(fs) {
+            for round in 0..<20 {
+                try fs.sync()
+                if round % 5 == 0 { try fs.journal.checkpoint() }
             }
+            XCTAssertEqual(group.wait(timeout: .now() + 180), .success)
         }
-        for round in 0..<20 {
-            try fs.sync()
-            if round % 5 == 0 { try fs.journal.checkpoint() }
-        }
-        XCTAssertEqual(group.wait(timeout: .now() + 180), .success)
-        stopWriteback.set()
-        XCTAssertEqual(writebackDone.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(outcome.all, [])
         try volume.remount()
         XCTAssertNil(sourceModel.mismatch(try volume.read(source, length, at: 0)), "the source")
