@@ -22,11 +22,22 @@ final class NBDStoreTests: XCTestCase {
         try roundTrip(nil, transport: .unixSocket, blockSize: 65536)
     }
 
+    /// A server whose smallest unit is 4 KiB (as qemu-nbd over a 4 KiB-sector disk; here nbdkit's
+    /// blocksize-policy filter, which refuses anything finer) holding a volume of 1 KiB blocks:
+    /// the superblock's sectors, the log's header and every block go through whole units.
+    func testVolumeOnAServerWhoseSmallestUnitIsLargerThanABlock() throws {
+        try roundTrip(nil, transport: .unixSocket, blockSize: 1024,
+                      filters: ["blocksize-policy"], parameters: Self.fourKiBUnits)
+    }
+
+    static let fourKiBUnits = ["blocksize-minimum=4096", "blocksize-preferred=4096", "blocksize-error-policy=error"]
+
     /// mkfs, write (several MiB: many commands in flight at once), fsync, remount, read back,
     /// fsck, all over NBD; then for the file plugin, the file it served is the same volume.
     private func roundTrip(_ plugin: NBDTestServer.Plugin?, transport: NBDTestServer.Transport, blockSize: Int,
+                           filters: [String] = [], parameters: [String] = [],
                            file: StaticString = #filePath, line: UInt = #line) throws {
-        let volume = try NBDVolume(plugin, transport: transport, blockSize: blockSize)
+        let volume = try NBDVolume(plugin, transport: transport, blockSize: blockSize, filters: filters, parameters: parameters)
         let big = pattern(5 << 20 + 12345, seed: 1)
         let small = pattern(3000, seed: 2)
         let bigFile = try volume.create("big")
@@ -115,6 +126,56 @@ final class NBDStoreTests: XCTestCase {
         let tail = try store.read(8192, at: (8 << 20) - 4096)
         XCTAssertEqual(tail[4096...].allSatisfy { $0 == 0 }, true, "past the end reads as zeros")
         try store.flush()
+    }
+
+    /// Reads and writes finer than the server's smallest unit (4 KiB, anything finer refused by
+    /// the server): at any offset and length, and from eight threads at once into neighbouring
+    /// bytes of the same units, none undoing another's (each partial unit is read, changed and
+    /// written whole, one at a time).
+    func testReadsAndWritesFinerThanTheServersUnit() throws {
+        let directory = try temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let server = try NBDTestServer(.memory(bytes: 4 << 20), transport: .unixSocket, directory: directory,
+                                       filters: ["blocksize-policy"], parameters: Self.fourKiBUnits)
+        let store = try BackingStore(path: server.uri, writable: true)
+        var model = [UInt8](repeating: 0, count: 256 << 10)
+        func write(_ bytes: [UInt8], at offset: Int) throws {
+            try store.write(bytes, at: UInt64(offset))
+            model.replaceSubrange(offset..<offset + bytes.count, with: bytes)
+        }
+        try write(pattern(3 * 4096 + 1000, seed: 30), at: 4096 + 700)
+        try write(pattern(10, seed: 31), at: 3)
+        try write(pattern(4096, seed: 32), at: 8192 + 1)
+        try write(pattern(8192, seed: 33), at: 40960)
+        for (offset, count) in [(4096 + 700, 3 * 4096 + 1000), (0, 20), (8190, 4100), (4095, 1), (40960, 8192), (0, 64 << 10)] {
+            XCTAssertNil(ExpectedBytes(Array(model[offset..<offset + count])).mismatch(try store.read(count, at: UInt64(offset))),
+                         "read of \(count) bytes at \(offset)")
+        }
+
+        let threads = 8, units = 16, slot = 64, rounds = 24
+        let failures = NSLock()
+        var failure: Error?
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            for round in 0..<rounds {
+                for unit in 0..<units {
+                    let offset = (64 << 10) + unit * 4096 + (round % 8) * (threads * slot) + thread * slot
+                    do { try store.write(pattern(slot, seed: UInt64(thread * 1000 + round)), at: UInt64(offset)) } catch {
+                        failures.withLock { failure = failure ?? error }
+                    }
+                }
+            }
+        }
+        XCTAssertNil(failure.map { "\($0)" })
+        for thread in 0..<threads {
+            for round in rounds - 8..<rounds {
+                for unit in 0..<units {
+                    let offset = (64 << 10) + unit * 4096 + (round % 8) * (threads * slot) + thread * slot
+                    model.replaceSubrange(offset..<offset + slot, with: pattern(slot, seed: UInt64(thread * 1000 + round)))
+                }
+            }
+        }
+        try store.flush()
+        XCTAssertNil(ExpectedBytes(model).mismatch(try store.read(model.count, at: 0)), "after eight threads wrote into the same units")
     }
 
     /// Sequential reads are read ahead; a write into what was read ahead must be what a later

@@ -14,13 +14,20 @@ final class NBDMountTests: XCTestCase {
     func testTreeRoundTripOverUnixSocketAndTCP() throws {
         let harness = try MountHarness()
         defer { harness.tearDown() }
-        let cases: [(NBDTestServer.Transport, Bool, Int)] = [(.unixSocket, true, 4096), (.tcp, false, 1024)]
-        for (transport, onFile, blockSize) in cases {
-            let directory = harness.workDirectory + "/nbd-\(transport == .tcp ? "tcp" : "unix")"
+        // The third server takes nothing finer than 4 KiB (as qemu-nbd on a 4 KiB-sector disk),
+        // and the volume's blocks are 1 KiB.
+        let fourKiBUnits = ["blocksize-minimum=4096", "blocksize-error-policy=error"]
+        let cases: [(NBDTestServer.Transport, Bool, Int, [String])] = [
+            (.unixSocket, true, 4096, []), (.tcp, false, 1024, []), (.unixSocket, false, 1024, fourKiBUnits),
+        ]
+        for (index, (transport, onFile, blockSize, unitPolicy)) in cases.enumerated() {
+            let directory = harness.workDirectory + "/nbd-\(index)"
             let plugin: NBDTestServer.Plugin = onFile ? .file(path: directory + "/export.img", bytes: 256 << 20) : .memory(bytes: 256 << 20)
-            let server = try NBDTestServer(plugin, transport: transport, directory: directory)
+            let server = try NBDTestServer(plugin, transport: transport, directory: directory,
+                                           filters: unitPolicy.isEmpty ? [] : ["blocksize-policy"], parameters: unitPolicy)
             defer { server.stop() }
             let context = "\(onFile ? "file" : "memory") plugin over \(transport), block size \(blockSize)"
+                + (unitPolicy.isEmpty ? "" : ", server unit 4 KiB")
             let volume = try harness.makeVolume(blockSize: blockSize, nbdURI: server.uri)
             try volume.mount()
             XCTAssertEqual(MountTable.entry(at: volume.mountPoint)?.source, server.uri, "mount source (\(context))")

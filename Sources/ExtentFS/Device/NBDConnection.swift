@@ -32,6 +32,9 @@ final class NBDConnection: @unchecked Sendable {
     let isReadOnly: Bool
     /// The largest payload the server takes in one command.
     let maximumPayload: Int
+    /// The server's smallest unit of a command (NBD_INFO_BLOCK_SIZE's minimum; 1 when it names
+    /// none): libnbd refuses a command whose offset or length is not a multiple of it.
+    let minimumBlockBytes: Int
 
     private let handle: OpaquePointer
     /// Our own descriptor for the connection's socket: shutting it down ends the connection even
@@ -67,6 +70,13 @@ final class NBDConnection: @unchecked Sendable {
             // more than 64 MiB).
             let advertised = nbd_get_block_size(handle, Int32(LIBNBD_SIZE_MAXIMUM))
             maximumPayload = advertised > 0 ? Int(min(advertised, 32 << 20)) : 32 << 20
+            // The protocol allows powers of two up to 64 KiB; a server saying more (or something
+            // else) could not be used for a superblock's sector without rewriting far more.
+            let minimum = nbd_get_block_size(handle, Int32(LIBNBD_SIZE_MINIMUM))
+            guard minimum <= 1 || (minimum <= 64 << 10 && minimum & (minimum - 1) == 0 && Int(minimum) <= maximumPayload) else {
+                throw ExtentFSError("\(uri): the NBD server's minimum block size, \(minimum) bytes, is not a power of two up to 64 KiB and its largest command", errno: .notSupported)
+            }
+            minimumBlockBytes = max(Int(minimum), 1)
             socketCopy = fcntl(nbd_aio_get_fd(handle), F_DUPFD_CLOEXEC, 0)
             guard socketCopy >= 0 else { throw ExtentFSError("\(uri): \(Errno(rawValue: Glibc.errno))", errno: .ioError) }
             wakeDescriptor = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))

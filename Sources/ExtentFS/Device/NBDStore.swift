@@ -16,6 +16,13 @@ import Glibc
 /// when the server says so); a failed write fails every later write and flush; a lost or
 /// stalled connection fails every later call, and only a new mount connects again
 /// (StoreOptions.nbdTimeout bounds every wait).
+///
+/// A server may name a smallest unit for its commands (qemu-nbd over a 4 KiB-sector disk,
+/// nbdkit's blocksize-policy filter), and libnbd refuses anything finer; the engine reads and
+/// writes pieces smaller than a block (a superblock's sector, the log's header). Those go
+/// through whole units: a read is widened, a write reads the units it covers in part, lays
+/// its bytes over them and writes them whole, one such write at a time (`unitLock`), so two
+/// writes into neighbouring bytes of one unit cannot undo each other.
 final class NBDStore: StoreBackend, @unchecked Sendable {
     /// How much one command carries: large enough that the protocol's cost per command is small,
     /// small enough that a large read or write is several commands in flight.
@@ -29,6 +36,10 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
     private let readahead: NBDReadahead
     private let buffers: NBDBufferPool
     private let pieceBytes: Int
+    /// The server's smallest unit (1: none).
+    private let unitBytes: Int
+    /// Held across a partial unit's read, modify and write.
+    private let unitLock = Mutex()
     private let lockMutex = Mutex()
     private var lockFile: FileDescriptor?
 
@@ -43,7 +54,9 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
             connection.close()
             throw ExtentFSError("\(uri): the NBD server cannot flush (no NBD_CMD_FLUSH), so nothing written to it could be made durable; mount it with -o ro, or serve it with flush support", errno: .notSupported)
         }
-        size = connection.size
+        unitBytes = connection.minimumBlockBytes
+        // A tail shorter than the server's unit cannot be read or written on its own.
+        size = connection.size / UInt64(unitBytes) * UInt64(unitBytes)
         pieceBytes = min(Self.pieceBytes, connection.maximumPayload)
         let chunkBytes = min(NBDReadahead.defaultChunkBytes, connection.maximumPayload)
         let bufferBytes = max(chunkBytes, pieceBytes)
@@ -51,7 +64,7 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
         // allocated and faulted in again for every write.
         buffers = NBDBufferPool(bufferBytes: bufferBytes, maximumKept: 12 + NBDWriteBehind.maximumBytes / bufferBytes)
         writeBehind = NBDWriteBehind(connection: connection)
-        readahead = NBDReadahead(connection: connection, writes: writeBehind, size: connection.size,
+        readahead = NBDReadahead(connection: connection, writes: writeBehind, size: size,
                                  chunkBytes: chunkBytes, pool: buffers)
     }
 
@@ -78,6 +91,18 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
 
     func read(vectors: [iovec], at offset: UInt64) throws {
         let count = vectors.reduce(0) { $0 + $1.iov_len }
+        if let units = wholeUnits(offset, count) {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: units.count, alignment: 4096)
+            defer { buffer.deallocate() }
+            try readUnits(vectors: [iovec(iov_base: buffer, iov_len: units.count)], at: units.offset, count: units.count)
+            copy(from: buffer + Int(offset - units.offset), to: vectors)
+            return
+        }
+        try readUnits(vectors: vectors, at: offset, count: count)
+    }
+
+    /// `offset` and `count` are multiples of `unitBytes`.
+    private func readUnits(vectors: [iovec], at offset: UInt64, count: Int) throws {
         try writeBehind.waitForWrites(overlapping: offset, count: count)
         if readahead.read(vectors: vectors, at: offset, count: count) { return }
         let transfer = NBDTransfer(.read, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers)
@@ -87,9 +112,56 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
 
     func write(vectors: [iovec], at offset: UInt64) throws {
         let count = vectors.reduce(0) { $0 + $1.iov_len }
+        guard let units = wholeUnits(offset, count) else {
+            try writeUnits(vectors: vectors, at: offset, count: count)
+            return
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: units.count, alignment: 4096)
+        defer { buffer.deallocate() }
+        try unitLock.withLock {
+            // Only the first and last units can be covered in part.
+            let unit = unitBytes
+            let lastUnit = units.offset + UInt64(units.count - unit)
+            let headIsPartial = offset > units.offset
+            if headIsPartial {
+                try readUnits(vectors: [iovec(iov_base: buffer, iov_len: unit)], at: units.offset, count: unit)
+            }
+            let tailIsPartial = offset + UInt64(count) < units.offset + UInt64(units.count)
+            if tailIsPartial && !(headIsPartial && lastUnit == units.offset) {
+                try readUnits(vectors: [iovec(iov_base: buffer + (units.count - unit), iov_len: unit)], at: lastUnit, count: unit)
+            }
+            var cursor = buffer + Int(offset - units.offset)
+            for vector in vectors where vector.iov_len > 0 {
+                cursor.copyMemory(from: vector.iov_base!, byteCount: vector.iov_len)
+                cursor += vector.iov_len
+            }
+            // The transfer stages every byte before this returns, so the buffer may go.
+            try writeUnits(vectors: [iovec(iov_base: buffer, iov_len: units.count)], at: units.offset, count: units.count)
+        }
+    }
+
+    /// `offset` and `count` are multiples of `unitBytes`.
+    private func writeUnits(vectors: [iovec], at offset: UInt64, count: Int) throws {
         let transfer = NBDTransfer(.write, vectors: vectors, at: offset, pieceBytes: pieceBytes, pool: buffers, stageAll: true)
         try writeBehind.write(transfer, offset: offset, count: count) {
             readahead.invalidate(offset: offset, count: count)
+        }
+    }
+
+    /// The whole units around a range that is not made of them; nil when it is.
+    private func wholeUnits(_ offset: UInt64, _ count: Int) -> (offset: UInt64, count: Int)? {
+        let unit = UInt64(unitBytes)
+        guard unit > 1, count > 0, offset % unit != 0 || UInt64(count) % unit != 0 else { return nil }
+        let start = offset / unit * unit
+        let end = (offset + UInt64(count) + unit - 1) / unit * unit
+        return (start, Int(end - start))
+    }
+
+    private func copy(from source: UnsafeRawPointer, to vectors: [iovec]) {
+        var cursor = source
+        for vector in vectors where vector.iov_len > 0 {
+            vector.iov_base!.copyMemory(from: cursor, byteCount: vector.iov_len)
+            cursor += vector.iov_len
         }
     }
 
