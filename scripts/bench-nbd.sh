@@ -6,6 +6,9 @@
 #   nbd           extentfs mounted on nbd+unix:///?socket=WORK/nbd.sock (or nbd://127.0.0.1:PORT
 #                 with NBD_TRANSPORT=tcp), served by "nbdkit file WORK/image.img cache=none"
 #   nbd-hostcache the same, served by "nbdkit file WORK/image.img" (its default cache mode)
+#   nbd-memory    the same volume on "nbdkit memory IMAGE_SIZE": no disk behind the server, so
+#                 what is left is the NBD path itself (libnbd, the socket, the daemon's side) and
+#                 a server that costs little CPU; not the issue's target, which is a disk image
 #
 # Which is like the file: extentfs moves a file's data between its own page cache and the image
 # file with O_DIRECT (Device/DirectIO.swift), so the image's data stays out of the host's page
@@ -13,7 +16,8 @@
 # pages it has read or written: nbdkit-file-plugin(1)); with the default mode the server keeps
 # every byte in the host's page cache too, a third copy that on a 2-core VM costs the server
 # more CPU than the whole file target uses (README, Benchmarks). Both are printed; the issue's
-# 0.8 is judged on the first. NBD_SERVER_CACHE lists the modes to run (default "none default").
+# 0.8 is judged on the first. NBD_SERVER_CACHE lists the modes to run (default "none default
+# memory"; memory is nbd-memory).
 #
 # Jobs (fio, psync, buffered, one FILE_SIZE file through the mount):
 #   seq-write  sequential write 1 MiB of a new file, end_fsync                   MiB/s
@@ -33,7 +37,7 @@ FILE_SIZE="${FILE_SIZE:-1G}"
 IMAGE_SIZE="${IMAGE_SIZE:-4G}"
 REPEAT="${REPEAT:-3}"
 NBD_TRANSPORT="${NBD_TRANSPORT:-unix}"
-NBD_SERVER_CACHE="${NBD_SERVER_CACHE:-none default}"
+NBD_SERVER_CACHE="${NBD_SERVER_CACHE:-none default memory}"
 BIN="$(extentfs_bin release)"
 
 [[ $(id -u) -eq 0 ]] || die "run as root: dropping the page cache needs it"
@@ -44,7 +48,8 @@ for mode in $NBD_SERVER_CACHE; do
     case "$mode" in
         none) NBD_TARGETS+=(nbd) ;;
         default) NBD_TARGETS+=(nbd-hostcache) ;;
-        *) die "NBD_SERVER_CACHE lists none and/or default, not '$mode'" ;;
+        memory) NBD_TARGETS+=(nbd-memory) ;;
+        *) die "NBD_SERVER_CACHE lists none, default and memory, not '$mode'" ;;
     esac
 done
 ((${#NBD_TARGETS[@]} > 0)) || die "NBD_SERVER_CACHE names no server cache mode"
@@ -94,10 +99,12 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Serves IMAGE with nbdkit's file plugin, $1 the target (nbd: cache=none); sets URI.
+# Serves IMAGE with nbdkit's file plugin, $1 the target (nbd: cache=none; nbd-memory: the
+# memory plugin instead); sets URI.
 start_server() {
-    local args cache=()
-    [[ "$1" == nbd ]] && cache=(cache=none)
+    local args plugin=(file "$IMAGE")
+    [[ "$1" == nbd ]] && plugin+=(cache=none)
+    [[ "$1" == nbd-memory ]] && plugin=(memory "$IMAGE_SIZE")
     rm -f "$SOCKET"
     if [[ "$NBD_TRANSPORT" == unix ]]; then
         args=(-U "$SOCKET")
@@ -108,7 +115,7 @@ start_server() {
         args=(-i 127.0.0.1 -p "$port")
         URI="nbd://127.0.0.1:$port/"
     fi
-    nbdkit -f --exit-with-parent -P "$WORK/nbdkit.pid" "${args[@]}" file "$IMAGE" "${cache[@]}" >>"$WORK/nbdkit.log" 2>&1 &
+    nbdkit -f --exit-with-parent -P "$WORK/nbdkit.pid" "${args[@]}" "${plugin[@]}" >>"$WORK/nbdkit.log" 2>&1 &
     NBDKIT_PID=$!
     local waited=0
     until [[ -s "$WORK/nbdkit.pid" ]]; do
@@ -204,7 +211,8 @@ def runs(target, job, direction):
             daemon, server, ticks = (int(v) for v in f.read().split())
         cpu.append((daemon / ticks, server / ticks))
     return rates, cpu
-label = {"nbd": "nbd (nbdkit cache=none)", "nbd-hostcache": "nbd (nbdkit default cache)"}
+label = {"nbd": "nbd (nbdkit cache=none)", "nbd-hostcache": "nbd (nbdkit default cache)",
+         "nbd-memory": "nbd (nbdkit memory plugin)"}
 print()
 # Both ratios: of the medians, and the median of each run's own ratio (the targets of a run take
 # turns under the same load; when the load changes between runs, the two differ). CPU: seconds
