@@ -23,11 +23,47 @@ final class NBDStoreTests: XCTestCase {
     }
 
     /// A server whose smallest unit is 4 KiB (as qemu-nbd over a 4 KiB-sector disk; here nbdkit's
-    /// blocksize-policy filter, which refuses anything finer) holding a volume of 1 KiB blocks:
-    /// the superblock's sectors, the log's header and every block go through whole units.
+    /// blocksize-policy filter, which refuses anything finer): a volume of 4 KiB blocks, whose
+    /// superblock sectors and log header go through whole units; mkfs refuses smaller blocks (as
+    /// mkfs.xfs refuses blocks smaller than a sector); a volume of 1 KiB blocks made elsewhere
+    /// still mounts on it, every block then read, changed and written as a whole unit.
     func testVolumeOnAServerWhoseSmallestUnitIsLargerThanABlock() throws {
-        try roundTrip(nil, transport: .unixSocket, blockSize: 1024,
+        try roundTrip(nil, transport: .unixSocket, blockSize: 4096,
                       filters: ["blocksize-policy"], parameters: Self.fourKiBUnits)
+
+        let directory = try temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let image = directory + "/image.img"
+        var format = FormatOptions()
+        format.blockSize = 1024
+        let plain = try NBDTestServer(.file(path: image, bytes: 64 << 20), transport: .unixSocket, directory: directory)
+        try Volume.format(image: plain.uri, options: format)
+        plain.stop()
+        let server = try NBDTestServer(.file(path: image, bytes: 64 << 20), transport: .unixSocket, directory: directory,
+                                       filters: ["blocksize-policy"], parameters: Self.fourKiBUnits)
+        defer { server.stop() }
+        format.force = true
+        XCTAssertThrowsError(try Volume.format(image: server.uri, options: format)) {
+            XCTAssertTrue("\($0)".contains("smallest unit"), "\($0)")
+        }
+
+        let big = pattern(3 << 20 + 777, seed: 40), small = pattern(1500, seed: 41)
+        var fs = try FileSystem.mount(image: server.uri)
+        let bigFile = try fs.create(parent: FileSystem.rootInode, name: Array("big".utf8), mode: 0o644, flags: 0, owner: .root).ino
+        let smallFile = try fs.create(parent: FileSystem.rootInode, name: Array("small".utf8), mode: 0o644, flags: 0, owner: .root).ino
+        _ = try big.withUnsafeBytes { try fs.write(bigFile, offset: 0, $0) }
+        _ = try small.withUnsafeBytes { try fs.write(smallFile, offset: 1001, $0) }
+        try fs.fsync(bigFile, dataOnly: false)
+        try fs.fsync(smallFile, dataOnly: false)
+        try fs.unmount()
+        fs = try FileSystem.mount(image: server.uri)
+        var readBig: [UInt8] = [], readSmall: [UInt8] = []
+        try fs.read(try fs.lookup(parent: FileSystem.rootInode, name: Array("big".utf8)).ino, offset: 0, count: big.count) { readBig = Array($0) }
+        try fs.read(try fs.lookup(parent: FileSystem.rootInode, name: Array("small".utf8)).ino, offset: 0, count: 4096) { readSmall = Array($0) }
+        try fs.unmount()
+        XCTAssertNil(ExpectedBytes(big).mismatch(readBig), "big file of 1 KiB blocks on 4 KiB units")
+        XCTAssertNil(ExpectedBytes([UInt8](repeating: 0, count: 1001) + small).mismatch(readSmall), "small file at an odd offset")
+        XCTAssertEqual(try Volume.check(image: server.uri), [])
     }
 
     static let fourKiBUnits = ["blocksize-minimum=4096", "blocksize-preferred=4096", "blocksize-error-policy=error"]

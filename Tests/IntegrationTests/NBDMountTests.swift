@@ -14,11 +14,11 @@ final class NBDMountTests: XCTestCase {
     func testTreeRoundTripOverUnixSocketAndTCP() throws {
         let harness = try MountHarness()
         defer { harness.tearDown() }
-        // The third server takes nothing finer than 4 KiB (as qemu-nbd on a 4 KiB-sector disk),
-        // and the volume's blocks are 1 KiB.
+        // The third server takes nothing finer than 4 KiB (as qemu-nbd on a 4 KiB-sector disk):
+        // the superblock's sectors and the log's header go through whole units.
         let fourKiBUnits = ["blocksize-minimum=4096", "blocksize-error-policy=error"]
         let cases: [(NBDTestServer.Transport, Bool, Int, [String])] = [
-            (.unixSocket, true, 4096, []), (.tcp, false, 1024, []), (.unixSocket, false, 1024, fourKiBUnits),
+            (.unixSocket, true, 4096, []), (.tcp, false, 1024, []), (.unixSocket, false, 4096, fourKiBUnits),
         ]
         for (index, (transport, onFile, blockSize, unitPolicy)) in cases.enumerated() {
             let directory = harness.workDirectory + "/nbd-\(index)"

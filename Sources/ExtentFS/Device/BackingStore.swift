@@ -42,6 +42,7 @@ public final class BackingStore: @unchecked Sendable {
     public var size: UInt64 { backend.size }
     /// Whether mkfs may set the size (a regular file); a device or an export has its own.
     public var isResizable: Bool { backend.isResizable }
+    public var smallestUnitBytes: Int { backend.smallestUnitBytes }
 
     /// Whether a write may not be on stable storage yet.
     var hasUnflushedWrites: Bool { writeCounter.withLock { writesInFlight > 0 || writesFinished > writesFlushed } }

@@ -38,6 +38,7 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
     private let pieceBytes: Int
     /// The server's smallest unit (1: none).
     private let unitBytes: Int
+    var smallestUnitBytes: Int { unitBytes }
     /// Held across a partial unit's read, modify and write.
     private let unitLock = Mutex()
     private let lockMutex = Mutex()

@@ -19,6 +19,10 @@ protocol StoreBackend: AnyObject, Sendable {
     var size: UInt64 { get }
     /// Only a regular file grows or shrinks to the size mkfs asks for.
     var isResizable: Bool { get }
+    /// The smallest unit the device itself moves (an NBD server's minimum block size); finer
+    /// transfers still work, as read-modify-write. 1 for files and block devices, whose kernel
+    /// does that for buffered I/O.
+    var smallestUnitBytes: Int { get }
     func setSize(_ newSize: UInt64) throws
 
     /// Reads exactly `count` bytes; bytes past the end read as zeros.
@@ -40,4 +44,5 @@ protocol StoreBackend: AnyObject, Sendable {
 
 extension StoreBackend {
     func prefetch(_ ranges: [(offset: UInt64, count: Int)]) {}
+    var smallestUnitBytes: Int { 1 }
 }

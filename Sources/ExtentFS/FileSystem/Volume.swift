@@ -33,6 +33,12 @@ public enum Volume {
             }
         }
         let store = try BackingStore(path: image, writable: true, options: options.store)
+        // As mkfs.xfs refuses blocks smaller than the device's sectors: every block written
+        // would be a read-modify-write of the server's unit. (A volume made elsewhere still
+        // mounts on such a server.)
+        guard blockSize >= store.smallestUnitBytes else {
+            throw ExtentFSError("block size \(blockSize) is smaller than the smallest unit \(image) takes (\(store.smallestUnitBytes) bytes: the NBD server's minimum block size); use --block-size \(store.smallestUnitBytes) or more", errno: .invalidArgument)
+        }
         try store.lock(.exclusive)
         if !options.force, store.size >= Superblock.reservedBytes {
             for offset in Superblock.slotOffsets {
