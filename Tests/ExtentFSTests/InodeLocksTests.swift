@@ -477,13 +477,7 @@ extension InodeLocksTests {
                 }
             }
         }
-        try outcome.whileWritingBack(fs) {
-            for round in 0..<20 {
-                try fs.sync()
-                if round % 5 == 0 { try fs.journal.checkpoint() }
-            }
-            XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
-        }
+        XCTAssertEqual(try outcome.syncsWhileWritingBack(fs, thenWaitsFor: group, seconds: 120), .success)
         XCTAssertEqual(outcome.all, [])
         try volume.remount()
         XCTAssertEqual(try volume.read(source, original.count, at: 0), original, "the source")

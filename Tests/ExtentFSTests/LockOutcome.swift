@@ -28,7 +28,7 @@ final class LockOutcome: @unchecked Sendable {
     /// Runs `body` while another thread writes back every file of `fs` again and again, as the
     /// flusher does, then stops that thread and waits for it. Writeback's errors are failures,
     /// but ENOSPC when `spaceMayRunOut` (a volume filled on purpose).
-    func whileWritingBack(_ fs: FileSystem, spaceMayRunOut: Bool = false, _ body: () throws -> Void) rethrows {
+    func whileWritingBack<T>(_ fs: FileSystem, spaceMayRunOut: Bool = false, _ body: () throws -> T) rethrows -> T {
         let stop = StopFlag()
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
@@ -41,7 +41,20 @@ final class LockOutcome: @unchecked Sendable {
             stop.set()
             if done.wait(timeout: .now() + 60) != .success { fail("writeback still running 60 s after it was told to stop") }
         }
-        try body()
+        return try body()
+    }
+
+    /// While writeback runs as in `whileWritingBack`: syncs 20 times, checkpointing every fifth
+    /// time, as the log's own commits and checkpoints would between the racing requests; then
+    /// waits up to `seconds` for `group` (the racing threads).
+    func syncsWhileWritingBack(_ fs: FileSystem, thenWaitsFor group: DispatchGroup, seconds: Double) throws -> DispatchTimeoutResult {
+        try whileWritingBack(fs) {
+            for round in 0..<20 {
+                try fs.sync()
+                if round % 5 == 0 { try fs.journal.checkpoint() }
+            }
+            return group.wait(timeout: .now() + seconds)
+        }
     }
 
     /// `finishesWhileHeld` with `fs`'s Metadata.lock held shared, as a shared transaction on an

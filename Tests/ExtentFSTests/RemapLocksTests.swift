@@ -142,13 +142,7 @@ final class RemapLocksTests: XCTestCase {
                 }
             }
         }
-        try outcome.whileWritingBack(fs) {
-            for round in 0..<20 {
-                try fs.sync()
-                if round % 5 == 0 { try fs.journal.checkpoint() }
-            }
-            XCTAssertEqual(group.wait(timeout: .now() + 180), .success)
-        }
+        XCTAssertEqual(try outcome.syncsWhileWritingBack(fs, thenWaitsFor: group, seconds: 180), .success)
         XCTAssertEqual(outcome.all, [])
         try volume.remount()
         XCTAssertNil(sourceModel.mismatch(try volume.read(source, length, at: 0)), "the source")

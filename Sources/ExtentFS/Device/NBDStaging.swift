@@ -22,12 +22,6 @@ final class NBDStaging: @unchecked Sendable {
     }
 
     func scatter() {
-        for (buffer, pieces) in staged {
-            var cursor = UnsafeRawPointer(buffer)
-            for piece in pieces {
-                piece.iov_base!.copyMemory(from: cursor, byteCount: piece.iov_len)
-                cursor += piece.iov_len
-            }
-        }
+        for (buffer, pieces) in staged { pieces.scatter(from: buffer) }
     }
 }

@@ -96,7 +96,7 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: units.count, alignment: 4096)
             defer { buffer.deallocate() }
             try readUnits(vectors: [iovec(iov_base: buffer, iov_len: units.count)], at: units.offset, count: units.count)
-            copy(from: buffer + Int(offset - units.offset), to: vectors)
+            vectors.scatter(from: buffer + Int(offset - units.offset))
             return
         }
         try readUnits(vectors: vectors, at: offset, count: count)
@@ -131,11 +131,7 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
             if tailIsPartial && !(headIsPartial && lastUnit == units.offset) {
                 try readUnits(vectors: [iovec(iov_base: buffer + (units.count - unit), iov_len: unit)], at: lastUnit, count: unit)
             }
-            var cursor = buffer + Int(offset - units.offset)
-            for vector in vectors where vector.iov_len > 0 {
-                cursor.copyMemory(from: vector.iov_base!, byteCount: vector.iov_len)
-                cursor += vector.iov_len
-            }
+            vectors.gather(into: buffer + Int(offset - units.offset))
             // The transfer stages every byte before this returns, so the buffer may go.
             try writeUnits(vectors: [iovec(iov_base: buffer, iov_len: units.count)], at: units.offset, count: units.count)
         }
@@ -156,14 +152,6 @@ final class NBDStore: StoreBackend, @unchecked Sendable {
         let start = offset / unit * unit
         let end = (offset + UInt64(count) + unit - 1) / unit * unit
         return (start, Int(end - start))
-    }
-
-    private func copy(from source: UnsafeRawPointer, to vectors: [iovec]) {
-        var cursor = source
-        for vector in vectors where vector.iov_len > 0 {
-            vector.iov_base!.copyMemory(from: cursor, byteCount: vector.iov_len)
-            cursor += vector.iov_len
-        }
     }
 
     /// NBD_CMD_FLUSH covers the writes the server has answered: all of them, once drained.

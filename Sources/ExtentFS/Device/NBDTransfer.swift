@@ -65,11 +65,7 @@ struct NBDTransfer {
         case .read:
             commands.append(.read(buffer, count: total, offset: offset))
         case .write:
-            var cursor = buffer
-            for piece in pieces {
-                cursor.copyMemory(from: piece.iov_base!, byteCount: piece.iov_len)
-                cursor += piece.iov_len
-            }
+            pieces.gather(into: buffer)
             commands.append(.write(buffer, count: total, offset: offset))
         }
     }
